@@ -1,0 +1,229 @@
+"""Receipt matching policy: which submitted part a delivery receipt answers.
+
+A receipt can beat its submit_sm_resp (the SMSC answers the submit, the handset
+acknowledges, and the deliver_sm overtakes the response on another bind). So a
+receipt that matches nothing is held in memory for ``hold_seconds``; the submit that
+arrives meanwhile claims it. After that it goes to the store's orphan table, where a
+late submit still finds it.
+
+Ordering matters with the store's FIFO queue: ``on_submitted`` looks for held
+receipts only after its submit is recorded, and ``on_receipt`` holds a receipt in the
+same step in which its lookup came back empty, so neither can miss the other.
+
+No I/O besides the store; the clock is injected.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from correlation.ids import IdForm, candidate_keys, normalise_id
+from correlation.receipts import DlrStatus, Receipt
+from correlation.store import (
+    DELIVERED,
+    EXPIRED,
+    FINAL_STATES,
+    REJECTED,
+    SUBMITTED,
+    UNDELIVERABLE,
+    UNKNOWN,
+    CorrelationStore,
+    PartRef,
+)
+
+# Receipt status -> part state; intermediate receipts leave the part SUBMITTED.
+PART_STATE_BY_STATUS: dict[DlrStatus, str] = {
+    DlrStatus.DELIVERED: DELIVERED,
+    DlrStatus.UNDELIVERABLE: UNDELIVERABLE,
+    DlrStatus.EXPIRED: EXPIRED,
+    DlrStatus.REJECTED: REJECTED,
+    DlrStatus.DELETED: UNDELIVERABLE,  # deleted by the SMSC: it will not be delivered
+    DlrStatus.UNKNOWN: UNKNOWN,
+    DlrStatus.ENROUTE: SUBMITTED,
+    DlrStatus.ACCEPTED: SUBMITTED,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class MatchResult:
+    """A receipt matched to a part, and what it did to the message."""
+
+    message_id: str
+    part: int
+    total: int
+    message_state: str  # the message's aggregate state after this receipt
+    final: bool  # message_state is final: publish the message's DLR
+    stat: str
+    err: str | None
+    part_state: str
+    receipt: Receipt
+
+
+@dataclass(slots=True, eq=False)
+class _Held:
+    operator_id: str
+    keys: tuple[str, ...]
+    receipt: Receipt
+    held_at: float
+    taken: bool = field(default=False)
+
+
+def receipt_keys(receipt_id: str, form: IdForm) -> tuple[str, ...]:
+    """The keys a receipt id may match: every reading under 'auto', else the one."""
+    if form == "auto":
+        return candidate_keys(receipt_id) or (receipt_id,)
+    return (normalise_id(receipt_id, form),)
+
+
+class ReceiptMatcher:
+    """Matches receipts to submitted parts through a CorrelationStore."""
+
+    def __init__(
+        self, store: CorrelationStore, clock: Callable[[], float], hold_seconds: float
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self._hold_seconds = hold_seconds
+        self._held: dict[tuple[str, str], list[_Held]] = {}  # (operator, key) -> receipts
+        self._held_order: deque[_Held] = deque()  # oldest first
+
+    @property
+    def held_count(self) -> int:
+        return sum(1 for h in self._held_order if not h.taken)
+
+    async def on_submitted(
+        self,
+        operator_id: str,
+        message_id: str,
+        part: int,
+        total: int,
+        smsc_id: str,
+        id_form: IdForm,
+    ) -> list[MatchResult]:
+        """Record a submit_sm_resp; returns the receipts that were waiting for it."""
+        key = normalise_id(smsc_id, id_form)
+        now = self._clock()
+        await self._store.record_submitted(message_id, part, total, operator_id, smsc_id, key, now)
+        ref = PartRef(message_id, part, total)
+        receipts = [held.receipt for held in self._take_held(operator_id, key)]
+        receipts += [receipt_from_dict(d) for d in await self._store.take_orphans(operator_id, key)]
+        results = []
+        for receipt in receipts:
+            result = await self._apply(ref, receipt)
+            if result is not None:
+                results.append(result)
+        return results
+
+    async def on_receipt(
+        self, operator_id: str, receipt_id: str, receipt: Receipt, id_form: IdForm
+    ) -> MatchResult | None:
+        """Match a receipt from any bind of the operator; None means it is held."""
+        keys = receipt_keys(receipt_id, id_form)
+        ref = await self._store.lookup_part(operator_id, *keys)
+        if ref is None:
+            # No await between the miss and the hold: a submit recorded meanwhile finds it.
+            self._hold(_Held(operator_id, keys, receipt, self._clock()))
+            return None
+        return await self._apply(ref, receipt)
+
+    async def expire_held(self, now: float) -> int:
+        """Move receipts held longer than hold_seconds to the orphan table; returns how many."""
+        moved = 0
+        deadline = now - self._hold_seconds
+        while self._held_order and self._held_order[0].held_at <= deadline:
+            held = self._held_order.popleft()
+            if held.taken:
+                continue
+            # Unhook and queue the write in one step (put_orphan queues before it suspends):
+            # the rest stay claimable in memory until their turn.
+            self._unhook(held)
+            fields = receipt_to_dict(held.receipt)
+            await self._store.put_orphan(held.operator_id, held.keys, fields, held.held_at)
+            moved += 1
+        return moved
+
+    async def _apply(self, ref: PartRef, receipt: Receipt) -> MatchResult | None:
+        part_state = PART_STATE_BY_STATUS[receipt.status]
+        state = await self._store.record_receipt(
+            ref.message_id, ref.part, part_state, receipt.stat, receipt.err, self._clock()
+        )
+        if state is None:
+            return None
+        return MatchResult(
+            message_id=ref.message_id,
+            part=ref.part,
+            total=ref.total,
+            message_state=state,
+            final=state in FINAL_STATES,
+            stat=receipt.stat,
+            err=receipt.err,
+            part_state=part_state,
+            receipt=receipt,
+        )
+
+    def _hold(self, held: _Held) -> None:
+        for key in held.keys:
+            self._held.setdefault((held.operator_id, key), []).append(held)
+        self._held_order.append(held)
+
+    def _take_held(self, operator_id: str, key: str) -> list[_Held]:
+        taken = [h for h in self._held.get((operator_id, key), ()) if not h.taken]
+        for held in taken:
+            held.taken = True  # its deque entry is skipped on expiry
+            self._unhook(held)
+        return taken
+
+    def _unhook(self, held: _Held) -> None:
+        held.taken = True
+        for key in held.keys:
+            waiting = self._held.get((held.operator_id, key))
+            if waiting is None:
+                continue
+            waiting[:] = [h for h in waiting if h is not held]
+            if not waiting:
+                del self._held[(held.operator_id, key)]
+
+
+def receipt_to_dict(receipt: Receipt) -> dict[str, Any]:
+    """A JSON-serialisable form of a receipt, for the orphan table."""
+    nec = receipt.network_error_code
+    return {
+        "message_id": receipt.message_id,
+        "stat": receipt.stat,
+        "err": receipt.err,
+        "sub": receipt.sub,
+        "dlvrd": receipt.dlvrd,
+        "submit_date": _iso(receipt.submit_date),
+        "done_date": _iso(receipt.done_date),
+        "text": receipt.text,
+        "network_error_code": nec.hex() if nec is not None else None,
+        "message_state": receipt.message_state,
+    }
+
+
+def receipt_from_dict(d: dict[str, Any]) -> Receipt:
+    nec = d.get("network_error_code")
+    return Receipt(
+        message_id=d["message_id"],
+        stat=d["stat"],
+        err=d.get("err"),
+        sub=d.get("sub"),
+        dlvrd=d.get("dlvrd"),
+        submit_date=_date(d.get("submit_date")),
+        done_date=_date(d.get("done_date")),
+        text=d.get("text"),
+        network_error_code=bytes.fromhex(nec) if nec is not None else None,
+        message_state=d.get("message_state"),
+    )
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+def _date(value: str | None) -> datetime | None:
+    return datetime.fromisoformat(value) if value is not None else None

@@ -1,0 +1,212 @@
+"""The correlation store seam: accepted messages, their submitted parts, receipts and events.
+
+Two implementations sit behind ``CorrelationStore``: SQLite for the embedded mode
+(``correlation.sqlite_store``) and PostgreSQL + Redis for the distributed one. Both
+keep the same promises:
+
+* ``accept`` returns only once the messages are durable: a 202 means "not lost".
+* A message stays ``ACCEPTED`` until every part is submitted; ``pending_messages``
+  lists those, and a restart resends them (at-least-once).
+* Matching is per operator, not per bind: parts are found by
+  ``(operator_id, smsc_key)``, where ``smsc_key`` is the SMSC message id normalised by
+  ``correlation.ids``.
+
+Message states: ACCEPTED -> SUBMITTED -> DELIVERED | UNDELIVERABLE | EXPIRED |
+REJECTED | FAILED | UNKNOWN. A multipart message is DELIVERED when every part is,
+and failed as soon as any part fails (``aggregate_state``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any, NamedTuple, Protocol
+
+# Message states.
+ACCEPTED = "ACCEPTED"  # durable, not yet (fully) submitted: resent after a restart
+SUBMITTED = "SUBMITTED"  # every part has an SMSC message id
+DELIVERED = "DELIVERED"
+UNDELIVERABLE = "UNDELIVERABLE"
+EXPIRED = "EXPIRED"
+REJECTED = "REJECTED"
+FAILED = "FAILED"  # we gave up: permanent submit error, retries exhausted, no route
+UNKNOWN = "UNKNOWN"
+# Part-only state: not yet submitted.
+PENDING = "PENDING"
+
+MESSAGE_STATES = frozenset(
+    {ACCEPTED, SUBMITTED, DELIVERED, UNDELIVERABLE, EXPIRED, REJECTED, FAILED, UNKNOWN}
+)
+PART_STATES = (MESSAGE_STATES - {ACCEPTED}) | {PENDING}
+FAILURE_STATES = frozenset({UNDELIVERABLE, EXPIRED, REJECTED, FAILED})
+FINAL_STATES = FAILURE_STATES | {DELIVERED, UNKNOWN}
+
+
+@dataclass(slots=True, kw_only=True)
+class MessageRecord:
+    """One accepted message, as stored (body already encoded in ``data_coding``)."""
+
+    message_id: str
+    tenant_id: str
+    source: str
+    destination: str
+    data_coding: int
+    body: bytes
+    created_at: float
+    updated_at: float
+    operator_id: str | None = None  # None: routing picks one at dispatch
+    registered_delivery: int = 1
+    validity: str | None = None
+    priority: int = 0
+    state: str = ACCEPTED
+    attempts: int = 0
+    reason: str | None = None
+    command_status: int | None = None
+    receipt_stat: str | None = None
+    receipt_err: str | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class PartRecord:
+    """One submitted part of a message (part numbers start at 1)."""
+
+    message_id: str
+    part: int
+    total: int
+    operator_id: str
+    smsc_id: str | None = None  # as the SMSC sent it in submit_sm_resp
+    smsc_key: str | None = None  # normalised id, used for matching
+    state: str = PENDING
+    command_status: int | None = None
+    stat: str | None = None
+    err: str | None = None
+    submitted_at: float | None = None
+    done_at: float | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class EventRecord:
+    """An event in the embedded event sink (DLR, MO), read by the API with a cursor."""
+
+    id: int  # increasing; pass the last one seen as ``after_id``
+    kind: str
+    payload: dict[str, Any]
+    created_at: float
+
+
+class PartRef(NamedTuple):
+    """Where a receipt belongs: the message, which part, and how many parts it has."""
+
+    message_id: str
+    part: int
+    total: int
+
+
+def aggregate_state(current: str, part_states: Sequence[str], total: int) -> str:
+    """A message's state from its parts' states (only the parts known so far).
+
+    Any failed part fails the message (first failing part's state); every part
+    delivered makes it DELIVERED; every part final but not all delivered is UNKNOWN;
+    otherwise the message keeps its current state.
+    """
+    for state in part_states:
+        if state in FAILURE_STATES:
+            return state
+    if len(part_states) >= total:
+        if all(state == DELIVERED for state in part_states):
+            return DELIVERED
+        if all(state in FINAL_STATES for state in part_states):
+            return UNKNOWN
+    return current
+
+
+class CorrelationStore(Protocol):
+    """Async store of messages, parts, receipts and events; every method is safe to
+    call from the event loop (implementations do their I/O off the loop)."""
+
+    async def open(self) -> None:
+        """Connect and create the schema if needed."""
+
+    async def close(self) -> None:
+        """Finish queued writes, then release connections."""
+
+    async def accept(self, messages: Sequence[MessageRecord]) -> None:
+        """Store new messages; returns only once they are durable."""
+
+    async def pending_messages(self) -> list[MessageRecord]:
+        """Messages still ACCEPTED (not every part submitted), oldest first: resend
+        them after a restart."""
+
+    async def record_submitted(
+        self,
+        message_id: str,
+        part: int,
+        total: int,
+        operator_id: str,
+        smsc_id: str,
+        smsc_key: str,
+        at: float,
+    ) -> None:
+        """A part got its submit_sm_resp; once every part has, the message is SUBMITTED.
+
+        The part is findable by ``lookup_part`` as soon as this is called (before it
+        returns), so a receipt processed meanwhile matches.
+        """
+
+    async def set_message_state(
+        self,
+        message_id: str,
+        state: str,
+        *,
+        at: float,
+        reason: str | None = None,
+        command_status: int | None = None,
+        attempts: int | None = None,
+    ) -> None:
+        """Set a message's state (e.g. FAILED on a permanent submit error); None
+        arguments leave the stored value as it is."""
+
+    async def lookup_part(self, operator_id: str, smsc_key: str, *more_keys: str) -> PartRef | None:
+        """The part submitted to ``operator_id`` under the first of the keys that
+        matches, or None."""
+
+    async def record_receipt(
+        self,
+        message_id: str,
+        part: int,
+        state: str,
+        stat: str | None,
+        err: str | None,
+        at: float,
+    ) -> str | None:
+        """Record a receipt for a part, returning the message's new aggregate state
+        (None if the part is unknown). ``state`` is a final part state, or SUBMITTED
+        for an intermediate receipt (ENROUTE, ACCEPTD), which never overrides a final
+        one."""
+
+    async def put_orphan(
+        self, operator_id: str, smsc_keys: Sequence[str], receipt: dict[str, Any], at: float
+    ) -> None:
+        """Keep a receipt that matched no part, findable under each of ``smsc_keys``
+        (its candidate keys); ``receipt`` must be JSON-serialisable."""
+
+    async def take_orphans(self, operator_id: str, smsc_key: str) -> list[dict[str, Any]]:
+        """Remove and return the orphan receipts stored under the key, oldest first."""
+
+    async def get_message(self, message_id: str) -> dict[str, Any] | None:
+        """The message's fields plus ``parts`` (a list of part dicts), for the API."""
+
+    async def idempotency_get(self, key: str) -> str | None:
+        """The message id stored under an idempotency key, if any."""
+
+    async def idempotency_put(self, key: str, message_id: str) -> str:
+        """Store key -> message_id unless the key exists; returns the id that is stored
+        (the first writer wins, so a concurrent duplicate learns the original id)."""
+
+    async def store_event(self, kind: str, payload: dict[str, Any]) -> int:
+        """Append an event (e.g. "dlr", "mo") to the embedded sink; returns its id."""
+
+    async def list_events(
+        self, kind: str | None = None, after_id: int = 0, limit: int = 100
+    ) -> list[EventRecord]:
+        """Events with id > after_id (of one kind, or all), oldest first."""

@@ -1,0 +1,177 @@
+"""ReceiptMatcher over a real SqliteStore, with a fake clock."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from conftest import FakeClock
+
+from correlation.matcher import ReceiptMatcher, receipt_keys
+from correlation.receipts import Receipt
+from correlation.sqlite_store import SqliteStore
+from correlation.store import (
+    ACCEPTED,
+    DELIVERED,
+    SUBMITTED,
+    UNDELIVERABLE,
+    MessageRecord,
+)
+
+HOLD = 30.0
+
+
+def message(message_id: str) -> MessageRecord:
+    return MessageRecord(
+        message_id=message_id,
+        tenant_id="t1",
+        source="Acme",
+        destination="93791234567",
+        data_coding=0,
+        body=b"hello",
+        created_at=1.0,
+        updated_at=1.0,
+    )
+
+
+def receipt(receipt_id: str, stat: str = "DELIVRD", err: str = "000") -> Receipt:
+    return Receipt(message_id=receipt_id, stat=stat, err=err, sub=1, dlvrd=1, text="hello")
+
+
+@pytest.fixture
+async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[SqliteStore]:
+    s = SqliteStore(str(tmp_path / "smppd.sqlite"), clock=clock)
+    await s.open()
+    await s.accept([message("m1"), message("m2")])
+    yield s
+    await s.close()
+
+
+@pytest.fixture
+def matcher(store: SqliteStore, clock: FakeClock) -> ReceiptMatcher:
+    return ReceiptMatcher(store, clock, HOLD)
+
+
+async def test_hex_submit_id_matches_decimal_receipt_id(matcher: ReceiptMatcher) -> None:
+    assert await matcher.on_submitted("roshan", "m1", 1, 1, "00A1B2C3", "hex") == []
+    result = await matcher.on_receipt("roshan", "10597059", receipt("10597059"), "decimal")
+    assert result is not None
+    assert (result.message_id, result.part, result.total) == ("m1", 1, 1)
+    assert (result.message_state, result.final, result.stat, result.err) == (
+        DELIVERED,
+        True,
+        "DELIVRD",
+        "000",
+    )
+
+
+async def test_auto_receipt_form_tries_every_reading(matcher: ReceiptMatcher) -> None:
+    assert receipt_keys("10597059", "auto") == ("a1b2c3", "10597059")
+    await matcher.on_submitted("roshan", "m1", 1, 1, "A1B2C3", "hex")
+    await matcher.on_submitted("roshan", "m2", 1, 1, "4660", "decimal")  # key 1234
+    got1 = await matcher.on_receipt("roshan", "10597059", receipt("10597059"), "auto")
+    got2 = await matcher.on_receipt("roshan", "1234", receipt("1234"), "auto")
+    assert got1 is not None and got1.message_id == "m1"
+    assert got2 is not None and got2.message_id == "m2"
+
+
+async def test_receipt_from_another_operator_does_not_match(matcher: ReceiptMatcher) -> None:
+    await matcher.on_submitted("roshan", "m1", 1, 1, "123", "decimal")
+    assert await matcher.on_receipt("mtn-af", "123", receipt("123"), "decimal") is None
+    assert matcher.held_count == 1
+
+
+async def test_receipt_before_response_is_held_then_matched(
+    matcher: ReceiptMatcher, store: SqliteStore, clock: FakeClock
+) -> None:
+    assert await matcher.on_receipt("roshan", "777", receipt("777"), "decimal") is None
+    assert matcher.held_count == 1
+    clock.advance(HOLD - 1)
+    assert await matcher.expire_held(clock.now) == 0
+    results = await matcher.on_submitted("roshan", "m1", 1, 1, "777", "decimal")
+    assert [(r.message_id, r.message_state, r.final) for r in results] == [("m1", DELIVERED, True)]
+    assert matcher.held_count == 0
+    assert await matcher.expire_held(clock.advance(HOLD)) == 0
+    assert await store.take_orphans("roshan", "309") == []
+
+
+async def test_orphan_then_late_submit_is_matched(
+    matcher: ReceiptMatcher, store: SqliteStore, clock: FakeClock
+) -> None:
+    late = Receipt(message_id="777", stat="UNDELIV", err="011", network_error_code=b"\x03\x00\x0b")
+    assert await matcher.on_receipt("roshan", "777", late, "auto") is None
+    clock.advance(HOLD)
+    assert await matcher.expire_held(clock.now) == 1
+    assert matcher.held_count == 0
+    # A fresh matcher (as after a restart): the orphan lives in the store, not in memory.
+    fresh = ReceiptMatcher(store, clock, HOLD)
+    results = await fresh.on_submitted("roshan", "m1", 1, 1, "777", "decimal")
+    assert len(results) == 1
+    assert (results[0].message_state, results[0].err) == (UNDELIVERABLE, "011")
+    assert results[0].receipt == late
+    # Taken once: the receipt's other candidate key no longer finds it.
+    assert await store.take_orphans("roshan", "777") == []
+
+
+async def test_multipart_delivered_only_when_every_part_is(matcher: ReceiptMatcher) -> None:
+    await matcher.on_submitted("roshan", "m1", 1, 2, "100", "decimal")
+    await matcher.on_submitted("roshan", "m1", 2, 2, "101", "decimal")
+    first = await matcher.on_receipt("roshan", "100", receipt("100"), "decimal")
+    second = await matcher.on_receipt("roshan", "101", receipt("101"), "decimal")
+    assert first is not None and (first.message_state, first.final) == (SUBMITTED, False)
+    assert second is not None and (second.message_state, second.final) == (DELIVERED, True)
+    assert (second.part, second.total) == (2, 2)
+
+
+async def test_multipart_fails_when_one_part_fails(matcher: ReceiptMatcher) -> None:
+    await matcher.on_submitted("roshan", "m1", 1, 2, "100", "decimal")
+    failed = await matcher.on_receipt("roshan", "100", receipt("100", "UNDELIV", "001"), "decimal")
+    assert failed is not None and (failed.message_state, failed.final) == (UNDELIVERABLE, True)
+    await matcher.on_submitted("roshan", "m1", 2, 2, "101", "decimal")
+    later = await matcher.on_receipt("roshan", "101", receipt("101"), "decimal")
+    assert later is not None and later.message_state == UNDELIVERABLE
+
+
+async def test_intermediate_receipt_is_not_final(
+    matcher: ReceiptMatcher, store: SqliteStore
+) -> None:
+    await matcher.on_submitted("roshan", "m1", 1, 1, "5", "decimal")
+    enroute = await matcher.on_receipt("roshan", "5", receipt("5", "ENROUTE"), "decimal")
+    assert enroute is not None
+    assert (enroute.message_state, enroute.final, enroute.part_state) == (
+        SUBMITTED,
+        False,
+        SUBMITTED,
+    )
+    done = await matcher.on_receipt("roshan", "5", receipt("5", "DELETED"), "decimal")
+    assert done is not None and (done.message_state, done.final) == (UNDELIVERABLE, True)
+
+
+async def test_receipt_racing_its_submit_through_the_table_is_not_lost(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    # No hot index: the receipt's lookup goes to the table while the submit is being recorded.
+    store = SqliteStore(str(tmp_path / "race.sqlite"), clock=clock, hot_index_size=0)
+    await store.open()
+    try:
+        await store.accept([message("m1")])
+        matcher = ReceiptMatcher(store, clock, HOLD)
+        held, matched = await asyncio.gather(
+            matcher.on_receipt("roshan", "42", receipt("42"), "decimal"),
+            matcher.on_submitted("roshan", "m1", 1, 1, "42", "decimal"),
+        )
+        assert held is None
+        assert [r.message_state for r in matched] == [DELIVERED]
+        assert matcher.held_count == 0
+    finally:
+        await store.close()
+
+
+async def test_unsubmitted_message_stays_accepted(
+    matcher: ReceiptMatcher, store: SqliteStore
+) -> None:
+    await matcher.on_submitted("roshan", "m1", 1, 3, "1", "decimal")
+    got = await store.get_message("m1")
+    assert got is not None and got["state"] == ACCEPTED

@@ -1,0 +1,269 @@
+"""SqliteStore against a real SQLite file in tmp_path."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import sys
+import textwrap
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from conftest import FakeClock
+from hypothesis import given
+from hypothesis import strategies as st
+
+from correlation.sqlite_store import SqliteStore
+from correlation.store import (
+    ACCEPTED,
+    DELIVERED,
+    FAILED,
+    FAILURE_STATES,
+    FINAL_STATES,
+    PART_STATES,
+    SUBMITTED,
+    UNDELIVERABLE,
+    UNKNOWN,
+    MessageRecord,
+    PartRef,
+    aggregate_state,
+)
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def message(message_id: str, at: float = 1000.0) -> MessageRecord:
+    return MessageRecord(
+        message_id=message_id,
+        tenant_id="t1",
+        source="Acme",
+        destination="93791234567",
+        data_coding=0,
+        body=b"hello",
+        created_at=at,
+        updated_at=at,
+    )
+
+
+@pytest.fixture
+def path(tmp_path: Path) -> str:
+    return str(tmp_path / "smppd.sqlite")
+
+
+@pytest.fixture
+async def store(path: str, clock: FakeClock) -> AsyncIterator[SqliteStore]:
+    s = SqliteStore(path, clock=clock)
+    await s.open()
+    yield s
+    await s.close()
+
+
+async def reopen(path: str, **kwargs: int) -> SqliteStore:
+    s = SqliteStore(path, **kwargs)  # type: ignore[arg-type]
+    await s.open()
+    return s
+
+
+async def test_accept_survives_close_and_reopen(store: SqliteStore, path: str) -> None:
+    await store.accept([message("m1"), message("m2")])
+    await store.close()
+    again = await reopen(path)
+    try:
+        got = await again.get_message("m1")
+        assert got is not None
+        assert got["state"] == ACCEPTED and got["body"] == b"hello" and got["parts"] == []
+        assert [m.message_id for m in await again.pending_messages()] == ["m1", "m2"]
+    finally:
+        await again.close()
+
+
+async def test_accepted_messages_survive_kill_9(path: str) -> None:
+    # A real process, killed with SIGKILL right after accept() returned: nothing may be lost.
+    script = textwrap.dedent(
+        f"""
+        import asyncio, os, signal
+        from correlation.sqlite_store import SqliteStore
+        from correlation.store import MessageRecord
+
+        def message(message_id, at):
+            return MessageRecord(message_id=message_id, tenant_id="t1", source="Acme",
+                destination="93791234567", data_coding=0, body=b"hi", created_at=at, updated_at=at)
+
+        async def main():
+            store = SqliteStore({path!r})
+            await store.open()
+            accepts = (store.accept([message(f"m{{i}}", 1000.0 + i)]) for i in range(200))
+            await asyncio.gather(*accepts)
+            await store.record_submitted("m0", 1, 1, "op", "AB", "ab", 1001.0)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        asyncio.run(main())
+        """
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, cwd=REPO, stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await proc.communicate()
+    assert proc.returncode == -9, stderr.decode()
+    again = await reopen(path)
+    try:
+        pending = await again.pending_messages()
+        assert [m.message_id for m in pending] == [f"m{i}" for i in range(1, 200)]
+        assert await again.lookup_part("op", "ab") == PartRef("m0", 1, 1)
+    finally:
+        await again.close()
+
+
+async def test_pending_after_crash_lists_only_unsubmitted(store: SqliteStore, path: str) -> None:
+    await store.accept([message("m1", 1), message("m2", 2), message("m3", 3)])
+    await store.record_submitted("m1", 1, 1, "op", "1", "1", 10.0)
+    await store.record_submitted("m3", 1, 2, "op", "2", "2", 10.0)  # 1 part of 2: still pending
+    # Simulated crash: a second connection reads the file while the first is left as it is.
+    other = await reopen(path)
+    try:
+        assert [m.message_id for m in await other.pending_messages()] == ["m2", "m3"]
+    finally:
+        await other.close()
+    await store.record_submitted("m3", 2, 2, "op", "3", "3", 11.0)
+    assert [m.message_id for m in await store.pending_messages()] == ["m2"]
+    got = await store.get_message("m3")
+    assert got is not None and got["state"] == SUBMITTED and got["operator_id"] == "op"
+
+
+async def test_lookup_from_hot_index_and_from_table(path: str) -> None:
+    s = await reopen(path, hot_index_size=1)
+    try:
+        await s.accept([message("m1"), message("m2")])
+        await s.record_submitted("m1", 1, 1, "op", "1A", "1a", 1.0)
+        await s.record_submitted("m2", 1, 1, "op", "1B", "1b", 2.0)  # evicts m1 from the index
+        assert await s.lookup_part("op", "1a") == PartRef("m1", 1, 1)
+        assert await s.lookup_part("op", "zz", "1b") == PartRef("m2", 1, 1)
+        assert await s.lookup_part("other-op", "1a") is None
+        assert await s.lookup_part("op", "zz") is None
+    finally:
+        await s.close()
+
+
+async def test_receipt_on_single_part_message(store: SqliteStore) -> None:
+    await store.accept([message("m1")])
+    await store.record_submitted("m1", 1, 1, "op", "1", "1", 1.0)
+    assert await store.record_receipt("m1", 1, SUBMITTED, "ENROUTE", None, 2.0) == SUBMITTED
+    assert await store.record_receipt("m1", 1, DELIVERED, "DELIVRD", "000", 3.0) == DELIVERED
+    # A late intermediate receipt never undoes a final one.
+    assert await store.record_receipt("m1", 1, SUBMITTED, "ENROUTE", None, 4.0) == DELIVERED
+    got = await store.get_message("m1")
+    assert got is not None
+    assert (got["state"], got["receipt_stat"], got["receipt_err"]) == (DELIVERED, "DELIVRD", "000")
+    assert got["parts"][0]["state"] == DELIVERED and got["parts"][0]["done_at"] == 3.0
+    assert await store.record_receipt("nope", 1, DELIVERED, "DELIVRD", None, 5.0) is None
+
+
+async def test_multipart_delivered_when_every_part_is(store: SqliteStore) -> None:
+    await store.accept([message("m1")])
+    for part in (1, 2, 3):
+        await store.record_submitted("m1", part, 3, "op", str(part), str(part), 1.0)
+    assert await store.record_receipt("m1", 1, DELIVERED, "DELIVRD", None, 2.0) == SUBMITTED
+    assert await store.record_receipt("m1", 3, DELIVERED, "DELIVRD", None, 2.0) == SUBMITTED
+    assert await store.record_receipt("m1", 2, DELIVERED, "DELIVRD", None, 2.0) == DELIVERED
+
+
+async def test_multipart_fails_when_any_part_fails(store: SqliteStore) -> None:
+    await store.accept([message("m1")])
+    for part in (1, 2):
+        await store.record_submitted("m1", part, 2, "op", str(part), str(part), 1.0)
+    assert (
+        await store.record_receipt("m1", 2, UNDELIVERABLE, "UNDELIV", "001", 2.0) == UNDELIVERABLE
+    )
+    assert await store.record_receipt("m1", 1, DELIVERED, "DELIVRD", None, 3.0) == UNDELIVERABLE
+    got = await store.get_message("m1")
+    assert got is not None and (got["state"], got["receipt_err"]) == (UNDELIVERABLE, "001")
+
+
+async def test_set_message_state(store: SqliteStore) -> None:
+    await store.accept([message("m1")])
+    await store.set_message_state("m1", FAILED, at=5.0, reason="ESME_RINVDSTADR", command_status=11)
+    await store.set_message_state("m1", FAILED, at=6.0, attempts=3)
+    got = await store.get_message("m1")
+    assert got is not None
+    assert (got["state"], got["reason"], got["command_status"], got["attempts"]) == (
+        FAILED,
+        "ESME_RINVDSTADR",
+        11,
+        3,
+    )
+    assert await store.pending_messages() == []
+
+
+async def test_orphans_found_under_any_key_and_taken_once(store: SqliteStore) -> None:
+    await store.put_orphan("op", ["1e240", "123456"], {"stat": "DELIVRD"}, 1.0)
+    await store.put_orphan("op", ["1e240"], {"stat": "UNDELIV"}, 2.0)
+    await store.put_orphan("other", ["123456"], {"stat": "EXPIRED"}, 3.0)
+    assert await store.take_orphans("op", "123456") == [{"stat": "DELIVRD"}]
+    assert await store.take_orphans("op", "1e240") == [{"stat": "UNDELIV"}]
+    assert await store.take_orphans("op", "1e240") == []
+    assert await store.take_orphans("other", "123456") == [{"stat": "EXPIRED"}]
+
+
+async def test_idempotency_first_writer_wins(store: SqliteStore, path: str) -> None:
+    assert await store.idempotency_get("k1") is None
+    first, second = await asyncio.gather(
+        store.idempotency_put("k1", "m1"), store.idempotency_put("k1", "m2")
+    )
+    assert first == second == "m1"
+    await store.close()
+    again = await reopen(path)
+    try:
+        assert await again.idempotency_get("k1") == "m1"
+    finally:
+        await again.close()
+
+
+async def test_events_listed_by_kind_with_a_cursor(store: SqliteStore, clock: FakeClock) -> None:
+    ids = [await store.store_event("dlr", {"n": n}) for n in range(3)]
+    clock.advance(5)
+    mo = await store.store_event("mo", {"text": "hi"})
+    dlrs = await store.list_events("dlr", after_id=ids[0], limit=10)
+    assert [(e.id, e.payload) for e in dlrs] == [(ids[1], {"n": 1}), (ids[2], {"n": 2})]
+    every = await store.list_events(None, after_id=0, limit=3)
+    assert [e.kind for e in every] == ["dlr", "dlr", "dlr"]
+    last = await store.list_events(None, after_id=every[-1].id)
+    assert [(e.id, e.kind, e.payload, e.created_at) for e in last] == [
+        (mo, "mo", {"text": "hi"}, clock.now)
+    ]
+
+
+async def test_concurrent_calls_commit_together_and_a_bad_one_fails_alone(
+    store: SqliteStore,
+) -> None:
+    await store.accept([message("dup")])
+    results = await asyncio.gather(
+        *(store.accept([message(f"m{i}")]) for i in range(50)),
+        store.accept([message("dup")]),
+        return_exceptions=True,
+    )
+    assert all(r is None for r in results[:50])
+    assert isinstance(results[50], sqlite3.IntegrityError)
+    assert len(await store.pending_messages()) == 51
+
+
+async def test_closed_store_refuses_calls(path: str) -> None:
+    s = SqliteStore(path)
+    with pytest.raises(RuntimeError):
+        await s.accept([message("m1")])
+
+
+@given(st.lists(st.sampled_from(sorted(PART_STATES)), min_size=1, max_size=5))
+def test_aggregate_state_rules(states: list[str]) -> None:
+    got = aggregate_state(SUBMITTED, states, len(states))
+    if any(s in FAILURE_STATES for s in states):
+        assert got == next(s for s in states if s in FAILURE_STATES)
+    elif all(s == DELIVERED for s in states):
+        assert got == DELIVERED
+    elif all(s in FINAL_STATES for s in states):
+        assert got == UNKNOWN
+    else:
+        assert got == SUBMITTED
+    # With a part still missing, only a failure decides.
+    missing = aggregate_state(SUBMITTED, states, len(states) + 1)
+    assert missing == (got if got in FAILURE_STATES else SUBMITTED)
