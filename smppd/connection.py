@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from smppd.protocol.constants import Status
 from smppd.protocol.pdu import GenericNack, Pdu, Unbind
@@ -98,8 +98,8 @@ class SmppConnection(asyncio.Protocol):
     # -- asyncio.Protocol --
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        # uvloop's TCPTransport is not an asyncio.Transport subclass: cast, don't assert
+        self.transport = cast(asyncio.Transport, transport)
         self.peer = transport.get_extra_info("peername")
 
     def data_received(self, data: bytes) -> None:
@@ -140,6 +140,7 @@ class SmppConnection(asyncio.Protocol):
             raise ConnectionClosedError("connection is closed")
         sequence = self.session.send_request(pdu, self.loop.time(), context)
         self._schedule_flush()
+        self._arm_timer()  # this response may be due before the timer already armed
         return sequence
 
     async def request(self, pdu: Pdu, *, check_status: bool = True) -> Pdu:
@@ -170,6 +171,15 @@ class SmppConnection(asyncio.Protocol):
             self._window_waiters.append(waiter)
             await waiter
         if not self.is_open:
+            raise ConnectionClosedError("connection is closed")
+
+    async def wait_window_empty(self) -> None:
+        """Until every outstanding request has been answered or has expired."""
+        while self.is_open and len(self.session.window):
+            waiter: asyncio.Future[None] = self.loop.create_future()
+            self._window_waiters.append(waiter)
+            await waiter
+        if not self.is_open and len(self.session.window):
             raise ConnectionClosedError("connection is closed")
 
     async def drained(self) -> None:
@@ -211,9 +221,15 @@ class SmppConnection(asyncio.Protocol):
             self.transport.write(self.session.data_to_send())
 
     def _arm_timer(self) -> None:
+        """Arm the timer at the session's next deadline, unless one is armed no later."""
         deadline = self.session.next_deadline()
-        if deadline is not None and self.transport is not None:
-            self._timer = self.loop.call_at(deadline, self._on_timer)
+        if deadline is None or self.transport is None:
+            return
+        if self._timer is not None:
+            if self._timer.when() <= deadline:
+                return
+            self._timer.cancel()
+        self._timer = self.loop.call_at(deadline, self._on_timer)
 
     def _on_timer(self) -> None:
         self._timer = None

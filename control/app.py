@@ -1,0 +1,146 @@
+"""The control API v1 (aiohttp), served in the daemon's own event loop.
+
+Errors are RFC 9457 problem details naming the field. Nothing here logs a request
+body, so no MSISDN or secret reaches a log line.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from control.view import GatewayView, InputError, Unavailable
+
+VIEW: web.AppKey[GatewayView] = web.AppKey("view", GatewayView)
+MAX_BULK = 1000
+EVENT_KINDS = ("dlr", "mo")
+
+
+def problem(status: int, title: str, detail: str = "",
+            errors: list[tuple[str, str]] | None = None) -> web.Response:
+    body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    if errors:
+        body["errors"] = [{"field": f, "message": m} for f, m in errors]
+    return web.json_response(body, status=status, content_type="application/problem+json")
+
+
+@web.middleware
+async def problems_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    try:
+        return await handler(request)  # type: ignore[no-any-return]
+    except InputError as exc:
+        return problem(exc.status, exc.title, str(exc), exc.problems)
+    except Unavailable as exc:
+        return problem(503, "Service unavailable", str(exc))
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        return problem(exc.status, exc.reason or "Error", exc.text or "")
+
+
+async def read_json(request: web.Request) -> Any:
+    if request.content_type not in ("application/json", ""):
+        raise InputError([("body", "Content-Type must be application/json")], status=415,
+                         title="Unsupported media type")
+    try:
+        return json.loads(await request.read() or b"null")
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise InputError([("body", f"not valid JSON: {exc}")], status=400,
+                         title="Malformed JSON") from None
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ready, detail = request.app[VIEW].readiness()
+    return web.json_response({"ready": ready, **detail}, status=200 if ready else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    data = generate_latest(request.app[VIEW].registry)
+    return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def list_operators(request: web.Request) -> web.Response:
+    return web.json_response({"operators": request.app[VIEW].operator_statuses()})
+
+
+async def get_operator(request: web.Request) -> web.Response:
+    status = request.app[VIEW].operator_status(request.match_info["id"])
+    if status is None:
+        return problem(404, "Not found", f"no operator {request.match_info['id']!r}")
+    return web.json_response(status)
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (1 <= len(key) <= 128 and key.isprintable()):
+        raise InputError([("Idempotency-Key", "1 to 128 printable characters")], status=400)
+    return key
+
+
+async def post_message(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise InputError([("body", "must be a JSON object")])
+    results = await request.app[VIEW].submit([body], _idempotency_key(request))
+    return web.json_response(results[0], status=202)
+
+
+async def post_bulk(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list) or not messages:
+        raise InputError([("messages", "must be a non-empty array of messages")])
+    if len(messages) > MAX_BULK:
+        raise InputError([("messages", f"at most {MAX_BULK} messages per request")],
+                         status=413, title="Too many messages")
+    results = await request.app[VIEW].submit(messages, _idempotency_key(request))
+    return web.json_response({"accepted": results}, status=202)
+
+
+async def get_message(request: web.Request) -> web.Response:
+    found = await request.app[VIEW].message(request.match_info["id"])
+    if found is None:
+        return problem(404, "Not found", f"no message {request.match_info['id']!r}")
+    return web.json_response(found)
+
+
+async def list_events(request: web.Request) -> web.Response:
+    kind = request.query.get("kind", "dlr")
+    problems = []
+    if kind not in EVENT_KINDS:
+        problems.append(("kind", f"one of {', '.join(EVENT_KINDS)}"))
+    try:
+        after = int(request.query.get("after", "0"))
+        limit = int(request.query.get("limit", "100"))
+    except ValueError:
+        problems.append(("after/limit", "must be integers"))
+        after = limit = 0
+    if not 1 <= limit <= 1000:
+        problems.append(("limit", "between 1 and 1000"))
+    if problems:
+        raise InputError(problems, status=400)
+    return web.json_response({"events": await request.app[VIEW].events(kind, after, limit)})
+
+
+def create_app(view: GatewayView) -> web.Application:
+    app = web.Application(middlewares=[problems_middleware], client_max_size=4 * 1024 * 1024)
+    app[VIEW] = view
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/v1/operators", list_operators)
+    app.router.add_get("/v1/operators/{id}", get_operator)
+    app.router.add_post("/v1/messages", post_message)
+    app.router.add_post("/v1/messages/bulk", post_bulk)
+    app.router.add_get("/v1/messages/{id}", get_message)
+    app.router.add_get("/v1/events", list_events)
+    return app

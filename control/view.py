@@ -1,0 +1,44 @@
+"""The narrow interface the control API reads the daemon through.
+
+``control`` never imports ``smppd``: the daemon hands the app an object with these
+methods, and reports bad input by raising ``InputError``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from prometheus_client import CollectorRegistry
+
+
+class InputError(Exception):
+    """Bad input; ``problems`` are (field, message) pairs, ``status`` the HTTP status."""
+
+    def __init__(self, problems: list[tuple[str, str]], status: int = 422,
+                 title: str = "Invalid request") -> None:
+        super().__init__("; ".join(f"{f}: {m}" for f, m in problems))
+        self.problems = problems
+        self.status = status
+        self.title = title
+
+
+class Unavailable(Exception):
+    """The daemon cannot take the request now (shutting down, store down)."""
+
+
+class GatewayView(Protocol):
+    @property
+    def registry(self) -> CollectorRegistry: ...
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]: ...
+
+    def operator_statuses(self) -> list[dict[str, Any]]: ...
+
+    def operator_status(self, operator_id: str) -> dict[str, Any] | None: ...
+
+    async def submit(self, bodies: list[Any], idempotency_key: str | None,
+                     ) -> list[dict[str, Any]]: ...
+
+    async def message(self, message_id: str) -> dict[str, Any] | None: ...
+
+    async def events(self, kind: str, after: int, limit: int) -> list[dict[str, Any]]: ...

@@ -1,0 +1,315 @@
+"""One bind of an operator: connect, bind, send, keep alive, fail over and back.
+
+Hosts are tried in order (primary first); a failed connect or bind moves to the
+next host after an exponential back-off with full jitter. While bound to a backup,
+the primary is probed with a bare TCP connect every ``primary_probe_interval`` and,
+once it answers, this bind drains its window, unbinds and rebinds on the primary,
+so the operator never holds more binds than configured.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from smppd.connection import (
+    BaseHandler,
+    ConnectionClosedError,
+    ResponseTimeoutError,
+    SmppConnection,
+    SmppError,
+)
+from smppd.protocol.constants import CommandId, Status, status_name
+from smppd.protocol.pdu import (
+    BindReceiver,
+    BindTransceiver,
+    BindTransmitter,
+    DataSm,
+    DeliverSm,
+    Pdu,
+)
+from smppd.protocol.session import Closed, Role, Session
+from smppd.protocol.window import Pending
+from throttling import Backoff
+
+if TYPE_CHECKING:
+    from smppd.operator import Operator, OutboundPart
+
+log = logging.getLogger("smppd.bind")
+
+BIND_CLASSES: dict[str, type[BindTransmitter | BindReceiver | BindTransceiver]] = {
+    "transmitter": BindTransmitter,
+    "receiver": BindReceiver,
+    "transceiver": BindTransceiver,
+}
+CONNECT_TIMEOUT = 10.0
+
+
+class BindRefusedError(Exception):
+    def __init__(self, status: int) -> None:
+        super().__init__(f"bind refused: {status_name(status)}")
+        self.status = status
+
+
+class BindWorker(BaseHandler):
+    def __init__(self, operator: Operator, index: int) -> None:
+        self.operator = operator
+        self.index = index
+        self.name = f"{operator.id}#{index}"
+        cfg = operator.config
+        self.backoff = Backoff(cfg.reconnect_min, cfg.reconnect_max)
+        self.conn: SmppConnection | None = None
+        self.host_index = 0
+        self.state = "idle"
+        self.last_error: str | None = None
+        self.attempts = 0
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self._retire = asyncio.Event()  # set to leave the current session (failback, rebind)
+        self._failback = False
+
+    # -- public --
+
+    @property
+    def bound(self) -> bool:
+        return self.conn is not None and self.conn.is_open and self.conn.state.bound
+
+    @property
+    def window_in_use(self) -> int:
+        return len(self.conn.session.window) if self.conn is not None else 0
+
+    @property
+    def host(self) -> str:
+        host, port = self.operator.config.hosts[self.host_index]
+        return f"{host}:{port}"
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._run(), name=f"bind {self.name}")
+
+    async def stop(self, drain_timeout: float) -> None:
+        self._stopping = True
+        self._retire.set()
+        if self._task is None:
+            return
+        try:
+            await asyncio.wait_for(asyncio.shield(self._task), drain_timeout + 5.0)
+        except TimeoutError:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def rebind(self) -> None:
+        """Leave the current session gracefully and bind again."""
+        self._retire.set()
+
+    def resize_window(self, size: int) -> None:
+        if self.conn is not None:
+            self.conn.session.window.resize(size)
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "bind": self.name,
+            "state": self.state,
+            "host": self.host,
+            "on_primary": self.host_index == 0,
+            "window_in_use": self.window_in_use,
+            "attempts": self.attempts,
+            "last_error": self.last_error,
+        }
+
+    # -- the bind loop --
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            self._retire.clear()
+            self._failback = False
+            try:
+                outcome = await self._session()
+            except (OSError, TimeoutError, ConnectionClosedError, ResponseTimeoutError) as exc:
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                outcome = "failed"
+            except BindRefusedError as exc:
+                self.last_error = str(exc)
+                # ALYBND: the quota is full on the SMSC side; same host, just wait.
+                outcome = "refused" if exc.status == Status.ESME_RALYBND else "failed"
+            if self._stopping:
+                break
+            if outcome == "retired":
+                self.backoff.reset()
+                continue  # failback or rebind: bind again at once
+            if outcome == "lost":
+                self.backoff.reset()  # we were bound: start the back-off from its base
+            if outcome in ("lost", "failed"):
+                self._next_host()
+            self.state = "backoff"
+            self.operator.events.bind_changed(self.operator)
+            delay = self.backoff.next_delay()
+            log.info("bind retry", extra={"event": "bind_retry", "bind": self.name,
+                                          "operator": self.operator.id, "delay": round(delay, 3),
+                                          "error": self.last_error})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wait_stopping(), delay)
+        self.state = "stopped"
+        self.operator.events.bind_changed(self.operator)
+
+    async def _wait_stopping(self) -> None:
+        while not self._stopping:
+            await self._retire.wait()
+            self._retire.clear()
+
+    def _next_host(self) -> None:
+        self.host_index = (self.host_index + 1) % len(self.operator.config.hosts)
+
+    async def _session(self) -> str:
+        """One connection from connect to close: "lost" if the peer or the network
+        ended it, "retired" if we left on purpose."""
+        cfg = self.operator.config
+        host, port = cfg.hosts[self.host_index]
+        loop = asyncio.get_running_loop()
+        self.state = "connecting"
+        self.attempts += 1
+        session = Session(
+            Role.ESME,
+            window_size=self.operator.window,
+            response_timeout=cfg.response_timeout,
+            enquire_link_interval=cfg.enquire_link_interval,
+        )
+        _, conn = await asyncio.wait_for(
+            loop.create_connection(lambda: SmppConnection(session, self, loop), host, port),
+            CONNECT_TIMEOUT,
+        )
+        self.conn = conn
+        try:
+            await self._bind(conn)
+            self.state = "bound"
+            self.last_error = None
+            self.operator.events.bind_changed(self.operator)
+            log.info("bound", extra={"event": "bound", "bind": self.name,
+                                     "operator": self.operator.id, "host": self.host})
+            return await self._serve(conn)
+        finally:
+            if conn.is_open:
+                conn.abort()
+            self.conn = None
+            self.operator.events.bind_changed(self.operator)
+
+    async def _bind(self, conn: SmppConnection) -> None:
+        cfg = self.operator.config
+        password = self.operator.password()
+        if password is None:
+            raise BindRefusedError(Status.ESME_RINVPASWD)
+        bind_cls = BIND_CLASSES[cfg.bind_type]
+        self.state = "binding"
+        try:
+            await asyncio.wait_for(
+                conn.request(bind_cls(system_id=cfg.system_id, password=password,
+                                      system_type=cfg.system_type)),
+                cfg.response_timeout,
+            )
+        except SmppError as exc:
+            raise BindRefusedError(exc.command_status) from None
+
+    async def _serve(self, conn: SmppConnection) -> str:
+        """Send while bound, until the connection ends or the bind is retired."""
+        sender = asyncio.ensure_future(self._send_loop(conn)) if self._sends() else None
+        prober = (asyncio.ensure_future(self._probe_primary())
+                  if self.host_index != 0 else None)
+        retire = asyncio.ensure_future(self._retire.wait())
+        try:
+            await asyncio.wait(
+                [f for f in (conn.closed, retire, sender) if f is not None],
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            for task in (sender, prober, retire):
+                if task is not None:
+                    task.cancel()
+        if not conn.is_open:
+            return "lost"
+        # Leaving on purpose: let the window drain (bounded), then unbind.
+        self.state = "unbinding"
+        await self._drain(conn, self.operator.config.response_timeout)
+        await conn.unbind()
+        if self._failback:
+            self.host_index = 0
+        return "retired"
+
+    def _sends(self) -> bool:
+        return self.operator.config.bind_type != "receiver"
+
+    async def _drain(self, conn: SmppConnection, limit: float) -> None:
+        with contextlib.suppress(TimeoutError, ConnectionClosedError):
+            await asyncio.wait_for(conn.wait_window_empty(), limit)
+
+    async def _send_loop(self, conn: SmppConnection) -> None:
+        op = self.operator
+        while conn.is_open:
+            await conn.wait_for_window()
+            if op.paused:
+                await op.wait_resumed()
+            part = await op.queue.get()
+            try:
+                await op.limiter.acquire()
+                if not conn.is_open or not conn.state.bound:
+                    op.requeue(part)
+                    return
+                part.sent_at = conn.loop.time()
+                part.bind = self.name
+                conn.send(part.pdu, part)
+            except BaseException:
+                op.requeue(part)
+                raise
+
+    async def _probe_primary(self) -> None:
+        """While on a backup, look for the primary and fail back once it answers."""
+        cfg = self.operator.config
+        host, port = cfg.hosts[0]
+        while True:
+            await asyncio.sleep(cfg.primary_probe_interval)
+            try:
+                _, writer = await asyncio.wait_for(asyncio.open_connection(host, port),
+                                                   CONNECT_TIMEOUT)
+            except (OSError, TimeoutError):
+                continue
+            writer.close()
+            with contextlib.suppress(OSError):
+                await writer.wait_closed()
+            log.info("primary reachable, failing back",
+                     extra={"event": "failback", "bind": self.name, "operator": self.operator.id})
+            self._failback = True
+            self._retire.set()
+            return
+
+    # -- ConnectionHandler --
+
+    def request_received(self, conn: SmppConnection, pdu: Pdu) -> None:
+        if isinstance(pdu, DeliverSm):
+            self.operator.events.deliver_received(self.operator, conn, pdu)
+        elif isinstance(pdu, DataSm):
+            conn.respond(pdu, pdu.response(Status.ESME_RX_P_APPN))
+        else:
+            super().request_received(conn, pdu)
+
+    def response_received(self, conn: SmppConnection, pending: Pending, pdu: Pdu) -> None:
+        if pending.command_id == CommandId.SUBMIT_SM:
+            self.operator.events.submit_answered(self.operator, pending.context, pdu)
+
+    def request_expired(self, conn: SmppConnection, pending: Pending) -> None:
+        if pending.command_id == CommandId.SUBMIT_SM:
+            self.operator.events.submit_unknown(self.operator, pending.context,
+                                                "no submit_sm_resp within the response timeout")
+
+    def connection_closed(self, conn: SmppConnection, closed: Closed) -> None:
+        # Parts that were sent but never answered go out again on another bind
+        # (at-least-once; duplicates bounded by the window).
+        for pending in closed.abandoned:
+            part: OutboundPart | None = pending.context
+            if pending.command_id == CommandId.SUBMIT_SM and part is not None:
+                self.operator.requeue(part)
+        if closed.reason not in ("unbound",):
+            self.last_error = f"connection closed: {closed.reason}"
+            log.warning("session closed", extra={"event": "session_closed", "bind": self.name,
+                                                 "operator": self.operator.id,
+                                                 "reason": closed.reason})

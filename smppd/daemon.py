@@ -1,0 +1,204 @@
+"""The daemon: wires config, store, operators, dispatcher and control API, and runs
+them in one uvloop event loop with an ordered shutdown.
+
+Start: open the store (fail loudly if it cannot), queue what a previous run
+accepted but did not submit, start the binds, serve the API, tell systemd READY=1.
+Stop (SIGTERM/SIGINT): stop intake, drain windows with a timeout, unbind, settle
+store writes, close the store; a second SIGINT forces the exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from control.view import InputError, Unavailable
+from correlation.matcher import ReceiptMatcher
+from correlation.sqlite_store import SqliteStore
+from smppd.config import Config
+from smppd.dispatch import Dispatcher
+from smppd.events import EventSink, ShadowSink, StoredEvents
+from smppd.message import MessageError
+from smppd.metrics import Metrics
+from smppd.notify import Notifier
+from smppd.operator import Operator
+
+log = logging.getLogger("smppd.daemon")
+
+
+class Daemon:
+    def __init__(self, config: Config, *, store: Any = None, sink: EventSink | None = None) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        if store is None:
+            path = Path(config.sqlite_path)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            store = SqliteStore(str(path))
+        self.store = store
+        self.matcher = ReceiptMatcher(store, clock=time.time,
+                                      hold_seconds=config.store.receipt_hold_seconds)
+        if sink is None:
+            sink = ShadowSink() if config.daemon.shadow else StoredEvents(store)
+        self.sink = sink
+        self.dispatcher = Dispatcher(store, self.matcher, sink, self.metrics)
+        self.operators: dict[str, Operator] = {}
+        for op_cfg in config.operators:
+            op = Operator(op_cfg, self.dispatcher, password=op_cfg.password_value)
+            self.operators[op.id] = op
+        self.dispatcher.operators = self.operators
+        self.notifier = Notifier()
+        self.runner: web.AppRunner | None = None
+        self.api_port: int | None = None
+        self.started_at = time.time()
+        self._stop = asyncio.Event()
+        self._housekeeping: asyncio.Task[None] | None = None
+        self.ready = False
+
+    # -- lifecycle --
+
+    async def start(self) -> None:
+        await self.store.open()
+        resumed = await self.dispatcher.resume_pending()
+        if resumed:
+            log.info("resumed pending messages", extra={"event": "resumed", "count": resumed})
+        for op in self.operators.values():
+            self.metrics.tps_limit.labels(op.id).set(op.limiter.limit)
+            op.start()
+        await self._start_api()
+        self._housekeeping = asyncio.ensure_future(self._housekeep())
+        self.ready = True
+        self.notifier.ready(self.summary())
+
+    async def _start_api(self) -> None:
+        from control.app import create_app
+
+        app = create_app(self)
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        host, port = self.config.api.listen
+        site = web.TCPSite(self.runner, host, port)
+        await site.start()
+        sockets = getattr(site._server, "sockets", None)
+        if sockets:
+            self.api_port = sockets[0].getsockname()[1]
+        log.info("api listening", extra={"event": "api_listening", "port": self.api_port})
+
+    async def stop(self) -> None:
+        """Ordered shutdown; safe to call twice."""
+        if not self.ready:
+            return
+        self.ready = False
+        self.notifier.stopping()
+        self.dispatcher.accepting = False
+        drain = self.config.daemon.drain_timeout
+        await asyncio.gather(*(op.stop(drain) for op in self.operators.values()))
+        await self.dispatcher.settle()
+        if self._housekeeping is not None:
+            self._housekeeping.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._housekeeping
+        if self.runner is not None:
+            await self.runner.cleanup()
+        await self.store.close()
+        log.info("stopped", extra={"event": "stopped"})
+
+    async def run_until_signalled(self) -> None:
+        loop = asyncio.get_running_loop()
+        signals = 0
+
+        def on_signal(sig: signal.Signals) -> None:
+            nonlocal signals
+            signals += 1
+            if signals > 1 and sig == signal.SIGINT:
+                log.warning("second SIGINT: exiting now", extra={"event": "forced_exit"})
+                raise SystemExit(130)
+            log.info("signal received", extra={"event": "signal", "signal": sig.name})
+            self._stop.set()
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal, sig)
+        await self._stop.wait()
+        await self.stop()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def _housekeep(self) -> None:
+        """Once a second: expire held receipts, refresh gauges, tell systemd we live."""
+        while True:
+            await asyncio.sleep(1.0)
+            try:
+                await self.matcher.expire_held(time.time())
+            except Exception:
+                log.exception("expire_held failed", extra={"event": "housekeeping_failed"})
+            for op in self.operators.values():
+                self.metrics.bucket_rate.labels(op.id).set(op.limiter.rate)
+                self.metrics.queued.labels(op.id).set(len(op.queue))
+                for bind in op.binds:
+                    self.metrics.window_in_use.labels(op.id, bind.name).set(bind.window_in_use)
+            self.notifier.watchdog(self.summary())
+
+    # -- state for the API (the narrow interface control/ reads through) --
+
+    def summary(self) -> str:
+        up = sum(1 for op in self.operators.values() if op.healthy)
+        return f"{up}/{len(self.operators)} operators bound"
+
+    def stores_reachable(self) -> bool:
+        return bool(getattr(self.store, "is_open", True))
+
+    # -- GatewayView: what the control API sees --
+
+    @property
+    def registry(self) -> Any:
+        return self.metrics.registry
+
+    def readiness(self) -> tuple[bool, dict[str, Any]]:
+        bound = {op.id: op.bound_count for op in self.operators.values()}
+        store_ok = self.stores_reachable()
+        ready = self.ready and store_ok and any(bound.values())
+        return ready, {"store": "ok" if store_ok else "unreachable", "binds_up": bound}
+
+    def operator_statuses(self) -> list[dict[str, Any]]:
+        return [op.status() for op in self.operators.values()]
+
+    def operator_status(self, operator_id: str) -> dict[str, Any] | None:
+        op = self.operators.get(operator_id)
+        return op.status() if op is not None else None
+
+    async def submit(self, bodies: list[Any], idempotency_key: str | None) -> list[dict[str, Any]]:
+        if not self.dispatcher.accepting:
+            raise Unavailable("shutting down: not accepting messages")
+        prepared = []
+        problems: list[tuple[str, str]] = []
+        single = len(bodies) == 1
+        for index, body in enumerate(bodies):
+            try:
+                prepared.append(self.dispatcher.prepare(body))
+            except MessageError as exc:
+                prefix = "" if single else f"messages[{index}]."
+                problems.extend((prefix + f, m) for f, m in exc.problems)
+        if problems:
+            raise InputError(problems)
+        accepted = await self.dispatcher.accept(prepared, idempotency_key)
+        return [{"message_id": a.message_id, "operator_id": a.operator_id or None,
+                 "parts": a.parts, "duplicate": a.duplicate} for a in accepted]
+
+    async def message(self, message_id: str) -> dict[str, Any] | None:
+        found: dict[str, Any] | None = await self.store.get_message(message_id)
+        if found is None:
+            return None
+        found.pop("body", None)  # the text is the tenant's business, not the API's
+        return {k: v for k, v in found.items() if not isinstance(v, bytes)}
+
+    async def events(self, kind: str, after: int, limit: int) -> list[dict[str, Any]]:
+        records = await self.store.list_events(kind, after, limit)
+        return [{"id": r.id, "kind": r.kind, "created_at": r.created_at, **r.payload}
+                for r in records]

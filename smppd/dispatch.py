@@ -1,0 +1,312 @@
+"""The dispatch pipeline: accept, store, route, split, queue; then act on what comes back.
+
+Accept: validate, pick the operator, write to the store (durable before the caller
+gets its 202 or its NATS ack), split and queue on the operator. Back from the
+operator: submit_sm_resp (record the SMSC id, retry a transient status per the
+status table, end the message on a permanent one), expiry (outcome unknown),
+deliver_sm (match a receipt, or pass an MO message on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from correlation.receipts import ReceiptError, parse_receipt
+from correlation.store import MessageRecord
+from smppd.events import DLR_SCHEMA, MO_SCHEMA, EventSink
+from smppd.message import MessageError, Outbound, relative_validity, ton_npi, validate_message
+from smppd.metrics import Metrics
+from smppd.operator import Operator, OutboundPart
+from smppd.protocol.constants import (
+    ESM_DELIVERY_RECEIPT,
+    ESM_INTERMEDIATE_NOTIFICATION,
+    ESM_UDHI,
+    Status,
+    status_name,
+)
+from smppd.protocol.encoding import decode_text
+from smppd.protocol.pdu import DeliverSm, Pdu, SubmitSm
+from smppd.protocol.split import Part, SplitError, parse_udh, split_message
+
+log = logging.getLogger("smppd.dispatch")
+
+THROTTLING = frozenset({Status.ESME_RTHROTTLED, Status.ESME_RMSGQFUL})
+
+
+class RoutingError(MessageError):
+    pass
+
+
+@dataclass(slots=True)
+class Accepted:
+    message_id: str
+    operator_id: str
+    parts: int
+    duplicate: bool = False
+
+
+class Dispatcher:
+    def __init__(self, store: Any, matcher: Any, sink: EventSink, metrics: Metrics,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.matcher = matcher
+        self.sink = sink
+        self.metrics = metrics
+        self.clock = clock
+        self.operators: dict[str, Operator] = {}
+        self.accepting = True
+        self._references: dict[str, int] = {}
+        self._mo_parts: dict[tuple[str, str, int], dict[int, bytes]] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self.selector: Callable[[Outbound], str | None] | None = None  # SelectOperator seam
+
+    # -- intake --
+
+    def route(self, msg: Outbound) -> Operator:
+        """The message's operator: named, chosen by the selector, or longest prefix."""
+        if msg.operator_id is not None:
+            op = self.operators.get(msg.operator_id)
+            if op is None:
+                raise RoutingError([("operator_id", f"unknown operator {msg.operator_id!r}")])
+            return op
+        if self.selector is not None:
+            chosen = self.selector(msg)
+            if chosen is not None and chosen in self.operators:
+                return self.operators[chosen]
+        best: tuple[int, Operator] | None = None
+        for op in self.operators.values():
+            for prefix in op.config.prefixes:
+                if msg.destination.startswith(prefix) and (best is None or len(prefix) > best[0]):
+                    best = (len(prefix), op)
+        if best is None:
+            raise RoutingError([("destination", "no operator serves this destination prefix")])
+        return best[1]
+
+    def prepare(self, raw: Any) -> tuple[Outbound, Operator]:
+        msg = validate_message(raw)
+        return msg, self.route(msg)
+
+    async def accept(self, items: Sequence[tuple[Outbound, Operator]],
+                     idempotency_key: str | None = None) -> list[Accepted]:
+        """Store (durably) and queue validated messages."""
+        if not self.accepting:
+            raise RuntimeError("not accepting messages: shutting down")
+        if idempotency_key is not None:
+            existing = await self.store.idempotency_get(idempotency_key)
+            if existing is not None:
+                return [Accepted(existing, "", 0, duplicate=True)]
+        now = self.clock()
+        planned: list[tuple[MessageRecord, Operator, list[Part]]] = []
+        for msg, op in items:
+            parts = self._split(msg, op)
+            record = MessageRecord(
+                message_id=msg.message_id, tenant_id=msg.tenant_id, source=msg.source,
+                destination=msg.destination, data_coding=msg.data_coding, body=msg.body,
+                operator_id=op.id, registered_delivery=int(msg.registered_delivery),
+                validity=relative_validity(msg.validity) if msg.validity else None,
+                priority=msg.priority, created_at=now, updated_at=now,
+            )
+            planned.append((record, op, parts))
+        await self.store.accept([record for record, _, _ in planned])
+        if idempotency_key is not None and planned:
+            await self.store.idempotency_put(idempotency_key, planned[0][0].message_id)
+        accepted = []
+        for record, op, parts in planned:
+            self._queue(record, op, parts)
+            accepted.append(Accepted(record.message_id, op.id, len(parts)))
+        return accepted
+
+    def _split(self, msg: Outbound, op: Operator) -> list[Part]:
+        try:
+            return split_message(msg.body, msg.data_coding, op.config.long_message,
+                                 self._next_ref(op))
+        except SplitError as exc:
+            raise MessageError([("text", str(exc))]) from None
+
+    def _queue(self, record: MessageRecord, op: Operator, parts: Iterable[Part],
+               skip: frozenset[int] = frozenset()) -> None:
+        cfg = op.config
+        source, src_ton, src_npi = self._address(record.source, cfg)
+        validity = record.validity or ""
+        for part in parts:
+            if part.number in skip:
+                continue
+            pdu = SubmitSm(
+                source_addr_ton=src_ton, source_addr_npi=src_npi, source_addr=source,
+                dest_addr_ton=cfg.dest_ton, dest_addr_npi=cfg.dest_npi,
+                destination_addr=record.destination, esm_class=part.esm_class,
+                priority_flag=record.priority, validity_period=validity,
+                registered_delivery=1 if record.registered_delivery else 0,
+                data_coding=record.data_coding, short_message=part.short_message,
+                tlvs=dict(part.tlvs),
+            )
+            op.enqueue(OutboundPart(record.message_id, part.number, part.total, pdu))
+        self.metrics.accepted.labels(op.id).inc()
+
+    @staticmethod
+    def _address(source: str, cfg: Any) -> tuple[str, int, int]:
+        addr, ton, npi = ton_npi(source)
+        if cfg.source_ton != "auto":
+            ton = int(cfg.source_ton)
+        if cfg.source_npi != "auto":
+            npi = int(cfg.source_npi)
+        return addr, ton, npi
+
+    async def resume_pending(self) -> int:
+        """After a restart: queue again what was accepted and not yet submitted."""
+        count = 0
+        for record in await self.store.pending_messages():
+            op = self.operators.get(record.operator_id or "")
+            if op is None:
+                await self.store.set_message_state(record.message_id, "FAILED",
+                                                   reason="operator no longer configured",
+                                                   at=self.clock())
+                continue
+            stored = await self.store.get_message(record.message_id) or {}
+            submitted = frozenset(p["part"] for p in stored.get("parts", ())
+                                  if p.get("smsc_id"))
+            parts = split_message(record.body, record.data_coding, op.config.long_message,
+                                  self._next_ref(op))
+            self._queue(record, op, parts, skip=submitted)
+            count += 1
+        return count
+
+    def _next_ref(self, op: Operator) -> int:
+        ref = self._references.get(op.id, 0) % 255 + 1
+        self._references[op.id] = ref
+        return ref
+
+    # -- back from the operator (OperatorEvents) --
+
+    def submit_answered(self, op: Operator, part: OutboundPart, pdu: Pdu) -> None:
+        status = pdu.command_status
+        self.metrics.responses.labels(op.id, status_name(status)).inc()
+        self.metrics.submit_latency.labels(op.id).observe(
+            max(0.0, asyncio.get_running_loop().time() - part.sent_at))
+        if status == Status.ESME_ROK:
+            op.limiter.not_throttled()
+            smsc_id = getattr(pdu, "message_id", "")
+            self._spawn(self._submitted(op, part, smsc_id))
+            return
+        if status in THROTTLING:
+            op.limiter.throttled()
+            self.metrics.throttled.labels(op.id).inc()
+        rule = op.config.rule_for(status)
+        if rule.transient and part.attempts < rule.retries:
+            part.attempts += 1
+            loop = asyncio.get_running_loop()
+            loop.call_later(rule.delay, op.requeue, part)
+            return
+        rejected = status in (Status.ESME_RINVDSTADR, Status.ESME_RINVSRCADR)
+        state = "REJECTED" if rejected else "FAILED"
+        self._spawn(self._finish(op, part.message_id, state, status_name(status), status))
+
+    def submit_unknown(self, op: Operator, part: OutboundPart, reason: str) -> None:
+        self._spawn(self._finish(op, part.message_id, "UNKNOWN", reason, None))
+
+    def bind_changed(self, op: Operator) -> None:
+        for bind in op.binds:
+            self.metrics.bind_up.labels(op.id, bind.name).set(1 if bind.bound else 0)
+
+    async def _submitted(self, op: Operator, part: OutboundPart, smsc_id: str) -> None:
+        results = await self.matcher.on_submitted(op.id, part.message_id, part.part, part.total,
+                                                  smsc_id, op.config.submit_resp_id)
+        for result in results:
+            await self._receipt_matched(op, result)
+
+    async def _finish(self, op: Operator, message_id: str, state: str, reason: str,
+                      status: int | None) -> None:
+        await self.store.set_message_state(message_id, state, reason=reason,
+                                           command_status=status, at=self.clock())
+        self.metrics.final_states.labels(op.id, state).inc()
+        await self._publish("dlr", {
+            "schema": DLR_SCHEMA, "message_id": message_id, "operator_id": op.id,
+            "state": state, "final": True, "reason": reason,
+            "command_status": status, "at": self.clock(),
+        })
+
+    def deliver_received(self, op: Operator, conn: Any, pdu: DeliverSm) -> None:
+        self._spawn(self._deliver(op, conn, pdu))
+
+    async def _deliver(self, op: Operator, conn: Any, pdu: DeliverSm) -> None:
+        status = Status.ESME_ROK
+        try:
+            if pdu.esm_class & (ESM_DELIVERY_RECEIPT | ESM_INTERMEDIATE_NOTIFICATION):
+                await self._receipt(op, pdu)
+            else:
+                await self._mo(op, pdu)
+        except Exception:
+            log.exception("deliver_sm handling failed", extra={"event": "deliver_failed",
+                                                               "operator": op.id})
+            status = Status.ESME_RX_T_APPN  # the SMSC will redeliver
+        conn.respond(pdu, pdu.response(status))
+
+    async def _receipt(self, op: Operator, pdu: DeliverSm) -> None:
+        try:
+            receipt = parse_receipt(pdu.short_message, pdu.tlvs)
+        except ReceiptError as exc:
+            log.warning("unparseable receipt", extra={"event": "receipt_unparseable",
+                                                      "operator": op.id, "field": exc.field})
+            self.metrics.unmatched.labels(op.id).inc()
+            return
+        result = await self.matcher.on_receipt(op.id, receipt.message_id, receipt,
+                                               op.config.receipt_id)
+        if result is None:
+            self.metrics.unmatched.labels(op.id).inc()
+            return
+        await self._receipt_matched(op, result)
+
+    async def _receipt_matched(self, op: Operator, result: Any) -> None:
+        self.metrics.receipts.labels(op.id, result.stat).inc()
+        if result.final:
+            self.metrics.final_states.labels(op.id, result.message_state).inc()
+        await self._publish("dlr", {
+            "schema": DLR_SCHEMA, "message_id": result.message_id, "operator_id": op.id,
+            "part": result.part, "parts": result.total, "state": result.message_state,
+            "final": result.final, "stat": result.stat, "err": result.err, "at": self.clock(),
+        })
+
+    async def _mo(self, op: Operator, pdu: DeliverSm) -> None:
+        body = pdu.short_message or pdu.tlvs.get(0x0424, b"")
+        if pdu.esm_class & ESM_UDHI:
+            concat = parse_udh(body)
+            if concat is not None:
+                key = (op.id, pdu.source_addr, concat.reference)
+                parts = self._mo_parts.setdefault(key, {})
+                parts[concat.seq] = concat.body
+                if len(parts) < concat.total:
+                    return
+                del self._mo_parts[key]
+                body = b"".join(parts[i] for i in sorted(parts))
+        self.metrics.mo.labels(op.id).inc()
+        await self._publish("mo", {
+            "schema": MO_SCHEMA, "operator_id": op.id, "source": pdu.source_addr,
+            "destination": pdu.destination_addr, "data_coding": pdu.data_coding,
+            "text": decode_text(body, pdu.data_coding), "at": self.clock(),
+        })
+
+    async def _publish(self, kind: str, event: dict[str, Any]) -> None:
+        await self.sink.publish(kind, event)
+
+    # -- housekeeping --
+
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("dispatch task failed", exc_info=task.exception(),
+                      extra={"event": "dispatch_task_failed"})
+
+    async def settle(self) -> None:
+        """Wait for the store writes already started (shutdown)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)

@@ -1,0 +1,38 @@
+"""The event sink seam: where delivery receipts and MO messages go.
+
+Embedded mode stores them (readable through the API); the distributed mode
+publishes them on NATS (``sms.dlr.inbound``, ``sms.mo.inbound``). Shadow mode
+correlates everything and publishes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+DLR_SCHEMA = "smppd.dlr.v1"
+MO_SCHEMA = "smppd.mo.v1"
+
+
+class EventSink(Protocol):
+    async def publish(self, kind: str, event: dict[str, Any]) -> None:
+        """kind is "dlr" or "mo"; event is versioned JSON (its "schema" field)."""
+
+
+class StoredEvents:
+    """Embedded sink: events go into the store's events table."""
+
+    def __init__(self, store: Any) -> None:
+        self._store = store
+
+    async def publish(self, kind: str, event: dict[str, Any]) -> None:
+        await self._store.store_event(kind, event)
+
+
+class ShadowSink:
+    """Shadow mode: correlate and count, publish nothing."""
+
+    def __init__(self) -> None:
+        self.suppressed = 0
+
+    async def publish(self, kind: str, event: dict[str, Any]) -> None:
+        self.suppressed += 1

@@ -1,0 +1,50 @@
+"""Prometheus metrics of the daemon, recorded at the dispatcher and bind seams.
+
+Labels stay bounded: operator, bind, command, command_status, state. Never an
+MSISDN or a message id.
+"""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+RECEIPT_BUCKETS = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        self.accepted = Counter("smppd_messages_accepted", "Messages accepted", ["operator"],
+                                registry=r)
+        self.submits = Counter("smppd_submits", "submit_sm sent", ["operator"], registry=r)
+        self.responses = Counter("smppd_submit_responses", "submit_sm_resp by status",
+                                 ["operator", "command_status"], registry=r)
+        self.submit_latency = Histogram("smppd_submit_latency_seconds",
+                                        "submit_sm to submit_sm_resp", ["operator"],
+                                        buckets=LATENCY_BUCKETS, registry=r)
+        self.receipts = Counter("smppd_receipts", "Delivery receipts by state",
+                                ["operator", "state"], registry=r)
+        self.unmatched = Counter("smppd_receipts_unmatched", "Receipts with no submit (yet)",
+                                 ["operator"], registry=r)
+        self.receipt_delay = Histogram("smppd_receipt_delay_seconds",
+                                       "submit_sm_resp to final receipt", ["operator"],
+                                       buckets=RECEIPT_BUCKETS, registry=r)
+        self.final_states = Counter("smppd_messages_final", "Messages reaching a final state",
+                                    ["operator", "state"], registry=r)
+        self.throttled = Counter("smppd_throttled", "ESME_RTHROTTLED / ESME_RMSGQFUL answers",
+                                 ["operator"], registry=r)
+        self.window_in_use = Gauge("smppd_window_in_use", "Outstanding requests",
+                                   ["operator", "bind"], registry=r)
+        self.bucket_rate = Gauge("smppd_bucket_rate_tps", "Current allowed rate", ["operator"],
+                                 registry=r)
+        self.tps_limit = Gauge("smppd_tps_limit", "Configured TPS", ["operator"], registry=r)
+        self.bind_up = Gauge("smppd_bind_up", "1 when the bind is bound", ["operator", "bind"],
+                             registry=r)
+        self.bind_attempts = Counter("smppd_bind_attempts", "Connect+bind attempts",
+                                     ["operator", "bind"], registry=r)
+        self.mo = Counter("smppd_mo_messages", "Mobile-originated messages", ["operator"],
+                          registry=r)
+        self.queued = Gauge("smppd_queued_parts", "Parts waiting for a window slot",
+                            ["operator"], registry=r)

@@ -1,0 +1,195 @@
+"""An operator (MNO): its binds, its shared token bucket and its queue of parts.
+
+Each operator keeps its configured number of binds up (``BindWorker``), all of
+them drawing parts from one queue and tokens from one bucket, so the operator's
+TPS is never exceeded whichever bind sends. What a response, an expiry or a
+deliver_sm means for a message is the dispatcher's business (``OperatorEvents``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Protocol
+
+from smppd.bind import BindWorker
+from smppd.protocol.pdu import DeliverSm, Pdu, SubmitSm
+from throttling import AdaptiveRate, TokenBucket
+
+if TYPE_CHECKING:
+    from smppd.config import OperatorConfig
+    from smppd.connection import SmppConnection
+
+log = logging.getLogger("smppd.operator")
+
+
+@dataclass(slots=True, eq=False)
+class OutboundPart:
+    """One submit_sm of a message, waiting for (or holding) a window slot."""
+
+    message_id: str
+    part: int  # 1-based
+    total: int
+    pdu: SubmitSm
+    attempts: int = 0
+    sent_at: float = 0.0
+    bind: str = ""
+
+
+class OperatorEvents(Protocol):
+    """What the dispatcher does with what comes back from the operator."""
+
+    def submit_answered(self, op: Operator, part: OutboundPart, pdu: Pdu) -> None: ...
+
+    def submit_unknown(self, op: Operator, part: OutboundPart, reason: str) -> None: ...
+
+    def deliver_received(self, op: Operator, conn: SmppConnection, pdu: DeliverSm) -> None: ...
+
+    def bind_changed(self, op: Operator) -> None: ...
+
+
+class PartQueue:
+    """FIFO of parts with put-back at the front (a part a dead bind could not send)."""
+
+    def __init__(self) -> None:
+        self._items: collections.deque[OutboundPart] = collections.deque()
+        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def put(self, part: OutboundPart) -> None:
+        self._items.append(part)
+        self._wake()
+
+    def put_front(self, part: OutboundPart) -> None:
+        self._items.appendleft(part)
+        self._wake()
+
+    def get_nowait(self) -> OutboundPart | None:
+        return self._items.popleft() if self._items else None
+
+    async def get(self) -> OutboundPart:
+        while not self._items:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake()  # pass the wake-up on to another getter
+                raise
+        return self._items.popleft()
+
+    def drain(self) -> list[OutboundPart]:
+        items = list(self._items)
+        self._items.clear()
+        return items
+
+    def _wake(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
+
+
+class Operator:
+    def __init__(
+        self,
+        config: OperatorConfig,
+        events: OperatorEvents,
+        *,
+        password: Callable[[], str | None],
+        limiter: Any = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.config = config
+        self.id: str = config.id
+        self.events = events
+        self.password = password
+        self.queue = PartQueue()
+        # A 2 % margin keeps network jitter from bunching two sends into one of the
+        # SMSC's one-second windows.
+        bucket = limiter if limiter is not None else TokenBucket(config.tps, headroom=0.02,
+                                                                 clock=clock)
+        self.limiter = AdaptiveRate(bucket, clock=clock)
+        self.window = config.window
+        self.paused = False
+        self._resumed = asyncio.Event()
+        self._resumed.set()
+        self.binds = [BindWorker(self, index) for index in range(config.binds)]
+        self.counters: collections.Counter[str] = collections.Counter()
+        self.in_flight = 0
+
+    # -- lifecycle --
+
+    def start(self) -> None:
+        for bind in self.binds:
+            bind.start()
+
+    async def stop(self, drain_timeout: float) -> None:
+        """Stop taking parts, let windows drain (bounded), unbind every session."""
+        await asyncio.gather(*(bind.stop(drain_timeout) for bind in self.binds))
+
+    # -- sending --
+
+    def enqueue(self, part: OutboundPart) -> None:
+        self.queue.put(part)
+
+    def requeue(self, part: OutboundPart) -> None:
+        self.queue.put_front(part)
+
+    async def wait_resumed(self) -> None:
+        await self._resumed.wait()
+
+    def pause(self) -> None:
+        self.paused = True
+        self._resumed.clear()
+
+    def resume(self) -> None:
+        self.paused = False
+        self._resumed.set()
+
+    def set_tps(self, tps: float) -> None:
+        self.limiter.set_limit(tps)
+
+    def set_window(self, window: int) -> None:
+        self.window = window
+        for bind in self.binds:
+            bind.resize_window(window)
+
+    async def rebind(self) -> None:
+        """Rebind every session one at a time (make-before-break within the quota)."""
+        for bind in self.binds:
+            await bind.rebind()
+
+    # -- state --
+
+    @property
+    def bound_count(self) -> int:
+        return sum(1 for bind in self.binds if bind.bound)
+
+    @property
+    def healthy(self) -> bool:
+        return self.bound_count > 0
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "name": self.config.name,
+            "state": "paused" if self.paused else ("bound" if self.healthy else "unbound"),
+            "binds_configured": len(self.binds),
+            "binds_up": self.bound_count,
+            "tps_limit": self.limiter.limit,
+            "tps_current": round(self.limiter.rate, 2),
+            "window": self.window,
+            "queued": len(self.queue),
+            "in_flight": sum(bind.window_in_use for bind in self.binds),
+            "counters": dict(self.counters),
+            "binds": [bind.status() for bind in self.binds],
+        }
