@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from typing import TYPE_CHECKING, Any
 
 from smppd.connection import (
@@ -255,7 +256,7 @@ class BindWorker(BaseHandler):
                 if not conn.is_open or not conn.state.bound:
                     op.requeue(part)
                     return
-                part.sent_at = conn.loop.time()
+                part.sent_at = time.perf_counter()  # uvloop's loop.time() ticks in ms
                 part.bind = self.name
                 conn.send(part.pdu, part)
             except BaseException:

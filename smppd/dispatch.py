@@ -147,6 +147,7 @@ class Dispatcher:
             )
             op.enqueue(OutboundPart(record.message_id, part.number, part.total, pdu))
         self.metrics.accepted.labels(op.id).inc()
+        op.counters["accepted"] += 1
 
     @staticmethod
     def _address(source: str, cfg: Any) -> tuple[str, int, int]:
@@ -185,9 +186,11 @@ class Dispatcher:
 
     def submit_answered(self, op: Operator, part: OutboundPart, pdu: Pdu) -> None:
         status = pdu.command_status
+        latency = max(0.0, time.perf_counter() - part.sent_at)
         self.metrics.responses.labels(op.id, status_name(status)).inc()
-        self.metrics.submit_latency.labels(op.id).observe(
-            max(0.0, asyncio.get_running_loop().time() - part.sent_at))
+        self.metrics.submit_latency.labels(op.id).observe(latency)
+        op.latencies.append(latency)
+        op.counters["submit_ok" if status == Status.ESME_ROK else "submit_error"] += 1
         if status == Status.ESME_ROK:
             op.limiter.not_throttled()
             smsc_id = getattr(pdu, "message_id", "")
@@ -263,6 +266,7 @@ class Dispatcher:
 
     async def _receipt_matched(self, op: Operator, result: Any) -> None:
         self.metrics.receipts.labels(op.id, result.stat).inc()
+        op.counters["receipts"] += 1
         if result.final:
             self.metrics.final_states.labels(op.id, result.message_state).inc()
         await self._publish("dlr", {

@@ -124,7 +124,8 @@ class Operator:
         self._resumed.set()
         self.binds = [BindWorker(self, index) for index in range(config.binds)]
         self.counters: collections.Counter[str] = collections.Counter()
-        self.in_flight = 0
+        # submit_sm -> submit_sm_resp seconds of the most recent responses (status, demo)
+        self.latencies: collections.deque[float] = collections.deque(maxlen=10_000)
 
     # -- lifecycle --
 
@@ -170,6 +171,16 @@ class Operator:
 
     # -- state --
 
+    def _latency_summary(self) -> dict[str, float] | None:
+        if not self.latencies:
+            return None
+        ordered = sorted(self.latencies)
+
+        def pick(q: float) -> float:
+            return round(ordered[min(len(ordered) - 1, int(q * len(ordered)))] * 1000, 2)
+
+        return {"p50": pick(0.50), "p95": pick(0.95), "p99": pick(0.99)}
+
     @property
     def bound_count(self) -> int:
         return sum(1 for bind in self.binds if bind.bound)
@@ -190,6 +201,7 @@ class Operator:
             "window": self.window,
             "queued": len(self.queue),
             "in_flight": sum(bind.window_in_use for bind in self.binds),
+            "submit_latency_ms": self._latency_summary(),
             "counters": dict(self.counters),
             "binds": [bind.status() for bind in self.binds],
         }

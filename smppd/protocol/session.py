@@ -239,15 +239,17 @@ class Session:
         """Queue a request; returns its sequence number.
 
         Raises ``NotBoundError`` if the state forbids it and ``WindowFullError`` when
-        the window has no free slot (housekeeping requests bypass the window limit).
+        the window has no free slot (housekeeping requests bypass the window limit);
+        ``PduEncodeError`` leaves nothing behind.
         """
         if not _allowed(self.state, pdu.command_id, self.role):
             raise NotBoundError(self.state, pdu.command_id)
         housekeeping = pdu.command_id in (CommandId.ENQUIRE_LINK, CommandId.UNBIND)
         sequence = self.next_sequence()
-        self.window.add(sequence, pdu.command_id, now, context, force=housekeeping)
         pdu.sequence_number = sequence
-        self._out.append(encode(pdu))
+        data = encode(pdu)  # before the window: a PduEncodeError must leave no pending entry
+        self.window.add(sequence, pdu.command_id, now, context, force=housekeeping)
+        self._out.append(data)
         if isinstance(pdu, Bind):
             self.state = State.BINDING
         elif pdu.command_id == CommandId.UNBIND:
