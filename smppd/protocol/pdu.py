@@ -467,8 +467,13 @@ def encode(pdu: Pdu) -> bytes:
         append(_TLV_HEAD.pack(tag, len(tlv_value)))
         append(tlv_value)
     body = b"".join(parts)
-    return _HEADER.pack(HEADER_LEN + len(body), pdu.command_id, pdu.command_status,
-                        pdu.sequence_number) + body
+    try:
+        header = _HEADER.pack(HEADER_LEN + len(body), pdu.command_id, pdu.command_status,
+                              pdu.sequence_number)
+    except struct.error:
+        raise PduEncodeError("header", "command_status and sequence_number must fit in "
+                                       "32 bits") from None
+    return header + body
 
 
 def generic_nack(sequence_number: int, command_status: int) -> bytes:

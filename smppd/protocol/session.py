@@ -349,8 +349,12 @@ class Session:
             return
         peer = Role.SMSC if self.role is Role.ESME else Role.ESME
         if not _allowed(self.state, command_id, peer):
-            self._out.append(encode(pdu.response(Status.ESME_RINVBNDSTS)) if pdu.response_class
-                             else generic_nack(pdu.sequence_number, Status.ESME_RINVBNDSTS))
+            # A second bind on a bound session is "already bound", anything else "wrong state".
+            status = (Status.ESME_RALYBND if command_id in _BIND_STATE and self.state.bound
+                      and self.role is Role.SMSC
+                      else Status.ESME_RINVBNDSTS)
+            self._out.append(encode(pdu.response(status)) if pdu.response_class
+                             else generic_nack(pdu.sequence_number, status))
             return
         events.append(RequestReceived(pdu))
 
