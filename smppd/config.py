@@ -302,6 +302,13 @@ class NatsSection(_Section):
     dispatch_stream: str = "SMPP_DISPATCH"  # holds smpp.operator.{operatorId}
     dlr_stream: str = "SMS_DLR"  # holds sms.dlr.inbound
     mo_stream: str = "SMS_MO"  # holds sms.mo.inbound
+    # Subjects of the platform contract; override only to run beside another deployment.
+    dispatch_subject: str = "smpp.operator"  # commands on {dispatch_subject}.{operatorId}
+    invalid_subject: str = "smpp.dispatch.invalid"
+    dlr_subject: str = "sms.dlr.inbound"
+    mo_subject: str = "sms.mo.inbound"
+    consumer: str = "smppd"  # durable pull consumer shared by every replica
+    ack_wait: float = Field(default=30.0, gt=0)  # seconds before an unacked command is redelivered
 
     @model_validator(mode="after")
     def _check(self) -> NatsSection:

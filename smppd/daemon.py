@@ -14,6 +14,7 @@ import contextlib
 import logging
 import signal
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,13 +23,16 @@ from aiohttp import web
 from control.view import InputError, Unavailable
 from correlation.matcher import ReceiptMatcher
 from correlation.sqlite_store import SqliteStore
-from smppd.config import Config
+from smppd.config import Config, OperatorConfig
 from smppd.dispatch import Dispatcher
 from smppd.events import EventSink, ShadowSink, StoredEvents
 from smppd.message import MessageError
 from smppd.metrics import Metrics
+from smppd.nats_bus import NatsBus
 from smppd.notify import Notifier
 from smppd.operator import Operator
+from smppd.reload import Reloader
+from smppd.watchdog import DEFAULT_PERIOD, LoopWatchdog, RateMeter, status_line, watchdog_period
 
 log = logging.getLogger("smppd.daemon")
 
@@ -44,13 +48,17 @@ class Daemon:
         self.store = store
         self.matcher = ReceiptMatcher(store, clock=time.time,
                                       hold_seconds=config.store.receipt_hold_seconds)
+        self.bus: NatsBus | None = None
+        if sink is None and config.nats is not None:
+            self.bus = NatsBus(config.nats, shadow=config.daemon.shadow)
+            sink = self.bus
         if sink is None:
             sink = ShadowSink() if config.daemon.shadow else StoredEvents(store)
         self.sink = sink
         self.dispatcher = Dispatcher(store, self.matcher, sink, self.metrics)
         self.operators: dict[str, Operator] = {}
         for op_cfg in config.operators:
-            op = Operator(op_cfg, self.dispatcher, password=op_cfg.password_value)
+            op = self.make_operator(op_cfg)
             self.operators[op.id] = op
         self.dispatcher.operators = self.operators
         self.notifier = Notifier()
@@ -59,6 +67,9 @@ class Daemon:
         self.started_at = time.time()
         self._stop = asyncio.Event()
         self._housekeeping: asyncio.Task[None] | None = None
+        self._watchdog: asyncio.Task[None] | None = None
+        self.rate = RateMeter()  # submit_sm per second, for STATUS=
+        self.reloader = Reloader(self)
         self.ready = False
 
     # -- lifecycle --
@@ -72,7 +83,11 @@ class Daemon:
             self.metrics.tps_limit.labels(op.id).set(op.limiter.limit)
             op.start()
         await self._start_api()
+        if self.bus is not None:
+            await self.bus.connect()
+            self.bus.start_consumer(self.dispatcher)
         self._housekeeping = asyncio.ensure_future(self._housekeep())
+        self._watchdog = asyncio.ensure_future(self._watch())
         self.ready = True
         self.notifier.ready(self.summary())
 
@@ -97,15 +112,20 @@ class Daemon:
         self.ready = False
         self.notifier.stopping()
         self.dispatcher.accepting = False
+        if self.bus is not None:
+            await self.bus.stop_consumer()
         drain = self.config.daemon.drain_timeout
         await asyncio.gather(*(op.stop(drain) for op in self.operators.values()))
         await self.dispatcher.settle()
-        if self._housekeeping is not None:
-            self._housekeeping.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._housekeeping
+        for task in (self._housekeeping, self._watchdog):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         if self.runner is not None:
             await self.runner.cleanup()
+        if self.bus is not None:
+            await self.bus.close()
         await self.store.close()
         log.info("stopped", extra={"event": "stopped"})
 
@@ -124,6 +144,14 @@ class Daemon:
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig)
+        reloads: set[asyncio.Task[Any]] = set()
+
+        def on_hup() -> None:  # systemctl reload: ExecReload sends SIGHUP
+            task = loop.create_task(self.reloader.reload())
+            reloads.add(task)
+            task.add_done_callback(reloads.discard)
+
+        loop.add_signal_handler(signal.SIGHUP, on_hup)
         await self._stop.wait()
         await self.stop()
 
@@ -143,13 +171,33 @@ class Daemon:
                 self.metrics.queued.labels(op.id).set(len(op.queue))
                 for bind in op.binds:
                     self.metrics.window_in_use.labels(op.id, bind.name).set(bind.window_in_use)
-            self.notifier.watchdog(self.summary())
+            self.rate.update(time.monotonic(), self._submits_total())
+
+    async def _watch(self) -> None:
+        """WATCHDOG=1 + STATUS= while the loop is responsive (see smppd.watchdog)."""
+        period = watchdog_period() or DEFAULT_PERIOD
+        await LoopWatchdog(
+            period, lambda: self.notifier.watchdog(self.summary()),
+            on_lag=lambda lag: self.notifier.status(f"event loop blocked {lag:.1f}s"),
+        ).run()
+
+    def _submits_total(self) -> float:
+        return sum(s.value for m in self.metrics.submits.collect() for s in m.samples
+                   if s.name.endswith("_total"))
+
+    # -- operators and reload --
+
+    def password_source(self, cfg: OperatorConfig) -> Callable[[], str | None]:
+        return cfg.password_value
+
+    def make_operator(self, cfg: OperatorConfig) -> Operator:
+        return Operator(cfg, self.dispatcher, password=self.password_source(cfg))
 
     # -- state for the API (the narrow interface control/ reads through) --
 
     def summary(self) -> str:
         up = sum(1 for op in self.operators.values() if op.healthy)
-        return f"{up}/{len(self.operators)} operators bound"
+        return status_line(up, len(self.operators), self.rate.rate)
 
     def stores_reachable(self) -> bool:
         return bool(getattr(self.store, "is_open", True))
@@ -197,6 +245,17 @@ class Daemon:
             return None
         found.pop("body", None)  # the text is the tenant's business, not the API's
         return {k: v for k, v in found.items() if not isinstance(v, bytes)}
+
+    async def reload(self) -> dict[str, Any]:
+        result = await self.reloader.reload()
+        if not result.ok:
+            raise InputError(result.errors, status=422, title="Configuration rejected")
+        return result.to_dict()
+
+    def set_log_level(self, level: str) -> dict[str, Any]:
+        logging.getLogger().setLevel(level)
+        log.warning("log level changed", extra={"event": "log_level", "level": level})
+        return {"level": level}
 
     async def events(self, kind: str, after: int, limit: int) -> list[dict[str, Any]]:
         records = await self.store.list_events(kind, after, limit)
