@@ -23,8 +23,14 @@ NATS_URL = os.environ.get("SMPPD_TEST_NATS_URL", "nats://127.0.0.1:4222")
 
 
 def command(message_id: str, destination: str = "+93700000001", **fields: Any) -> bytes:
-    message = {"message_id": message_id, "tenant_id": "t1", "source": "SMPPD",
-               "destination": destination, "text": "hello", **fields}
+    message = {
+        "message_id": message_id,
+        "tenant_id": "t1",
+        "source": "SMPPD",
+        "destination": destination,
+        "text": "hello",
+        **fields,
+    }
     return json.dumps({"schema": DISPATCH_SCHEMA, "message": message}).encode()
 
 
@@ -32,10 +38,14 @@ def command(message_id: str, destination: str = "+93700000001", **fields: Any) -
 def names() -> dict[str, str]:
     tag = uuid.uuid4().hex[:8]
     return {
-        "dispatch_stream": f"T{tag}_DISPATCH", "dlr_stream": f"T{tag}_DLR",
-        "mo_stream": f"T{tag}_MO", "dispatch_subject": f"t{tag}.smpp.operator",
-        "invalid_subject": f"t{tag}.smpp.dispatch.invalid", "dlr_subject": f"t{tag}.sms.dlr",
-        "mo_subject": f"t{tag}.sms.mo", "consumer": f"c{tag}",
+        "dispatch_stream": f"T{tag}_DISPATCH",
+        "dlr_stream": f"T{tag}_DLR",
+        "mo_stream": f"T{tag}_MO",
+        "dispatch_subject": f"t{tag}.smpp.operator",
+        "invalid_subject": f"t{tag}.smpp.dispatch.invalid",
+        "dlr_subject": f"t{tag}.sms.dlr",
+        "mo_subject": f"t{tag}.sms.mo",
+        "consumer": f"c{tag}",
     }
 
 
@@ -77,70 +87,75 @@ async def dlr_events(js: Any, names: dict[str, str], count: int) -> list[dict[st
 
 async def test_command_is_sent_and_its_receipt_published(tmp_path, names, js_client):
     js = js_client
-    async with running_sim([mno("alpha")]) as sim, running_daemon(
-        write_config(tmp_path, sim, names)
-    ) as daemon:
-            subject = f"{names['dispatch_subject']}.alpha"
-            await js.publish(subject, command("m-1"))
-            events = await dlr_events(js, names, 1)
-            assert events[0]["message_id"] == "m-1"
-            assert events[0]["state"] == "DELIVERED" and events[0]["schema"] == "smppd.dlr.v1"
-            stored = await daemon.store.get_message("m-1")
-            assert stored["state"] == "DELIVERED" and stored["operator_id"] == "alpha"
-            info = await js.consumer_info(names["dispatch_stream"], names["consumer"])
-            assert info.num_ack_pending == 0 and info.num_pending == 0
+    async with (
+        running_sim([mno("alpha")]) as sim,
+        running_daemon(write_config(tmp_path, sim, names)) as daemon,
+    ):
+        subject = f"{names['dispatch_subject']}.alpha"
+        await js.publish(subject, command("m-1"))
+        events = await dlr_events(js, names, 1)
+        assert events[0]["message_id"] == "m-1"
+        assert events[0]["state"] == "DELIVERED" and events[0]["schema"] == "smppd.dlr.v1"
+        stored = await daemon.store.get_message("m-1")
+        assert stored["state"] == "DELIVERED" and stored["operator_id"] == "alpha"
+        info = await js.consumer_info(names["dispatch_stream"], names["consumer"])
+        assert info.num_ack_pending == 0 and info.num_pending == 0
 
 
 async def test_redelivered_command_is_sent_once(tmp_path, names, js_client):
     js = js_client
-    async with running_sim([mno("alpha")]) as sim, running_daemon(
-        write_config(tmp_path, sim, names)
-    ) as daemon:
-            subject = f"{names['dispatch_subject']}.alpha"
-            for _ in range(3):  # the orchestrator retried: same message id each time
-                await js.publish(subject, command("m-dup"))
-            await wait_for(lambda: daemon.store.get_message("m-dup"), what="stored")
-            await dlr_events(js, names, 1)
-            assert len(submits(sim, "alpha")) == 1
+    async with (
+        running_sim([mno("alpha")]) as sim,
+        running_daemon(write_config(tmp_path, sim, names)) as daemon,
+    ):
+        subject = f"{names['dispatch_subject']}.alpha"
+        for _ in range(3):  # the orchestrator retried: same message id each time
+            await js.publish(subject, command("m-dup"))
+        await wait_for(lambda: daemon.store.get_message("m-dup"), what="stored")
+        await dlr_events(js, names, 1)
+        assert len(submits(sim, "alpha")) == 1
 
 
 async def test_invalid_commands_are_terminated_with_a_reason(tmp_path, names, js_client):
     js = js_client
-    async with running_sim([mno("alpha")]) as sim, running_daemon(
-        write_config(tmp_path, sim, names)
+    async with (
+        running_sim([mno("alpha")]) as sim,
+        running_daemon(write_config(tmp_path, sim, names)),
     ):
-            invalid = await js.subscribe(names["invalid_subject"], stream=names["dispatch_stream"])
-            subject = f"{names['dispatch_subject']}.alpha"
-            await js.publish(subject, b"{not json")
-            await js.publish(subject, json.dumps({"schema": DISPATCH_SCHEMA,
-                                                  "message": {"tenant_id": "t"}}).encode())
-            await js.publish(subject, command("m-bad", destination="12"))
-            reasons = []
-            for _ in range(3):
-                msg = await invalid.next_msg(timeout=5.0)
-                reasons.append(json.loads(msg.data))
-            fields = [r["errors"][0]["field"] for r in reasons]
-            assert fields == ["body", "message.message_id", "message.destination"]
-            info = await js.consumer_info(names["dispatch_stream"], names["consumer"])
-            assert info.num_ack_pending == 0 and info.num_redelivered == 0
-            assert submits(sim, "alpha") == []
+        invalid = await js.subscribe(names["invalid_subject"], stream=names["dispatch_stream"])
+        subject = f"{names['dispatch_subject']}.alpha"
+        await js.publish(subject, b"{not json")
+        await js.publish(
+            subject, json.dumps({"schema": DISPATCH_SCHEMA, "message": {"tenant_id": "t"}}).encode()
+        )
+        await js.publish(subject, command("m-bad", destination="12"))
+        reasons = []
+        for _ in range(3):
+            msg = await invalid.next_msg(timeout=5.0)
+            reasons.append(json.loads(msg.data))
+        fields = [r["errors"][0]["field"] for r in reasons]
+        assert fields == ["body", "message.message_id", "message.destination"]
+        info = await js.consumer_info(names["dispatch_stream"], names["consumer"])
+        assert info.num_ack_pending == 0 and info.num_redelivered == 0
+        assert submits(sim, "alpha") == []
 
 
 async def test_shadow_mode_correlates_but_publishes_nothing(tmp_path, names, js_client):
     js = js_client
-    async with running_sim([mno("alpha")]) as sim, running_daemon(
-        write_config(tmp_path, sim, names, shadow=True)
-    ) as daemon:
-            await js.publish(f"{names['dispatch_subject']}.alpha", command("m-shadow"))
+    async with (
+        running_sim([mno("alpha")]) as sim,
+        running_daemon(write_config(tmp_path, sim, names, shadow=True)) as daemon,
+    ):
+        await js.publish(f"{names['dispatch_subject']}.alpha", command("m-shadow"))
 
-            async def delivered() -> bool:
-                found = await daemon.store.get_message("m-shadow")
-                return found is not None and found["state"] == "DELIVERED"
+        async def delivered() -> bool:
+            found = await daemon.store.get_message("m-shadow")
+            return found is not None and found["state"] == "DELIVERED"
 
-            await wait_for(delivered, timeout=10.0, what="receipt matched in shadow mode")
-            assert daemon.bus is not None and daemon.bus.suppressed >= 1
-            info = await js.stream_info(names["dlr_stream"])
-            assert info.state.messages == 0
+        await wait_for(delivered, timeout=10.0, what="receipt matched in shadow mode")
+        assert daemon.bus is not None and daemon.bus.suppressed >= 1
+        info = await js.stream_info(names["dlr_stream"])
+        assert info.state.messages == 0
 
 
 @pytest.mark.parametrize(
