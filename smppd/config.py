@@ -287,6 +287,10 @@ class StoreSection(_Section):
 
 class RedisSection(_Section):
     url: SecretStr  # may carry a password
+    key_prefix: str = "smppd"  # every key this deployment writes starts with it
+    # Replicas sharing each operator's TPS budget: with Redis unreachable each one
+    # falls back to limit / replicas, so the budget holds through the outage.
+    replicas: int = Field(default=2, ge=1)
 
     @model_validator(mode="after")
     def _check(self) -> RedisSection:

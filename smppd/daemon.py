@@ -67,10 +67,20 @@ class Daemon:
         self.started_at = time.time()
         self._stop = asyncio.Event()
         self._housekeeping: asyncio.Task[None] | None = None
+        self._exported: dict[tuple[str, str], int] = {}  # (metric, bind) -> count exported
         self._watchdog: asyncio.Task[None] | None = None
         self.rate = RateMeter()  # submit_sm per second, for STATUS=
         self.reloader = Reloader(self)
         self.ready = False
+
+    def _shared_bucket(self, op_cfg: Any) -> Any:
+        """The operator's cluster-wide bucket in Redis; None keeps it in-process."""
+        if self.redis is None or self.config.redis is None:
+            return None
+        from throttling.redis_bucket import RedisTokenBucket
+
+        key = f"{self.config.redis.key_prefix}:bucket:{op_cfg.id}"
+        return RedisTokenBucket(self.redis, key, op_cfg.tps, replicas=self.config.redis.replicas)
 
     # -- lifecycle --
 
@@ -127,6 +137,8 @@ class Daemon:
         if self.bus is not None:
             await self.bus.close()
         await self.store.close()
+        if self.redis is not None:
+            await self.redis.aclose()
         log.info("stopped", extra={"event": "stopped"})
 
     async def run_until_signalled(self) -> None:
@@ -166,6 +178,7 @@ class Daemon:
                 await self.matcher.expire_held(time.time())
             except Exception:
                 log.exception("expire_held failed", extra={"event": "housekeeping_failed"})
+            self.export_counters()
             for op in self.operators.values():
                 self.metrics.bucket_rate.labels(op.id).set(op.limiter.rate)
                 self.metrics.queued.labels(op.id).set(len(op.queue))
@@ -193,6 +206,22 @@ class Daemon:
     def make_operator(self, cfg: OperatorConfig) -> Operator:
         return Operator(cfg, self.dispatcher, password=self.password_source(cfg))
 
+    def export_counters(self) -> None:
+        """Bring the submit and bind-attempt metrics up to the binds' plain counts
+        (kept as ints on the send path, where a labelled metric costs too much)."""
+        for op in self.operators.values():
+            for bind in op.binds:
+                for name, metric, count in (
+                    ("submits", self.metrics.submits.labels(op.id), bind.sent),
+                    ("attempts", self.metrics.bind_attempts.labels(op.id, bind.name),
+                     bind.attempts),
+                ):
+                    key = (name, bind.name)
+                    delta = count - self._exported.get(key, 0)
+                    if delta > 0:
+                        metric.inc(delta)
+                        self._exported[key] = count
+
     # -- state for the API (the narrow interface control/ reads through) --
 
     def summary(self) -> str:
@@ -206,6 +235,7 @@ class Daemon:
 
     @property
     def registry(self) -> Any:
+        self.export_counters()  # a scrape sees the counts of this moment
         return self.metrics.registry
 
     def readiness(self) -> tuple[bool, dict[str, Any]]:
