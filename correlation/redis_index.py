@@ -1,0 +1,105 @@
+"""The Redis hot correlation index: (operator, normalised SMSC id) -> (message, part, total).
+
+A cache in front of ``smpp.message_correlations``: PostgreSQL is the truth. Entries
+live at least as long as a message's validity period (default 7 days), so a receipt
+for any message still in flight is found here, shared by every replica.
+
+Redis trouble never fails a caller: a failed call marks the index down for
+``retry_after`` seconds, and meanwhile ``get`` answers None (look in PostgreSQL) and
+``put_many`` does nothing, so a dead Redis costs one failed call per interval.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Sequence
+
+import redis.asyncio as redis
+from redis.exceptions import RedisError
+
+from correlation.store import PartRef
+
+log = logging.getLogger(__name__)
+
+DEFAULT_TTL_SECONDS = 7 * 24 * 3600
+DEFAULT_PREFIX = "smppd:corr:"
+
+
+class RedisIndex:
+    """Pipelined SETs with a TTL and one MGET per lookup (see the module docstring)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        prefix: str = DEFAULT_PREFIX,
+        ttl_seconds: int = DEFAULT_TTL_SECONDS,
+        timeout: float = 0.5,
+        retry_after: float = 5.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._client = redis.Redis.from_url(
+            url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        self._prefix = prefix
+        self._ttl = ttl_seconds
+        self._retry_after = retry_after
+        self._clock = clock
+        self._down_until = 0.0
+
+    @property
+    def available(self) -> bool:
+        """False while a recent failure keeps the index switched off."""
+        return self._clock() >= self._down_until
+
+    def key(self, operator_id: str, smsc_key: str) -> str:
+        return f"{self._prefix}{operator_id}:{smsc_key}"
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def put_many(self, entries: Sequence[tuple[str, str, PartRef]]) -> bool:
+        """Store (operator_id, smsc_key, part) entries in one round trip; False if skipped
+        or failed."""
+        if not entries or not self.available:
+            return False
+        try:
+            async with self._client.pipeline(transaction=False) as pipe:
+                for operator_id, smsc_key, ref in entries:
+                    pipe.set(self.key(operator_id, smsc_key), _encode(ref), ex=self._ttl)
+                await pipe.execute()
+        except (RedisError, OSError) as exc:
+            self._fail(exc)
+            return False
+        return True
+
+    async def get(self, operator_id: str, keys: Sequence[str]) -> PartRef | None:
+        """The part stored under the first of ``keys`` present, or None (absent or down)."""
+        if not keys or not self.available:
+            return None
+        try:
+            values = await self._client.mget([self.key(operator_id, k) for k in keys])
+        except (RedisError, OSError) as exc:
+            self._fail(exc)
+            return None
+        for value in values:
+            if value is not None:
+                return _decode(value)
+        return None
+
+    def _fail(self, exc: BaseException) -> None:
+        if self.available:  # log once per outage interval, not once per call
+            log.warning("redis index unavailable, using PostgreSQL: %s", exc)
+        self._down_until = self._clock() + self._retry_after
+
+
+def _encode(ref: PartRef) -> str:
+    # The message id goes last: it may hold any character, part and total never do.
+    return f"{ref.part}:{ref.total}:{ref.message_id}"
+
+
+def _decode(value: bytes | str) -> PartRef:
+    text = value.decode() if isinstance(value, bytes) else value
+    part, total, message_id = text.split(":", 2)
+    return PartRef(message_id, int(part), int(total))

@@ -1,0 +1,240 @@
+"""PgStore beyond the shared contract: the Redis hot index, replicas, retention, kill -9.
+
+A database of its own for this module (see test_store_contract), emptied before each
+test, and a Redis key prefix per test.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import textwrap
+from collections.abc import AsyncIterator, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import asyncpg
+import pytest
+import redis.asyncio as redis
+from test_store_contract import REDIS_URL, message, migrated_database, redis_prefix, truncate
+
+from correlation.pg_store import LOOKUP_SQL, PgStore, purge_older_than
+from correlation.redis_index import RedisIndex
+from correlation.store import ACCEPTED, DELIVERED, SUBMITTED, PartRef
+
+pytestmark = pytest.mark.services
+
+REPO = Path(__file__).resolve().parent.parent
+DEAD_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+DAY = 86400.0
+
+
+@pytest.fixture(scope="module")
+def module_dsn() -> Iterator[str]:
+    with migrated_database() as dsn:
+        yield dsn
+
+
+@pytest.fixture
+async def dsn(module_dsn: str) -> str:
+    await truncate(module_dsn)
+    return module_dsn
+
+
+@pytest.fixture
+async def prefix() -> AsyncIterator[str]:
+    async for value in redis_prefix():
+        yield value
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[redis.Redis]:
+    c = redis.Redis.from_url(REDIS_URL)
+    yield c
+    await c.aclose()
+
+
+@pytest.fixture
+async def stores() -> AsyncIterator[list[PgStore]]:
+    """Stores a test opens; closed at the end."""
+    opened: list[PgStore] = []
+    yield opened
+    for store in opened:
+        await store.close()
+
+
+async def open_store(stores: list[PgStore], dsn: str, redis_url: str | None, **kw: str) -> PgStore:
+    store = PgStore(dsn, redis_url, migrate_on_open=False, **kw)  # type: ignore[arg-type]
+    await store.open()
+    stores.append(store)
+    return store
+
+
+async def test_submits_are_indexed_in_redis_with_the_ttl(
+    dsn: str, prefix: str, client: redis.Redis, stores: list[PgStore]
+) -> None:
+    store = PgStore(dsn, REDIS_URL, redis_prefix=prefix, redis_ttl_seconds=3 * 86400)
+    await store.open()
+    stores.append(store)
+    await store.accept([message("m:1")])
+    await store.record_submitted("m:1", 2, 3, "roshan", "0A", "a", 1.0)
+    key = f"{prefix}roshan:a"
+    assert await client.get(key) == b"2:3:m:1"
+    assert 3 * 86400 - 60 < await client.ttl(key) <= 3 * 86400
+
+
+async def test_lookup_asks_redis_first(dsn: str, prefix: str, stores: list[PgStore]) -> None:
+    store = await open_store(stores, dsn, REDIS_URL, redis_prefix=prefix)
+    index = RedisIndex(REDIS_URL, prefix=prefix)
+    try:
+        # Only in Redis: found there (PostgreSQL has no such row).
+        assert await index.put_many([("op", "cached", PartRef("m9", 1, 1))])
+        assert await store.lookup_part("op", "cached") == PartRef("m9", 1, 1)
+    finally:
+        await index.close()
+
+
+async def test_a_redis_miss_falls_back_to_postgres_and_refills(
+    dsn: str, prefix: str, client: redis.Redis, stores: list[PgStore]
+) -> None:
+    writer = await open_store(stores, dsn, REDIS_URL, redis_prefix=prefix)
+    await writer.accept([message("m1")])
+    await writer.record_submitted("m1", 1, 1, "op", "AB", "ab", 1.0)
+    await client.delete(f"{prefix}op:ab")  # evicted, or Redis was down at submit time
+    reader = await open_store(stores, dsn, REDIS_URL, redis_prefix=prefix)
+    assert await reader.lookup_part("op", "zz", "ab") == PartRef("m1", 1, 1)
+    assert await client.get(f"{prefix}op:ab") == b"1:1:m1"
+
+
+async def test_redis_down_lookups_use_postgres(dsn: str, stores: list[PgStore]) -> None:
+    writer = await open_store(stores, dsn, DEAD_REDIS)
+    await writer.accept([message("m1")])
+    await writer.record_submitted("m1", 1, 1, "op", "AB", "ab", 1.0)  # its Redis SET fails
+    reader = await open_store(stores, dsn, DEAD_REDIS)  # another replica: nothing in memory
+    assert await reader.lookup_part("op", "ab") == PartRef("m1", 1, 1)
+    assert await reader.record_receipt("m1", 1, DELIVERED, "DELIVRD", "000", 2.0) == DELIVERED
+    assert await reader.lookup_part("op", "nope") is None
+
+
+async def test_redis_index_switches_itself_off_while_down() -> None:
+    now = [0.0]
+    index = RedisIndex(DEAD_REDIS, retry_after=5.0, clock=lambda: now[0])
+    try:
+        assert await index.get("op", ["ab"]) is None
+        assert not index.available
+        assert not await index.put_many([("op", "ab", PartRef("m1", 1, 1))])  # skipped
+        now[0] = 5.0
+        assert index.available  # tries again after retry_after
+    finally:
+        await index.close()
+
+
+async def test_replicas_see_each_others_parts(dsn: str, prefix: str, stores: list[PgStore]) -> None:
+    a = await open_store(stores, dsn, REDIS_URL, redis_prefix=prefix)
+    b = await open_store(stores, dsn, REDIS_URL, redis_prefix=prefix)
+    c = await open_store(stores, dsn, None)  # no Redis at all
+    await a.accept([message("m1")])
+    await a.record_submitted("m1", 1, 1, "op", "AB", "ab", 1.0)
+    assert await b.lookup_part("op", "ab") == PartRef("m1", 1, 1)
+    assert await c.lookup_part("op", "ab") == PartRef("m1", 1, 1)
+    assert await b.record_receipt("m1", 1, DELIVERED, "DELIVRD", None, 2.0) == DELIVERED
+    got = await c.get_message("m1")
+    assert got is not None and got["state"] == DELIVERED
+
+
+async def test_receipt_lookup_is_an_index_scan(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        at = datetime.fromtimestamp(1.0, UTC)
+        rows = [
+            (f"m{i}", 1, 1, f"op{i % 5}", f"{i:x}", f"{i:x}", SUBMITTED, at) for i in range(20_000)
+        ]
+        await conn.copy_records_to_table(
+            "message_correlations",
+            schema_name="smpp",
+            records=rows,
+            columns=[
+                "message_id",
+                "part",
+                "total",
+                "operator_id",
+                "smsc_id",
+                "smsc_key",
+                "state",
+                "submitted_at",
+            ],
+        )
+        await conn.execute("ANALYZE smpp.message_correlations")
+        lines = await conn.fetch("EXPLAIN " + LOOKUP_SQL, "op3", ["ab", "4e23"])
+    finally:
+        await conn.close()
+    text = "\n".join(r[0] for r in lines)
+    assert "Index Scan using message_correlations_lookup" in text, text
+    assert "Seq Scan on message_correlations" not in text, text
+
+
+async def test_purge_deletes_finished_rows_older_than_the_cutoff(
+    dsn: str, stores: list[PgStore]
+) -> None:
+    now = 100 * DAY
+    store = await open_store(stores, dsn, None)
+    old, new = now - 31 * DAY, now - 29 * DAY
+    await store.accept([message("old-done", old), message("old-sent", old)])
+    await store.accept([message("old-waiting", old), message("new-done", new)])
+    for mid, at in (("old-done", old), ("old-sent", old), ("new-done", new)):
+        await store.record_submitted(mid, 1, 1, "op", mid, mid, at)
+    await store.record_receipt("old-done", 1, DELIVERED, "DELIVRD", None, old)
+    await store.record_receipt("new-done", 1, DELIVERED, "DELIVRD", None, new)
+    await store.put_orphan("op", ["x"], {"stat": "DELIVRD"}, old)
+    await store.put_orphan("op", ["y"], {"stat": "DELIVRD"}, new)
+
+    pool = await asyncpg.create_pool(dsn, min_size=1, max_size=2)
+    try:
+        counts = await purge_older_than(pool, 30, now=now, batch_size=1)
+    finally:
+        await pool.close()
+    assert counts["messages"] == 2 and counts["message_correlations"] == 2
+    assert counts["orphan_receipts"] == 1
+    assert (
+        await store.get_message("old-done") is None and await store.get_message("old-sent") is None
+    )
+    waiting = await store.get_message("old-waiting")
+    assert waiting is not None and waiting["state"] == ACCEPTED  # still to be sent: kept
+    assert await store.get_message("new-done") is not None
+    assert await store.lookup_part("op", "old-done") is None
+    assert await store.take_orphans("op", "x") == []
+    assert await store.take_orphans("op", "y") == [{"stat": "DELIVRD"}]
+
+
+async def test_accepted_messages_survive_kill_9(dsn: str, stores: list[PgStore]) -> None:
+    # A real process, killed with SIGKILL right after accept() returned: nothing may be lost.
+    script = textwrap.dedent(
+        f"""
+        import asyncio, os, signal
+        from correlation.pg_store import PgStore
+        from correlation.store import MessageRecord
+
+        def message(message_id, at):
+            return MessageRecord(message_id=message_id, tenant_id="t1", source="Acme",
+                destination="93791234567", data_coding=0, body=b"hi", created_at=at, updated_at=at)
+
+        async def main():
+            store = PgStore({dsn!r})
+            await store.open()
+            accepts = (store.accept([message(f"m{{i}}", 1000.0 + i)]) for i in range(200))
+            await asyncio.gather(*accepts)
+            await store.record_submitted("m0", 1, 1, "op", "AB", "ab", 1001.0)
+            os.kill(os.getpid(), signal.SIGKILL)
+
+        asyncio.run(main())
+        """
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", script, cwd=REPO, stderr=asyncio.subprocess.PIPE
+    )
+    _, stderr = await proc.communicate()
+    assert proc.returncode == -9, stderr.decode()
+    again = await open_store(stores, dsn, None)
+    pending = await again.pending_messages()
+    assert [m.message_id for m in pending] == [f"m{i}" for i in range(1, 200)]
+    assert await again.lookup_part("op", "ab") == PartRef("m0", 1, 1)

@@ -1,0 +1,417 @@
+"""One contract, every CorrelationStore: SqliteStore, PgStore, PgStore + Redis.
+
+The PostgreSQL tests run in a database of their own (``smppd_test_<random>``), created
+for this module and dropped after it, and each test uses its own Redis key prefix.
+PostgreSQL and Redis come from SMPPD_TEST_PG_DSN and SMPPD_TEST_REDIS_URL; if either
+is unreachable the tests fail (they never skip).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import secrets
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager, contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+import redis.asyncio as redis
+from conftest import FakeClock
+
+from correlation.migrate import migrate
+from correlation.pg_store import PgStore
+from correlation.sqlite_store import SqliteStore
+from correlation.store import (
+    ACCEPTED,
+    DELIVERED,
+    FAILED,
+    SUBMITTED,
+    UNDELIVERABLE,
+    CorrelationStore,
+    MessageRecord,
+    PartRef,
+)
+
+PG_DSN = os.environ.get("SMPPD_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("SMPPD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+SMPP_TABLES = (
+    "smpp.messages, smpp.message_correlations, smpp.orphan_receipts, smpp.orphan_keys,"
+    " smpp.mo_messages, smpp.events, smpp.idempotency_keys"
+)
+
+pytestmark = pytest.mark.services
+T = TypeVar("T")
+
+
+# -- services: shared with test_pg_store and test_migrate ---------------------------------
+
+
+def dsn_for(database: str) -> str:
+    """SMPPD_TEST_PG_DSN pointed at another database."""
+    parts = urlsplit(PG_DSN)
+    return urlunsplit(parts._replace(path=f"/{database}"))
+
+
+async def _admin() -> asyncpg.Connection:
+    try:
+        conn: asyncpg.Connection = await asyncpg.connect(PG_DSN, timeout=5)
+    except (OSError, asyncpg.PostgresError) as exc:
+        pytest.fail(f"PostgreSQL unreachable at {PG_DSN} (SMPPD_TEST_PG_DSN): {exc}")
+    return conn
+
+
+async def create_database(prefix: str = "smppd_test") -> str:
+    """A new, empty database; returns its DSN."""
+    name = f"{prefix}_{secrets.token_hex(6)}"  # lower-case hex: a safe identifier
+    conn = await _admin()
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return dsn_for(name)
+
+
+async def drop_database(dsn: str) -> None:
+    name = urlsplit(dsn).path.lstrip("/")
+    conn = await _admin()
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@asynccontextmanager
+async def fresh_database(prefix: str = "smppd_test") -> AsyncIterator[str]:
+    """A new, empty database for the block; yields its DSN and drops it afterwards."""
+    dsn = await create_database(prefix)
+    try:
+        yield dsn
+    finally:
+        await drop_database(dsn)
+
+
+def run_in_thread(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a coroutine to completion on a loop of its own (callable even from a loop)."""
+    with ThreadPoolExecutor(max_workers=1) as executor:
+        return executor.submit(asyncio.run, coro).result()
+
+
+@contextmanager
+def migrated_database() -> Iterator[str]:
+    """A fresh, migrated database, for a module-scoped (synchronous) fixture."""
+    dsn = run_in_thread(create_database())
+    try:
+        run_in_thread(migrate(dsn))
+        yield dsn
+    finally:
+        run_in_thread(drop_database(dsn))
+
+
+async def redis_prefix() -> AsyncGenerator[str, None]:
+    """A per-test Redis key prefix; fails if Redis is down, deletes the keys after."""
+    client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        await client.ping()
+    except (OSError, redis.RedisError) as exc:
+        await client.aclose()
+        pytest.fail(f"Redis unreachable at {REDIS_URL} (SMPPD_TEST_REDIS_URL): {exc}")
+    prefix = f"smppd_test:{secrets.token_hex(6)}:"
+    try:
+        yield prefix
+    finally:
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*")]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+
+
+async def truncate(dsn: str) -> None:
+    conn = await asyncpg.connect(dsn)
+    try:
+        await conn.execute(f"TRUNCATE {SMPP_TABLES} RESTART IDENTITY")
+    finally:
+        await conn.close()
+
+
+# -- fixtures ---------------------------------------------------------------------------
+
+OpenStore = Callable[[], Awaitable[CorrelationStore]]
+
+
+@pytest.fixture(scope="module")
+def pg_dsn() -> Iterator[str]:
+    with migrated_database() as dsn:
+        yield dsn
+
+
+@pytest.fixture(params=["sqlite", "pg", "pg+redis"])
+async def open_store(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: FakeClock
+) -> AsyncIterator[OpenStore]:
+    """Opens a store over this test's data; each call a new instance (a restart, or
+    another replica), all closed at the end."""
+    kind: str = request.param
+    opened: list[CorrelationStore] = []
+    prefixes = redis_prefix()
+    redis_url, prefix = None, ""
+    if kind == "pg+redis":
+        redis_url, prefix = REDIS_URL, await anext(prefixes)
+    if kind != "sqlite":
+        dsn = request.getfixturevalue("pg_dsn")
+        await truncate(dsn)
+
+    async def factory() -> CorrelationStore:
+        store: CorrelationStore
+        if kind == "sqlite":
+            store = SqliteStore(str(tmp_path / "smppd.sqlite"), clock=clock)
+        else:
+            store = PgStore(dsn, redis_url, clock=clock, redis_prefix=prefix)
+        await store.open()
+        opened.append(store)
+        return store
+
+    yield factory
+    for store in opened:
+        await store.close()
+    if redis_url is not None:
+        await prefixes.aclose()
+
+
+@pytest.fixture
+async def store(open_store: OpenStore) -> CorrelationStore:
+    return await open_store()
+
+
+def message(message_id: str, at: float = 1000.0) -> MessageRecord:
+    return MessageRecord(
+        message_id=message_id,
+        tenant_id="t1",
+        source="Acme",
+        destination="93791234567",
+        data_coding=0,
+        body=b"hello",
+        created_at=at,
+        updated_at=at,
+    )
+
+
+# -- the contract -------------------------------------------------------------------------
+
+
+async def test_accept_survives_close_and_reopen(
+    store: CorrelationStore, open_store: OpenStore
+) -> None:
+    await store.accept([message("m1", 1.0), message("m2", 2.0)])
+    await store.close()
+    again = await open_store()
+    got = await again.get_message("m1")
+    assert got is not None
+    assert got["state"] == ACCEPTED and got["body"] == b"hello" and got["parts"] == []
+    assert (got["created_at"], got["tenant_id"], got["operator_id"]) == (1.0, "t1", None)
+    assert [m.message_id for m in await again.pending_messages()] == ["m1", "m2"]
+    assert await again.get_message("nope") is None
+
+
+async def test_pending_lists_only_unsubmitted(
+    store: CorrelationStore, open_store: OpenStore
+) -> None:
+    await store.accept([message("m1", 1), message("m2", 2), message("m3", 3)])
+    await store.record_submitted("m1", 1, 1, "op", "1", "1", 10.0)
+    await store.record_submitted("m3", 1, 2, "op", "2", "2", 10.0)  # 1 part of 2: still pending
+    other = await open_store()  # a second instance reads what the first committed
+    pending = await other.pending_messages()
+    assert [m.message_id for m in pending] == ["m2", "m3"]
+    assert pending[0] == message("m2", 2)
+    await store.record_submitted("m3", 2, 2, "op", "3", "3", 11.0)
+    assert [m.message_id for m in await store.pending_messages()] == ["m2"]
+    got = await store.get_message("m3")
+    assert got is not None and got["state"] == SUBMITTED and got["operator_id"] == "op"
+    assert [(p["part"], p["smsc_key"], p["submitted_at"]) for p in got["parts"]] == [
+        (1, "2", 10.0),
+        (2, "3", 11.0),
+    ]
+
+
+async def test_submitted_part_is_findable_before_record_returns(store: CorrelationStore) -> None:
+    await store.accept([message("m1")])
+    # gather starts record_submitted first; lookup runs while the write is still queued.
+    _, found = await asyncio.gather(
+        store.record_submitted("m1", 1, 1, "op", "AB", "ab", 1.0), store.lookup_part("op", "ab")
+    )
+    assert found == PartRef("m1", 1, 1)
+
+
+async def test_many_submits_in_one_write(store: CorrelationStore, open_store: OpenStore) -> None:
+    await store.accept([message("m1"), message("m2")])
+    rows = [
+        ("m1", 1, 1, "op", "A1", "a1", 2.0),
+        ("m2", 1, 2, "op", "B1", "b1", 2.0),
+        ("m2", 2, 2, "op", "B2", "b2", 3.0),
+    ]
+    _, found = await asyncio.gather(
+        store.record_submitted_many(rows), store.lookup_part("op", "b2")
+    )
+    assert found == PartRef("m2", 2, 2)
+    assert await store.pending_messages() == []
+    again = await open_store()
+    assert await again.lookup_part("op", "a1") == PartRef("m1", 1, 1)
+    got = await again.get_message("m2")
+    assert got is not None and got["state"] == SUBMITTED
+    assert [p["smsc_id"] for p in got["parts"]] == ["B1", "B2"]
+
+
+async def test_lookup_by_operator_and_first_matching_key(
+    store: CorrelationStore, open_store: OpenStore
+) -> None:
+    await store.accept([message("m1"), message("m2")])
+    await store.record_submitted("m1", 1, 1, "op", "1A", "1a", 1.0)
+    await store.record_submitted("m2", 1, 2, "op", "1B", "1b", 2.0)
+    for s in (store, await open_store()):  # the writer, and an instance that never saw it
+        assert await s.lookup_part("op", "1a") == PartRef("m1", 1, 1)
+        assert await s.lookup_part("op", "zz", "1b") == PartRef("m2", 1, 2)
+        assert await s.lookup_part("other-op", "1a") is None
+        assert await s.lookup_part("op", "zz") is None
+
+
+async def test_receipt_on_single_part_message(store: CorrelationStore) -> None:
+    await store.accept([message("m1")])
+    await store.record_submitted("m1", 1, 1, "op", "1", "1", 1.0)
+    assert await store.record_receipt("m1", 1, SUBMITTED, "ENROUTE", None, 2.0) == SUBMITTED
+    assert await store.record_receipt("m1", 1, DELIVERED, "DELIVRD", "000", 3.0) == DELIVERED
+    # A late intermediate receipt never undoes a final one.
+    assert await store.record_receipt("m1", 1, SUBMITTED, "ENROUTE", None, 4.0) == DELIVERED
+    got = await store.get_message("m1")
+    assert got is not None
+    assert (got["state"], got["receipt_stat"], got["receipt_err"]) == (DELIVERED, "DELIVRD", "000")
+    assert got["updated_at"] == 3.0
+    assert got["parts"][0]["state"] == DELIVERED and got["parts"][0]["done_at"] == 3.0
+    assert await store.record_receipt("nope", 1, DELIVERED, "DELIVRD", None, 5.0) is None
+    assert await store.record_receipt("nope", 1, SUBMITTED, "ENROUTE", None, 5.0) is None
+
+
+async def test_multipart_delivered_when_every_part_is(store: CorrelationStore) -> None:
+    await store.accept([message("m1")])
+    for part in (1, 2, 3):
+        await store.record_submitted("m1", part, 3, "op", str(part), str(part), 1.0)
+    assert await store.record_receipt("m1", 1, DELIVERED, "DELIVRD", None, 2.0) == SUBMITTED
+    assert await store.record_receipt("m1", 3, DELIVERED, "DELIVRD", None, 2.0) == SUBMITTED
+    assert await store.record_receipt("m1", 2, SUBMITTED, "ENROUTE", None, 2.0) == SUBMITTED
+    assert await store.record_receipt("m1", 2, DELIVERED, "DELIVRD", None, 2.0) == DELIVERED
+
+
+async def test_multipart_fails_when_any_part_fails(store: CorrelationStore) -> None:
+    await store.accept([message("m1")])
+    for part in (1, 2):
+        await store.record_submitted("m1", part, 2, "op", str(part), str(part), 1.0)
+    assert (
+        await store.record_receipt("m1", 2, UNDELIVERABLE, "UNDELIV", "001", 2.0) == UNDELIVERABLE
+    )
+    assert await store.record_receipt("m1", 1, DELIVERED, "DELIVRD", None, 3.0) == UNDELIVERABLE
+    got = await store.get_message("m1")
+    assert got is not None and (got["state"], got["receipt_err"]) == (UNDELIVERABLE, "001")
+
+
+async def test_resubmit_records_new_id_and_keeps_receipt_state(
+    store: CorrelationStore, open_store: OpenStore
+) -> None:
+    await store.accept([message("m1")])
+    await store.record_submitted("m1", 1, 1, "op", "OLD", "old", 1.0)
+    await store.record_receipt("m1", 1, DELIVERED, "DELIVRD", None, 2.0)
+    await store.record_submitted("m1", 1, 1, "op", "NEW", "new", 3.0)
+    got = await store.get_message("m1")
+    assert got is not None
+    assert [(p["smsc_id"], p["state"]) for p in got["parts"]] == [("NEW", DELIVERED)]
+    assert await (await open_store()).lookup_part("op", "new") == PartRef("m1", 1, 1)
+
+
+async def test_set_message_state(store: CorrelationStore) -> None:
+    await store.accept([message("m1"), message("m2")])
+    await asyncio.gather(
+        store.set_message_state("m1", FAILED, at=5.0, reason="ESME_RINVDSTADR", command_status=11),
+        store.set_message_state("m2", FAILED, at=5.0, command_status=0xFFFFFFFF),
+    )
+    await store.set_message_state("m1", FAILED, at=6.0, attempts=3)
+    got = await store.get_message("m1")
+    assert got is not None
+    assert (got["state"], got["reason"], got["command_status"], got["attempts"]) == (
+        FAILED,
+        "ESME_RINVDSTADR",
+        11,
+        3,
+    )
+    assert got["updated_at"] == 6.0
+    assert await store.pending_messages() == []
+
+
+async def test_orphans_found_under_any_key_and_taken_once(store: CorrelationStore) -> None:
+    await store.put_orphan("op", ["1e240", "123456"], {"stat": "DELIVRD", "n": [1, None]}, 1.0)
+    await store.put_orphan("op", ["1e240"], {"stat": "UNDELIV"}, 2.0)
+    await store.put_orphan("other", ["123456"], {"stat": "EXPIRED"}, 3.0)
+    assert await store.take_orphans("op", "123456") == [{"stat": "DELIVRD", "n": [1, None]}]
+    assert await store.take_orphans("op", "1e240") == [{"stat": "UNDELIV"}]
+    assert await store.take_orphans("op", "1e240") == []
+    assert await store.take_orphans("other", "123456") == [{"stat": "EXPIRED"}]
+
+
+async def test_orphans_taken_oldest_first(store: CorrelationStore) -> None:
+    await asyncio.gather(*(store.put_orphan("op", ["k"], {"n": n}, float(n)) for n in range(5)))
+    assert await store.take_orphans("op", "k") == [{"n": n} for n in range(5)]
+
+
+async def test_idempotency_first_writer_wins(
+    store: CorrelationStore, open_store: OpenStore
+) -> None:
+    assert await store.idempotency_get("k1") is None
+    first, second = await asyncio.gather(
+        store.idempotency_put("k1", "m1"), store.idempotency_put("k1", "m2")
+    )
+    assert first == second == "m1"
+    await store.close()
+    again = await open_store()
+    assert await again.idempotency_get("k1") == "m1"
+    assert await again.idempotency_put("k1", "m3") == "m1"
+
+
+async def test_events_listed_by_kind_with_a_cursor(
+    store: CorrelationStore, clock: FakeClock
+) -> None:
+    ids = [await store.store_event("dlr", {"n": n}) for n in range(3)]
+    clock.advance(5)
+    mo = await store.store_event("mo", {"text": "hi"})
+    assert ids == sorted(ids) and mo > ids[-1]
+    dlrs = await store.list_events("dlr", after_id=ids[0], limit=10)
+    assert [(e.id, e.payload) for e in dlrs] == [(ids[1], {"n": 1}), (ids[2], {"n": 2})]
+    every = await store.list_events(None, after_id=0, limit=3)
+    assert [e.kind for e in every] == ["dlr", "dlr", "dlr"]
+    last = await store.list_events(None, after_id=every[-1].id)
+    assert [(e.id, e.kind, e.payload, e.created_at) for e in last] == [
+        (mo, "mo", {"text": "hi"}, clock.now)
+    ]
+
+
+async def test_concurrent_calls_commit_together_and_a_bad_one_fails_alone(
+    store: CorrelationStore,
+) -> None:
+    await store.accept([message("dup")])
+    results = await asyncio.gather(
+        *(store.accept([message(f"m{i}")]) for i in range(50)),
+        store.accept([message("dup")]),
+        store.record_submitted("m0", 1, 1, "op", "X", "x", 2.0),
+        return_exceptions=True,
+    )
+    assert all(r is None for r in results[:50]) and results[51] is None
+    assert isinstance(results[50], Exception)  # the store's integrity error
+    assert len(await store.pending_messages()) == 50  # 51 accepted, m0 submitted
+    assert await store.lookup_part("op", "x") == PartRef("m0", 1, 1)
+
+
+async def test_closed_store_refuses_calls(open_store: OpenStore) -> None:
+    s = await open_store()
+    await s.close()
+    with pytest.raises(RuntimeError):
+        await s.accept([message("m1")])
