@@ -64,8 +64,8 @@ class Totals:
     accepted: int = 0
     throttled: int = 0
     queue_full: int = 0
-    receipts_sent: int = 0
-    receipts_dropped: int = 0  # no bind able to receive was there
+    receipts_sent: int = 0  # handed to a bind (a redelivery after a drop counts again)
+    receipts_dropped: int = 0  # no receiving bind and the waiting queue was full
     mo_sent: int = 0
     deliver_sm_resp_errors: int = 0
     per_account: dict[str, AccountCounters] = field(default_factory=dict)

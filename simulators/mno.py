@@ -86,6 +86,8 @@ class Account:
         self.passwords = list(config.passwords)
         self.counters = AccountCounters(config.tps)
         self.bound: list[SmscHandler] = []
+        # receipts and MO with no receiving bind, kept until one binds (as an SMSC does)
+        self.undelivered: deque[bytes] = deque(maxlen=100_000)
         self._rr = 0
 
     def receivers(self) -> list[SmscHandler]:
@@ -168,7 +170,8 @@ class SmscHandler(BaseHandler):
         # the session's window and sequence numbers, without re-encoding the PDU
         session = self.conn.session
         sequence = session.next_sequence()
-        session.window.add(sequence, _DELIVER_SM, self.conn.loop.time())
+        # the frame as context: if the connection dies unanswered, it is delivered again
+        session.window.add(sequence, _DELIVER_SM, self.conn.loop.time(), frame)
         self.conn.send_raw(frame[:12] + _U32.pack(sequence) + frame[16:])
         mno = self.mno
         if mno.recorder.enabled:
@@ -234,12 +237,19 @@ class Mno:
 
     def on_closed(self, handler: SmscHandler, closed: Closed) -> None:
         self.handlers.discard(handler)
+        if closed.reason == "peer_unbound":
+            # the session answered the ESME's unbind itself (sequence number not kept)
+            self.record_out(handler, CommandId.UNBIND, 0, 0, direction_in=True)
+            self.record_out(handler, CommandId.UNBIND_RESP, 0, 0)
         account = handler.account
         if account is not None and handler in account.bound:
             account.bound.remove(handler)
-        # receipts queued on a closed bind go to another one of the account, if any
-        backlog, handler.backlog = handler.backlog, deque()
-        for frame in backlog:
+        # deliver_sm unanswered or queued on a closed bind go to another bind of the
+        # account, or wait for one
+        frames = [p.context for p in closed.abandoned if isinstance(p.context, bytes)]
+        frames.extend(handler.backlog)
+        handler.backlog.clear()
+        for frame in frames:
             self._route(_Receipt(handler, frame))
 
     @property
@@ -261,6 +271,10 @@ class Mno:
         handler.bind_type = bind_type
         account.bound.append(handler)
         self.counters.binds += 1
+        if bind_type in _RECEIVING:
+            waiting, account.undelivered = account.undelivered, deque(maxlen=100_000)
+            for frame in waiting:
+                handler.send_deliver(frame)
 
     def _bind_status(self, pdu: Bind, bind_type: str) -> tuple[int, Account | None]:
         if self.behaviour.reject_binds is not None:
@@ -349,8 +363,8 @@ class Mno:
         else:
             handler.conn.send_raw(data)
         if self.recorder.enabled:
-            self.record_out(handler, _SUBMIT_SM_RESP, status, sequence,
-                            **({"message_id": message_id} if message_id is not None else {}))
+            details: dict[str, Any] = {} if message_id is None else {"message_id": message_id}
+            self.record_out(handler, _SUBMIT_SM_RESP, status, sequence, **details)
         behaviour = self.behaviour
         if behaviour.drop_after is not None:
             behaviour.drop_after -= 1
@@ -392,7 +406,11 @@ class Mno:
             account = origin.account
             target = account.next_receiver() if account is not None else None
         if target is None:
-            self.counters.receipts_dropped += 1
+            account = origin.account
+            if account is None or len(account.undelivered) == account.undelivered.maxlen:
+                self.counters.receipts_dropped += 1
+            else:
+                account.undelivered.append(receipt.frame)
             return
         self.counters.receipts_sent += 1
         target.send_deliver(receipt.frame)
@@ -456,10 +474,10 @@ class Mno:
                                  pdu.sequence_number, handler.conn_id, **details)
 
     def record_out(self, handler: SmscHandler, command_id: int, status: int, sequence: int,
-                   **details: Any) -> None:
+                   *, direction_in: bool = False, **details: Any) -> None:
         if self.recorder.enabled:
-            self.recorder.record(self.clock(), "out", command_id, status, sequence,
-                                 handler.conn_id, **details)
+            self.recorder.record(self.clock(), "in" if direction_in else "out", command_id,
+                                 status, sequence, handler.conn_id, **details)
 
     def summary(self) -> dict[str, Any]:
         return {

@@ -294,6 +294,19 @@ async def test_receipt_on_another_bind(sim: SmscSimulator) -> None:
     assert tx_client.delivered.empty()
 
 
+async def test_receipt_waits_for_a_receiving_bind(sim: SmscSimulator) -> None:
+    port = sim.port_of("alpha")
+    tx, _, _ = await connect(port, kind=BindTransmitter)
+    await submit(tx, registered_delivery=1)
+    await ping(tx)
+    mno = sim.mno("alpha")
+    assert len(mno.accounts["esme1"].undelivered) == 1
+    _, rx_client, _ = await connect(port, kind=BindReceiver)
+    receipt = await rx_client.next()
+    assert tlv_cstr(receipt.tlvs, Tag.RECEIPTED_MESSAGE_ID) == "1"
+    assert mno.counters.receipts_dropped == 0
+
+
 async def test_receipts_round_robin_across_receivers(clock: Any) -> None:
     sim = await start(clock, receipts={"delay_ms": 0, "route": "round_robin"})
     try:
@@ -443,6 +456,18 @@ async def test_records_what_went_on_the_wire(sim: SmscSimulator) -> None:
     assert sub["short_message"] == "0041"
     assert entries[3]["message_id"] == "1"
     assert "password" not in str(entries)
+
+
+async def test_records_an_unbind_from_the_esme(sim: SmscSimulator) -> None:
+    conn, _, _ = await connect(sim.port_of("alpha"))
+    await conn.unbind()
+    recorder = sim.mno("alpha").recorder
+    for _ in range(100):  # the server side sees the close just after the client
+        if recorder.entries("unbind_resp"):
+            break
+        await asyncio.sleep(0.01)
+    assert [(e["direction"], e["command"]) for e in recorder.entries()][-2:] == [
+        ("in", "unbind"), ("out", "unbind_resp")]
 
 
 async def test_recording_off(sim: SmscSimulator) -> None:
