@@ -131,6 +131,22 @@ async def list_events(request: web.Request) -> web.Response:
     return web.json_response({"events": await request.app[VIEW].events(kind, after, limit)})
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+async def post_reload(request: web.Request) -> web.Response:
+    # An invalid config raises InputError (422, the problems by key); nothing changes.
+    return web.json_response(await request.app[VIEW].reload())
+
+
+async def put_log_level(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    level = body.get("level") if isinstance(body, dict) else None
+    if not isinstance(level, str) or level.upper() not in LOG_LEVELS:
+        raise InputError([("level", f"one of {', '.join(LOG_LEVELS)}")])
+    return web.json_response(request.app[VIEW].set_log_level(level.upper()))
+
+
 def create_app(view: GatewayView) -> web.Application:
     app = web.Application(middlewares=[problems_middleware], client_max_size=4 * 1024 * 1024)
     app[VIEW] = view
@@ -143,4 +159,6 @@ def create_app(view: GatewayView) -> web.Application:
     app.router.add_post("/v1/messages/bulk", post_bulk)
     app.router.add_get("/v1/messages/{id}", get_message)
     app.router.add_get("/v1/events", list_events)
+    app.router.add_post("/v1/admin/reload", post_reload)
+    app.router.add_put("/v1/admin/log-level", put_log_level)
     return app

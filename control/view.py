@@ -42,3 +42,9 @@ class GatewayView(Protocol):
     async def message(self, message_id: str) -> dict[str, Any] | None: ...
 
     async def events(self, kind: str, after: int, limit: int) -> list[dict[str, Any]]: ...
+
+    async def reload(self) -> dict[str, Any]:
+        """Re-read the config; raise InputError (nothing changed) when it is invalid."""
+
+    def set_log_level(self, level: str) -> dict[str, Any]:
+        """Set the root log level (an upper-case logging level name)."""

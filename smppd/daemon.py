@@ -279,7 +279,8 @@ class Daemon:
     async def reload(self) -> dict[str, Any]:
         result = await self.reloader.reload()
         if not result.ok:
-            raise InputError(result.errors, status=422, title="Configuration rejected")
+            problems = [(key or "config", message) for key, message in result.errors]
+            raise InputError(problems, status=422, title="Configuration rejected")
         return result.to_dict()
 
     def set_log_level(self, level: str) -> dict[str, Any]:
