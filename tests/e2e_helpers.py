@@ -1,0 +1,195 @@
+"""Shared builders for the daemon's end-to-end tests: simulated MNOs on free ports,
+a daemon config TOML pointing at them, and a polling helper.
+
+    mnos = [mno("alpha", tps=200)]
+    async with running_sim(mnos) as sim:
+        path = write_config(tmp_path, [operator("alpha", sim)], api_port=0)
+        async with running_daemon(path) as daemon: ...
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import socket
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from simulators import AccountConfig, Behaviour, MnoConfig, ReceiptConfig, SimConfig
+from simulators.server import SmscSimulator
+from smppd.config import load_config
+from smppd.daemon import Daemon
+
+FINAL_STATES = frozenset({"DELIVERED", "UNDELIVERABLE", "EXPIRED", "REJECTED", "FAILED",
+                          "UNKNOWN"})
+SYSTEM_ID = "esme"
+PASSWORD = "secret"
+# Operator keys that keep a test fast: quick reconnects, short timeouts.
+FAST = {
+    "enquire_link_interval": 5.0,
+    "inactivity_timeout": 15.0,
+    "response_timeout": 5.0,
+    "reconnect_min": 0.05,
+    "reconnect_max": 0.3,
+    "primary_probe_interval": 0.2,
+}
+
+
+# --------------------------------------------------------------------------- simulator
+
+
+def mno(name: str, *, tps: int = 1000, max_binds: int = 4, receipt_delay_ms: float = 20.0,
+        outcomes: Mapping[str, float] | None = None, behaviour: Behaviour | None = None,
+        port: int = 0, **config: Any) -> MnoConfig:
+    """One simulated MNO with one account (SYSTEM_ID/PASSWORD) and fast receipts."""
+    receipts = ReceiptConfig(delay_ms=(receipt_delay_ms, receipt_delay_ms),
+                             outcomes=dict(outcomes or {"DELIVRD": 1.0}))
+    return MnoConfig(name=name, port=port,
+                     accounts=[AccountConfig(SYSTEM_ID, [PASSWORD], tps=tps,
+                                             max_binds=max_binds)],
+                     receipts=receipts, behaviour=behaviour or Behaviour(), **config)
+
+
+@contextlib.asynccontextmanager
+async def running_sim(mnos: list[MnoConfig]) -> AsyncIterator[SmscSimulator]:
+    sim = SmscSimulator(SimConfig(mnos=mnos, admin_port=None))
+    await sim.start()
+    try:
+        yield sim
+    finally:
+        await sim.stop()
+
+
+def free_port() -> int:
+    """A port with nothing listening on it (bound once, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+# --------------------------------------------------------------------------- daemon config
+
+
+def operator(op_id: str, hosts: list[str] | SmscSimulator, *, prefix: str | None = None,
+             **keys: Any) -> dict[str, Any]:
+    """An [[operators]] table; ``hosts`` may be the simulator (its MNO named ``op_id``)."""
+    if isinstance(hosts, SmscSimulator):
+        hosts = [f"127.0.0.1:{hosts.port_of(op_id)}"]
+    table: dict[str, Any] = {
+        "id": op_id, "name": op_id.title(), "mcc": "412", "mnc": ["40"],
+        "prefixes": [prefix or "937"], "hosts": hosts,
+        "system_id": SYSTEM_ID, "password": PASSWORD,
+        "binds": 1, "window": 10, "tps": 500,
+    }
+    table.update(FAST)
+    table.update(keys)
+    return table
+
+
+def write_config(directory: Path, operators: list[dict[str, Any]], *, api_port: int = 0,
+                 drain_timeout: float = 5.0, hold: float = 5.0) -> Path:
+    """A daemon TOML in ``directory`` (state in ``directory/state``); returns its path."""
+    lines = [
+        "[daemon]",
+        f'state_dir = "{directory / "state"}"',
+        f"drain_timeout = {drain_timeout}",
+        "[api]",
+        f'listen = "127.0.0.1:{api_port}"',
+        "[store]",
+        f"receipt_hold_seconds = {hold}",
+    ]
+    for table in operators:
+        lines.append("[[operators]]")
+        nested = {k: v for k, v in table.items() if isinstance(v, dict)}
+        lines.extend(f"{k} = {_toml(v)}" for k, v in table.items() if k not in nested)
+        for key, sub in nested.items():
+            lines.append(f"[operators.{key}]")
+            lines.extend(f'"{k}" = {_toml(v)}' for k, v in sub.items())
+    path = directory / "smppd.toml"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def _toml(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+    raise TypeError(f"no TOML for {value!r}")
+
+
+@contextlib.asynccontextmanager
+async def running_daemon(config_path: Path) -> AsyncIterator[Daemon]:
+    daemon = Daemon(load_config(config_path))
+    await daemon.start()
+    try:
+        yield daemon
+    finally:
+        await daemon.stop()
+
+
+# --------------------------------------------------------------------------- waiting
+
+
+async def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, interval: float = 0.02,
+                   what: str | Callable[[], str] = "condition") -> Any:
+    """Poll ``predicate`` (sync or async) until it returns something truthy."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if isinstance(result, Awaitable):
+            result = await result
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for "
+                                 f"{what() if callable(what) else what}")
+        await asyncio.sleep(interval)
+
+
+async def wait_bound(daemon: Daemon, count: int | None = None, timeout: float = 5.0) -> None:
+    """Every operator has ``count`` (default: all its configured) binds up."""
+    def all_bound() -> bool:
+        return all(op.bound_count == (count if count is not None else len(op.binds))
+                   for op in daemon.operators.values())
+    await wait_for(all_bound, timeout, what="binds up")
+
+
+async def wait_final(daemon: Daemon, ids: list[str], timeout: float = 10.0,
+                     ) -> dict[str, dict[str, Any]]:
+    """Wait until every message has a final state; returns id -> stored message."""
+    finals: dict[str, dict[str, Any]] = {}
+
+    async def done() -> bool:
+        for message_id in ids:
+            if message_id not in finals:
+                found = await daemon.store.get_message(message_id)
+                if found is not None and found["state"] in FINAL_STATES:
+                    finals[message_id] = found
+        return len(finals) == len(ids)
+
+    await wait_for(done, timeout, interval=0.05,
+                   what=f"final states ({len(ids)} messages)")
+    return finals
+
+
+async def submit(daemon: Daemon, count: int, *, prefix: str = "9370", text: str = "hello",
+                 **fields: Any) -> list[str]:
+    """Accept ``count`` messages straight through the daemon (no HTTP); returns their ids."""
+    bodies = [{"tenant_id": "t1", "source": "SMPPD", "destination": f"+{prefix}{i:07d}",
+               "text": text, **fields} for i in range(count)]
+    accepted = await daemon.submit(bodies, None)
+    return [a["message_id"] for a in accepted]
+
+
+def submits(sim: SmscSimulator, name: str) -> list[dict[str, Any]]:
+    """The submit_sm PDUs an MNO recorded."""
+    return sim.mno(name).recorder.entries("submit_sm")

@@ -1,0 +1,203 @@
+"""Control API v1 over real HTTP, against a daemon bound to the simulator."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+from e2e_helpers import (
+    free_port,
+    mno,
+    operator,
+    running_daemon,
+    running_sim,
+    submits,
+    wait_bound,
+    wait_for,
+    write_config,
+)
+
+from simulators.server import SmscSimulator
+from smppd.daemon import Daemon
+
+GOOD: dict[str, Any] = {"tenant_id": "t1", "source": "SMPPD", "destination": "+93701234567",
+                        "text": "hello"}
+
+
+class Api:
+    def __init__(self, http: aiohttp.ClientSession, daemon: Daemon, sim: SmscSimulator) -> None:
+        self.http = http
+        self.daemon = daemon
+        self.sim = sim
+
+    async def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any, str]:
+        async with self.http.request(method, path, **kwargs) as resp:
+            text = await resp.text()
+            body = await resp.json(content_type=None) if "json" in resp.content_type else None
+            return resp.status, body, text
+
+    async def final(self, message_id: str) -> dict[str, Any]:
+        async def done() -> dict[str, Any] | None:
+            status, body, _ = await self.call("GET", f"/v1/messages/{message_id}")
+            assert status == 200
+            return body if body["state"] not in ("ACCEPTED", "SUBMITTED") else None
+        result: dict[str, Any] = await wait_for(done, what=f"message {message_id} final")
+        return result
+
+    def sent(self) -> int:
+        return len(submits(self.sim, "op"))
+
+
+@pytest.fixture
+async def api(tmp_path: Path) -> AsyncIterator[Api]:
+    async with running_sim([mno("op")]) as sim:
+        path = write_config(tmp_path, [operator("op", sim, prefix="9370")])
+        async with running_daemon(path) as daemon:
+            await wait_bound(daemon)
+            base = f"http://127.0.0.1:{daemon.api_port}"
+            async with aiohttp.ClientSession(base_url=base) as http:
+                yield Api(http, daemon, sim)
+
+
+def fields_of(body: dict[str, Any]) -> set[str]:
+    return {e["field"] for e in body.get("errors", [])}
+
+
+async def test_post_message_then_get_it_delivered(api: Api) -> None:
+    status, body, _ = await api.call("POST", "/v1/messages", json=GOOD)
+    assert status == 202
+    message_id = body["message_id"]
+    assert body["operator_id"] == "op" and body["parts"] == 1
+    found = await api.final(message_id)
+    assert found["state"] == "DELIVERED"
+    assert found["receipt_stat"] == "DELIVRD"
+    assert found["destination"] == "93701234567"
+    assert "body" not in found
+    (part,) = found["parts"]
+    assert part["smsc_id"] and part["state"] == "DELIVERED" and part["stat"] == "DELIVRD"
+    assert api.sent() == 1
+
+
+async def test_idempotency_key_returns_the_same_id_and_sends_once(api: Api) -> None:
+    headers = {"Idempotency-Key": "order-42"}
+    first = await api.call("POST", "/v1/messages", json=GOOD, headers=headers)
+    second = await api.call("POST", "/v1/messages", json=GOOD, headers=headers)
+    assert first[0] == second[0] == 202
+    assert first[1]["message_id"] == second[1]["message_id"]
+    assert second[1]["duplicate"] is True
+    await api.final(first[1]["message_id"])
+    assert api.sent() == 1
+
+
+async def test_bulk(api: Api) -> None:
+    messages = [dict(GOOD, destination=f"+9370123456{i}") for i in range(5)]
+    status, body, _ = await api.call("POST", "/v1/messages/bulk", json={"messages": messages})
+    assert status == 202
+    ids = [a["message_id"] for a in body["accepted"]]
+    assert len(set(ids)) == 5
+    for message_id in ids:
+        assert (await api.final(message_id))["state"] == "DELIVERED"
+    assert api.sent() == 5
+
+
+async def test_given_message_id_is_kept(api: Api) -> None:
+    status, body, _ = await api.call("POST", "/v1/messages", json=dict(GOOD, message_id="m-1"))
+    assert status == 202 and body["message_id"] == "m-1"
+    assert (await api.final("m-1"))["state"] == "DELIVERED"
+
+
+@pytest.mark.parametrize(("body", "field"), [
+    ({**GOOD, "destination": 93701234567}, "destination"),
+    ({**GOOD, "priority": "high"}, "priority"),
+    ({**GOOD, "destination": "0701234567"}, "destination"),
+    ({**GOOD, "destination": "+93 70 123"}, "destination"),
+    ({**GOOD, "operator_id": "nope"}, "operator_id"),
+    ({**GOOD, "source": "ABCDEFGHIJKL"}, "source"),
+    ({k: v for k, v in GOOD.items() if k != "tenant_id"}, "tenant_id"),
+    ({**GOOD, "surprise": 1}, "surprise"),
+    ({**GOOD, "destination": "+4412345678"}, "destination"),  # no operator for the prefix
+])
+async def test_bad_message_is_a_problem_naming_the_field(api: Api, body: dict[str, Any],
+                                                         field: str) -> None:
+    status, problem, _ = await api.call("POST", "/v1/messages", json=body)
+    assert status == 422
+    assert problem["status"] == 422 and problem["title"]
+    assert field in fields_of(problem), problem
+    await _nothing_stored_or_sent(api)
+
+
+async def test_bad_json_and_non_object(api: Api) -> None:
+    headers = {"Content-Type": "application/json"}
+    status, problem, _ = await api.call("POST", "/v1/messages", data=b"{not json",
+                                           headers=headers)
+    assert status == 400 and fields_of(problem) == {"body"}
+    status, problem, _ = await api.call("POST", "/v1/messages", json=[1, 2])
+    assert status == 422 and fields_of(problem) == {"body"}
+    status, problem, _ = await api.call("POST", "/v1/messages", data=b"x=1",
+                                        headers={"Content-Type": "text/plain"})
+    assert status == 415
+    await _nothing_stored_or_sent(api)
+
+
+async def test_bulk_with_one_bad_message_accepts_none(api: Api) -> None:
+    messages = [GOOD, dict(GOOD, destination="12")]
+    status, problem, _ = await api.call("POST", "/v1/messages/bulk", json={"messages": messages})
+    assert status == 422
+    assert fields_of(problem) == {"messages[1].destination"}
+    status, problem, _ = await api.call("POST", "/v1/messages/bulk", json={"messages": []})
+    assert status == 422 and fields_of(problem) == {"messages"}
+    await _nothing_stored_or_sent(api)
+
+
+async def _nothing_stored_or_sent(api: Api) -> None:
+    assert await api.daemon.store.pending_messages() == []
+    assert api.daemon.operators["op"].counters["accepted"] == 0
+    assert api.sent() == 0
+
+
+async def test_unknown_message_is_404_problem(api: Api) -> None:
+    status, problem, _ = await api.call("GET", "/v1/messages/no-such-id")
+    assert status == 404 and problem["status"] == 404
+
+
+async def test_health_and_readiness(api: Api) -> None:
+    status, body, _ = await api.call("GET", "/healthz")
+    assert status == 200 and body == {"status": "ok"}
+    status, body, _ = await api.call("GET", "/readyz")
+    assert status == 200 and body["ready"] is True and body["binds_up"] == {"op": 1}
+
+
+async def test_not_ready_without_binds(tmp_path: Path) -> None:
+    path = write_config(tmp_path, [operator("op", [f"127.0.0.1:{free_port()}"])])
+    async with running_daemon(path) as daemon, aiohttp.ClientSession() as http, \
+            http.get(f"http://127.0.0.1:{daemon.api_port}/readyz") as resp:
+        assert resp.status == 503
+        assert (await resp.json())["binds_up"] == {"op": 0}
+
+
+async def test_metrics_count_submits_and_hold_no_msisdn(api: Api) -> None:
+    status, body, _ = await api.call("POST", "/v1/messages", json=GOOD)
+    await api.final(body["message_id"])
+    status, _, text = await api.call("GET", "/metrics")
+    assert status == 200
+    assert 'smppd_submits_total{operator="op"} 1.0' in text
+    assert 'smppd_submit_responses_total{command_status="ESME_ROK",operator="op"} 1.0' in text
+    assert 'smppd_messages_accepted_total{operator="op"} 1.0' in text
+    assert "smppd_bind_up" in text and "smppd_bind_attempts_total" in text
+    assert "smppd_receipts_total" in text
+    assert "1234567" not in text and body["message_id"] not in text
+
+
+async def test_operators(api: Api) -> None:
+    status, body, _ = await api.call("GET", "/v1/operators")
+    assert status == 200
+    (op,) = body["operators"]
+    assert op["id"] == "op" and op["state"] == "bound" and op["binds_up"] == 1
+    assert op["tps_limit"] == 500 and op["window"] == 10
+    status, one, _ = await api.call("GET", "/v1/operators/op")
+    assert status == 200 and one["binds"][0]["host"] == f"127.0.0.1:{api.sim.port_of('op')}"
+    status, problem, _ = await api.call("GET", "/v1/operators/nope")
+    assert status == 404 and problem["status"] == 404

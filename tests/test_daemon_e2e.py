@@ -1,0 +1,314 @@
+"""The daemon end to end against the SMSC simulator, through real TCP.
+
+Every assertion is on what a user or the SMSC sees: the PDUs and counters the
+simulator recorded, and message states in the store.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import pytest
+from e2e_helpers import (
+    mno,
+    operator,
+    running_daemon,
+    running_sim,
+    submit,
+    submits,
+    wait_bound,
+    wait_final,
+    wait_for,
+    write_config,
+)
+
+from simulators import Behaviour
+from smppd.protocol.constants import Status
+
+LONG_TEXT = "This text is long enough to need two segments. " * 4  # 192 GSM characters
+RECEIPT_ID = re.compile(r"id:(\S+)")
+
+
+def _receipt_ids(entries: list[dict[str, object]]) -> list[tuple[str, int]]:
+    """(id in the receipt text, connection) of each deliver_sm the SMSC sent."""
+    found = []
+    for entry in entries:
+        match = RECEIPT_ID.search(bytes.fromhex(str(entry["short_message"])).decode("latin-1"))
+        assert match, entry
+        found.append((match.group(1), int(str(entry["conn"]))))
+    return found
+
+
+# --------------------------------------------------------------------------- binds
+
+
+async def test_failover_to_backup_and_back_to_primary(tmp_path: Path) -> None:
+    async with running_sim([mno("backup")]) as backup, running_sim([mno("primary")]) as primary:
+        primary_port = primary.port_of("primary")
+        await primary.stop()  # nothing listens on the primary's port now
+        hosts = [f"127.0.0.1:{primary_port}", f"127.0.0.1:{backup.port_of('backup')}"]
+        path = write_config(tmp_path, [operator("op", hosts, binds=2)])
+        async with running_daemon(path) as daemon:
+            op = daemon.operators["op"]
+            await wait_bound(daemon)
+            assert backup.mno("backup").bound_count == 2
+            assert all(not b.status()["on_primary"] for b in op.binds)
+
+            ids = await submit(daemon, 5)
+            await wait_final(daemon, ids)
+            assert len(submits(backup, "backup")) == 5
+
+            # The primary comes back on its port: every bind fails back to it.
+            async with running_sim([mno("primary", port=primary_port)]) as back:
+                await wait_for(lambda: back.mno("primary").bound_count == 2, 5.0,
+                               what="failback to the primary")
+                await wait_for(lambda: backup.mno("backup").bound_count == 0, 5.0,
+                               what="backup binds released")
+                await wait_bound(daemon)
+                assert all(b.status()["on_primary"] for b in op.binds)
+                ids = await submit(daemon, 5)
+                finals = await wait_final(daemon, ids)
+                assert {m["state"] for m in finals.values()} == {"DELIVERED"}
+                assert len(submits(back, "primary")) == 5
+                # never more binds than configured, across both hosts
+                assert back.mno("primary").counters.alybnd_refusals == 0
+
+            # The primary goes away again: the binds move to the backup.
+            await wait_for(lambda: backup.mno("backup").bound_count == 2, 5.0,
+                           what="failover to the backup")
+
+
+async def test_bind_quota_never_exceeded(tmp_path: Path) -> None:
+    async with running_sim([mno("op", max_binds=2)]) as sim:
+        path = write_config(tmp_path, [operator("op", sim, binds=3, reconnect_min=0.05,
+                                                reconnect_max=0.1)])
+        async with running_daemon(path) as daemon:
+            smsc = sim.mno("op")
+            await wait_for(lambda: smsc.counters.alybnd_refusals >= 3, 5.0,
+                           what="ESME_RALYBND answers")
+            first = smsc.counters.alybnd_refusals
+            samples: list[int] = []
+
+            def retried() -> bool:
+                samples.append(smsc.bound_count)
+                return smsc.counters.alybnd_refusals >= first + 3
+
+            await wait_for(retried, 5.0, what="the daemon retrying the third bind")
+            assert max(samples) == 2
+            assert smsc.counters.binds == 2  # only two binds ever accepted, none dropped
+            assert daemon.operators["op"].bound_count == 2
+            refused = [b for b in daemon.operators["op"].binds if not b.bound]
+            assert len(refused) == 1 and "ESME_RALYBND" in (refused[0].last_error or "")
+
+            ids = await submit(daemon, 10)
+            finals = await wait_final(daemon, ids)
+            assert {m["state"] for m in finals.values()} == {"DELIVERED"}
+
+
+# --------------------------------------------------------------------------- throttling
+
+
+async def test_tps_never_exceeded_under_sustained_overload(tmp_path: Path) -> None:
+    async with running_sim([mno("op", tps=200)]) as sim:
+        path = write_config(tmp_path, [operator("op", sim, binds=2, tps=200, window=50)])
+        async with running_daemon(path) as daemon:
+            await wait_bound(daemon)
+            ids = await submit(daemon, 600)
+            finals = await wait_final(daemon, ids, timeout=15.0)
+            assert {m["state"] for m in finals.values()} == {"DELIVERED"}
+            counters = sim.mno("op").counters
+            assert counters.throttled == 0
+            assert counters.accepted == 600
+            per_second = counters.per_account["esme"].accepted
+            assert max(per_second.values()) <= 200
+            assert len(per_second) >= 3  # it really was spread over several seconds
+
+
+async def test_window_never_exceeded(tmp_path: Path) -> None:
+    delay = 0.1
+    behaviour = Behaviour(response_delay_ms=delay * 1000)
+    async with running_sim([mno("op", behaviour=behaviour)]) as sim:
+        path = write_config(tmp_path, [operator("op", sim, binds=2, window=5, tps=5000)])
+        async with running_daemon(path) as daemon:
+            await wait_bound(daemon)
+            ids = await submit(daemon, 60)
+            finals = await wait_final(daemon, ids)
+            assert {m["state"] for m in finals.values()} == {"DELIVERED"}
+    # A submit_sm whose response left the SMSC less than `delay` before submit j came in
+    # was still unanswered when the daemon sent j: those, plus j, fit in the window.
+    by_conn: dict[int, list[float]] = {}
+    for entry in submits(sim, "op"):
+        by_conn.setdefault(entry["conn"], []).append(entry["time"])
+    assert len(by_conn) == 2
+    worst = 0
+    for times in by_conn.values():
+        for j, t in enumerate(times):
+            outstanding = sum(1 for earlier in times[:j] if earlier > t - delay + 0.005) + 1
+            worst = max(worst, outstanding)
+    assert worst == 5  # full windows, never more
+
+
+async def test_throttling_backs_off_and_every_message_is_delivered(tmp_path: Path) -> None:
+    async with running_sim([mno("op", tps=50)]) as sim:
+        table = {"0x58": {"transient": True, "retries": 20, "delay": 0.2}}
+        path = write_config(tmp_path, [operator("op", sim, tps=150, window=50,
+                                                status_table=table)])
+        async with running_daemon(path) as daemon:
+            await wait_bound(daemon)
+            ids = await submit(daemon, 100)
+            finals = await wait_final(daemon, ids, timeout=15.0)
+            assert {m["state"] for m in finals.values()} == {"DELIVERED"}
+            counters = sim.mno("op").counters
+            assert counters.throttled > 0
+            assert counters.accepted == 100
+            op = daemon.operators["op"]
+            assert op.limiter.rate < op.limiter.limit  # backed off
+            throttled = [e for e in sim.mno("op").recorder.entries("submit_sm_resp")
+                         if e["status"] == Status.ESME_RTHROTTLED]
+            assert len(throttled) == counters.throttled
+
+
+# --------------------------------------------------------------------------- receipts
+
+
+async def test_receipt_before_response(tmp_path: Path) -> None:
+    async with running_sim([mno("op", behaviour=Behaviour(receipt_before_response=True))]) \
+            as sim:
+        path = write_config(tmp_path, [operator("op", sim)])
+        async with running_daemon(path) as daemon:
+            await wait_bound(daemon)
+            ids = await submit(daemon, 20)
+            finals = await wait_final(daemon, ids)
+            assert {m["state"] for m in finals.values()} == {"DELIVERED"}
+            assert all(m["receipt_stat"] == "DELIVRD" for m in finals.values())
+            out = sim.mno("op").recorder.entries()
+            first_receipt = next(i for i, e in enumerate(out) if e["command"] == "deliver_sm")
+            first_resp = next(i for i, e in enumerate(out) if e["command"] == "submit_sm_resp")
+            assert first_receipt < first_resp
+
+
+async def test_receipt_on_another_bind(tmp_path: Path) -> None:
+    config = mno("op")
+    config.receipts.route = "round_robin"
+    async with running_sim([config]) as sim:
+        path = write_config(tmp_path, [operator("op", sim, binds=2)])
+        async with running_daemon(path) as daemon:
+            await wait_bound(daemon)
+            ids = await submit(daemon, 20)
+            finals = await wait_final(daemon, ids)
+            assert {m["state"] for m in finals.values()} == {"DELIVERED"}
+    recorder = sim.mno("op").recorder
+    submitted_on = {e["message_id"]: e["conn"] for e in recorder.entries("submit_sm_resp")}
+    receipts = _receipt_ids(recorder.entries("deliver_sm"))
+    crossed = [smsc_id for smsc_id, conn in receipts if submitted_on[smsc_id] != conn]
+    assert crossed, "no receipt came back on another bind"
+
+
+async def test_hex_submit_ids_decimal_receipt_ids(tmp_path: Path) -> None:
+    config = mno("op", submit_id_format="hex", receipt_id_format="decimal")
+    async with running_sim([config]) as sim:
+        path = write_config(tmp_path, [operator("op", sim, submit_resp_id="hex",
+                                                receipt_id="decimal")])
+        async with running_daemon(path) as daemon:
+            await wait_bound(daemon)
+            ids = await submit(daemon, 30)
+            finals = await wait_final(daemon, ids)
+            assert {m["state"] for m in finals.values()} == {"DELIVERED"}
+            smsc_ids = {m["parts"][0]["smsc_id"] for m in finals.values()}
+    assert "1e" in smsc_ids  # the 30th id, as the SMSC wrote it (hex)
+    assert "30" in {smsc_id for smsc_id, _ in _receipt_ids(
+        sim.mno("op").recorder.entries("deliver_sm"))}
+
+
+async def test_multipart_delivered_only_when_every_part_is(tmp_path: Path) -> None:
+    config = mno("op", outcomes={"DELIVRD": 0.5, "UNDELIV": 0.5}, seed=7)
+    async with running_sim([config]) as sim:
+        path = write_config(tmp_path, [operator("op", sim)])
+        async with running_daemon(path) as daemon:
+            await wait_bound(daemon)
+            ids = await submit(daemon, 12, text=LONG_TEXT)
+            finals = await wait_final(daemon, ids)
+    mixed = 0
+    for message in finals.values():
+        stats = [p["stat"] for p in message["parts"]]
+        assert len(stats) == 2 and all(p["smsc_id"] for p in message["parts"])
+        expected = "DELIVERED" if stats == ["DELIVRD", "DELIVRD"] else "UNDELIVERABLE"
+        assert message["state"] == expected, message
+        mixed += len(set(stats)) == 2
+    assert mixed, "no message had one part delivered and one not"
+    assert len(submits(sim, "op")) == 24
+
+
+async def test_black_hole_ends_unknown_and_is_not_resent(tmp_path: Path) -> None:
+    async with running_sim([mno("op", behaviour=Behaviour(black_hole=True))]) as sim:
+        path = write_config(tmp_path, [operator("op", sim, binds=2, window=3,
+                                                response_timeout=0.5)])
+        async with running_daemon(path) as daemon:
+            await wait_bound(daemon)
+            ids = await submit(daemon, 6)
+            finals = await wait_final(daemon, ids)
+            assert {m["state"] for m in finals.values()} == {"UNKNOWN"}
+            assert all("response" in m["reason"] for m in finals.values())
+            assert len(submits(sim, "op")) == 6  # never silently resent
+
+
+async def test_black_hole_fills_the_window_and_no_more(tmp_path: Path) -> None:
+    async with running_sim([mno("op", behaviour=Behaviour(black_hole=True))]) as sim:
+        path = write_config(tmp_path, [operator("op", sim, binds=2, window=4,
+                                                response_timeout=1.0)])
+        async with running_daemon(path) as daemon:
+            await wait_bound(daemon)
+            await submit(daemon, 20)
+            await wait_for(lambda: len(submits(sim, "op")) >= 8, what="8 submits")
+            status = daemon.operators["op"].status()
+            assert status["in_flight"] == 8 and status["queued"] == 12
+            assert len(submits(sim, "op")) == 8
+
+
+async def test_transient_status_retried_then_delivered(tmp_path: Path) -> None:
+    async with running_sim([mno("op", behaviour=Behaviour(generic_nack=True))]) as sim:
+        table = {"0x08": {"transient": True, "retries": 5, "delay": 0.1}}
+        path = write_config(tmp_path, [operator("op", sim, status_table=table)])
+        async with running_daemon(path) as daemon:
+            await wait_bound(daemon)
+            ids = await submit(daemon, 1)
+            await wait_for(lambda: len(submits(sim, "op")) >= 2, what="a retried submit")
+            sim.mno("op").behaviour.generic_nack = False  # the SMSC recovers
+            finals = await wait_final(daemon, ids)
+            assert finals[ids[0]]["state"] == "DELIVERED"
+            nacks = sim.mno("op").recorder.entries("generic_nack")
+            assert nacks and all(e["status"] == Status.ESME_RSYSERR for e in nacks)
+
+
+async def test_permanent_status_fails_with_its_name(tmp_path: Path) -> None:
+    async with running_sim([mno("op", behaviour=Behaviour(queue_full=True))]) as sim:
+        table = {"ESME_RMSGQFUL": {"transient": False}}
+        path = write_config(tmp_path, [operator("op", sim, status_table=table)])
+        async with running_daemon(path) as daemon:
+            await wait_bound(daemon)
+            ids = await submit(daemon, 3)
+            finals = await wait_final(daemon, ids)
+            for message in finals.values():
+                assert message["state"] == "FAILED"
+                assert message["reason"] == "ESME_RMSGQFUL"
+                assert message["command_status"] == Status.ESME_RMSGQFUL
+            assert len(submits(sim, "op")) == 3  # not retried
+
+
+@pytest.mark.xfail(strict=True, reason="correlation: under id form 'auto' the store's hot cache "
+                   "answers for any reading of the receipt id before the database is asked for "
+                   "the preferred one; after a restart receipt '16' matches the new submit "
+                   "'22' (0x16) instead of the old submit '16'")
+async def test_auto_id_form_receipts_match_across_a_restart(tmp_path: Path) -> None:
+    async with running_sim([mno("op", receipt_delay_ms=1000)]) as sim:
+        path = write_config(tmp_path, [operator("op", sim)])  # id forms left on "auto"
+        async with running_daemon(path) as daemon:
+            await wait_bound(daemon)
+            before = await submit(daemon, 20)  # SMSC ids 1..20, receipts due in 1 s
+            await wait_for(lambda: len(sim.mno("op").recorder.entries("submit_sm_resp")) == 20)
+        async with running_daemon(path) as daemon:  # restarted: an empty hot cache
+            await wait_bound(daemon)
+            after = await submit(daemon, 20, prefix="9371")  # SMSC ids 21..40
+            finals = await wait_final(daemon, before + after, timeout=3.0)
+    assert {m["state"] for m in finals.values()} == {"DELIVERED"}

@@ -1,0 +1,193 @@
+"""The daemon as a process: `smppd run` under SIGTERM and under kill -9 then restart.
+
+The simulator runs in the test process; the daemon is the installed entry point.
+What is checked is what an operator of the service sees: exit codes, the SQLite
+store after the process is gone, and the submit_sm PDUs the SMSC received.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import signal
+import sys
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import aiohttp
+import pytest
+from e2e_helpers import (
+    FINAL_STATES,
+    free_port,
+    mno,
+    operator,
+    running_sim,
+    submits,
+    wait_for,
+    write_config,
+)
+
+from correlation.sqlite_store import SqliteStore
+from simulators import Behaviour
+from simulators.server import SmscSimulator
+
+SMPPD = Path(sys.executable).parent / "smppd"
+
+
+class DaemonProcess:
+    def __init__(self, config: Path, api_port: int, log: Path) -> None:
+        self.config = config
+        self.url = f"http://127.0.0.1:{api_port}"
+        self.log = log
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self) -> None:
+        with _append(self.log) as out:
+            self.proc = await asyncio.create_subprocess_exec(
+                str(SMPPD), "--log-format", "text", "run", "--config", str(self.config),
+                stdout=out, stderr=out, cwd=self.config.parent)
+        await wait_for(self._ready, 15.0, interval=0.1, what="the daemon's /readyz")
+
+    async def _ready(self) -> bool:
+        assert self.proc is not None
+        if self.proc.returncode is not None:
+            raise AssertionError(f"smppd exited {self.proc.returncode}:\n{self.log.read_text()}")
+        try:
+            async with aiohttp.ClientSession() as http, http.get(f"{self.url}/readyz") as resp:
+                return resp.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    async def post_bulk(self, messages: list[dict[str, Any]]) -> list[str]:
+        ids: list[str] = []
+        async with aiohttp.ClientSession() as http:
+            for start in range(0, len(messages), 100):
+                chunk = {"messages": messages[start:start + 100]}
+                async with http.post(f"{self.url}/v1/messages/bulk", json=chunk) as resp:
+                    assert resp.status == 202, await resp.text()
+                    ids.extend(a["message_id"] for a in (await resp.json())["accepted"])
+        return ids
+
+    async def signal(self, sig: int, timeout: float = 20.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return await asyncio.wait_for(self.proc.wait(), timeout)
+
+    async def kill(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+def _append(path: Path) -> BinaryIO:
+    return open(path, "ab")  # the child writes its log there
+
+
+@pytest.fixture
+async def processes() -> AsyncIterator[list[DaemonProcess]]:
+    started: list[DaemonProcess] = []
+    yield started
+    for process in started:  # never leave a daemon behind a failed test
+        await process.kill()
+
+
+def batch(count: int) -> list[dict[str, Any]]:
+    """Messages with distinct destinations, so the SMSC's PDUs say which is which."""
+    return [{"tenant_id": "t1", "source": "SMPPD", "destination": f"+9370{i:07d}",
+             "text": f"message {i}"} for i in range(count)]
+
+
+async def stored(config_dir: Path, ids: list[str]) -> dict[str, dict[str, Any]]:
+    store = SqliteStore(str(config_dir / "state" / "smppd.sqlite"))
+    await store.open()
+    try:
+        return {i: m for i in ids if (m := await store.get_message(i)) is not None}
+    finally:
+        await store.close()
+
+
+def per_destination(sim: SmscSimulator) -> collections.Counter[str]:
+    return collections.Counter(e["destination_addr"] for e in submits(sim, "op"))
+
+
+async def test_sigterm_drains_in_flight_and_exits_zero(
+        tmp_path: Path, processes: list[DaemonProcess]) -> None:
+    slow = Behaviour(response_delay_ms=150)
+    async with running_sim([mno("op", behaviour=slow, receipt_delay_ms=10)]) as sim:
+        api_port = free_port()
+        path = write_config(tmp_path, [operator("op", sim, binds=2, window=10, tps=200)],
+                            api_port=api_port)
+        daemon = DaemonProcess(path, api_port, tmp_path / "smppd.log")
+        processes.append(daemon)
+        await daemon.start()
+        ids = await daemon.post_bulk(batch(300))
+        await wait_for(lambda: len(submits(sim, "op")) >= 40, 10.0, what="40 submits")
+        assert await daemon.signal(signal.SIGTERM) == 0, daemon.log.read_text()
+
+        sent = per_destination(sim)
+        resps = sim.mno("op").recorder.entries("submit_sm_resp")
+        assert len(resps) == sum(sent.values())  # every submit answered before unbind
+        assert len(sim.mno("op").recorder.entries("unbind")) == 2
+        messages = await stored(tmp_path, ids)
+        assert len(messages) == 300  # every accepted message is in the store
+        for message in messages.values():
+            reached_smsc = sent[message["destination"]] > 0
+            # submitted ones have their SMSC id and moved on; the rest wait for a restart
+            assert (message["state"] != "ACCEPTED") == reached_smsc, message
+            if reached_smsc:
+                assert message["parts"][0]["smsc_id"]
+        assert 0 < sum(1 for m in messages.values() if m["state"] == "ACCEPTED") < 300
+
+
+async def test_kill_9_then_restart_loses_nothing(
+        tmp_path: Path, processes: list[DaemonProcess]) -> None:
+    window, binds = 10, 2
+    async with running_sim([mno("op", receipt_delay_ms=1500)]) as sim:
+        api_port = free_port()
+        # Explicit id forms: "auto" mis-matches across a restart (see test_daemon_e2e).
+        path = write_config(tmp_path, [operator("op", sim, binds=binds, window=window, tps=200,
+                                                submit_resp_id="decimal",
+                                                receipt_id="decimal")], api_port=api_port)
+        first = DaemonProcess(path, api_port, tmp_path / "smppd-1.log")
+        processes.append(first)
+        await first.start()
+        ids = await first.post_bulk(batch(400))  # 202 = durable
+        await wait_for(lambda: len(submits(sim, "op")) >= 100, 10.0, what="100 submits")
+        await first.kill()
+        await wait_for(lambda: sim.mno("op").bound_count == 0, what="binds gone")
+        sent_before = sum(per_destination(sim).values())
+        assert sent_before < 400  # the kill came with messages still queued
+
+        second = DaemonProcess(path, api_port, tmp_path / "smppd-2.log")
+        processes.append(second)
+        await second.start()
+        await wait_for(lambda: len(per_destination(sim)) == 400, 15.0,
+                       what="every destination submitted")
+        # Receipts the simulator had due while no bind was up are dropped, not retried:
+        # those messages stay SUBMITTED; everything else reaches a final state.
+        dropped = sim.mno("op").counters.receipts_dropped
+
+        states: collections.Counter[str] = collections.Counter()
+
+        async def settled() -> bool:
+            states.clear()
+            async with aiohttp.ClientSession() as http:
+                for message_id in ids:
+                    async with http.get(f"{second.url}/v1/messages/{message_id}") as resp:
+                        assert resp.status == 200
+                        states[(await resp.json())["state"]] += 1
+            waiting = {s: n for s, n in states.items() if s not in FINAL_STATES}
+            return set(waiting) <= {"SUBMITTED"} and sum(waiting.values()) <= dropped
+
+        await wait_for(settled, 10.0, interval=0.3,
+                       what=lambda: f"final states after restart: {states}, {dropped} dropped")
+        assert await second.signal(signal.SIGTERM) == 0
+
+    counts = per_destination(sim)
+    assert set(counts) == {f"9370{i:07d}" for i in range(400)}  # nothing lost
+    duplicates = sum(n - 1 for n in counts.values())
+    assert duplicates <= window * binds, f"{duplicates} duplicates"
+    messages = await stored(tmp_path, ids)
+    assert len(messages) == 400
+    assert not [m for m in messages.values() if m["state"] == "ACCEPTED"]
