@@ -16,7 +16,7 @@ No I/O besides the store; the clock is injected.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -116,6 +116,36 @@ class ReceiptMatcher:
             result = await self._apply(ref, receipt)
             if result is not None:
                 results.append(result)
+        return results
+
+    async def on_submitted_many(
+        self,
+        operator_id: str,
+        submits: Sequence[tuple[str, int, int, str]],
+        id_form: IdForm,
+    ) -> list[MatchResult]:
+        """``on_submitted`` for many parts of one operator in one store write; each
+        submit is (message_id, part, total, smsc_id)."""
+        now = self._clock()
+        rows = [
+            (message_id, part, total, operator_id, smsc_id, normalise_id(smsc_id, id_form), now)
+            for message_id, part, total, smsc_id in submits
+        ]
+        await self._store.record_submitted_many(rows)
+        results = []
+        held = self._held
+        for message_id, part, total, _, _, key, _ in rows:
+            receipts = (
+                [h.receipt for h in self._take_held(operator_id, key)]
+                if (operator_id, key) in held
+                else []
+            )
+            orphans = await self._store.take_orphans(operator_id, key)
+            receipts += [receipt_from_dict(d) for d in orphans]
+            for receipt in receipts:
+                result = await self._apply(PartRef(message_id, part, total), receipt)
+                if result is not None:
+                    results.append(result)
         return results
 
     async def on_receipt(

@@ -173,6 +173,9 @@ class SqliteStore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: list[tuple[_Op, tuple[Any, ...], asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        # Orphan receipts that may be in the table (counted up when queued): while zero, a
+        # submit skips the orphan query, which would otherwise cost one SELECT per submit.
+        self._orphans = 0
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -188,6 +191,7 @@ class SqliteStore:
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=5000")
         conn.executescript(_SCHEMA)
+        self._orphans = conn.execute("SELECT count(*) FROM orphan_receipts").fetchone()[0]
         self._conn = conn
 
     async def close(self) -> None:
@@ -306,6 +310,15 @@ class SqliteStore:
         self._remember(operator_id, smsc_key, PartRef(message_id, part, total))
         await self._call(_submitted, message_id, part, total, operator_id, smsc_id, smsc_key, at)
 
+    async def record_submitted_many(
+        self, rows: Sequence[tuple[str, int, int, str, str, str, float]]
+    ) -> None:
+        """``record_submitted`` for many parts in one write: each row is
+        (message_id, part, total, operator_id, smsc_id, smsc_key, at)."""
+        for message_id, part, total, operator_id, _, smsc_key, _ in rows:
+            self._remember(operator_id, smsc_key, PartRef(message_id, part, total))
+        await self._call(_submitted_rows, rows)
+
     def _remember(self, operator_id: str, smsc_key: str, ref: PartRef) -> None:
         hot = self._hot
         key = (operator_id, smsc_key)
@@ -342,10 +355,14 @@ class SqliteStore:
     async def put_orphan(
         self, operator_id: str, smsc_keys: Sequence[str], receipt: dict[str, Any], at: float
     ) -> None:
+        self._orphans += 1
         await self._call(_put_orphan, operator_id, tuple(smsc_keys), json.dumps(receipt), at)
 
     async def take_orphans(self, operator_id: str, smsc_key: str) -> list[dict[str, Any]]:
+        if not self._orphans:
+            return []
         rows: list[str] = await self._call(_take_orphans, operator_id, smsc_key)
+        self._orphans = max(0, self._orphans - len(rows))
         return [json.loads(row) for row in rows]
 
     # -- idempotency and events ----------------------------------------------------------
@@ -440,6 +457,14 @@ def _get_message(conn: sqlite3.Connection, message_id: str) -> dict[str, Any] | 
 
 def _submitted(conn: sqlite3.Connection, *args: Any) -> None:
     _submitted_many(conn, [args])
+
+
+def _submitted_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    _submitted_many(conn, rows)
+
+
+def _submitted_rows_many(conn: sqlite3.Connection, calls: list[tuple[Any, ...]]) -> None:
+    _submitted_many(conn, [row for (rows,) in calls for row in rows])
 
 
 def _submitted_many(conn: sqlite3.Connection, calls: list[tuple[Any, ...]]) -> None:
@@ -577,4 +602,5 @@ def _list_events(
 _MANY: dict[_Op, Callable[[sqlite3.Connection, list[tuple[Any, ...]]], None]] = {
     _accept: _accept_many,
     _submitted: _submitted_many,
+    _submitted_rows: _submitted_rows_many,
 }

@@ -153,6 +153,12 @@ class CorrelationStore(Protocol):
         returns), so a receipt processed meanwhile matches.
         """
 
+    async def record_submitted_many(
+        self, rows: Sequence[tuple[str, int, int, str, str, str, float]]
+    ) -> None:
+        """``record_submitted`` for many parts in one write; each row is
+        (message_id, part, total, operator_id, smsc_id, smsc_key, at)."""
+
     async def set_message_state(
         self,
         message_id: str,

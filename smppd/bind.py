@@ -66,6 +66,7 @@ class BindWorker(BaseHandler):
         self.state = "idle"
         self.last_error: str | None = None
         self.attempts = 0
+        self.sent = 0  # submit_sm written; the daemon exports it as a metric, off this path
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._retire = asyncio.Event()  # set to leave the current session (failback, rebind)
@@ -246,22 +247,38 @@ class BindWorker(BaseHandler):
 
     async def _send_loop(self, conn: SmppConnection) -> None:
         op = self.operator
+        queue, limiter, window = op.queue, op.limiter, conn.session.window
         while conn.is_open:
             await conn.wait_for_window()
             if op.paused:
                 await op.wait_resumed()
-            part = await op.queue.get()
+            part = await queue.get()
             try:
-                await op.limiter.acquire()
+                await limiter.acquire()
                 if not conn.is_open or not conn.state.bound:
                     op.requeue(part)
                     return
-                part.sent_at = time.perf_counter()  # uvloop's loop.time() ticks in ms
-                part.bind = self.name
-                conn.send(part.pdu, part)
+                self._send(conn, part)
             except BaseException:
                 op.requeue(part)
                 raise
+            # Then as many more as the window, the queue and the bucket allow, without
+            # suspending: a burst of responses refills the window in one go. A token is
+            # only taken once a part is sure to be there.
+            while window.free and queue and not op.paused and limiter.try_acquire() == 0.0:
+                part = queue.get_nowait()
+                assert part is not None
+                try:
+                    self._send(conn, part)
+                except BaseException:
+                    op.requeue(part)
+                    raise
+
+    def _send(self, conn: SmppConnection, part: OutboundPart) -> None:
+        part.sent_at = time.perf_counter()  # uvloop's loop.time() ticks in ms
+        part.bind = self.name
+        conn.send(part.pdu, part)
+        self.sent += 1
 
     async def _probe_primary(self) -> None:
         """While on a backup, look for the primary and fail back once it answers."""

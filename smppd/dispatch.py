@@ -63,6 +63,11 @@ class Dispatcher:
         self._references: dict[str, int] = {}
         self._mo_parts: dict[tuple[str, str, int], dict[int, bytes]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
+        # submit_sm_resp OKs waiting to be recorded: one store write per loop iteration
+        # for all of them, not one task and one write per response.
+        self._answered: list[tuple[Operator, OutboundPart, str]] = []
+        self._recorder: asyncio.Task[None] | None = None
+        self._response_metrics: dict[tuple[str, int], tuple[Any, Any]] = {}
         self.selector: Callable[[Outbound], str | None] | None = None  # SelectOperator seam
 
     # -- intake --
@@ -187,14 +192,16 @@ class Dispatcher:
     def submit_answered(self, op: Operator, part: OutboundPart, pdu: Pdu) -> None:
         status = pdu.command_status
         latency = max(0.0, time.perf_counter() - part.sent_at)
-        self.metrics.responses.labels(op.id, status_name(status)).inc()
-        self.metrics.submit_latency.labels(op.id).observe(latency)
+        responses, latencies = self._metrics_for(op.id, status)
+        responses.inc()
+        latencies.observe(latency)
         op.latencies.append(latency)
         op.counters["submit_ok" if status == Status.ESME_ROK else "submit_error"] += 1
         if status == Status.ESME_ROK:
             op.limiter.not_throttled()
-            smsc_id = getattr(pdu, "message_id", "")
-            self._spawn(self._submitted(op, part, smsc_id))
+            self._answered.append((op, part, getattr(pdu, "message_id", "")))
+            if self._recorder is None:
+                self._recorder = self._spawn(self._record_answered())
             return
         if status in THROTTLING:
             op.limiter.throttled()
@@ -216,11 +223,37 @@ class Dispatcher:
         for bind in op.binds:
             self.metrics.bind_up.labels(op.id, bind.name).set(1 if bind.bound else 0)
 
-    async def _submitted(self, op: Operator, part: OutboundPart, smsc_id: str) -> None:
-        results = await self.matcher.on_submitted(op.id, part.message_id, part.part, part.total,
-                                                  smsc_id, op.config.submit_resp_id)
-        for result in results:
-            await self._receipt_matched(op, result)
+    def _metrics_for(self, operator_id: str, status: int) -> tuple[Any, Any]:
+        """The labelled children for a response (a labels() lookup costs more than inc())."""
+        key = (operator_id, status)
+        found = self._response_metrics.get(key)
+        if found is None:
+            found = (self.metrics.responses.labels(operator_id, status_name(status)),
+                     self.metrics.submit_latency.labels(operator_id))
+            self._response_metrics[key] = found
+        return found
+
+    async def _record_answered(self) -> None:
+        """Record the SMSC ids of everything answered so far, one write per batch."""
+        try:
+            while self._answered:
+                batch, self._answered = self._answered, []
+                by_operator: dict[str, tuple[Operator, list[tuple[str, int, int, str]]]] = {}
+                for op, part, smsc_id in batch:
+                    entry = by_operator.setdefault(op.id, (op, []))
+                    entry[1].append((part.message_id, part.part, part.total, smsc_id))
+                for op, submits in by_operator.values():
+                    try:
+                        results = await self.matcher.on_submitted_many(
+                            op.id, submits, op.config.submit_resp_id)
+                        for result in results:
+                            await self._receipt_matched(op, result)
+                    except Exception:  # log and go on: the next batch may well succeed
+                        log.exception("recording submits failed",
+                                      extra={"event": "record_submitted_failed",
+                                             "operator": op.id, "count": len(submits)})
+        finally:
+            self._recorder = None
 
     async def _finish(self, op: Operator, message_id: str, state: str, reason: str,
                       status: int | None) -> None:
@@ -299,10 +332,11 @@ class Dispatcher:
 
     # -- housekeeping --
 
-    def _spawn(self, coro: Any) -> None:
-        task = asyncio.ensure_future(coro)
+    def _spawn(self, coro: Any) -> asyncio.Task[Any]:
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        return task
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)
