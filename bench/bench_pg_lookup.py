@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import secrets
@@ -25,7 +26,7 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from correlation.migrate import migrate
-from correlation.pg_store import PgStore
+from correlation.pg_store import LOOKUP_SQL, PgStore
 from correlation.store import PartRef
 
 try:
@@ -86,6 +87,22 @@ async def measure(store: PgStore, size: int, lookups: int) -> list[float]:
     return latencies
 
 
+async def explain(conn: asyncpg.Connection, size: int, samples: int = 200) -> tuple[float, float]:
+    """Server-side cost of the lookup query, blind to client-side load: mean shared
+    buffers touched and median execution time (µs), over random existing keys."""
+    rng = random.Random(-size)
+    buffers, times = [], []
+    for _ in range(samples):
+        i = rng.randrange(size)
+        plan = await conn.fetchval(
+            "EXPLAIN (ANALYZE, BUFFERS, FORMAT JSON) " + LOOKUP_SQL, OPERATORS[i % 6], [key(i)]
+        )
+        top = json.loads(plan)[0]
+        buffers.append(top["Plan"]["Shared Hit Blocks"] + top["Plan"]["Shared Read Blocks"])
+        times.append(top["Execution Time"] * 1000)
+    return statistics.fmean(buffers), statistics.median(times)
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(p / 100 * len(ordered)))]
@@ -113,8 +130,11 @@ async def main() -> None:
         store = PgStore(dsn, None, migrate_on_open=False, pool_size=2)
         await store.open()
         print(f"database {name}, {args.lookups} lookups per size, PostgreSQL path (no Redis)")
-        print("| rows | fill s | table+indexes MB | p50 µs | p99 µs | mean µs |")
-        print("|---:|---:|---:|---:|---:|---:|")
+        print(
+            "| rows | fill s | table+indexes MB | p50 µs | p99 µs | mean µs"
+            " | server µs (median) | buffers/lookup |"
+        )
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
         have = 0
         try:
             for size in sizes:
@@ -124,9 +144,11 @@ async def main() -> None:
                     "SELECT pg_total_relation_size('smpp.message_correlations') / 1048576.0"
                 )
                 lat = await measure(store, size, args.lookups)
+                buffers, server_us = await explain(conn, size)
                 print(
                     f"| {size:,} | {fill_s:.1f} | {mb:,.0f} | {percentile(lat, 50) * 1e6:.0f}"
-                    f" | {percentile(lat, 99) * 1e6:.0f} | {statistics.fmean(lat) * 1e6:.0f} |",
+                    f" | {percentile(lat, 99) * 1e6:.0f} | {statistics.fmean(lat) * 1e6:.0f}"
+                    f" | {server_us:.0f} | {buffers:.1f} |",
                     flush=True,
                 )
         finally:
