@@ -12,7 +12,8 @@ Same promises as ``SqliteStore`` (see ``correlation.store``), shared by every re
 * ``lookup_part`` is the receipt hot path and skips the queue: parts queued but not
   yet committed (in this process) -> Redis -> an index lookup on
   ``smpp.message_correlations (operator_id, smsc_key)``. Committed submits are SET in
-  Redis in one pipeline per batch. Redis down: lookups go to PostgreSQL.
+  Redis in one pipeline per batch, before their callers resume. Redis down: lookups
+  go to PostgreSQL.
 
 The schema comes from ``correlation.migrations`` (``open`` runs the migrations, which
 is idempotent and safe from several replicas). ``purge_older_than`` is the retention
@@ -243,6 +244,9 @@ class PgStore:
                     results = await self._run_batch(ops)
                 except Exception as exc:  # the connection itself failed: fail the whole batch
                     results = [(False, exc)] * len(batch)
+                # Index before answering: once record_submitted returns, every replica
+                # finds the part in Redis (when it is up).
+                await self._index_submits(ops, results)
                 for (_, _, future), (ok, value) in zip(batch, results, strict=True):
                     if future.cancelled():
                         continue
@@ -250,7 +254,6 @@ class PgStore:
                         future.set_result(value)
                     else:
                         future.set_exception(value)
-                await self._index_submits(ops, results)
         finally:
             self._flusher = None
 
