@@ -266,18 +266,18 @@ class BindWorker(BaseHandler):
             # suspending: a burst of responses refills the window in one go. A token is
             # only taken once a part is sure to be there.
             while window.free and queue and not op.paused and limiter.try_acquire() == 0.0:
-                part = queue.get_nowait()
-                assert part is not None
+                more = queue.get_nowait()
+                assert more is not None
                 try:
-                    self._send(conn, part)
+                    self._send(conn, more)
                 except BaseException:
-                    op.requeue(part)
+                    op.requeue(more)
                     raise
 
     def _send(self, conn: SmppConnection, part: OutboundPart) -> None:
         part.sent_at = time.perf_counter()  # uvloop's loop.time() ticks in ms
         part.bind = self.name
-        conn.send(part.pdu, part)
+        conn.send_encoded(part.frame, part)
         self.sent += 1
 
     async def _probe_primary(self) -> None:

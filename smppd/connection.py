@@ -143,6 +143,19 @@ class SmppConnection(asyncio.Protocol):
         self._arm_timer()  # this response may be due before the timer already armed
         return sequence
 
+    def send_encoded(self, frame: bytes, context: Any = None) -> int:
+        """``send`` for a request encoded beforehand (``Session.send_encoded``)."""
+        if not self.is_open:
+            raise ConnectionClosedError("connection is closed")
+        session = self.session
+        sequence = session.send_encoded(frame, self.loop.time(), context)
+        self._schedule_flush()
+        # Entries share one timeout, so with others outstanding the armed timer is
+        # already due no later than this one: re-arm only for the first entry.
+        if len(session.window) == 1:
+            self._arm_timer()
+        return sequence
+
     async def request(self, pdu: Pdu, *, check_status: bool = True) -> Pdu:
         """Send a request and wait for its response (bind, unbind, enquire_link, query)."""
         await self.wait_for_window()

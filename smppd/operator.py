@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from smppd.bind import BindWorker
-from smppd.protocol.pdu import DeliverSm, Pdu, SubmitSm
+from smppd.protocol.pdu import DeliverSm, Pdu
 from throttling import AdaptiveRate, TokenBucket
 
 if TYPE_CHECKING:
@@ -34,7 +34,7 @@ class OutboundPart:
     message_id: str
     part: int  # 1-based
     total: int
-    pdu: SubmitSm
+    frame: bytes  # the submit_sm, encoded once at accept with sequence number 0
     attempts: int = 0
     sent_at: float = 0.0
     bind: str = ""

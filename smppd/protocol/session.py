@@ -14,6 +14,7 @@ simulator).
 from __future__ import annotations
 
 import enum
+import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any, TypeAlias
@@ -35,6 +36,8 @@ from .pdu import (
     peek_header,
 )
 from .window import Pending, Window
+
+_U32 = struct.Struct(">I")
 
 
 class Role(enum.Enum):
@@ -254,6 +257,23 @@ class Session:
             self.state = State.BINDING
         elif pdu.command_id == CommandId.UNBIND:
             self.state = State.UNBINDING
+        if self._last_received is None:
+            self._last_received = now
+        return sequence
+
+    def send_encoded(self, frame: bytes, now: float, context: Any = None) -> int:
+        """Queue a request encoded beforehand with sequence number 0; returns the sequence
+        number it goes out with. The same checks and window entry as ``send_request``,
+        without encoding it again (a message encoded once at accept, sent much later).
+        Binds, unbind and enquire_link change session state: use ``send_request``."""
+        command_id: int = _U32.unpack_from(frame, 4)[0]
+        if command_id in _BIND_STATE or command_id in _ALWAYS:
+            raise ValueError("session requests go through send_request")
+        if not _allowed(self.state, command_id, self.role):
+            raise NotBoundError(self.state, command_id)
+        sequence = self.next_sequence()
+        self.window.add(sequence, command_id, now, context)
+        self._out.append(frame[:12] + _U32.pack(sequence) + frame[16:])
         if self._last_received is None:
             self._last_received = now
         return sequence
