@@ -12,6 +12,8 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from control import handlers
+from control.auth import Authenticator
 from control.view import GatewayView, InputError, Unavailable
 
 VIEW: web.AppKey[GatewayView] = web.AppKey("view", GatewayView)
@@ -40,7 +42,10 @@ async def problems_middleware(request: web.Request, handler: Any) -> web.StreamR
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        return problem(exc.status, exc.reason or "Error", exc.text or "")
+        response = problem(exc.status, exc.reason or "Error", exc.text or "")
+        if "Allow" in exc.headers:  # 405 must say what is allowed (RFC 9110)
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
 
 
 async def read_json(request: web.Request) -> Any:
@@ -147,9 +152,15 @@ async def put_log_level(request: web.Request) -> web.Response:
     return web.json_response(request.app[VIEW].set_log_level(level.upper()))
 
 
-def create_app(view: GatewayView) -> web.Application:
-    app = web.Application(middlewares=[problems_middleware], client_max_size=4 * 1024 * 1024)
+def create_app(view: GatewayView, auth: Authenticator | None = None,
+               metrics_public: bool = True) -> web.Application:
+    """The app; ``auth`` None or without tokens leaves every endpoint open."""
+    middlewares = [problems_middleware]
+    if auth is not None and auth.enabled:
+        middlewares.append(handlers.auth_middleware(auth, metrics_public))
+    app = web.Application(middlewares=middlewares, client_max_size=4 * 1024 * 1024)
     app[VIEW] = view
+    handlers.add_routes(app)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

@@ -6,9 +6,12 @@ methods, and reports bad input by raising ``InputError``.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from prometheus_client import CollectorRegistry
+
+if TYPE_CHECKING:
+    from control.plane import ControlPlane
 
 
 class InputError(Exception):
@@ -48,3 +51,21 @@ class GatewayView(Protocol):
 
     def set_log_level(self, level: str) -> dict[str, Any]:
         """Set the root log level (an upper-case logging level name)."""
+
+    # -- bind management and the control plane (issue 5) --
+
+    @property
+    def control(self) -> ControlPlane | None:
+        """Routing and leases; None when the daemon runs without them."""
+
+    async def operator_action(self, operator_id: str,
+                              action: Literal["pause", "resume", "rebind"],
+                              ) -> dict[str, Any] | None:
+        """Pause (binds stay up, receipts flow), resume or rebind; None: no operator."""
+
+    def patch_operator(self, operator_id: str, tps: float | None,
+                       window: int | None) -> dict[str, Any] | None:
+        """Change TPS / window at runtime (until the next reload); None: no operator."""
+
+    def bind_status(self, operator_id: str, bind: str) -> dict[str, Any] | None:
+        """One bind's detail; None: no such operator or bind."""

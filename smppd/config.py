@@ -45,14 +45,18 @@ __all__ = [
     "DEFAULT_STATUS_TABLE",
     "ENV_OVERRIDES",
     "ApiSection",
+    "AuthSection",
+    "AuthToken",
     "Config",
     "ConfigError",
     "ConfigFileError",
     "DaemonSection",
+    "LeasesSection",
     "NatsSection",
     "OperatorConfig",
     "OperatorSettings",
     "RedisSection",
+    "RoutingSection",
     "StatusRule",
     "StoreSection",
     "VaultSection",
@@ -351,6 +355,70 @@ class VaultSection(_Section):
         return self
 
 
+class AuthToken(_Section):
+    name: str = Field(min_length=1, max_length=64)  # for logs and audit; never the token
+    sha256: Annotated[str, AfterValidator(lambda v: _sha256(v))]
+    roles: list[Literal["read", "submit", "operate", "admin"]] = Field(min_length=1)
+
+
+def _sha256(value: str) -> str:
+    if not re.fullmatch(r"[0-9a-fA-F]{64}", value):
+        raise ValueError("must be the 64 hex digits of the token's SHA-256 digest")
+    return value.lower()
+
+
+class AuthSection(_Section):
+    """Bearer tokens of the control API; none configured = the API is open."""
+
+    tokens: list[AuthToken] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _check(self) -> AuthSection:
+        names = [t.name for t in self.tokens]
+        if len(set(names)) != len(names):
+            raise _Problems([(("tokens",), "token names must be unique")])
+        return self
+
+
+class RoutingSection(_Section):
+    """Where the control data (routing rules, prefixes AND sender leases) lives."""
+
+    source: Literal["sqlite", "postgres"] | None = None  # None: sqlite embedded, else postgres
+    dsn: SecretStr | None = None  # postgres; defaults to store.dsn
+    sqlite_path: Path | None = None  # None = {daemon.state_dir}/control.sqlite
+    seed: bool = False  # load the MCC 412 seed at start (the demo)
+    circuit_failures: int = Field(default=5, ge=1)  # failed submits in a row open it
+    circuit_cooldown: float = Field(default=30.0, gt=0)  # seconds it stays open
+
+    @model_validator(mode="after")
+    def _check(self) -> RoutingSection:
+        try:
+            _url_scheme(self.dsn, ("postgresql://", "postgres://"))
+        except ValueError as exc:
+            raise _Problems([(("dsn",), str(exc))]) from None
+        return self
+
+
+class LeasesSection(_Section):
+    """ValidateLease. Without a [leases] section the dispatch path checks no leases."""
+
+    redis_url: SecretStr | None = None  # None: [redis].url if set, else an in-process cache
+    redis_db: int = Field(default=7, ge=0, le=15)
+    cache_ttl: float = Field(default=300.0, gt=0)
+    negative_ttl: float = Field(default=30.0, gt=0)
+    key_prefix: str = "smppd:lease:"
+    enforce: bool = True  # false: check and count, but let denied messages through
+    nats_invalidation: bool = True  # subscribe to num.cache.invalidate.v1 when [nats] is set
+
+    @model_validator(mode="after")
+    def _check(self) -> LeasesSection:
+        try:
+            _url_scheme(self.redis_url, ("redis://", "rediss://", "unix://"))
+        except ValueError as exc:
+            raise _Problems([(("redis_url",), str(exc))]) from None
+        return self
+
+
 # --------------------------------------------------------------------------- operators
 
 
@@ -522,6 +590,9 @@ class Config(_Section):
     redis: RedisSection | None = None
     nats: NatsSection | None = None
     vault: VaultSection | None = None
+    auth: AuthSection = Field(default_factory=AuthSection)
+    routing: RoutingSection = Field(default_factory=RoutingSection)
+    leases: LeasesSection | None = None
 
     _source: Path | None = PrivateAttr(default=None)
 
@@ -572,6 +643,10 @@ class Config(_Section):
                                  '"distributed"'))
             if self.redis is None:
                 problems.append((("redis.url",), 'is required when daemon.mode = "distributed"'))
+        if (self.control_source == "postgres" and self.routing.dsn is None
+                and self.store.dsn is None):
+            problems.append((("routing.dsn",), 'is required when routing.source = "postgres" '
+                             "and store.dsn is not set"))
         if problems:
             raise _Problems(problems)
         return self
@@ -585,6 +660,17 @@ class Config(_Section):
     def sqlite_path(self) -> Path:
         """store.path, or {daemon.state_dir}/smppd.sqlite when unset."""
         return self.store.path or self.daemon.state_dir / "smppd.sqlite"
+
+    @property
+    def control_source(self) -> str:
+        """routing.source, or sqlite (embedded) / postgres (distributed) when unset."""
+        if self.routing.source is not None:
+            return self.routing.source
+        return "postgres" if self.daemon.mode == "distributed" else "sqlite"
+
+    @property
+    def control_sqlite_path(self) -> Path:
+        return self.routing.sqlite_path or self.daemon.state_dir / "control.sqlite"
 
     def operator(self, operator_id: str) -> OperatorConfig:
         for op in self.operators:
@@ -714,7 +800,8 @@ def _join(parts: list[str]) -> str:
 _SECTION_MODELS: dict[str, type[BaseModel]] = {
     "daemon": DaemonSection, "api": ApiSection, "store": StoreSection,
     "defaults": OperatorSettings, "operators": OperatorConfig, "redis": RedisSection,
-    "nats": NatsSection, "vault": VaultSection,
+    "nats": NatsSection, "vault": VaultSection, "auth": AuthSection,
+    "routing": RoutingSection, "leases": LeasesSection,
 }
 
 

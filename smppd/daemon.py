@@ -71,7 +71,22 @@ class Daemon:
         self._watchdog: asyncio.Task[None] | None = None
         self.rate = RateMeter()  # submit_sm per second, for STATUS=
         self.reloader = Reloader(self)
+        self._init_control()
         self.ready = False
+
+    def _init_control(self) -> None:
+        """SelectOperator and ValidateLease, in-process seams of the dispatcher."""
+        from control.routing import Circuits
+        from smppd import controlplane
+
+        routing = self.config.routing
+        self.circuits = Circuits(routing.circuit_failures, routing.circuit_cooldown)
+        self.control = controlplane.build(self.config, self.metrics.registry,
+                                          lambda: self.operators, self.circuits)
+        self.dispatcher.selector = controlplane.selector(self.control)
+        self.dispatcher.circuit = self.circuits.record
+        if self.config.leases is not None:
+            self.dispatcher.lease_check = controlplane.lease_check(self.control)
 
     def _shared_bucket(self, op_cfg: Any) -> Any:
         """The operator's cluster-wide bucket in Redis; None keeps it in-process."""
@@ -86,6 +101,9 @@ class Daemon:
 
     async def start(self) -> None:
         await self.store.open()
+        from smppd import controlplane
+
+        await controlplane.start(self.control, self.config)
         resumed = await self.dispatcher.resume_pending()
         if resumed:
             log.info("resumed pending messages", extra={"event": "resumed", "count": resumed})
@@ -104,7 +122,9 @@ class Daemon:
     async def _start_api(self) -> None:
         from control.app import create_app
 
-        app = create_app(self)
+        from smppd.controlplane import authenticator
+
+        app = create_app(self, authenticator(self.config), self.config.api.metrics_public)
         self.runner = web.AppRunner(app, access_log=None)
         await self.runner.setup()
         host, port = self.config.api.listen
@@ -134,6 +154,7 @@ class Daemon:
                     await task
         if self.runner is not None:
             await self.runner.cleanup()
+        await self.control.stop()
         if self.bus is not None:
             await self.bus.close()
         await self.store.close()
@@ -251,6 +272,42 @@ class Daemon:
         op = self.operators.get(operator_id)
         return op.status() if op is not None else None
 
+    async def operator_action(self, operator_id: str, action: str) -> dict[str, Any] | None:
+        op = self.operators.get(operator_id)
+        if op is None:
+            return None
+        if action == "pause":
+            op.pause()  # binds stay up; receipts keep flowing
+        elif action == "resume":
+            op.resume()
+        else:
+            await op.rebind()
+        log.info("operator action", extra={"event": f"operator_{action}", "operator": op.id})
+        return op.status()
+
+    def patch_operator(self, operator_id: str, tps: float | None,
+                       window: int | None) -> dict[str, Any] | None:
+        """Runtime only: a reload (or restart) puts the config's values back."""
+        op = self.operators.get(operator_id)
+        if op is None:
+            return None
+        if tps is not None:
+            op.set_tps(tps)
+            self.metrics.tps_limit.labels(op.id).set(op.limiter.limit)
+        if window is not None:
+            op.set_window(window)
+        log.info("operator patched", extra={"event": "operator_patched", "operator": op.id,
+                                            "tps": tps, "window": window})
+        return op.status()
+
+    def bind_status(self, operator_id: str, bind: str) -> dict[str, Any] | None:
+        op = self.operators.get(operator_id)
+        found = [b for b in op.binds if b.name == bind] if op is not None else []
+        if not found:
+            return None
+        return {"operator_id": operator_id, "paused": op.paused if op else False,
+                **found[0].status()}
+
     async def submit(self, bodies: list[Any], idempotency_key: str | None) -> list[dict[str, Any]]:
         if not self.dispatcher.accepting:
             raise Unavailable("shutting down: not accepting messages")
@@ -267,7 +324,8 @@ class Daemon:
             raise InputError(problems)
         accepted = await self.dispatcher.accept(prepared, idempotency_key)
         return [{"message_id": a.message_id, "operator_id": a.operator_id or None,
-                 "parts": a.parts, "duplicate": a.duplicate} for a in accepted]
+                 "parts": a.parts, "duplicate": a.duplicate,
+                 **({"rejected": a.rejected} if a.rejected else {})} for a in accepted]
 
     async def message(self, message_id: str) -> dict[str, Any] | None:
         found: dict[str, Any] | None = await self.store.get_message(message_id)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +49,7 @@ class Accepted:
     operator_id: str
     parts: int
     duplicate: bool = False
+    rejected: str | None = None  # a lease reason code: stored REJECTED, nothing sent
 
 
 class Dispatcher:
@@ -70,6 +71,10 @@ class Dispatcher:
         self._recorder: asyncio.Task[None] | None = None
         self._response_metrics: dict[tuple[str, int], tuple[Any, Any]] = {}
         self.selector: Callable[[Outbound], str | None] | None = None  # SelectOperator seam
+        # ValidateLease seam: (sender, tenant) -> (allowed, reason code); None = no check
+        self.lease_check: Callable[[str, str], Awaitable[tuple[bool, str]]] | None = None
+        # circuit breaker seam: (operator, submit went well) after each response
+        self.circuit: Callable[[str, bool], None] | None = None
 
     # -- intake --
 
@@ -106,6 +111,7 @@ class Dispatcher:
             existing = await self.store.idempotency_get(idempotency_key)
             if existing is not None:
                 return [Accepted(existing, "", 0, duplicate=True)]
+        denied = await self._lease_verdicts(items)
         now = self.clock()
         planned: list[tuple[MessageRecord, Operator, list[Part]]] = []
         for msg, op in items:
@@ -123,9 +129,30 @@ class Dispatcher:
             await self.store.idempotency_put(idempotency_key, planned[0][0].message_id)
         accepted = []
         for record, op, parts in planned:
+            reason = denied.get((record.source, record.tenant_id))
+            if reason is not None:
+                await self._finish(op, record.message_id, "REJECTED", reason, None)
+                accepted.append(Accepted(record.message_id, op.id, len(parts), rejected=reason))
+                continue
             self._queue(record, op, parts)
             accepted.append(Accepted(record.message_id, op.id, len(parts)))
         return accepted
+
+    async def _lease_verdicts(self, items: Sequence[tuple[Outbound, Operator]],
+                              ) -> dict[tuple[str, str], str]:
+        """(source, tenant) -> reason code of each denied pair, checked once per batch."""
+        denied: dict[tuple[str, str], str] = {}
+        if self.lease_check is None:
+            return denied
+        seen: set[tuple[str, str]] = set()
+        for msg, _ in items:
+            key = (msg.source, msg.tenant_id)
+            if key not in seen:
+                seen.add(key)
+                allowed, reason = await self.lease_check(*key)
+                if not allowed:
+                    denied[key] = reason
+        return denied
 
     def _split(self, msg: Outbound, op: Operator) -> list[Part]:
         try:
@@ -202,6 +229,8 @@ class Dispatcher:
     def submit_answered(self, op: Operator, part: OutboundPart, pdu: Pdu) -> None:
         status = pdu.command_status
         latency = max(0.0, time.perf_counter() - part.sent_at)
+        if self.circuit is not None:
+            self.circuit(op.id, status != Status.ESME_RSYSERR)
         responses, latencies = self._metrics_for(op.id, status)
         responses.inc()
         latencies.observe(latency)
@@ -227,6 +256,8 @@ class Dispatcher:
         self._spawn(self._finish(op, part.message_id, state, status_name(status), status))
 
     def submit_unknown(self, op: Operator, part: OutboundPart, reason: str) -> None:
+        if self.circuit is not None:
+            self.circuit(op.id, False)
         self._spawn(self._finish(op, part.message_id, "UNKNOWN", reason, None))
 
     def bind_changed(self, op: Operator) -> None:
