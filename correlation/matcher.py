@@ -15,8 +15,9 @@ No I/O besides the store; the clock is injected.
 
 from __future__ import annotations
 
+import asyncio
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -70,6 +71,8 @@ class _Held:
     receipt: Receipt
     held_at: float
     taken: bool = field(default=False)
+    # Resolved once the receipt is safe: matched, or written to the orphan table.
+    settled: asyncio.Future[None] | None = None
 
 
 def receipt_keys(receipt_id: str, form: IdForm) -> tuple[str, ...]:
@@ -90,6 +93,8 @@ class ReceiptMatcher:
         self._hold_seconds = hold_seconds
         self._held: dict[tuple[str, str], list[_Held]] = {}  # (operator, key) -> receipts
         self._held_order: deque[_Held] = deque()  # oldest first
+        # Called with receipts matched at expiry (a submit stored by another replica).
+        self.on_late_match: Callable[[str, MatchResult], Awaitable[None]] | None = None
 
     @property
     def held_count(self) -> int:
@@ -109,13 +114,15 @@ class ReceiptMatcher:
         now = self._clock()
         await self._store.record_submitted(message_id, part, total, operator_id, smsc_id, key, now)
         ref = PartRef(message_id, part, total)
-        receipts = [held.receipt for held in self._take_held(operator_id, key)]
+        taken = self._take_held(operator_id, key)
+        receipts = [held.receipt for held in taken]
         receipts += [receipt_from_dict(d) for d in await self._store.take_orphans(operator_id, key)]
         results = []
         for receipt in receipts:
             result = await self._apply(ref, receipt)
             if result is not None:
                 results.append(result)
+        self.settle_taken(taken)
         return results
 
     async def on_submitted_many(
@@ -135,17 +142,15 @@ class ReceiptMatcher:
         results = []
         held = self._held
         for message_id, part, total, _, _, key, _ in rows:
-            receipts = (
-                [h.receipt for h in self._take_held(operator_id, key)]
-                if (operator_id, key) in held
-                else []
-            )
+            taken = self._take_held(operator_id, key) if (operator_id, key) in held else []
+            receipts = [h.receipt for h in taken]
             orphans = await self._store.take_orphans(operator_id, key)
             receipts += [receipt_from_dict(d) for d in orphans]
             for receipt in receipts:
                 result = await self._apply(PartRef(message_id, part, total), receipt)
                 if result is not None:
                     results.append(result)
+            self.settle_taken(taken)
         return results
 
     async def on_receipt(
@@ -156,9 +161,19 @@ class ReceiptMatcher:
         ref = await self._store.lookup_part(operator_id, *keys)
         if ref is None:
             # No await between the miss and the hold: a submit recorded meanwhile finds it.
-            self._hold(_Held(operator_id, keys, receipt, self._clock()))
+            self._hold(_Held(operator_id, keys, receipt, self._clock(),
+                             settled=asyncio.get_running_loop().create_future()))
             return None
         return await self._apply(ref, receipt)
+
+    async def settled(self, operator_id: str, receipt: Receipt) -> None:
+        """Until a held receipt is matched or durably in the orphan table, so the
+        deliver_sm is answered only when a crash can no longer lose it."""
+        for held in self._held_order:
+            if held.receipt is receipt and held.operator_id == operator_id:
+                if held.settled is not None:
+                    await asyncio.shield(held.settled)
+                return
 
     async def expire_held(self, now: float) -> int:
         """Move receipts held longer than hold_seconds to the orphan table; returns how many."""
@@ -168,11 +183,24 @@ class ReceiptMatcher:
             held = self._held_order.popleft()
             if held.taken:
                 continue
+            # Another replica may have stored the submit meanwhile: look once more, with
+            # the receipt still claimable in memory by a local submit while we wait.
+            ref = await self._store.lookup_part(held.operator_id, *held.keys)
+            if held.taken:
+                continue
+            if ref is not None:
+                self._unhook(held)
+                result = await self._apply(ref, held.receipt)
+                _settle(held)
+                if result is not None and self.on_late_match is not None:
+                    await self.on_late_match(held.operator_id, result)
+                continue
             # Unhook and queue the write in one step (put_orphan queues before it suspends):
             # the rest stay claimable in memory until their turn.
             self._unhook(held)
             fields = receipt_to_dict(held.receipt)
             await self._store.put_orphan(held.operator_id, held.keys, fields, held.held_at)
+            _settle(held)
             moved += 1
         return moved
 
@@ -207,6 +235,10 @@ class ReceiptMatcher:
             self._unhook(held)
         return taken
 
+    def settle_taken(self, taken: list[_Held]) -> None:
+        for held in taken:
+            _settle(held)
+
     def _unhook(self, held: _Held) -> None:
         held.taken = True
         for key in held.keys:
@@ -216,6 +248,11 @@ class ReceiptMatcher:
             waiting[:] = [h for h in waiting if h is not held]
             if not waiting:
                 del self._held[(held.operator_id, key)]
+
+
+def _settle(held: _Held) -> None:
+    if held.settled is not None and not held.settled.done():
+        held.settled.set_result(None)
 
 
 def receipt_to_dict(receipt: Receipt) -> dict[str, Any]:

@@ -328,12 +328,16 @@ class SqliteStore:
             del hot[next(iter(hot))]
 
     async def lookup_part(self, operator_id: str, smsc_key: str, *more_keys: str) -> PartRef | None:
-        keys = (smsc_key, *more_keys)
-        for key in keys:
-            ref = self._hot.get((operator_id, key))
-            if ref is not None:
-                return ref
-        found: tuple[str, PartRef] | None = await self._call(_lookup, operator_id, keys)
+        # Only the preferred key may answer from the hot index: with "auto" ids, a recent
+        # submit whose id equals another reading of this receipt's id must not win over
+        # the preferred reading. One queued read then tries every key in order; it runs
+        # after every write queued before it, so the table is complete for it, and the
+        # matcher relies on there being exactly one await here.
+        ref = self._hot.get((operator_id, smsc_key))
+        if ref is not None:
+            return ref
+        found: tuple[str, PartRef] | None = await self._call(
+            _lookup, operator_id, (smsc_key, *more_keys))
         if found is None:
             return None
         key, ref = found

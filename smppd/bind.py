@@ -46,6 +46,12 @@ BIND_CLASSES: dict[str, type[BindTransmitter | BindReceiver | BindTransceiver]] 
     "transceiver": BindTransceiver,
 }
 CONNECT_TIMEOUT = 10.0
+# Bind refusals that another host of the same MNO would give too: retry the same host.
+REFUSED_HERE = frozenset({Status.ESME_RALYBND, Status.ESME_RINVPASWD, Status.ESME_RBINDFAIL})
+
+
+class NoCredentialsError(Exception):
+    """The operator's credentials were never read (e.g. Vault down since start)."""
 
 
 class BindRefusedError(Exception):
@@ -71,6 +77,7 @@ class BindWorker(BaseHandler):
         self._stopping = False
         self._retire = asyncio.Event()  # set to leave the current session (failback, rebind)
         self._failback = False
+        self._bound_event = asyncio.Event()  # set while a session is bound
 
     # -- public --
 
@@ -103,8 +110,17 @@ class BindWorker(BaseHandler):
                 await self._task
 
     async def rebind(self) -> None:
-        """Leave the current session gracefully and bind again."""
+        """Leave the current session gracefully (drain, unbind) and bind again."""
+        self._bound_event.clear()
         self._retire.set()
+
+    async def wait_bound(self, timeout: float) -> bool:
+        """Until a session is bound (False if ``timeout`` passes first)."""
+        try:
+            await asyncio.wait_for(self._bound_event.wait(), timeout)
+        except TimeoutError:
+            return False
+        return True
 
     def resize_window(self, size: int) -> None:
         if self.conn is not None:
@@ -132,10 +148,17 @@ class BindWorker(BaseHandler):
             except (OSError, TimeoutError, ConnectionClosedError, ResponseTimeoutError) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
                 outcome = "failed"
+            except NoCredentialsError as exc:
+                self.last_error = str(exc)
+                self.state = "no_credentials"
+                outcome = "refused"
             except BindRefusedError as exc:
                 self.last_error = str(exc)
+                if exc.status in (Status.ESME_RINVPASWD, Status.ESME_RBINDFAIL):
+                    # New credentials refused: the operator falls back to the previous ones.
+                    self.operator.credentials_refused(exc.status)
                 # ALYBND: the quota is full on the SMSC side; same host, just wait.
-                outcome = "refused" if exc.status == Status.ESME_RALYBND else "failed"
+                outcome = "refused" if exc.status in REFUSED_HERE else "failed"
             if self._stopping:
                 break
             if outcome == "retired":
@@ -187,11 +210,13 @@ class BindWorker(BaseHandler):
             await self._bind(conn)
             self.state = "bound"
             self.last_error = None
+            self._bound_event.set()
             self.operator.events.bind_changed(self.operator)
             log.info("bound", extra={"event": "bound", "bind": self.name,
                                      "operator": self.operator.id, "host": self.host})
             return await self._serve(conn)
         finally:
+            self._bound_event.clear()
             if conn.is_open:
                 conn.abort()
             self.conn = None
@@ -201,7 +226,7 @@ class BindWorker(BaseHandler):
         cfg = self.operator.config
         password = self.operator.password()
         if password is None:
-            raise BindRefusedError(Status.ESME_RINVPASWD)
+            raise NoCredentialsError(self.operator.credentials_status())
         bind_cls = BIND_CLASSES[cfg.bind_type]
         self.state = "binding"
         try:
@@ -326,7 +351,9 @@ class BindWorker(BaseHandler):
             part: OutboundPart | None = pending.context
             if pending.command_id == CommandId.SUBMIT_SM and part is not None:
                 self.operator.requeue(part)
-        if closed.reason not in ("unbound",):
+        # A refused bind closes a session that never got bound: keep the refusal as
+        # last_error (the bind loop set it) rather than the close that followed.
+        if closed.reason != "unbound" and self.state == "bound":
             self.last_error = f"connection closed: {closed.reason}"
             log.warning("session closed", extra={"event": "session_closed", "bind": self.name,
                                                  "operator": self.operator.id,

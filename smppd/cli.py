@@ -41,6 +41,27 @@ async def _serve(config_path: str) -> int:
     return 0
 
 
+async def _migrate(config_path: str, seed: bool) -> int:
+    """Forward-only and idempotent; safe from several replicas at once."""
+    from smppd.config import ConfigError, load_config
+    from smppd.migrations import apply_migrations
+
+    try:
+        config = load_config(config_path)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    try:
+        applied = await apply_migrations(config, seed=seed)
+    except Exception as exc:
+        print(f"migrate: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+    for name in applied:
+        print(f"applied {name}")
+    print(f"migrate: {len(applied)} applied, schema up to date")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="smppd", description=__doc__)
     parser.add_argument("--log-level", default="INFO")
@@ -50,6 +71,10 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--config", "-c", default="/etc/smppd/smppd.toml")
     check = sub.add_parser("check-config", help="validate a config file and exit")
     check.add_argument("file")
+    mig = sub.add_parser("migrate", help="apply the SQL migrations (PostgreSQL) and exit")
+    mig.add_argument("--config", "-c", default="/etc/smppd/smppd.toml")
+    mig.add_argument("--seed", action="store_true",
+                     help="also load the first market's seed data (operators, prefixes)")
     demo = sub.add_parser("demo", help="simulated MNOs + the daemon on embedded defaults")
     demo.add_argument("--exit", action="store_true", help="stop after printing the table")
     demo.add_argument("--messages", type=int, default=200, help="messages in the sample batch")
@@ -62,6 +87,9 @@ def main(argv: list[str] | None = None) -> int:
         from smppd.config import check_config_command
 
         return check_config_command(args.file)
+    if args.command == "migrate":
+        setup_logging(args.log_level, json_lines=args.log_format == "json")
+        return _run(_migrate(args.config, args.seed))
     if args.command == "demo":
         from smppd.demo import run_demo
 

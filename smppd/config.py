@@ -336,6 +336,7 @@ class VaultSection(_Section):
     token_env: str = "VAULT_TOKEN"  # noqa: S105 -- a variable name, not a token
     mount: str = "secret"  # KV v2 mount point
     path_template: str = "smppd/operators/{operator_id}"  # for credentials = "vault"
+    poll_interval: float = Field(default=30.0, gt=0)  # seconds between KV version checks
 
     @model_validator(mode="after")
     def _check(self) -> VaultSection:

@@ -24,6 +24,7 @@ from control.view import InputError, Unavailable
 from correlation.matcher import ReceiptMatcher
 from correlation.sqlite_store import SqliteStore
 from smppd.config import Config, OperatorConfig
+from smppd.credentials import VaultCredentials
 from smppd.dispatch import Dispatcher
 from smppd.events import EventSink, ShadowSink, StoredEvents
 from smppd.message import MessageError
@@ -42,9 +43,7 @@ class Daemon:
         self.config = config
         self.metrics = Metrics()
         if store is None:
-            path = Path(config.sqlite_path)
-            path.parent.mkdir(parents=True, exist_ok=True)
-            store = SqliteStore(str(path))
+            store = self._make_store(config)
         self.store = store
         self.matcher = ReceiptMatcher(store, clock=time.time,
                                       hold_seconds=config.store.receipt_hold_seconds)
@@ -56,7 +55,18 @@ class Daemon:
             sink = ShadowSink() if config.daemon.shadow else StoredEvents(store)
         self.sink = sink
         self.dispatcher = Dispatcher(store, self.matcher, sink, self.metrics)
+        self.matcher.on_late_match = self.dispatcher.late_match
         self.operators: dict[str, Operator] = {}
+        self.redis: Any = None
+        if config.redis is not None:
+            import redis.asyncio as aioredis
+
+            self.redis = aioredis.from_url(config.redis.url.get_secret_value(),
+                                           socket_timeout=1.0, socket_connect_timeout=1.0)
+        self.vault: VaultCredentials | None = None
+        if config.vault is not None and any(op.credentials for op in config.operators):
+            self.vault = VaultCredentials(config.vault, config.operators,
+                                          poll_interval=config.vault.poll_interval)
         for op_cfg in config.operators:
             op = self.make_operator(op_cfg)
             self.operators[op.id] = op
@@ -88,6 +98,21 @@ class Daemon:
         if self.config.leases is not None:
             self.dispatcher.lease_check = controlplane.lease_check(self.control)
 
+    @staticmethod
+    def _make_store(config: Config) -> Any:
+        """SQLite in embedded mode; PostgreSQL (+ the Redis hot index) when distributed."""
+        if config.store.kind == "postgres":
+            from correlation.pg_store import PgStore
+
+            assert config.store.dsn is not None  # the config's own rule
+            redis_url = config.redis.url.get_secret_value() if config.redis else None
+            prefix = f"{config.redis.key_prefix}:corr:" if config.redis else "smppd:corr:"
+            return PgStore(config.store.dsn.get_secret_value(), redis_url=redis_url,
+                           redis_prefix=prefix)
+        path = Path(config.sqlite_path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return SqliteStore(str(path))
+
     def _shared_bucket(self, op_cfg: Any) -> Any:
         """The operator's cluster-wide bucket in Redis; None keeps it in-process."""
         if self.redis is None or self.config.redis is None:
@@ -107,6 +132,8 @@ class Daemon:
         resumed = await self.dispatcher.resume_pending()
         if resumed:
             log.info("resumed pending messages", extra={"event": "resumed", "count": resumed})
+        if self.vault is not None:
+            await self.vault.start(self.operators)
         for op in self.operators.values():
             self.metrics.tps_limit.labels(op.id).set(op.limiter.limit)
             op.start()
@@ -121,7 +148,6 @@ class Daemon:
 
     async def _start_api(self) -> None:
         from control.app import create_app
-
         from smppd.controlplane import authenticator
 
         app = create_app(self, authenticator(self.config), self.config.api.metrics_public)
@@ -157,6 +183,8 @@ class Daemon:
         await self.control.stop()
         if self.bus is not None:
             await self.bus.close()
+        if self.vault is not None:
+            await self.vault.close()
         await self.store.close()
         if self.redis is not None:
             await self.redis.aclose()
@@ -222,10 +250,13 @@ class Daemon:
     # -- operators and reload --
 
     def password_source(self, cfg: OperatorConfig) -> Callable[[], str | None]:
+        if self.vault is not None and self.vault.uses_vault(cfg.id):
+            return self.vault.password_source(cfg.id)
         return cfg.password_value
 
     def make_operator(self, cfg: OperatorConfig) -> Operator:
-        return Operator(cfg, self.dispatcher, password=self.password_source(cfg))
+        return Operator(cfg, self.dispatcher, password=self.password_source(cfg),
+                        limiter=self._shared_bucket(cfg))
 
     def export_counters(self) -> None:
         """Bring the submit and bind-attempt metrics up to the binds' plain counts

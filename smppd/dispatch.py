@@ -307,6 +307,12 @@ class Dispatcher:
             "command_status": status, "at": self.clock(),
         })
 
+    async def late_match(self, operator_id: str, result: Any) -> None:
+        """A held receipt matched at expiry (its submit was stored by another replica)."""
+        op = self.operators.get(operator_id)
+        if op is not None:
+            await self._receipt_matched(op, result)
+
     def deliver_received(self, op: Operator, conn: Any, pdu: DeliverSm) -> None:
         self._spawn(self._deliver(op, conn, pdu))
 
@@ -334,7 +340,11 @@ class Dispatcher:
         result = await self.matcher.on_receipt(op.id, receipt.message_id, receipt,
                                                op.config.receipt_id)
         if result is None:
+            # Held for its submit_sm_resp: answer the deliver_sm only once the receipt
+            # is matched or in the orphan table, so a crash meanwhile cannot lose it
+            # (the SMSC redelivers an unanswered deliver_sm).
             self.metrics.unmatched.labels(op.id).inc()
+            await self.matcher.settled(op.id, receipt)
             return
         await self._receipt_matched(op, result)
 

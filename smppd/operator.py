@@ -123,6 +123,9 @@ class Operator:
         self._resumed = asyncio.Event()
         self._resumed.set()
         self.binds = [BindWorker(self, index) for index in range(config.binds)]
+        # Set by the daemon when credentials come from Vault.
+        self.on_credentials_refused: Callable[[Operator, int], None] | None = None
+        self.describe_credentials: Callable[[], str] | None = None
         self.counters: collections.Counter[str] = collections.Counter()
         # submit_sm -> submit_sm_resp seconds of the most recent responses (status, demo)
         self.latencies: collections.deque[float] = collections.deque(maxlen=10_000)
@@ -164,10 +167,26 @@ class Operator:
         for bind in self.binds:
             bind.resize_window(window)
 
-    async def rebind(self) -> None:
-        """Rebind every session one at a time (make-before-break within the quota)."""
+    async def rebind(self, timeout: float = 30.0) -> bool:
+        """Make-before-break, one bind at a time: a bind drains its window, unbinds
+        (so the quota is never exceeded) and binds again with the current
+        credentials; the next one goes only once it is bound, so the others keep
+        sending meanwhile. False if a bind did not come back within ``timeout``."""
+        ok = True
         for bind in self.binds:
             await bind.rebind()
+            ok = await bind.wait_bound(timeout) and ok
+        return ok
+
+    def credentials_refused(self, status: int) -> None:
+        """A bind was refused for its credentials (hook for the Vault fall-back)."""
+        if self.on_credentials_refused is not None:
+            self.on_credentials_refused(self, status)
+
+    def credentials_status(self) -> str:
+        if self.describe_credentials is not None:
+            return self.describe_credentials()
+        return "no credentials configured"
 
     # -- state --
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-import pytest
 from e2e_helpers import (
     mno,
     operator,
@@ -296,10 +295,6 @@ async def test_permanent_status_fails_with_its_name(tmp_path: Path) -> None:
             assert len(submits(sim, "op")) == 3  # not retried
 
 
-@pytest.mark.xfail(strict=True, reason="correlation: under id form 'auto' the store's hot cache "
-                   "answers for any reading of the receipt id before the database is asked for "
-                   "the preferred one; after a restart receipt '16' matches the new submit "
-                   "'22' (0x16) instead of the old submit '16'")
 async def test_auto_id_form_receipts_match_across_a_restart(tmp_path: Path) -> None:
     async with running_sim([mno("op", receipt_delay_ms=1000)]) as sim:
         path = write_config(tmp_path, [operator("op", sim)])  # id forms left on "auto"
