@@ -89,7 +89,8 @@ class OperatorPatch(BaseModel):
     window: int | None = Field(default=None, ge=1, le=10_000)
 
 
-def _operator_action(action: Literal["pause", "resume", "rebind"]) -> Handler:
+def _operator_action(action: Literal["pause", "resume", "rebind", "reload_credentials"],
+                     ) -> Handler:
     async def handle(request: web.Request) -> web.Response:
         status = await _view(request).operator_action(request.match_info["id"], action)
         if status is None:
@@ -296,6 +297,8 @@ ROUTES: list[tuple[str, str, Handler, tuple[str, ...]]] = [
     ("POST", "/v1/operators/{id}/pause", _operator_action("pause"), OPERATE),
     ("POST", "/v1/operators/{id}/resume", _operator_action("resume"), OPERATE),
     ("POST", "/v1/operators/{id}/rebind", _operator_action("rebind"), OPERATE),
+    ("POST", "/v1/operators/{id}/credentials/reload", _operator_action("reload_credentials"),
+     OPERATE),
     ("PATCH", "/v1/operators/{id}", patch_operator, OPERATE),
     ("GET", "/v1/operators/{id}/binds/{bind}", get_bind, READ),
     ("POST", "/v1/routing/select", post_select, ("read", "submit")),

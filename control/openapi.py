@@ -199,6 +199,11 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/operators/{id}/rebind"): {
         "summary": "Rebind every session, one at a time", "parameters": [OPERATOR_PARAM],
         "responses": {"200": _json(_ref("Operator"))}},
+    ("POST", "/v1/operators/{id}/credentials/reload"): {
+        "summary": "Read the operator's credentials from Vault now; a new version rebinds "
+                   "make-before-break", "parameters": [OPERATOR_PARAM],
+        "responses": {"200": _json(_ref("Operator")),
+                      "409": {"description": "the operator's credentials are not in Vault"}}},
     ("GET", "/v1/operators/{id}/binds/{bind}"): {
         "summary": "One bind's detail", "parameters": [OPERATOR_PARAM, _path_param("bind")],
         "responses": {"200": _json(_ref("Bind"))}},

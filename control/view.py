@@ -59,9 +59,11 @@ class GatewayView(Protocol):
         """Routing and leases; None when the daemon runs without them."""
 
     async def operator_action(self, operator_id: str,
-                              action: Literal["pause", "resume", "rebind"],
+                              action: Literal["pause", "resume", "rebind",
+                                              "reload_credentials"],
                               ) -> dict[str, Any] | None:
-        """Pause (binds stay up, receipts flow), resume or rebind; None: no operator."""
+        """Pause (binds stay up, receipts flow), resume, rebind, or read the operator's
+        credentials from Vault now (rebinding if they changed); None: no operator."""
 
     def patch_operator(self, operator_id: str, tps: float | None,
                        window: int | None) -> dict[str, Any] | None:

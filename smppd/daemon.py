@@ -34,6 +34,7 @@ from smppd.notify import Notifier
 from smppd.operator import Operator
 from smppd.reload import Reloader
 from smppd.watchdog import DEFAULT_PERIOD, LoopWatchdog, RateMeter, status_line, watchdog_period
+from vault.client import VaultError
 
 log = logging.getLogger("smppd.daemon")
 
@@ -67,6 +68,7 @@ class Daemon:
         if config.vault is not None and any(op.credentials for op in config.operators):
             self.vault = VaultCredentials(config.vault, config.operators,
                                           poll_interval=config.vault.poll_interval)
+        self.standbys: dict[str, Any] = {}  # operator id -> smppd.leader.Standby
         for op_cfg in config.operators:
             op = self.make_operator(op_cfg)
             self.operators[op.id] = op
@@ -136,7 +138,11 @@ class Daemon:
             await self.vault.start(self.operators)
         for op in self.operators.values():
             self.metrics.tps_limit.labels(op.id).set(op.limiter.limit)
-            op.start()
+            standby = self.standbys.get(op.id)
+            if standby is not None:
+                standby.start()  # binds come up once the lease is ours
+            else:
+                op.start()
         await self._start_api()
         if self.bus is not None:
             await self.bus.connect()
@@ -171,6 +177,7 @@ class Daemon:
         if self.bus is not None:
             await self.bus.stop_consumer()
         drain = self.config.daemon.drain_timeout
+        await asyncio.gather(*(standby.close() for standby in self.standbys.values()))
         await asyncio.gather(*(op.stop(drain) for op in self.operators.values()))
         await self.dispatcher.settle()
         for task in (self._housekeeping, self._watchdog):
@@ -255,8 +262,22 @@ class Daemon:
         return cfg.password_value
 
     def make_operator(self, cfg: OperatorConfig) -> Operator:
-        return Operator(cfg, self.dispatcher, password=self.password_source(cfg),
-                        limiter=self._shared_bucket(cfg))
+        op = Operator(cfg, self.dispatcher, password=self.password_source(cfg),
+                      limiter=self._shared_bucket(cfg))
+        if self.config.redis is not None and self.config.redis.standby:
+            self.standbys[op.id] = self._standby(op)
+        return op
+
+    def _standby(self, op: Operator) -> Any:
+        """Active/standby: the operator's binds follow its leader lease in Redis."""
+        from smppd.leader import LeaderLease, Standby, unbind_within
+
+        assert self.config.redis is not None
+        key = f"{self.config.redis.key_prefix}:leader:{op.id}"
+        lease = LeaderLease(self.redis, key, self.config.redis.lease_time)
+        standby = Standby(lease, op.id, op.start, lambda budget: unbind_within(op, budget))
+        op.bind_guard = standby.may_bind  # fencing check right before each bind PDU
+        return standby
 
     def export_counters(self) -> None:
         """Bring the submit and bind-attempt metrics up to the binds' plain counts
@@ -311,6 +332,14 @@ class Daemon:
             op.pause()  # binds stay up; receipts keep flowing
         elif action == "resume":
             op.resume()
+        elif action == "reload_credentials":
+            if self.vault is None or not self.vault.uses_vault(op.id):
+                raise InputError([("id", "this operator's credentials are not in Vault")],
+                                 status=409, title="Conflict")
+            try:
+                await self.vault.reload(op)
+            except VaultError as exc:
+                raise Unavailable(f"vault: {exc}") from None
         else:
             await op.rebind()
         log.info("operator action", extra={"event": f"operator_{action}", "operator": op.id})

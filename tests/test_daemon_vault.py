@@ -6,6 +6,7 @@ import asyncio
 import uuid
 from pathlib import Path
 
+import aiohttp
 from e2e_helpers import (
     SYSTEM_ID,
     mno,
@@ -28,7 +29,8 @@ def write_kv(server: BaoServer, path: str, password: str) -> None:
         path=path, secret={"system_id": SYSTEM_ID, "password": password}, mount_point="secret")
 
 
-def write_config(tmp_path: Path, sim, server: BaoServer, prefix: str) -> Path:
+def write_config(tmp_path: Path, sim, server: BaoServer, prefix: str,
+                 poll_interval: float = 0.2) -> Path:
     role_id, secret_file = setup_approle(server, f"smppd-{prefix}", prefix, tmp_path)
     table = operator("alpha", sim, prefix="9370", binds=2, window=20)
     del table["password"]
@@ -41,7 +43,7 @@ def write_config(tmp_path: Path, sim, server: BaoServer, prefix: str) -> Path:
         f'role_id = "{role_id}"',
         f'secret_id_file = "{secret_file}"',
         f'path_template = "{prefix}/{{operator_id}}"',
-        "poll_interval = 0.2",
+        f"poll_interval = {poll_interval}",
     ]) + "\n")
     return path
 
@@ -100,3 +102,24 @@ async def test_vault_down_keeps_binds_and_reconnects_with_cached_credentials(
                            what="vault seen unreachable")
             assert "unreachable" in daemon.vault.status("alpha").lower() or \
                 "vault" in daemon.vault.status("alpha").lower()
+
+
+async def test_credentials_reload_endpoint_picks_up_a_new_version_now(
+        tmp_path, bao_fresh):  # noqa: F811
+    prefix = f"t{uuid.uuid4().hex[:8]}"
+    write_kv(bao_fresh, f"{prefix}/alpha", OLD)
+    async with running_sim([mno("alpha")]) as sim:
+        sim.mno("alpha").set_passwords(SYSTEM_ID, [OLD, NEW])
+        path = write_config(tmp_path, sim, bao_fresh, prefix, poll_interval=3600)
+        async with running_daemon(path) as daemon, aiohttp.ClientSession() as http:
+            await wait_bound(daemon)
+            write_kv(bao_fresh, f"{prefix}/alpha", NEW)
+            url = f"http://127.0.0.1:{daemon.api_port}/v1/operators"
+            async with http.post(f"{url}/alpha/credentials/reload") as resp:
+                assert resp.status == 200, await resp.text()
+                body = await resp.json()
+            assert body["binds_up"] == 2
+            assert daemon.vault is not None and daemon.vault.store.version("alpha") == 2
+            assert daemon.vault.rotations == 1
+            async with http.post(f"{url}/nobody/credentials/reload") as resp:
+                assert resp.status == 404
