@@ -54,6 +54,10 @@ class NoCredentialsError(Exception):
     """The operator's credentials were never read (e.g. Vault down since start)."""
 
 
+class NotLeaderError(Exception):
+    """Active/standby: this replica no longer owns the operator's lease (smppd.leader)."""
+
+
 class BindRefusedError(Exception):
     def __init__(self, status: int) -> None:
         super().__init__(f"bind refused: {status_name(status)}")
@@ -95,6 +99,7 @@ class BindWorker(BaseHandler):
         return f"{host}:{port}"
 
     def start(self) -> None:
+        self._stopping = False  # a standby replica starts its binds again after a stop
         self._task = asyncio.get_running_loop().create_task(self._run(), name=f"bind {self.name}")
 
     async def stop(self, drain_timeout: float) -> None:
@@ -151,6 +156,10 @@ class BindWorker(BaseHandler):
             except NoCredentialsError as exc:
                 self.last_error = str(exc)
                 self.state = "no_credentials"
+                outcome = "refused"
+            except NotLeaderError as exc:
+                self.last_error = str(exc)
+                self.state = "standby"
                 outcome = "refused"
             except BindRefusedError as exc:
                 self.last_error = str(exc)
@@ -228,6 +237,9 @@ class BindWorker(BaseHandler):
         if password is None:
             raise NoCredentialsError(self.operator.credentials_status())
         bind_cls = BIND_CLASSES[cfg.bind_type]
+        guard = self.operator.bind_guard
+        if guard is not None and not await guard():  # fencing: the lease is still ours
+            raise NotLeaderError("not the leader of this operator's binds")
         self.state = "binding"
         try:
             await asyncio.wait_for(

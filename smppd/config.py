@@ -295,6 +295,10 @@ class RedisSection(_Section):
     # Replicas sharing each operator's TPS budget: with Redis unreachable each one
     # falls back to limit / replicas, so the budget holds through the outage.
     replicas: int = Field(default=2, ge=1)
+    # Active/standby binds: a replica holds an operator's binds only while it owns the
+    # lease {key_prefix}:leader:{operator_id} (see smppd.leader).
+    standby: bool = False
+    lease_time: float = Field(default=5.0, ge=0.5)  # seconds; renewed every lease_time / 3
 
     @model_validator(mode="after")
     def _check(self) -> RedisSection:

@@ -12,7 +12,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -126,6 +126,8 @@ class Operator:
         # Set by the daemon when credentials come from Vault.
         self.on_credentials_refused: Callable[[Operator, int], None] | None = None
         self.describe_credentials: Callable[[], str] | None = None
+        # Set by the daemon in active/standby mode: the fencing check before a bind.
+        self.bind_guard: Callable[[], Awaitable[bool]] | None = None
         self.counters: collections.Counter[str] = collections.Counter()
         # submit_sm -> submit_sm_resp seconds of the most recent responses (status, demo)
         self.latencies: collections.deque[float] = collections.deque(maxlen=10_000)

@@ -1,0 +1,314 @@
+"""Several replicas: two `smppd run` processes on one PostgreSQL, one Redis and one
+simulated MNO account.
+
+- Both active: one TPS budget (the GCRA bucket in Redis) across both processes; the
+  simulator's per-second counters never pass the account's TPS and it never has to
+  throttle.
+- Active/standby: the binds follow the leader lease; kill -9 the active one and the
+  standby holds the binds within the lease time plus one reconnect, never more
+  binds than the account's quota (the simulator's ALYBND count stays 0).
+
+The leader lease itself (token checks, fencing, stepping down) is tested against the
+same Redis. PostgreSQL and Redis come from SMPPD_TEST_PG_DSN / SMPPD_TEST_REDIS_URL;
+if either is down the tests fail, they never skip.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import sys
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import aiohttp
+import asyncpg
+import pytest
+import redis.asyncio as aioredis
+from e2e_helpers import _toml, free_port, mno, operator, running_sim, wait_for
+from test_store_contract import REDIS_URL, fresh_database, redis_prefix
+
+from correlation.migrate import migrate
+from simulators.server import SmscSimulator
+from smppd.leader import LeaderLease, Standby
+
+pytestmark = pytest.mark.services
+SMPPD = Path(sys.executable).parent / "smppd"
+ACCOUNT = "esme"  # e2e_helpers.SYSTEM_ID
+
+
+# --------------------------------------------------------------------------- processes
+
+
+class Replica:
+    """One `smppd run` subprocess with its own state directory and API port."""
+
+    def __init__(self, directory: Path, config: str) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        self.path = directory / "smppd.toml"
+        self.path.write_text(config.replace("@API_PORT@", str(self.port)))
+        self.log = directory / "smppd.log"
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self, ready: str = "/readyz") -> None:
+        with _append(self.log) as out:
+            self.proc = await asyncio.create_subprocess_exec(
+                str(SMPPD), "--log-format", "text", "run", "--config", str(self.path),
+                stdout=out, stderr=out, cwd=self.path.parent)
+        await wait_for(lambda: self._answers(ready), 15.0, interval=0.1,
+                       what=f"{self.url}{ready}")
+
+    async def _answers(self, route: str) -> bool:
+        assert self.proc is not None
+        if self.proc.returncode is not None:
+            raise AssertionError(f"smppd exited {self.proc.returncode}:\n{self.log.read_text()}")
+        try:
+            async with aiohttp.ClientSession() as http, http.get(self.url + route) as resp:
+                return resp.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    async def post_bulk(self, messages: list[dict[str, Any]]) -> list[str]:
+        ids: list[str] = []
+        async with aiohttp.ClientSession() as http:
+            for start in range(0, len(messages), 100):
+                chunk = {"messages": messages[start:start + 100]}
+                async with http.post(f"{self.url}/v1/messages/bulk", json=chunk) as resp:
+                    assert resp.status == 202, await resp.text()
+                    ids.extend(a["message_id"] for a in (await resp.json())["accepted"])
+        return ids
+
+    async def kill(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+    async def terminate(self) -> int:
+        assert self.proc is not None
+        self.proc.terminate()
+        return await asyncio.wait_for(self.proc.wait(), 20.0)
+
+
+def _append(path: Path) -> BinaryIO:
+    return open(path, "ab")  # the child writes its log there
+
+
+@pytest.fixture
+async def replicas() -> AsyncIterator[list[Replica]]:
+    started: list[Replica] = []
+    yield started
+    for replica in started:  # never leave a daemon behind a failed test
+        await replica.kill()
+
+
+@pytest.fixture
+async def dsn() -> AsyncIterator[str]:
+    async with fresh_database("smppd_replicas") as url:
+        await migrate(url)
+        yield url
+
+
+@pytest.fixture
+async def prefix() -> AsyncIterator[str]:
+    async for value in redis_prefix():
+        yield value.rstrip(":")
+
+
+def config(sim: SmscSimulator, dsn: str, prefix: str, *, redis: dict[str, Any],
+           **op_keys: Any) -> str:
+    """A daemon TOML: PostgreSQL store, Redis, one operator on the simulator."""
+    lines = [
+        "[daemon]", 'state_dir = "state"', "drain_timeout = 5.0",
+        "[api]", 'listen = "127.0.0.1:@API_PORT@"',
+        "[store]", 'kind = "postgres"', f"dsn = {_toml(dsn)}", "receipt_hold_seconds = 5.0",
+        "[redis]", f"url = {_toml(REDIS_URL)}", f"key_prefix = {_toml(prefix)}",
+        *(f"{k} = {_toml(v)}" for k, v in redis.items()),
+        "[[operators]]",
+        *(f"{k} = {_toml(v)}" for k, v in operator("op", sim, **op_keys).items()),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def batch(first: int, count: int) -> list[dict[str, Any]]:
+    return [{"tenant_id": "t1", "source": "SMPPD", "destination": f"+9370{i:07d}",
+             "text": f"message {i}"} for i in range(first, first + count)]
+
+
+async def states(dsn: str, ids: list[str]) -> dict[str, int]:
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch("SELECT state, count(*) AS n FROM smpp.messages"
+                                " WHERE message_id = ANY($1) GROUP BY state", ids)
+    finally:
+        await conn.close()
+    return {row["state"]: row["n"] for row in rows}
+
+
+# --------------------------------------------------------------------------- both active
+
+
+async def test_two_processes_share_one_tps_budget(
+        tmp_path: Path, replicas: list[Replica], dsn: str, prefix: str) -> None:
+    tps, total = 200, 1000
+    async with running_sim([mno("op", tps=tps, max_binds=4, receipt_delay_ms=20)]) as sim:
+        text = config(sim, dsn, prefix, redis={"replicas": 2}, binds=1, window=20, tps=tps)
+        for name in ("a", "b"):
+            replica = Replica(tmp_path / name, text)
+            replicas.append(replica)
+            await replica.start()
+        await wait_for(lambda: sim.mno("op").bound_count == 2, what="one bind per replica")
+
+        started = time.monotonic()
+        halves = await asyncio.gather(replicas[0].post_bulk(batch(0, total // 2)),
+                                      replicas[1].post_bulk(batch(total // 2, total // 2)))
+        ids = [i for half in halves for i in half]
+        assert len(set(ids)) == total
+        found: dict[str, int] = {}
+
+        async def all_delivered() -> bool:
+            found.clear()
+            found.update(await states(dsn, ids))
+            return found.get("DELIVERED", 0) == total
+
+        await wait_for(all_delivered, 20.0, interval=0.25,
+                       what=lambda: f"every message DELIVERED: {found}, simulator "
+                                    f"{sim.mno('op').counters.to_dict()['totals']}")
+        elapsed = time.monotonic() - started
+
+        counters = sim.mno("op").counters
+        account = counters.per_account[ACCOUNT]
+        per_second = account.accepted
+        print(f"\n{total} messages over two replicas in {elapsed:.2f}s; "
+              f"per-second counts {sorted(per_second.values(), reverse=True)[:6]}; "
+              f"throttled {counters.throttled}")
+        assert max(per_second.values()) <= tps, per_second
+        assert counters.throttled == 0 and not account.throttled
+        assert counters.accepted >= total  # redelivery is allowed, loss is not
+        # Both binds (one per replica) sent: the budget was shared, not taken by one.
+        by_conn = collections.Counter(e["conn"] for e in sim.mno("op").recorder.entries(
+            "submit_sm"))
+        assert len(by_conn) == 2 and min(by_conn.values()) > total // 10, by_conn
+        for replica in replicas:
+            assert await replica.terminate() == 0, replica.log.read_text()
+
+
+# --------------------------------------------------------------------------- active/standby
+
+
+async def test_standby_takes_over_after_kill_9(
+        tmp_path: Path, replicas: list[Replica], dsn: str, prefix: str) -> None:
+    binds, lease = 2, 2.0
+    async with running_sim([mno("op", tps=500, max_binds=binds)]) as sim:
+        text = config(sim, dsn, prefix, redis={"standby": True, "lease_time": lease},
+                      binds=binds, tps=200)
+        first, second = Replica(tmp_path / "a", text), Replica(tmp_path / "b", text)
+        replicas.extend([first, second])
+        await first.start()  # /readyz: it leads, its binds are up
+        await second.start(ready="/healthz")
+
+        peak = 0
+        stop = asyncio.Event()
+
+        async def watch() -> None:  # the quota at every moment, not only at the end
+            nonlocal peak
+            while not stop.is_set():
+                peak = max(peak, sim.mno("op").bound_count)
+                await asyncio.sleep(0.005)
+
+        watcher = asyncio.create_task(watch())
+        try:
+            await asyncio.sleep(lease)  # a full lease: the standby kept polling, never bound
+            assert sim.mno("op").bound_count == binds
+            await first.kill()
+            killed = time.monotonic()
+            await wait_for(lambda: sim.mno("op").bound_count == 0, what="the kernel closes")
+            await wait_for(lambda: sim.mno("op").bound_count == binds, lease * 3,
+                           interval=0.005, what="the standby's binds")
+            takeover = time.monotonic() - killed
+            # Messages flow through the new leader.
+            ids = await second.post_bulk(batch(0, 50))
+            found: dict[str, int] = {}
+
+            async def delivered() -> bool:
+                found.clear()
+                found.update(await states(dsn, ids))
+                return found.get("DELIVERED", 0) == len(ids)
+
+            await wait_for(delivered, 10.0, interval=0.2, what=lambda: f"DELIVERED: {found}")
+        finally:
+            stop.set()
+            await watcher
+        counters = sim.mno("op").counters
+        print(f"\ntakeover {takeover:.2f}s after kill -9 (lease {lease}s); peak binds {peak}; "
+              f"ALYBND {counters.alybnd_refusals}")
+        # Lease time + one poll period + one reconnect.
+        assert takeover <= lease + lease / 3 + 1.0
+        assert counters.alybnd_refusals == 0
+        assert peak <= binds
+        assert await second.terminate() == 0, second.log.read_text()
+
+
+# --------------------------------------------------------------------------- the lease
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[Any]:
+    conn = aioredis.from_url(REDIS_URL, socket_timeout=1.0)
+    yield conn
+    await conn.aclose()
+
+
+async def test_lease_is_owned_by_its_token(client: Any, prefix: str) -> None:
+    key = f"{prefix}:leader:op"
+    mine, theirs = LeaderLease(client, key, 2.0), LeaderLease(client, key, 2.0)
+    assert await mine.acquire()
+    assert not await theirs.acquire()  # NX: one owner
+    assert not await theirs.renew() and not await theirs.release()  # the token is checked
+    assert await mine.renew() and await mine.held() and not await theirs.held()
+    assert await mine.release()
+    assert await theirs.acquire() and not await mine.held()
+
+
+async def test_standby_steps_down_when_the_lease_is_lost(client: Any, prefix: str) -> None:
+    key = f"{prefix}:leader:op"
+    lease = LeaderLease(client, key, 3.0)
+    events: list[Any] = []
+
+    async def stop(budget: float) -> None:
+        events.append(round(budget, 1))
+
+    standby = Standby(lease, "op", lambda: events.append("start"), stop)
+    await standby.tick()
+    assert standby.leader and events == ["start"] and await standby.may_bind()
+    await standby.tick()  # renewed
+    assert standby.leader and events == ["start"]
+    await client.set(key, "someone-else")  # e.g. it expired during a pause and was taken
+    await standby.tick()
+    assert not standby.leader and not await standby.may_bind()
+    assert events == ["start", 0.0]  # someone else owns it: unbind at once, no drain
+    await standby.tick()  # the other owner holds it: stay standby
+    assert not standby.leader and len(events) == 2
+
+
+async def test_unreachable_redis_means_standby(prefix: str) -> None:
+    dead = aioredis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
+    try:
+        stops: list[float] = []
+
+        async def stop(budget: float) -> None:
+            stops.append(budget)
+
+        standby = Standby(LeaderLease(dead, f"{prefix}:leader:op", 2.0), "op",
+                          lambda: pytest.fail("bound without a lease"), stop)
+        await standby.tick()
+        assert not standby.leader and not await standby.may_bind()
+        standby.leader = True  # as if Redis went away after a takeover
+        await standby.tick()
+        assert not standby.leader and stops == [0.0]
+    finally:
+        await dead.aclose()
+
