@@ -149,11 +149,11 @@ async def _daemon_run(port: int, binds: int, count: int, e2e: bool, state_dir: s
         assert profile is not None
         text = profiler.output_text(unicode=False, color=False, show_all=False)
         Path(profile).write_text(text)  # noqa: ASYNC240 - after the timed part
-    rss_now = _proc_mem(pid, "VmRSS")
+    rss_now, rss_peak = _proc_mem(pid, "VmRSS"), _proc_mem(pid, "VmHWM")
     await daemon.stop()
     check = _check_store(str(daemon.config.sqlite_path), e2e)
     return {"accept_s": accept_s, "responses_s": responses_s, "done_s": done_s, "cpu": cpu,
-            "rss_peak": _proc_mem(pid, "VmHWM"), "rss_end": rss_now,
+            "rss_peak": rss_peak, "rss_end": rss_now,
             "submit_error": counters["submit_error"], **check}
 
 
@@ -206,7 +206,8 @@ def summarise(label: str, count: int, e2e: bool, runs: list[dict[str, Any]]) -> 
     mid = runs[rates.index(sorted(rates)[len(rates) // 2])]
     wall = mid[rate_key]
     line = (f"{label:<22} {median:>9,.0f}/s  (runs: {', '.join(f'{x:,.0f}' for x in rates)})"
-            f"  daemon CPU {mid['cpu'] / mid['done_s'] * 100:4.0f}%  RSS peak "
+            f"  daemon CPU {mid['cpu'] / mid['done_s'] * 100:4.0f}%"
+            f" ({mid['cpu'] / count * 1e6:.0f} us/msg)  RSS peak "
             f"{mid['rss_peak']:.0f} MB  sim CPU {mid['sim_cpu'] / wall * 100:4.0f}%"
             f"  sim RSS {mid['sim_rss']:.0f} MB")
     if not e2e:

@@ -67,7 +67,9 @@ class Dispatcher:
         self._tasks: set[asyncio.Task[Any]] = set()
         # submit_sm_resp OKs waiting to be recorded: one store write per loop iteration
         # for all of them, not one task and one write per response.
-        self._answered: list[tuple[Operator, OutboundPart, str]] = []
+        # (operator, (message_id, part, total, smsc_id)): not the part itself, so its
+        # encoded frame is freed at once even when the store lags behind.
+        self._answered: list[tuple[Operator, tuple[str, int, int, str]]] = []
         self._recorder: asyncio.Task[None] | None = None
         self._response_metrics: dict[tuple[str, int], tuple[Any, Any]] = {}
         self.selector: Callable[[Outbound], str | None] | None = None  # SelectOperator seam
@@ -238,7 +240,8 @@ class Dispatcher:
         op.counters["submit_ok" if status == Status.ESME_ROK else "submit_error"] += 1
         if status == Status.ESME_ROK:
             op.limiter.not_throttled()
-            self._answered.append((op, part, getattr(pdu, "message_id", "")))
+            self._answered.append((op, (part.message_id, part.part, part.total,
+                                        getattr(pdu, "message_id", ""))))
             if self._recorder is None:
                 self._recorder = self._spawn(self._record_answered())
             return
@@ -280,9 +283,8 @@ class Dispatcher:
             while self._answered:
                 batch, self._answered = self._answered, []
                 by_operator: dict[str, tuple[Operator, list[tuple[str, int, int, str]]]] = {}
-                for op, part, smsc_id in batch:
-                    entry = by_operator.setdefault(op.id, (op, []))
-                    entry[1].append((part.message_id, part.part, part.total, smsc_id))
+                for op, submit in batch:
+                    by_operator.setdefault(op.id, (op, []))[1].append(submit)
                 for op, submits in by_operator.values():
                     try:
                         results = await self.matcher.on_submitted_many(
