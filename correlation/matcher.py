@@ -93,6 +93,7 @@ class ReceiptMatcher:
         self._hold_seconds = hold_seconds
         self._held: dict[tuple[str, str], list[_Held]] = {}  # (operator, key) -> receipts
         self._held_order: deque[_Held] = deque()  # oldest first
+        self._unsettled: dict[int, _Held] = {}  # id(receipt) -> held, until settled
         # Called with receipts matched at expiry (a submit stored by another replica).
         self.on_late_match: Callable[[str, MatchResult], Awaitable[None]] | None = None
 
@@ -166,14 +167,12 @@ class ReceiptMatcher:
             return None
         return await self._apply(ref, receipt)
 
-    async def settled(self, operator_id: str, receipt: Receipt) -> None:
+    async def settled(self, receipt: Receipt) -> None:
         """Until a held receipt is matched or durably in the orphan table, so the
         deliver_sm is answered only when a crash can no longer lose it."""
-        for held in self._held_order:
-            if held.receipt is receipt and held.operator_id == operator_id:
-                if held.settled is not None:
-                    await asyncio.shield(held.settled)
-                return
+        held = self._unsettled.get(id(receipt))
+        if held is not None and held.settled is not None:
+            await asyncio.shield(held.settled)
 
     async def expire_held(self, now: float) -> int:
         """Move receipts held longer than hold_seconds to the orphan table; returns how many."""
@@ -191,7 +190,7 @@ class ReceiptMatcher:
             if ref is not None:
                 self._unhook(held)
                 result = await self._apply(ref, held.receipt)
-                _settle(held)
+                self._settle(held)
                 if result is not None and self.on_late_match is not None:
                     await self.on_late_match(held.operator_id, result)
                 continue
@@ -200,7 +199,7 @@ class ReceiptMatcher:
             self._unhook(held)
             fields = receipt_to_dict(held.receipt)
             await self._store.put_orphan(held.operator_id, held.keys, fields, held.held_at)
-            _settle(held)
+            self._settle(held)
             moved += 1
         return moved
 
@@ -227,6 +226,7 @@ class ReceiptMatcher:
         for key in held.keys:
             self._held.setdefault((held.operator_id, key), []).append(held)
         self._held_order.append(held)
+        self._unsettled[id(held.receipt)] = held
 
     def _take_held(self, operator_id: str, key: str) -> list[_Held]:
         taken = [h for h in self._held.get((operator_id, key), ()) if not h.taken]
@@ -237,7 +237,12 @@ class ReceiptMatcher:
 
     def settle_taken(self, taken: list[_Held]) -> None:
         for held in taken:
-            _settle(held)
+            self._settle(held)
+
+    def _settle(self, held: _Held) -> None:
+        self._unsettled.pop(id(held.receipt), None)
+        if held.settled is not None and not held.settled.done():
+            held.settled.set_result(None)
 
     def _unhook(self, held: _Held) -> None:
         held.taken = True
@@ -248,11 +253,6 @@ class ReceiptMatcher:
             waiting[:] = [h for h in waiting if h is not held]
             if not waiting:
                 del self._held[(held.operator_id, key)]
-
-
-def _settle(held: _Held) -> None:
-    if held.settled is not None and not held.settled.done():
-        held.settled.set_result(None)
 
 
 def receipt_to_dict(receipt: Receipt) -> dict[str, Any]:

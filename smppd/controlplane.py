@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from control.auth import Authenticator, Token
-from control.data import make_data
+from control.data import ControlData, make_data
 from control.leases import Cache, MemoryCache, RedisCache
 from control.metrics import ControlMetrics
 from control.plane import ControlPlane
@@ -31,19 +31,16 @@ def authenticator(config: Config) -> Authenticator:
                          for t in config.auth.tokens)
 
 
-def data_location(config: Config) -> tuple[str, str | None, Any]:
-    """(source, dsn, sqlite path) of the routing and lease data."""
+def control_data(config: Config) -> ControlData:
+    """Where the routing and lease data live (SQLite or PostgreSQL), not yet opened."""
     dsn = config.routing.dsn or config.store.dsn
-    return (config.control_source, dsn.get_secret_value() if dsn else None,
-            config.control_sqlite_path)
+    return make_data(config.control_source, dsn=dsn.get_secret_value() if dsn else None,
+                     sqlite_path=config.control_sqlite_path)
 
 
 def build(config: Config, registry: Any, operators: Callable[[], Mapping[str, Operator]],
           circuits: Circuits) -> ControlPlane:
-    source = config.control_source
-    dsn = config.routing.dsn or config.store.dsn
-    data = make_data(source, dsn=dsn.get_secret_value() if dsn else None,
-                     sqlite_path=config.control_sqlite_path)
+    data = control_data(config)
     leases = config.leases
     cache: Cache
     redis_url = leases.redis_url if leases is not None else None
@@ -96,32 +93,3 @@ def lease_check(plane: ControlPlane) -> Callable[[str, str], Any]:
         return result.allowed, str(result.reason_code)
 
     return check
-
-
-async def migrate_command(config_path: str, seed: bool) -> int:
-    """`smppd migrate [--seed] --config FILE`: apply the control-plane migrations to
-    the configured source (SQLite or PostgreSQL) and optionally load the MCC 412 seed.
-    0 done, 1 database unreachable or a migration failed, 2 bad config."""
-    import sys
-
-    from control.data import migrate
-    from smppd.config import ConfigError, load_config
-
-    try:
-        config = load_config(config_path)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    dsn = config.routing.dsn or config.store.dsn
-    data = make_data(config.control_source, dsn=dsn.get_secret_value() if dsn else None,
-                     sqlite_path=config.control_sqlite_path)
-    try:
-        applied = await migrate(data, seed=seed)
-    except Exception as exc:  # the message names the failure, never the DSN
-        print(f"migrate failed: {type(exc).__name__}: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        await data.close()
-    print(f"{config.control_source}: {len(applied)} migration(s) applied"
-          + (", seed loaded" if seed else ""))
-    return 0

@@ -346,7 +346,7 @@ class Dispatcher:
             # is matched or in the orphan table, so a crash meanwhile cannot lose it
             # (the SMSC redelivers an unanswered deliver_sm).
             self.metrics.unmatched.labels(op.id).inc()
-            await self.matcher.settled(op.id, receipt)
+            await self.matcher.settled(receipt)
             return
         await self._receipt_matched(op, result)
 

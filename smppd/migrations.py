@@ -22,12 +22,10 @@ async def apply_migrations(config: Any, *, seed: bool = False) -> list[str]:
 
 async def _control_migrations(config: Any, seed: bool) -> list[str]:
     """Routing rules, prefixes and sender leases (ops_routing, numbering)."""
-    from control.data import make_data
     from control.data import migrate as migrate_control
-    from smppd.controlplane import data_location
+    from smppd.controlplane import control_data
 
-    source, dsn, sqlite_path = data_location(config)
-    data = make_data(source, dsn=dsn, sqlite_path=sqlite_path)
+    data = control_data(config)
     try:
         return list(await migrate_control(data, seed=seed or config.routing.seed))
     finally:

@@ -312,8 +312,8 @@ class Session:
         try:
             while True:
                 header = peek_header(buf, offset)
-                lazy = header is not None and header[1] in self._lazy
-                if lazy and header is not None and header[0] <= self.max_pdu_length:
+                if (header is not None and header[1] in self._lazy
+                        and header[0] <= self.max_pdu_length):
                     length = header[0]
                     if len(buf) - offset < length:
                         break
