@@ -11,11 +11,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import socket
+import sys
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
+
+import aiohttp
 
 from simulators import AccountConfig, Behaviour, MnoConfig, ReceiptConfig, SimConfig
 from simulators.server import SmscSimulator
@@ -193,3 +197,63 @@ async def submit(daemon: Daemon, count: int, *, prefix: str = "9370", text: str 
 def submits(sim: SmscSimulator, name: str) -> list[dict[str, Any]]:
     """The submit_sm PDUs an MNO recorded."""
     return sim.mno(name).recorder.entries("submit_sm")
+
+
+# --------------------------------------------------------------------------- subprocesses
+
+SMPPD = Path(sys.executable).parent / "smppd"
+
+
+class DaemonProcess:
+    """`smppd run --config FILE` as a subprocess, its log in ``log``, its API at ``api_port``."""
+
+    def __init__(self, config: Path, api_port: int, log: Path) -> None:
+        self.config = config
+        self.url = f"http://127.0.0.1:{api_port}"
+        self.log = log
+        self.proc: asyncio.subprocess.Process | None = None
+
+    async def start(self, ready: str = "/readyz") -> None:
+        with _append(self.log) as out:
+            self.proc = await asyncio.create_subprocess_exec(
+                str(SMPPD), "--log-format", "text", "run", "--config", str(self.config),
+                stdout=out, stderr=out, cwd=self.config.parent)
+        await wait_for(lambda: self._answers(ready), 15.0, interval=0.1,
+                       what=f"{self.url}{ready}")
+
+    async def _answers(self, route: str) -> bool:
+        assert self.proc is not None
+        if self.proc.returncode is not None:
+            raise AssertionError(f"smppd exited {self.proc.returncode}:\n{self.log.read_text()}")
+        try:
+            async with aiohttp.ClientSession() as http, http.get(self.url + route) as resp:
+                return resp.status == 200
+        except aiohttp.ClientError:
+            return False
+
+    async def post_bulk(self, messages: list[dict[str, Any]]) -> list[str]:
+        ids: list[str] = []
+        async with aiohttp.ClientSession() as http:
+            for start in range(0, len(messages), 100):
+                chunk = {"messages": messages[start:start + 100]}
+                async with http.post(f"{self.url}/v1/messages/bulk", json=chunk) as resp:
+                    assert resp.status == 202, await resp.text()
+                    ids.extend(a["message_id"] for a in (await resp.json())["accepted"])
+        return ids
+
+    async def signal(self, sig: int, timeout: float = 20.0) -> int:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+        return await asyncio.wait_for(self.proc.wait(), timeout)
+
+    async def terminate(self) -> int:
+        return await self.signal(signal.SIGTERM)
+
+    async def kill(self) -> None:
+        if self.proc is not None and self.proc.returncode is None:
+            self.proc.kill()
+            await self.proc.wait()
+
+
+def _append(path: Path) -> BinaryIO:
+    return open(path, "ab")  # the child writes its log there

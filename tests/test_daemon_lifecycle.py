@@ -7,18 +7,17 @@ store after the process is gone, and the submit_sm PDUs the SMSC received.
 
 from __future__ import annotations
 
-import asyncio
 import collections
 import signal
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
 import aiohttp
 import pytest
 from e2e_helpers import (
     FINAL_STATES,
+    DaemonProcess,
     free_port,
     mno,
     operator,
@@ -31,57 +30,6 @@ from e2e_helpers import (
 from correlation.sqlite_store import SqliteStore
 from simulators import Behaviour
 from simulators.server import SmscSimulator
-
-SMPPD = Path(sys.executable).parent / "smppd"
-
-
-class DaemonProcess:
-    def __init__(self, config: Path, api_port: int, log: Path) -> None:
-        self.config = config
-        self.url = f"http://127.0.0.1:{api_port}"
-        self.log = log
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self) -> None:
-        with _append(self.log) as out:
-            self.proc = await asyncio.create_subprocess_exec(
-                str(SMPPD), "--log-format", "text", "run", "--config", str(self.config),
-                stdout=out, stderr=out, cwd=self.config.parent)
-        await wait_for(self._ready, 15.0, interval=0.1, what="the daemon's /readyz")
-
-    async def _ready(self) -> bool:
-        assert self.proc is not None
-        if self.proc.returncode is not None:
-            raise AssertionError(f"smppd exited {self.proc.returncode}:\n{self.log.read_text()}")
-        try:
-            async with aiohttp.ClientSession() as http, http.get(f"{self.url}/readyz") as resp:
-                return resp.status == 200
-        except aiohttp.ClientError:
-            return False
-
-    async def post_bulk(self, messages: list[dict[str, Any]]) -> list[str]:
-        ids: list[str] = []
-        async with aiohttp.ClientSession() as http:
-            for start in range(0, len(messages), 100):
-                chunk = {"messages": messages[start:start + 100]}
-                async with http.post(f"{self.url}/v1/messages/bulk", json=chunk) as resp:
-                    assert resp.status == 202, await resp.text()
-                    ids.extend(a["message_id"] for a in (await resp.json())["accepted"])
-        return ids
-
-    async def signal(self, sig: int, timeout: float = 20.0) -> int:
-        assert self.proc is not None
-        self.proc.send_signal(sig)
-        return await asyncio.wait_for(self.proc.wait(), timeout)
-
-    async def kill(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
-
-
-def _append(path: Path) -> BinaryIO:
-    return open(path, "ab")  # the child writes its log there
 
 
 @pytest.fixture

@@ -17,17 +17,15 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any
 
-import aiohttp
 import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from e2e_helpers import _toml, free_port, mno, operator, running_sim, wait_for
+from e2e_helpers import DaemonProcess, _toml, free_port, mno, operator, running_sim, wait_for
 from test_store_contract import REDIS_URL, fresh_database, redis_prefix
 
 from correlation.migrate import migrate
@@ -35,66 +33,23 @@ from simulators.server import SmscSimulator
 from smppd.leader import LeaderLease, Standby
 
 pytestmark = pytest.mark.services
-SMPPD = Path(sys.executable).parent / "smppd"
 ACCOUNT = "esme"  # e2e_helpers.SYSTEM_ID
 
 
 # --------------------------------------------------------------------------- processes
 
 
-class Replica:
+class Replica(DaemonProcess):
     """One `smppd run` subprocess with its own state directory and API port."""
 
     def __init__(self, directory: Path, config: str) -> None:
         directory.mkdir(parents=True, exist_ok=True)
-        self.port = free_port()
-        self.path = directory / "smppd.toml"
-        self.path.write_text(config.replace("@API_PORT@", str(self.port)))
-        self.log = directory / "smppd.log"
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.proc: asyncio.subprocess.Process | None = None
-
-    async def start(self, ready: str = "/readyz") -> None:
-        with _append(self.log) as out:
-            self.proc = await asyncio.create_subprocess_exec(
-                str(SMPPD), "--log-format", "text", "run", "--config", str(self.path),
-                stdout=out, stderr=out, cwd=self.path.parent)
-        await wait_for(lambda: self._answers(ready), 15.0, interval=0.1,
-                       what=f"{self.url}{ready}")
-
-    async def _answers(self, route: str) -> bool:
-        assert self.proc is not None
-        if self.proc.returncode is not None:
-            raise AssertionError(f"smppd exited {self.proc.returncode}:\n{self.log.read_text()}")
-        try:
-            async with aiohttp.ClientSession() as http, http.get(self.url + route) as resp:
-                return resp.status == 200
-        except aiohttp.ClientError:
-            return False
-
-    async def post_bulk(self, messages: list[dict[str, Any]]) -> list[str]:
-        ids: list[str] = []
-        async with aiohttp.ClientSession() as http:
-            for start in range(0, len(messages), 100):
-                chunk = {"messages": messages[start:start + 100]}
-                async with http.post(f"{self.url}/v1/messages/bulk", json=chunk) as resp:
-                    assert resp.status == 202, await resp.text()
-                    ids.extend(a["message_id"] for a in (await resp.json())["accepted"])
-        return ids
-
-    async def kill(self) -> None:
-        if self.proc is not None and self.proc.returncode is None:
-            self.proc.kill()
-            await self.proc.wait()
-
-    async def terminate(self) -> int:
-        assert self.proc is not None
-        self.proc.terminate()
-        return await asyncio.wait_for(self.proc.wait(), 20.0)
-
-
-def _append(path: Path) -> BinaryIO:
-    return open(path, "ab")  # the child writes its log there
+        port = free_port()
+        path = directory / "smppd.toml"
+        path.write_text(config.replace("@API_PORT@", str(port)))
+        super().__init__(path, port, directory / "smppd.log")
+        self.port = port
+        self.path = path
 
 
 @pytest.fixture
