@@ -19,6 +19,7 @@ from typing import Any
 
 import aiohttp
 
+from correlation.store import FINAL_STATES
 from smppd.config import load_config
 from smppd.daemon import Daemon
 
@@ -105,9 +106,6 @@ async def _send(url: str, batch: list[dict[str, Any]]) -> list[str]:
     return ids
 
 
-FINAL = {"DELIVERED", "UNDELIVERABLE", "EXPIRED", "REJECTED", "FAILED", "UNKNOWN"}
-
-
 async def _wait_final(daemon: Daemon, ids: list[str], limit: float) -> dict[str, dict[str, Any]]:
     finals: dict[str, dict[str, Any]] = {}
     deadline = time.monotonic() + limit
@@ -116,7 +114,7 @@ async def _wait_final(daemon: Daemon, ids: list[str], limit: float) -> dict[str,
             if message_id in finals:
                 continue
             found = await daemon.store.get_message(message_id)
-            if found is not None and found["state"] in FINAL:
+            if found is not None and found["state"] in FINAL_STATES:
                 finals[message_id] = found
         if len(finals) < len(ids):
             await asyncio.sleep(0.2)

@@ -21,13 +21,12 @@ from typing import Any, BinaryIO
 
 import aiohttp
 
+from correlation.store import FINAL_STATES
 from simulators import AccountConfig, Behaviour, MnoConfig, ReceiptConfig, SimConfig
 from simulators.server import SmscSimulator
 from smppd.config import load_config
 from smppd.daemon import Daemon
 
-FINAL_STATES = frozenset({"DELIVERED", "UNDELIVERABLE", "EXPIRED", "REJECTED", "FAILED",
-                          "UNKNOWN"})
 SYSTEM_ID = "esme"
 PASSWORD = "secret"
 # Operator keys that keep a test fast: quick reconnects, short timeouts.
