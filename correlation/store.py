@@ -133,6 +133,11 @@ class CorrelationStore(Protocol):
     async def accept(self, messages: Sequence[MessageRecord]) -> None:
         """Store new messages; returns only once they are durable."""
 
+    async def accept_new(self, messages: Sequence[MessageRecord]) -> list[str]:
+        """``accept``, skipping any message whose id is already stored (a redelivered
+        dispatch command, or one a concurrent replica stored first); returns the ids
+        this call stored, in order. Durable before it returns."""
+
     async def pending_messages(self) -> list[MessageRecord]:
         """Messages still ACCEPTED (not every part submitted), oldest first: resend
         them after a restart."""
@@ -176,6 +181,12 @@ class CorrelationStore(Protocol):
         """The part submitted to ``operator_id`` under the first of the keys that
         matches, or None."""
 
+    async def lookup_parts(
+        self, operator_id: str, key_sets: Sequence[Sequence[str]]
+    ) -> list[PartRef | None]:
+        """``lookup_part`` for many receipts of one operator in one go: one answer per
+        key set (a receipt's candidate keys), in order."""
+
     async def record_receipt(
         self,
         message_id: str,
@@ -189,6 +200,14 @@ class CorrelationStore(Protocol):
         (None if the part is unknown). ``state`` is a final part state, or SUBMITTED
         for an intermediate receipt (ENROUTE, ACCEPTD), which never overrides a final
         one."""
+
+    async def record_receipts(
+        self, rows: Sequence[tuple[str, int, int, str, str | None, str | None, float]]
+    ) -> list[str | None]:
+        """``record_receipt`` for many receipts in one write; each row is
+        (message_id, part, total, state, stat, err, at), ``total`` being the part's
+        PartRef.total. One answer per row, in order, the same as ``record_receipt``
+        called once per row in that order would give."""
 
     async def put_orphan(
         self, operator_id: str, smsc_keys: Sequence[str], receipt: dict[str, Any], at: float
@@ -211,6 +230,9 @@ class CorrelationStore(Protocol):
 
     async def store_event(self, kind: str, payload: dict[str, Any]) -> int:
         """Append an event (e.g. "dlr", "mo") to the embedded sink; returns its id."""
+
+    async def store_events(self, kind: str, payloads: Sequence[dict[str, Any]]) -> list[int]:
+        """``store_event`` for many events of one kind in one write; their ids, in order."""
 
     async def list_events(
         self, kind: str | None = None, after_id: int = 0, limit: int = 100
