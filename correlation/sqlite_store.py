@@ -22,6 +22,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from correlation.batching import ReceiptRow, per_call, rows_of_calls, split_receipts
 from correlation.store import (
     ACCEPTED,
     FINAL_STATES,
@@ -114,6 +115,7 @@ _PART_FIELDS = tuple(c.strip() for c in _PART_COLUMNS.split(","))
 # Built once from the constant column lists above (no outside input): S608 does not apply.
 _MARKS = ", ".join("?" * len(_MESSAGE_FIELDS))
 _INSERT_MESSAGE = f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({_MARKS})"  # noqa: S608
+_INSERT_NEW_MESSAGE = _INSERT_MESSAGE + " ON CONFLICT (message_id) DO NOTHING"
 _SELECT_PENDING = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE state = ? ORDER BY created_at"  # noqa: S608
 _SELECT_MESSAGE = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE message_id = ?"  # noqa: S608
 _SELECT_PARTS = f"SELECT {_PART_COLUMNS} FROM parts WHERE message_id = ? ORDER BY part"  # noqa: S608
@@ -124,9 +126,14 @@ _SUBMIT_MESSAGE = (
 _ALL_PARTS_SUBMITTED = " AND (SELECT count(*) FROM parts WHERE message_id = ? AND state != ?) >= ?"
 _SUBMIT_MESSAGE_ALL_PARTS = _SUBMIT_MESSAGE + _ALL_PARTS_SUBMITTED
 _FINALS = ", ".join(f"'{state}'" for state in sorted(FINAL_STATES))
-_FINAL_PART = (
-    "UPDATE parts SET state = ?, stat = ?, err = ?, done_at = ?"
-    " WHERE message_id = ? AND part = ? RETURNING total"
+_SET_FINAL_PART = (
+    "UPDATE parts SET state = ?, stat = ?, err = ?, done_at = ? WHERE message_id = ? AND part = ?"
+)
+_FINAL_PART = _SET_FINAL_PART + " RETURNING total"
+# The totals of the parts named by a JSON array of [message_id, part] pairs.
+_PART_TOTALS = (
+    "SELECT p.message_id, p.part, p.total FROM json_each(?) j JOIN parts p"
+    " ON p.message_id = json_extract(j.value, '$[0]') AND p.part = json_extract(j.value, '$[1]')"
 )
 _INTERMEDIATE_PART = (
     "UPDATE parts SET stat = ?, err = ?"  # noqa: S608
@@ -272,8 +279,11 @@ class SqliteStore:
     # -- messages ------------------------------------------------------------------------
 
     async def accept(self, messages: Sequence[MessageRecord]) -> None:
-        rows = [tuple(getattr(m, f) for f in _MESSAGE_FIELDS) for m in messages]
-        await self._call(_accept, rows)
+        await self._call(_accept, [_message_row(m) for m in messages])
+
+    async def accept_new(self, messages: Sequence[MessageRecord]) -> list[str]:
+        stored: list[str] = await self._call(_accept_new, [_message_row(m) for m in messages])
+        return stored
 
     async def pending_messages(self) -> list[MessageRecord]:
         rows: list[tuple[Any, ...]] = await self._call(_pending)
@@ -344,6 +354,31 @@ class SqliteStore:
         self._remember(operator_id, key, ref)
         return ref
 
+    async def lookup_parts(
+        self, operator_id: str, key_sets: Sequence[Sequence[str]]
+    ) -> list[PartRef | None]:
+        # As lookup_part, per key set: the hot index for the preferred key, then one
+        # queued read for every key set it did not answer.
+        answers: list[PartRef | None] = [None] * len(key_sets)
+        unanswered: list[int] = []
+        for i, keys in enumerate(key_sets):
+            if not keys:
+                continue
+            answers[i] = self._hot.get((operator_id, keys[0]))
+            if answers[i] is None:
+                unanswered.append(i)
+        if not unanswered:
+            return answers
+        found: list[tuple[str, PartRef] | None] = await self._call(
+            _lookup_many, operator_id, [tuple(key_sets[i]) for i in unanswered]
+        )
+        for i, hit in zip(unanswered, found, strict=True):
+            if hit is not None:
+                key, ref = hit
+                self._remember(operator_id, key, ref)
+                answers[i] = ref
+        return answers
+
     async def record_receipt(
         self,
         message_id: str,
@@ -354,6 +389,12 @@ class SqliteStore:
         at: float,
     ) -> str | None:
         result: str | None = await self._call(_receipt, message_id, part, state, stat, err, at)
+        return result
+
+    async def record_receipts(self, rows: Sequence[ReceiptRow]) -> list[str | None]:
+        if not rows:
+            return []
+        result: list[str | None] = await self._call(_receipts, list(rows))
         return result
 
     async def put_orphan(
@@ -383,6 +424,13 @@ class SqliteStore:
         result: int = await self._call(_store_event, kind, json.dumps(payload), self._clock())
         return result
 
+    async def store_events(self, kind: str, payloads: Sequence[dict[str, Any]]) -> list[int]:
+        if not payloads:
+            return []
+        texts = [json.dumps(payload) for payload in payloads]
+        result: list[int] = await self._call(_store_events, kind, texts, self._clock())
+        return result
+
     async def list_events(
         self, kind: str | None = None, after_id: int = 0, limit: int = 100
     ) -> list[EventRecord]:
@@ -397,11 +445,15 @@ class SqliteStore:
 # -- operations: run in the writer thread, inside the batch's transaction ----------------
 
 
+def _message_row(message: MessageRecord) -> tuple[Any, ...]:
+    return tuple(getattr(message, f) for f in _MESSAGE_FIELDS)
+
+
 def _run_ops(
     conn: sqlite3.Connection, ops: list[tuple[_Op, tuple[Any, ...]]]
 ) -> list[tuple[bool, Any]]:
-    """Run ops in order; a run of consecutive writes of one kind goes through its
-    executemany variant (about half the cost per call)."""
+    """Run ops in order; a run of consecutive calls of one kind goes through its
+    variant for many calls (about half the cost per call)."""
     results: list[tuple[bool, Any]] = []
     i = 0
     while i < len(ops):
@@ -414,8 +466,8 @@ def _run_ops(
         j = i + 1
         while j < len(ops) and ops[j][0] is op:
             j += 1
-        many(conn, [a for _, a in ops[i:j]])
-        results.extend([(True, None)] * (j - i))
+        values = many(conn, [a for _, a in ops[i:j]])
+        results.extend((True, v) for v in (values or [None] * (j - i)))
         i = j
     return results
 
@@ -425,7 +477,13 @@ def _accept(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
 
 
 def _accept_many(conn: sqlite3.Connection, calls: list[tuple[Any, ...]]) -> None:
-    conn.executemany(_INSERT_MESSAGE, [row for (rows,) in calls for row in rows])
+    conn.executemany(_INSERT_MESSAGE, rows_of_calls(calls))
+
+
+def _accept_new(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[str]:
+    # One execute per row: its rowcount says whether it was stored, and this costs no
+    # more than finding the stored ids first and then an executemany (measured).
+    return [row[0] for row in rows if conn.execute(_INSERT_NEW_MESSAGE, row).rowcount]
 
 
 def _pending(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
@@ -468,7 +526,7 @@ def _submitted_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> No
 
 
 def _submitted_rows_many(conn: sqlite3.Connection, calls: list[tuple[Any, ...]]) -> None:
-    _submitted_many(conn, [row for (rows,) in calls for row in rows])
+    _submitted_many(conn, rows_of_calls(calls))
 
 
 def _submitted_many(conn: sqlite3.Connection, calls: list[tuple[Any, ...]]) -> None:
@@ -507,6 +565,12 @@ def _lookup(
     return None
 
 
+def _lookup_many(
+    conn: sqlite3.Connection, operator_id: str, key_sets: list[tuple[str, ...]]
+) -> list[tuple[str, PartRef] | None]:
+    return [_lookup(conn, operator_id, keys) for keys in key_sets]
+
+
 def _receipt(
     conn: sqlite3.Connection,
     message_id: str,
@@ -525,6 +589,13 @@ def _receipt(
             return state
     else:  # intermediate (ENROUTE, ACCEPTD): never undoes a final receipt
         conn.execute(_INTERMEDIATE_PART, (stat, err, message_id, part))
+    return _aggregate(conn, message_id, stat, err, at)
+
+
+def _aggregate(
+    conn: sqlite3.Connection, message_id: str, stat: str | None, err: str | None, at: float
+) -> str | None:
+    """The message's state from its parts' after a receipt, stored if it changed."""
     row = conn.execute("SELECT state FROM messages WHERE message_id = ?", (message_id,)).fetchone()
     parts = conn.execute(
         "SELECT state, total FROM parts WHERE message_id = ? ORDER BY part", (message_id,)
@@ -536,6 +607,46 @@ def _receipt(
     if new_state != current:
         conn.execute(_FINAL_MESSAGE, (new_state, stat, err, at, message_id, new_state))
     return new_state
+
+
+def _receipts(conn: sqlite3.Connection, rows: list[ReceiptRow]) -> list[str | None]:
+    """Each row as ``_receipt`` would record it, in order; the common case (final
+    receipts for single-part messages, see ``split_receipts``) in three statements."""
+    answers: list[str | None] = [None] * len(rows)
+    set_based, in_order = split_receipts(rows)
+    set_based_answers = _single_part_receipts(conn, [rows[i] for i in set_based])
+    for i, answer in zip(set_based, set_based_answers, strict=True):
+        answers[i] = answer
+    for i in in_order:
+        message_id, part, _, state, stat, err, at = rows[i]
+        answers[i] = _receipt(conn, message_id, part, state, stat, err, at)
+    return answers
+
+
+def _receipts_many(conn: sqlite3.Connection, calls: list[tuple[Any, ...]]) -> list[Any]:
+    return per_call(_receipts(conn, rows_of_calls(calls)), calls)
+
+
+def _single_part_receipts(conn: sqlite3.Connection, rows: list[ReceiptRow]) -> list[str | None]:
+    """Final receipts, each for a different message: ``_receipt`` for each, set-based."""
+    if not rows:
+        return []
+    pairs = json.dumps([[message_id, part] for message_id, part, *_ in rows])
+    totals = {(m, p): total for m, p, total in conn.execute(_PART_TOTALS, (pairs,))}
+    found = [row for row in rows if (row[0], row[1]) in totals]
+    conn.executemany(_SET_FINAL_PART, [(s, st, e, at, m, p) for m, p, _, s, st, e, at in found])
+    conn.executemany(
+        _FINAL_MESSAGE,
+        [(s, st, e, at, m, s) for m, p, _, s, st, e, at in found if totals[(m, p)] == 1],
+    )
+    answers: list[str | None] = []
+    for message_id, part, _, state, stat, err, at in rows:
+        total = totals.get((message_id, part))
+        if total is None or total == 1:
+            answers.append(None if total is None else state)
+        else:  # the receipt said one part, the table says more: aggregate, as _receipt does
+            answers.append(_aggregate(conn, message_id, stat, err, at))
+    return answers
 
 
 def _put_orphan(
@@ -587,6 +698,10 @@ def _store_event(conn: sqlite3.Connection, kind: str, payload: str, at: float) -
     return cursor.lastrowid
 
 
+def _store_events(conn: sqlite3.Connection, kind: str, payloads: list[str], at: float) -> list[int]:
+    return [_store_event(conn, kind, payload, at) for payload in payloads]
+
+
 def _list_events(
     conn: sqlite3.Connection, kind: str | None, after_id: int, limit: int
 ) -> list[tuple[int, str, str, float]]:
@@ -602,9 +717,11 @@ def _list_events(
     ).fetchall()
 
 
-# Writes with an executemany variant: fn(conn, [args of each call]).
-_MANY: dict[_Op, Callable[[sqlite3.Connection, list[tuple[Any, ...]]], None]] = {
+# Calls with a variant for many calls: fn(conn, [args of each call]) -> one result per
+# call, or None when each call's result is None.
+_MANY: dict[_Op, Callable[[sqlite3.Connection, list[tuple[Any, ...]]], list[Any] | None]] = {
     _accept: _accept_many,
     _submitted: _submitted_many,
     _submitted_rows: _submitted_rows_many,
+    _receipts: _receipts_many,
 }
