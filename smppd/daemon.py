@@ -138,11 +138,7 @@ class Daemon:
             await self.vault.start(self.operators)
         for op in self.operators.values():
             self.metrics.tps_limit.labels(op.id).set(op.limiter.limit)
-            standby = self.standbys.get(op.id)
-            if standby is not None:
-                standby.start()  # binds come up once the lease is ours
-            else:
-                op.start()
+            self.start_operator(op)
         await self._start_api()
         if self.bus is not None:
             await self.bus.connect()
@@ -267,6 +263,28 @@ class Daemon:
         if self.config.redis is not None and self.config.redis.standby:
             self.standbys[op.id] = self._standby(op)
         return op
+
+    def start_operator(self, op: Operator) -> None:
+        """Bring an operator's binds up: at once, or (active/standby) once its lease
+        is ours. At start and for an operator a reload adds."""
+        standby = self.standbys.get(op.id)
+        if standby is not None:
+            standby.start()
+        else:
+            op.start()
+
+    def runs_binds(self, op_id: str) -> bool:
+        """Whether the operator's binds run here now: always, unless it is in
+        active/standby mode and this replica does not hold its lease."""
+        standby = self.standbys.get(op_id)
+        return standby is None or bool(standby.leader)
+
+    async def close_standby(self, op_id: str) -> None:
+        """An operator a reload removed, once its binds are down: stop following its
+        lease and release it if it is ours (peers need not wait for it to expire)."""
+        standby = self.standbys.pop(op_id, None)
+        if standby is not None:
+            await standby.close()
 
     def _standby(self, op: Operator) -> Any:
         """Active/standby: the operator's binds follow its leader lease in Redis."""

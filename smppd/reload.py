@@ -157,7 +157,7 @@ class Reloader:
         op = self.daemon.make_operator(cfg)
         self.daemon.metrics.tps_limit.labels(op.id).set(op.limiter.limit)
         self.daemon.operators[op.id] = op
-        op.start()
+        self.daemon.start_operator(op)  # standby mode: once its lease is ours
 
     async def _update(self, op: Operator, cfg: OperatorConfig, *, rebind: bool) -> None:
         old = op.config
@@ -173,13 +173,17 @@ class Reloader:
             if cfg.hosts != old.hosts:
                 for bind in op.binds:
                     bind.host_index = 0  # the old index may point past the new list
-            await op.rebind()
+            # A standby has no session to rebind: it binds with the new settings once
+            # it leads (and waiting for its binds would hold the reload up).
+            if self.daemon.runs_binds(op.id):
+                await op.rebind()
 
     async def _resize_binds(self, op: Operator, count: int) -> None:
         while len(op.binds) < count:
             bind = BindWorker(op, len(op.binds))
             op.binds.append(bind)
-            bind.start()
+            if self.daemon.runs_binds(op.id):  # a standby starts it with the others
+                bind.start()
         extra = op.binds[count:]
         del op.binds[count:]
         # Parts in an extra bind's window go back on the queue when it closes.
@@ -200,6 +204,9 @@ class Reloader:
             await daemon.store.set_message_state(message_id, "FAILED",
                                                  reason="operator removed by a config reload",
                                                  at=time.time())
+        # Renewed until now so no peer binds while this one drains; released only
+        # once the binds are down.
+        await daemon.close_standby(op_id)
         with contextlib.suppress(KeyError):
             daemon.metrics.tps_limit.remove(op_id)
         if leftover:
