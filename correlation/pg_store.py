@@ -394,6 +394,21 @@ class PgStore:
             EventRecord(id=i, kind=k, payload=json.loads(p), created_at=c) for i, k, p, c in rows
         ]
 
+    # The state is spelled out, not a parameter, so the partial index messages_accepted serves it.
+    _ACCEPTED_IDS = (
+        "SELECT message_id, extract(epoch FROM created_at)::float8 FROM smpp.messages"
+        " WHERE state = 'ACCEPTED' AND operator_id = $1 AND created_at < to_timestamp($2)"
+        " ORDER BY created_at, message_id LIMIT $3"
+    )
+
+    async def accepted_ids(
+        self, operator_id: str, created_before: float, limit: int
+    ) -> list[tuple[str, float]]:
+        rows: list[asyncpg.Record] = await self._call(
+            _fetch, self._ACCEPTED_IDS, operator_id, created_before, limit
+        )
+        return [(row[0], row[1]) for row in rows]
+
 
 # -- operations: run by the writer, inside the batch's transaction ------------------------
 

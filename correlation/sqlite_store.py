@@ -441,6 +441,24 @@ class SqliteStore:
             EventRecord(id=i, kind=k, payload=json.loads(p), created_at=c) for i, k, p, c in rows
         ]
 
+    async def accepted_ids(
+        self, operator_id: str, created_before: float, limit: int
+    ) -> list[tuple[str, float]]:
+        rows: list[tuple[str, float]] = await self._call(
+            _accepted_ids, operator_id, created_before, limit
+        )
+        return [(message_id, created_at) for message_id, created_at in rows]
+
+
+def _accepted_ids(
+    conn: sqlite3.Connection, operator_id: str, created_before: float, limit: int
+) -> list[tuple[str, float]]:
+    return conn.execute(
+        "SELECT message_id, created_at FROM messages WHERE state = 'ACCEPTED'"
+        " AND operator_id = ? AND created_at < ? ORDER BY created_at, message_id LIMIT ?",
+        (operator_id, created_before, limit),
+    ).fetchall()
+
 
 # -- operations: run in the writer thread, inside the batch's transaction ----------------
 

@@ -238,3 +238,10 @@ class CorrelationStore(Protocol):
         self, kind: str | None = None, after_id: int = 0, limit: int = 100
     ) -> list[EventRecord]:
         """Events with id > after_id (of one kind, or all), oldest first."""
+
+    async def accepted_ids(
+        self, operator_id: str, created_before: float, limit: int
+    ) -> list[tuple[str, float]]:
+        """The operator's ACCEPTED messages created before ``created_before``, oldest
+        first, at most ``limit``: (message_id, created_at). The active/standby lease
+        holder sends them, whichever replica accepted them (smppd.leader)."""
