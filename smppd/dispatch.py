@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from correlation.receipts import ReceiptError, parse_receipt
-from correlation.store import MessageRecord
+from correlation.store import ACCEPTED, MessageRecord
 from smppd.events import DLR_SCHEMA, MO_SCHEMA, EventSink
 from smppd.message import MessageError, Outbound, relative_validity, ton_npi, validate_message
 from smppd.metrics import Metrics
@@ -401,3 +401,22 @@ class Dispatcher:
         """Wait for the store writes already started (shutdown)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # -- active/standby (smppd.leader) --
+
+    async def queue_stored(self, op: Operator, message_ids: Iterable[str]) -> int:
+        """Queue on ``op`` stored messages that are still ACCEPTED and not queued here
+        (the lease holder takes over what a peer accepted or a dead leader held).
+        Parts that have an SMSC id already are not sent again. Returns how many."""
+        count = 0
+        for message_id in message_ids:
+            stored = await self.store.get_message(message_id)
+            if stored is None or stored["state"] != ACCEPTED or op.holds(message_id):
+                continue  # finished meanwhile, or accepted here meanwhile
+            submitted = frozenset(p["part"] for p in stored.pop("parts") if p.get("smsc_id"))
+            record = MessageRecord(**stored)
+            parts = split_message(record.body, record.data_coding, op.config.long_message,
+                                  self._next_ref(op))
+            self._queue(record, op, parts, skip=submitted)
+            count += 1
+        return count

@@ -12,7 +12,7 @@ import asyncio
 import collections
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Container
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -129,6 +129,11 @@ class Operator:
         # Set by the daemon in active/standby mode: the fencing check before a bind.
         self.bind_guard: Callable[[], Awaitable[bool]] | None = None
         self.counters: collections.Counter[str] = collections.Counter()
+        # Active/standby only (``track_queued``): message id -> wall-clock time it was
+        # first queued here, so the lease holder's sweep (smppd.leader.BacklogSweep)
+        # knows which ACCEPTED messages it holds already. Pruned by that sweep.
+        self.queued_ids: dict[str, float] | None = None
+        self._wall: Callable[[], float] = time.time
         # submit_sm -> submit_sm_resp seconds of the most recent responses (status, demo)
         self.latencies: collections.deque[float] = collections.deque(maxlen=10_000)
 
@@ -145,10 +150,50 @@ class Operator:
     # -- sending --
 
     def enqueue(self, part: OutboundPart) -> None:
+        self._remember(part)
         self.queue.put(part)
 
     def requeue(self, part: OutboundPart) -> None:
+        self._remember(part)  # e.g. a retry due after the queue was dropped
         self.queue.put_front(part)
+
+    def _remember(self, part: OutboundPart) -> None:
+        queued = self.queued_ids
+        if queued is not None and part.message_id not in queued:
+            queued[part.message_id] = self._wall()
+
+    # -- what is queued here (active/standby) --
+
+    def track_queued(self, clock: Callable[[], float] = time.time) -> None:
+        """Remember the ids of the messages queued here (see ``queued_ids``)."""
+        self.queued_ids = {}
+        self._wall = clock
+
+    def holds(self, message_id: str) -> bool:
+        """The message was queued here and not yet forgotten: queued, in flight, or
+        finished since the last sweep."""
+        return self.queued_ids is not None and message_id in self.queued_ids
+
+    def forget_finished(self, still_accepted: Container[str], before: float) -> int:
+        """Forget the messages first queued before ``before`` that the store no longer
+        lists as ACCEPTED (it listed every ACCEPTED one created before then). A
+        message never goes back to ACCEPTED, so none of them will be sent again."""
+        if self.queued_ids is None:
+            return 0
+        done = [message_id for message_id, at in self.queued_ids.items()
+                if at < before and message_id not in still_accepted]
+        for message_id in done:
+            del self.queued_ids[message_id]
+        return len(done)
+
+    def drop_queue(self) -> int:
+        """Empty the queue: this replica no longer sends for the operator. The
+        messages stay ACCEPTED in the store for the lease holder; returns how many."""
+        dropped = {part.message_id for part in self.queue.drain()}
+        if self.queued_ids is not None:
+            for message_id in dropped:
+                self.queued_ids.pop(message_id, None)
+        return len(dropped)
 
     async def wait_resumed(self) -> None:
         await self._resumed.wait()
