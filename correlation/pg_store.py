@@ -2,18 +2,21 @@
 
 Same promises as ``SqliteStore`` (see ``correlation.store``), shared by every replica:
 
-* Every call but ``lookup_part`` queues an operation and awaits a future. One writer
+* Every call but the lookups queues an operation and awaits a future. One writer
   task takes everything queued so far as one batch and runs it on one connection in
-  one transaction (runs of the same write go through ``executemany``), so a burst of
-  N accepts costs one commit, not N. Calls return after the commit that includes them
+  one transaction (a run of calls of one kind goes through one statement over
+  ``unnest``-ed arrays, or ``executemany``), so a burst of N accepts costs one commit
+  and one statement, not N. Calls return after the commit that includes them
   and run in the order they were called (reads too, so a read sees earlier writes).
   If one operation fails, the batch is rolled back and rerun one operation per
   transaction, so only the bad call fails.
-* ``lookup_part`` is the receipt hot path and skips the queue: parts queued but not
-  yet committed (in this process) -> Redis -> an index lookup on
+* ``lookup_part`` and ``lookup_parts`` are the receipt hot path and skip the queue:
+  parts queued but not yet committed (in this process) -> Redis -> an index lookup on
   ``smpp.message_correlations (operator_id, smsc_key)``. Committed submits are SET in
   Redis in one pipeline per batch, before their callers resume. Redis down: lookups
   go to PostgreSQL.
+* Idempotency keys: Redis first, then PostgreSQL (the truth; a hit there is copied
+  back to Redis). A put writes PostgreSQL (first writer wins), then Redis.
 
 The schema comes from ``correlation.migrations`` (``open`` runs the migrations, which
 is idempotent and safe from several replicas). ``purge_older_than`` is the retention
@@ -31,6 +34,7 @@ from typing import Any
 
 import asyncpg
 
+from correlation.batching import ReceiptRow, per_call, rows_of_calls, split_receipts
 from correlation.migrate import migrate
 from correlation.redis_index import DEFAULT_PREFIX, DEFAULT_TTL_SECONDS, RedisIndex
 from correlation.store import (
@@ -65,17 +69,28 @@ def _select_list(fields: Sequence[str]) -> str:
     )
 
 
-def _values(fields: Sequence[str]) -> str:
-    """$1, $2, ... with timestamps converted from epoch seconds."""
-    return ", ".join(
-        f"to_timestamp(${i})" if f in _TIMESTAMPS else f"${i}" for i, f in enumerate(fields, 1)
-    )
+# Array types for unnest-ing message rows, one per field of _MESSAGE_FIELDS.
+_MESSAGE_ARRAY_TYPES = (
+    "text", "text", "text", "text", "int2", "bytea", "text", "int2", "text", "int2", "text",
+    "int4", "float8", "float8", "text", "int8", "text", "text",
+)  # fmt: skip
+
+
+def _unnest_select(fields: Sequence[str], types: Sequence[str]) -> str:
+    """SELECT the fields from one array parameter each ($1, $2, ...), timestamps
+    converted from epoch seconds."""
+    columns = ", ".join(f"to_timestamp({f})" if f in _TIMESTAMPS else f for f in fields)
+    arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, 1))
+    return f"SELECT {columns} FROM unnest({arrays}) AS r({', '.join(fields)})"  # noqa: S608
 
 
 # Built once from the constant field lists above (no outside input): S608 does not apply.
-_INSERT_MESSAGE = (
-    f"INSERT INTO smpp.messages ({', '.join(_MESSAGE_FIELDS)})"  # noqa: S608
-    f" VALUES ({_values(_MESSAGE_FIELDS)})"
+_INSERT_MESSAGES = (
+    f"INSERT INTO smpp.messages ({', '.join(_MESSAGE_FIELDS)})"
+    f" {_unnest_select(_MESSAGE_FIELDS, _MESSAGE_ARRAY_TYPES)}"
+)
+_INSERT_NEW_MESSAGES = (
+    _INSERT_MESSAGES + " ON CONFLICT (message_id) DO NOTHING RETURNING message_id"
 )
 _SELECT_MESSAGES = f"SELECT {_select_list(_MESSAGE_FIELDS)} FROM smpp.messages"  # noqa: S608
 _SELECT_PENDING = _SELECT_MESSAGES + " WHERE state = $1 ORDER BY created_at, message_id"
@@ -90,23 +105,29 @@ _SET_STATE = (
     " attempts = coalesce($6, attempts) WHERE message_id = $1"
 )
 # A resubmit (after a restart) records the new id; a part that has a receipt keeps its state.
-_UPSERT_PART = (
+# Each (message_id, part) at most once per statement (ON CONFLICT DO UPDATE needs that).
+_UPSERT_PARTS = (
     "INSERT INTO smpp.message_correlations"
     " (message_id, part, total, operator_id, smsc_id, smsc_key, state, submitted_at)"
-    " VALUES ($1, $2, $3, $4, $5, $6, $7, to_timestamp($8))"
+    " SELECT m, p, t, o, si, sk, $8, to_timestamp(a) FROM unnest($1::text[], $2::int2[],"
+    " $3::int2[], $4::text[], $5::text[], $6::text[], $7::float8[]) AS r(m, p, t, o, si, sk, a)"
     " ON CONFLICT (message_id, part) DO UPDATE SET total = excluded.total,"
     " operator_id = excluded.operator_id, smsc_id = excluded.smsc_id,"
     " smsc_key = excluded.smsc_key, submitted_at = excluded.submitted_at,"
     " state = CASE WHEN message_correlations.state = $9 THEN excluded.state"
     " ELSE message_correlations.state END"
 )
-_SUBMIT_MESSAGE = (
-    "UPDATE smpp.messages SET state = $1, operator_id = $2, updated_at = to_timestamp($3)"
-    " WHERE message_id = $4 AND state = $5"
-)
-_SUBMIT_MESSAGE_ALL_PARTS = _SUBMIT_MESSAGE + (  # noqa: S608
-    " AND (SELECT count(*) FROM smpp.message_correlations"
-    " WHERE message_id = $4 AND state <> $6) >= $7"
+# A message is SUBMITTED once every part is (a single part needs no count). The first
+# qualifying row of each message sets it, as one UPDATE per row, in order, would.
+_SUBMIT_MESSAGES = (
+    "UPDATE smpp.messages m SET state = $6, operator_id = r.o, updated_at = to_timestamp(r.a)"
+    " FROM (SELECT DISTINCT ON (r.m) r.m, r.o, r.a"
+    " FROM unnest($1::text[], $2::text[], $3::float8[], $4::int2[])"
+    " WITH ORDINALITY AS r(m, o, a, t, i)"
+    " WHERE r.t = 1 OR (SELECT count(*) FROM smpp.message_correlations c"
+    " WHERE c.message_id = r.m AND c.state <> $5) >= r.t"
+    " ORDER BY r.m, r.t <> 1, r.i) r"
+    " WHERE m.message_id = r.m AND m.state = $7"
 )
 _FINALS = ", ".join(f"'{state}'" for state in sorted(FINAL_STATES))
 # One round trip for the common case: a single-part message takes its part's state.
@@ -118,6 +139,22 @@ _FINAL_RECEIPT = (
     " updated_at = to_timestamp($6)"
     " WHERE message_id = $1 AND state <> $3 AND EXISTS (SELECT 1 FROM p WHERE total = 1))"
     " SELECT total FROM p"
+)
+# The common case of a batch (see correlation.batching.split_receipts): final receipts,
+# each for a different single-part message, in one statement. Every row's part comes
+# back with its total, so a missing part answers None.
+_FINAL_RECEIPTS = (
+    "WITH r AS (SELECT * FROM unnest($1::text[], $2::int2[], $3::text[], $4::text[],"
+    " $5::text[], $6::float8[]) AS r(message_id, part, state, stat, err, at)),"
+    " p AS (UPDATE smpp.message_correlations c SET state = r.state, stat = r.stat,"
+    " err = r.err, done_at = to_timestamp(r.at) FROM r"
+    " WHERE c.message_id = r.message_id AND c.part = r.part"
+    " RETURNING c.message_id, c.total),"
+    " m AS (UPDATE smpp.messages m SET state = r.state, receipt_stat = r.stat,"
+    " receipt_err = r.err, updated_at = to_timestamp(r.at)"
+    " FROM r JOIN p ON p.message_id = r.message_id"
+    " WHERE m.message_id = r.message_id AND p.total = 1 AND m.state <> r.state)"
+    " SELECT message_id, total FROM p"
 )
 _INTERMEDIATE_RECEIPT = (
     "UPDATE smpp.message_correlations SET stat = $3, err = $4"  # noqa: S608
@@ -140,6 +177,15 @@ LOOKUP_SQL = (
     " WHERE operator_id = $1 AND smsc_key = k.key ORDER BY submitted_at DESC LIMIT 1) p"
     " ORDER BY k.i LIMIT 1"
 )
+# lookup_parts in one query: per key set (i), the newest submit under its first key
+# (lowest ord) that has one; key sets with none are left out.
+LOOKUP_MANY_SQL = (
+    "SELECT DISTINCT ON (k.i) k.i, k.key, p.message_id, p.part, p.total"
+    " FROM unnest($2::int4[], $3::text[], $4::int4[]) AS k(i, key, ord)"
+    " CROSS JOIN LATERAL (SELECT message_id, part, total FROM smpp.message_correlations"
+    " WHERE operator_id = $1 AND smsc_key = k.key ORDER BY submitted_at DESC LIMIT 1) p"
+    " ORDER BY k.i, k.ord"
+)
 _PUT_ORPHAN = (
     "WITH o AS (INSERT INTO smpp.orphan_receipts (operator_id, receipt, created_at)"
     " VALUES ($1, $3::jsonb, to_timestamp($4)) RETURNING id)"
@@ -153,6 +199,13 @@ _TAKE_ORPHANS = (
     " RETURNING o.id, o.receipt::text"
 )
 _EVENT_COLUMNS = "id, kind, payload::text, extract(epoch FROM created_at)::float8"
+# Ids are drawn as rows are inserted, in input order (ORDER BY i), and come back so.
+_INSERT_EVENTS = (
+    "INSERT INTO smpp.events (kind, payload, created_at)"
+    " SELECT k, p::jsonb, to_timestamp(a)"
+    " FROM unnest($1::text[], $2::text[], $3::float8[]) WITH ORDINALITY AS e(k, p, a, i)"
+    " ORDER BY i RETURNING id"
+)
 
 # An operation: fn(conn, *args), run by the writer inside the batch's transaction.
 _Op = Callable[..., Awaitable[Any]]
@@ -284,8 +337,11 @@ class PgStore:
     # -- messages ------------------------------------------------------------------------
 
     async def accept(self, messages: Sequence[MessageRecord]) -> None:
-        rows = [tuple(getattr(m, f) for f in _MESSAGE_FIELDS) for m in messages]
-        await self._call(_accept, rows)
+        await self._call(_accept, [_message_row(m) for m in messages])
+
+    async def accept_new(self, messages: Sequence[MessageRecord]) -> list[str]:
+        stored: list[str] = await self._call(_accept_new, [_message_row(m) for m in messages])
+        return stored
 
     async def pending_messages(self) -> list[MessageRecord]:
         rows: list[asyncpg.Record] = await self._call(_fetch, _SELECT_PENDING, ACCEPTED)
@@ -333,12 +389,18 @@ class PgStore:
             self._inflight[(operator_id, smsc_key)] = PartRef(message_id, part, total)
         await future
 
-    async def lookup_part(self, operator_id: str, smsc_key: str, *more_keys: str) -> PartRef | None:
-        keys = (smsc_key, *more_keys)
+    def _in_flight(self, operator_id: str, keys: Sequence[str]) -> PartRef | None:
         for key in keys:
             ref = self._inflight.get((operator_id, key))
             if ref is not None:
                 return ref
+        return None
+
+    async def lookup_part(self, operator_id: str, smsc_key: str, *more_keys: str) -> PartRef | None:
+        keys = (smsc_key, *more_keys)
+        ref = self._in_flight(operator_id, keys)
+        if ref is not None:
+            return ref
         if self._redis is not None:
             ref = await self._redis.get(operator_id, keys)
             if ref is not None:
@@ -351,6 +413,31 @@ class PgStore:
             await self._redis.put_many([(operator_id, row["key"], ref)])
         return ref
 
+    async def lookup_parts(
+        self, operator_id: str, key_sets: Sequence[Sequence[str]]
+    ) -> list[PartRef | None]:
+        # lookup_part's tiers, each asked once for every key set still unanswered.
+        answers = [self._in_flight(operator_id, keys) for keys in key_sets]
+        unanswered = [i for i, ref in enumerate(answers) if ref is None and key_sets[i]]
+        if unanswered and self._redis is not None:
+            cached = await self._redis.get_many(operator_id, [key_sets[i] for i in unanswered])
+            for i, ref in zip(unanswered, cached, strict=True):
+                answers[i] = ref
+            unanswered = [i for i in unanswered if answers[i] is None]
+        if not unanswered:
+            return answers
+        probes = [(i, key, ord_) for i in unanswered for ord_, key in enumerate(key_sets[i])]
+        indices, keys, ords = (list(column) for column in zip(*probes, strict=True))
+        rows = await self.pool.fetch(LOOKUP_MANY_SQL, operator_id, indices, keys, ords)
+        refill: list[_Submit] = []
+        for row in rows:
+            ref = PartRef(row["message_id"], row["part"], row["total"])
+            answers[row["i"]] = ref
+            refill.append((operator_id, row["key"], ref))
+        if self._redis is not None:  # misses there (evicted, or Redis was down): refill
+            await self._redis.put_many(refill)
+        return answers
+
     async def record_receipt(
         self,
         message_id: str,
@@ -361,6 +448,12 @@ class PgStore:
         at: float,
     ) -> str | None:
         result: str | None = await self._call(_receipt, message_id, part, state, stat, err, at)
+        return result
+
+    async def record_receipts(self, rows: Sequence[ReceiptRow]) -> list[str | None]:
+        if not rows:
+            return []
+        result: list[str | None] = await self._call(_receipts, list(rows))
         return result
 
     async def put_orphan(
@@ -375,15 +468,30 @@ class PgStore:
     # -- idempotency and events ----------------------------------------------------------
 
     async def idempotency_get(self, key: str) -> str | None:
-        result: str | None = await self._call(_idem_get, key)
-        return result
+        if self._redis is not None:
+            cached = await self._redis.get_idempotency(key)
+            if cached is not None:
+                return cached
+        stored: str | None = await self._call(_idem_get, key)
+        if stored is not None and self._redis is not None:
+            await self._redis.put_idempotency(key, stored)
+        return stored
 
     async def idempotency_put(self, key: str, message_id: str) -> str:
-        result: str = await self._call(_idem_put, key, message_id, self._clock())
-        return result
+        stored: str = await self._call(_idem_put, key, message_id, self._clock())
+        if self._redis is not None:
+            await self._redis.put_idempotency(key, stored)
+        return stored
 
     async def store_event(self, kind: str, payload: dict[str, Any]) -> int:
         result: int = await self._call(_store_event, kind, json.dumps(payload), self._clock())
+        return result
+
+    async def store_events(self, kind: str, payloads: Sequence[dict[str, Any]]) -> list[int]:
+        if not payloads:
+            return []
+        rows = [(kind, json.dumps(payload), self._clock()) for payload in payloads]
+        result: list[int] = await self._call(_store_events, rows)
         return result
 
     async def list_events(
@@ -413,11 +521,22 @@ class PgStore:
 # -- operations: run by the writer, inside the batch's transaction ------------------------
 
 
+def _message_row(message: MessageRecord) -> tuple[Any, ...]:
+    return tuple(getattr(message, f) for f in _MESSAGE_FIELDS)
+
+
+def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
+    """Rows as one list per column: the arrays an unnest statement takes."""
+    if not rows:
+        return [[] for _ in range(width)]
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
 async def _run_ops(
     conn: asyncpg.Connection, ops: list[tuple[_Op, tuple[Any, ...]]]
 ) -> list[tuple[bool, Any]]:
-    """Run ops in order; a run of consecutive writes of one kind goes through its
-    executemany variant (one pipelined round trip)."""
+    """Run ops in order; a run of consecutive calls of one kind goes through its
+    variant for many calls (one statement, or one pipelined round trip)."""
     results: list[tuple[bool, Any]] = []
     i = 0
     while i < len(ops):
@@ -430,8 +549,8 @@ async def _run_ops(
         j = i + 1
         while j < len(ops) and ops[j][0] is op:
             j += 1
-        await many(conn, [a for _, a in ops[i:j]])
-        results.extend([(True, None)] * (j - i))
+        values = await many(conn, [a for _, a in ops[i:j]])
+        results.extend((True, v) for v in (values or [None] * (j - i)))
         i = j
     return results
 
@@ -454,9 +573,39 @@ async def _accept(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> None
 
 
 async def _accept_many(conn: asyncpg.Connection, calls: list[tuple[Any, ...]]) -> None:
-    rows = [row for (call_rows,) in calls for row in call_rows]
+    # One INSERT over unnest-ed arrays: faster than executemany (see _submitted_many).
+    rows = rows_of_calls(calls)
     if rows:
-        await conn.executemany(_INSERT_MESSAGE, rows)
+        await conn.execute(_INSERT_MESSAGES, *_columns(rows, len(_MESSAGE_FIELDS)))
+
+
+async def _accept_new(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> list[str]:
+    answers: list[list[str]] = await _accept_new_many(conn, [(rows,)])
+    return answers[0]
+
+
+async def _accept_new_many(
+    conn: asyncpg.Connection, calls: list[tuple[Any, ...]]
+) -> list[list[str]]:
+    """One INSERT ... ON CONFLICT DO NOTHING for every call's rows: a row a concurrent
+    replica inserts first waits for its commit, then is skipped, so each id is stored
+    by exactly one call. Of several rows with one id, the first one is stored."""
+    first_of_id: dict[str, tuple[Any, ...]] = {}
+    for row in rows_of_calls(calls):
+        first_of_id.setdefault(row[0], row)
+    stored: set[str] = set()
+    if first_of_id:
+        # Inserted in id order: replicas storing the same ids lock them in the same
+        # order, so they wait for each other instead of deadlocking.
+        rows = [first_of_id[message_id] for message_id in sorted(first_of_id)]
+        columns = _columns(rows, len(_MESSAGE_FIELDS))
+        stored = {row[0] for row in await conn.fetch(_INSERT_NEW_MESSAGES, *columns)}
+    answers: list[list[str]] = []
+    for call_rows, *_ in calls:
+        mine = [row[0] for row in call_rows if row[0] in stored]
+        stored.difference_update(mine)  # a later repeat of the id is not stored again
+        answers.append(list(dict.fromkeys(mine)))
+    return answers
 
 
 async def _set_state(conn: asyncpg.Connection, *args: Any) -> None:
@@ -481,21 +630,20 @@ async def _submitted(conn: asyncpg.Connection, *args: Any) -> None:
 
 
 async def _submitted_many(conn: asyncpg.Connection, calls: list[tuple[Any, ...]]) -> None:
-    """Each call: (message_id, part, total, operator_id, smsc_id, smsc_key, at)."""
+    """Each call: (message_id, part, total, operator_id, smsc_id, smsc_key, at).
+
+    Two statements over unnest-ed arrays, whatever the number of parts: for 2,000
+    parts about 30% faster than executemany of one upsert and one update per part.
+    """
     if not calls:
         return
-    await conn.executemany(_UPSERT_PART, [(*c[:6], SUBMITTED, c[6], PENDING) for c in calls])
-    # The message is SUBMITTED once every part is (a single part needs no count).
-    single = [(SUBMITTED, op, at, mid, ACCEPTED) for mid, _, n, op, _, _, at in calls if n == 1]
-    multi = [
-        (SUBMITTED, op, at, mid, ACCEPTED, PENDING, n)
-        for mid, _, n, op, _, _, at in calls
-        if n != 1
-    ]
-    if single:
-        await conn.executemany(_SUBMIT_MESSAGE, single)
-    if multi:
-        await conn.executemany(_SUBMIT_MESSAGE_ALL_PARTS, multi)
+    # A part submitted twice in the batch: its last submit wins, as it would one by one.
+    parts = list({(c[0], c[1]): c for c in calls}.values())
+    await conn.execute(_UPSERT_PARTS, *_columns(parts, 7), SUBMITTED, PENDING)
+    message_ids, _, totals, operators, _, _, ats = _columns(calls, 7)
+    await conn.execute(
+        _SUBMIT_MESSAGES, message_ids, operators, ats, totals, PENDING, SUBMITTED, ACCEPTED
+    )
 
 
 async def _submitted_rows(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> None:
@@ -503,7 +651,7 @@ async def _submitted_rows(conn: asyncpg.Connection, rows: list[tuple[Any, ...]])
 
 
 async def _submitted_rows_many(conn: asyncpg.Connection, calls: list[tuple[Any, ...]]) -> None:
-    await _submitted_many(conn, [row for (rows,) in calls for row in rows])
+    await _submitted_many(conn, rows_of_calls(calls))
 
 
 def _submits_of(op: _Op, args: tuple[Any, ...]) -> list[_Submit]:
@@ -534,6 +682,13 @@ async def _receipt(
             return state
     else:  # intermediate (ENROUTE, ACCEPTD): never undoes a final receipt
         await conn.execute(_INTERMEDIATE_RECEIPT, message_id, part, stat, err)
+    return await _aggregate(conn, message_id, stat, err, at)
+
+
+async def _aggregate(
+    conn: asyncpg.Connection, message_id: str, stat: str | None, err: str | None, at: float
+) -> str | None:
+    """The message's state from its parts' after a receipt, stored if it changed."""
     row = await conn.fetchrow(_MESSAGE_AND_PARTS_STATES, message_id)
     if row is None or row["current"] is None or row["states"] is None:
         return None
@@ -542,6 +697,43 @@ async def _receipt(
     if new_state != current:
         await conn.execute(_FINAL_MESSAGE, message_id, new_state, stat, err, at)
     return new_state
+
+
+async def _receipts(conn: asyncpg.Connection, rows: list[ReceiptRow]) -> list[str | None]:
+    """Each row as ``_receipt`` would record it, in order; the common case (see
+    ``split_receipts``) in one statement, the rest one by one."""
+    answers: list[str | None] = [None] * len(rows)
+    set_based, in_order = split_receipts(rows)
+    set_based_answers = await _single_part_receipts(conn, [rows[i] for i in set_based])
+    for i, answer in zip(set_based, set_based_answers, strict=True):
+        answers[i] = answer
+    for i in in_order:
+        message_id, part, _, state, stat, err, at = rows[i]
+        answers[i] = await _receipt(conn, message_id, part, state, stat, err, at)
+    return answers
+
+
+async def _receipts_many(conn: asyncpg.Connection, calls: list[tuple[Any, ...]]) -> list[Any]:
+    return per_call(await _receipts(conn, rows_of_calls(calls)), calls)
+
+
+async def _single_part_receipts(
+    conn: asyncpg.Connection, rows: list[ReceiptRow]
+) -> list[str | None]:
+    """Final receipts, each for a different message: ``_receipt`` for each, set-based."""
+    if not rows:
+        return []
+    message_ids, parts, _, states, stats, errs, ats = _columns(rows, 7)
+    found = await conn.fetch(_FINAL_RECEIPTS, message_ids, parts, states, stats, errs, ats)
+    totals: dict[str, int] = {row["message_id"]: row["total"] for row in found}
+    answers: list[str | None] = []
+    for message_id, _, _, state, stat, err, at in rows:
+        total = totals.get(message_id)
+        if total is None or total == 1:
+            answers.append(None if total is None else state)
+        else:  # the receipt said one part, the table says more: aggregate, as _receipt does
+            answers.append(await _aggregate(conn, message_id, stat, err, at))
+    return answers
 
 
 async def _put_orphan(conn: asyncpg.Connection, *args: Any) -> None:
@@ -584,6 +776,17 @@ async def _store_event(conn: asyncpg.Connection, kind: str, payload: str, at: fl
     return event_id
 
 
+async def _store_events(conn: asyncpg.Connection, rows: list[tuple[str, str, float]]) -> list[int]:
+    """Each row: (kind, payload as JSON text, at); the ids, in the rows' order."""
+    return [row[0] for row in await conn.fetch(_INSERT_EVENTS, *_columns(rows, 3))]
+
+
+async def _store_events_many(
+    conn: asyncpg.Connection, calls: list[tuple[Any, ...]]
+) -> list[list[int]]:
+    return per_call(await _store_events(conn, rows_of_calls(calls)), calls)
+
+
 async def _list_events(
     conn: asyncpg.Connection, kind: str | None, after_id: int, limit: int
 ) -> list[asyncpg.Record]:
@@ -598,13 +801,18 @@ async def _list_events(
     return rows
 
 
-# Writes with an executemany variant: fn(conn, [args of each call]).
-_MANY: dict[_Op, Callable[[asyncpg.Connection, list[tuple[Any, ...]]], Awaitable[None]]] = {
+# Calls with a variant for many calls: fn(conn, [args of each call]) -> one result per
+# call, or None when each call's result is None.
+_Many = Callable[[asyncpg.Connection, list[tuple[Any, ...]]], Awaitable[list[Any] | None]]
+_MANY: dict[_Op, _Many] = {
     _accept: _accept_many,
+    _accept_new: _accept_new_many,
     _submitted: _submitted_many,
     _submitted_rows: _submitted_rows_many,
     _set_state: _set_state_many,
     _put_orphan: _put_orphan_many,
+    _receipts: _receipts_many,
+    _store_events: _store_events_many,
 }
 
 

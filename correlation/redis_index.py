@@ -2,11 +2,15 @@
 
 A cache in front of ``smpp.message_correlations``: PostgreSQL is the truth. Entries
 live at least as long as a message's validity period (default 7 days), so a receipt
-for any message still in flight is found here, shared by every replica.
+for any message still in flight is found here, shared by every replica. Idempotency
+keys (key -> message id, over ``smpp.idempotency_keys``) are cached here too, with
+the same TTL.
 
 Redis trouble never fails a caller: a failed call marks the index down for
-``retry_after`` seconds, and meanwhile ``get`` answers None (look in PostgreSQL) and
-``put_many`` does nothing, so a dead Redis costs one failed call per interval.
+``retry_after`` seconds, and meanwhile reads answer None (look in PostgreSQL) and
+writes do nothing, so a dead Redis costs one failed call per interval. Callers share
+a pool of ``max_connections`` connections and wait (up to ``pool_timeout``) for a free
+one, so a burst of concurrent lookups queues instead of failing.
 """
 
 from __future__ import annotations
@@ -24,6 +28,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TTL_SECONDS = 7 * 24 * 3600
 DEFAULT_PREFIX = "smppd:corr:"
+DEFAULT_MAX_CONNECTIONS = 32
+# "~" cannot appear in an operator id, so these keys never meet a part's key.
+_IDEMPOTENCY = "~idem:"
 
 
 class RedisIndex:
@@ -37,11 +44,18 @@ class RedisIndex:
         ttl_seconds: int = DEFAULT_TTL_SECONDS,
         timeout: float = 0.5,
         retry_after: float = 5.0,
+        max_connections: int = DEFAULT_MAX_CONNECTIONS,
+        pool_timeout: float = 1.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self._client = redis.Redis.from_url(
-            url, socket_timeout=timeout, socket_connect_timeout=timeout
+        pool = redis.BlockingConnectionPool.from_url(
+            url,
+            max_connections=max_connections,
+            timeout=pool_timeout,
+            socket_timeout=timeout,
+            socket_connect_timeout=timeout,
         )
+        self._client = redis.Redis.from_pool(pool)  # the client owns the pool: closes it
         self._prefix = prefix
         self._ttl = ttl_seconds
         self._retry_after = retry_after
@@ -55,6 +69,9 @@ class RedisIndex:
 
     def key(self, operator_id: str, smsc_key: str) -> str:
         return f"{self._prefix}{operator_id}:{smsc_key}"
+
+    def idempotency_key(self, key: str) -> str:
+        return f"{self._prefix}{_IDEMPOTENCY}{key}"
 
     async def close(self) -> None:
         await self._client.aclose()
@@ -76,17 +93,51 @@ class RedisIndex:
 
     async def get(self, operator_id: str, keys: Sequence[str]) -> PartRef | None:
         """The part stored under the first of ``keys`` present, or None (absent or down)."""
-        if not keys or not self.available:
+        return (await self.get_many(operator_id, [keys]))[0]
+
+    async def get_many(
+        self, operator_id: str, key_sets: Sequence[Sequence[str]]
+    ) -> list[PartRef | None]:
+        """``get`` for each key set, in one MGET; all None while Redis is down."""
+        answers: list[PartRef | None] = [None] * len(key_sets)
+        names = [self.key(operator_id, k) for keys in key_sets for k in keys]
+        if not names or not self.available:
+            return answers
+        try:
+            values = await self._client.mget(names)
+        except (RedisError, OSError) as exc:
+            self._fail(exc)
+            return answers
+        start = 0
+        for i, keys in enumerate(key_sets):
+            value = next((v for v in values[start : start + len(keys)] if v is not None), None)
+            answers[i] = None if value is None else _decode(value)
+            start += len(keys)
+        return answers
+
+    async def get_idempotency(self, key: str) -> str | None:
+        """The message id cached under an idempotency key, or None (absent or down)."""
+        if not self.available:
             return None
         try:
-            values = await self._client.mget([self.key(operator_id, k) for k in keys])
+            value = await self._client.get(self.idempotency_key(key))
         except (RedisError, OSError) as exc:
             self._fail(exc)
             return None
-        for value in values:
-            if value is not None:
-                return _decode(value)
-        return None
+        if value is None:
+            return None
+        return value.decode() if isinstance(value, bytes) else str(value)
+
+    async def put_idempotency(self, key: str, message_id: str) -> bool:
+        """Cache key -> message id (PostgreSQL already holds it); False if skipped or failed."""
+        if not self.available:
+            return False
+        try:
+            await self._client.set(self.idempotency_key(key), message_id, ex=self._ttl)
+        except (RedisError, OSError) as exc:
+            self._fail(exc)
+            return False
+        return True
 
     def _fail(self, exc: BaseException) -> None:
         if self.available:  # log once per outage interval, not once per call
