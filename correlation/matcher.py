@@ -142,11 +142,11 @@ class ReceiptMatcher:
         await self._store.record_submitted_many(rows)
         results = []
         held = self._held
+        orphans = await self._store.take_orphans_many(operator_id, [row[5] for row in rows])
         for message_id, part, total, _, _, key, _ in rows:
             taken = self._take_held(operator_id, key) if (operator_id, key) in held else []
             receipts = [h.receipt for h in taken]
-            orphans = await self._store.take_orphans(operator_id, key)
-            receipts += [receipt_from_dict(d) for d in orphans]
+            receipts += [receipt_from_dict(d) for d in orphans.get(key, ())]
             for receipt in receipts:
                 result = await self._apply(PartRef(message_id, part, total), receipt)
                 if result is not None:
@@ -166,6 +166,24 @@ class ReceiptMatcher:
                              settled=asyncio.get_running_loop().create_future()))
             return None
         return await self._apply(ref, receipt)
+
+    async def on_receipts(
+        self, operator_id: str, receipts: Sequence[Receipt], id_form: IdForm
+    ) -> list[MatchResult | None]:
+        """``on_receipt`` for many receipts of one operator: one lookup and one store
+        write for the batch. One answer per receipt, in order; None means held (or
+        its part vanished, as with ``on_receipt``)."""
+        key_sets = [receipt_keys(receipt.message_id, id_form) for receipt in receipts]
+        refs = await self._store.lookup_parts(operator_id, key_sets)
+        # No await between the misses and their holds: a submit recorded meanwhile finds them.
+        now = self._clock()
+        loop = asyncio.get_running_loop()
+        for receipt, keys, ref in zip(receipts, key_sets, refs, strict=True):
+            if ref is None:
+                self._hold(_Held(operator_id, keys, receipt, now, settled=loop.create_future()))
+        found = [(ref, receipt) for ref, receipt in zip(refs, receipts, strict=True) if ref]
+        applied = iter(await self._apply_many(found))
+        return [next(applied) if ref is not None else None for ref in refs]
 
     async def settled(self, receipt: Receipt) -> None:
         """Until a held receipt is matched or durably in the orphan table, so the
@@ -210,17 +228,24 @@ class ReceiptMatcher:
         )
         if state is None:
             return None
-        return MatchResult(
-            message_id=ref.message_id,
-            part=ref.part,
-            total=ref.total,
-            message_state=state,
-            final=state in FINAL_STATES,
-            stat=receipt.stat,
-            err=receipt.err,
-            part_state=part_state,
-            receipt=receipt,
-        )
+        return _result(ref, receipt, part_state, state)
+
+    async def _apply_many(
+        self, matched: Sequence[tuple[PartRef, Receipt]]
+    ) -> list[MatchResult | None]:
+        if not matched:
+            return []
+        now = self._clock()
+        rows = []
+        for ref, receipt in matched:
+            part_state = PART_STATE_BY_STATUS[receipt.status]
+            rows.append((ref.message_id, ref.part, ref.total, part_state, receipt.stat,
+                         receipt.err, now))
+        states = await self._store.record_receipts(rows)
+        return [
+            _result(ref, receipt, row[3], state) if state is not None else None
+            for (ref, receipt), row, state in zip(matched, rows, states, strict=True)
+        ]
 
     def _hold(self, held: _Held) -> None:
         for key in held.keys:
@@ -253,6 +278,20 @@ class ReceiptMatcher:
             waiting[:] = [h for h in waiting if h is not held]
             if not waiting:
                 del self._held[(held.operator_id, key)]
+
+
+def _result(ref: PartRef, receipt: Receipt, part_state: str, state: str) -> MatchResult:
+    return MatchResult(
+        message_id=ref.message_id,
+        part=ref.part,
+        total=ref.total,
+        message_state=state,
+        final=state in FINAL_STATES,
+        stat=receipt.stat,
+        err=receipt.err,
+        part_state=part_state,
+        receipt=receipt,
+    )
 
 
 def receipt_to_dict(receipt: Receipt) -> dict[str, Any]:

@@ -410,6 +410,16 @@ class SqliteStore:
         self._orphans = max(0, self._orphans - len(rows))
         return [json.loads(row) for row in rows]
 
+    async def take_orphans_many(
+        self, operator_id: str, smsc_keys: Sequence[str]
+    ) -> dict[str, list[dict[str, Any]]]:
+        if not self._orphans:  # the usual case: no receipt is waiting in the table
+            return {}
+        found: dict[str, list[str]] = await self._call(
+            _take_orphans_many, operator_id, list(smsc_keys))
+        self._orphans = max(0, self._orphans - sum(len(rows) for rows in found.values()))
+        return {key: [json.loads(row) for row in rows] for key, rows in found.items()}
+
     # -- idempotency and events ----------------------------------------------------------
 
     async def idempotency_get(self, key: str) -> str | None:
@@ -690,6 +700,17 @@ def _take_orphans(conn: sqlite3.Connection, operator_id: str, smsc_key: str) -> 
     conn.executemany("DELETE FROM orphan_keys WHERE orphan_id = ?", ids)
     conn.executemany("DELETE FROM orphan_receipts WHERE id = ?", ids)
     return [receipt for _, receipt in rows]
+
+
+def _take_orphans_many(
+    conn: sqlite3.Connection, operator_id: str, smsc_keys: list[str]
+) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for key in dict.fromkeys(smsc_keys):  # each key once, in order
+        rows = _take_orphans(conn, operator_id, key)
+        if rows:
+            found[key] = rows
+    return found
 
 
 def _idem_get(conn: sqlite3.Connection, key: str) -> str | None:

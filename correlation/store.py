@@ -218,6 +218,12 @@ class CorrelationStore(Protocol):
     async def take_orphans(self, operator_id: str, smsc_key: str) -> list[dict[str, Any]]:
         """Remove and return the orphan receipts stored under the key, oldest first."""
 
+    async def take_orphans_many(
+        self, operator_id: str, smsc_keys: Sequence[str]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """``take_orphans`` for many keys of one operator in one go: key -> its orphan
+        receipts, oldest first (keys with none are left out)."""
+
     async def get_message(self, message_id: str) -> dict[str, Any] | None:
         """The message's fields plus ``parts`` (a list of part dicts), for the API."""
 

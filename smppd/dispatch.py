@@ -16,7 +16,7 @@ from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from correlation.receipts import ReceiptError, parse_receipt
+from correlation.receipts import Receipt, ReceiptError, parse_receipt
 from correlation.store import ACCEPTED, MessageRecord
 from smppd.events import DLR_SCHEMA, MO_SCHEMA, EventSink
 from smppd.message import MessageError, Outbound, relative_validity, ton_npi, validate_message
@@ -71,7 +71,11 @@ class Dispatcher:
         # encoded frame is freed at once even when the store lags behind.
         self._answered: list[tuple[Operator, tuple[str, int, int, str]]] = []
         self._recorder: asyncio.Task[None] | None = None
+        # deliver_sm received and not yet handled: handled in batches by one task.
+        self._delivered: list[tuple[Operator, Any, DeliverSm]] = []
+        self._deliverer: asyncio.Task[None] | None = None
         self._response_metrics: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._children: dict[tuple[Any, ...], Any] = {}
         self.selector: Callable[[Outbound], str | None] | None = None  # SelectOperator seam
         # ValidateLease seam: (sender, tenant) -> (allowed, reason code); None = no check
         self.lease_check: Callable[[str, str], Awaitable[tuple[bool, str]]] | None = None
@@ -105,8 +109,11 @@ class Dispatcher:
         return msg, self.route(msg)
 
     async def accept(self, items: Sequence[tuple[Outbound, Operator]],
-                     idempotency_key: str | None = None) -> list[Accepted]:
-        """Store (durably) and queue validated messages."""
+                     idempotency_key: str | None = None, *,
+                     dedupe: bool = False) -> list[Accepted]:
+        """Store (durably) and queue validated messages. With ``dedupe`` a message
+        whose id is already stored (a redelivered command) is answered as a
+        duplicate and neither stored nor queued again."""
         if not self.accepting:
             raise RuntimeError("not accepting messages: shutting down")
         if idempotency_key is not None:
@@ -126,11 +133,21 @@ class Dispatcher:
                 priority=msg.priority, created_at=now, updated_at=now,
             )
             planned.append((record, op, parts))
-        await self.store.accept([record for record, _, _ in planned])
+        records = [record for record, _, _ in planned]
+        stored: set[str] | None = None
+        if dedupe:
+            stored = set(await self.store.accept_new(records))
+        else:
+            await self.store.accept(records)
         if idempotency_key is not None and planned:
             await self.store.idempotency_put(idempotency_key, planned[0][0].message_id)
         accepted = []
         for record, op, parts in planned:
+            if stored is not None:
+                if record.message_id not in stored:
+                    accepted.append(Accepted(record.message_id, op.id, 0, duplicate=True))
+                    continue
+                stored.discard(record.message_id)  # the same id twice in one batch
             reason = denied.get((record.source, record.tenant_id))
             if reason is not None:
                 await self._finish(op, record.message_id, "REJECTED", reason, None)
@@ -277,6 +294,14 @@ class Dispatcher:
             self._response_metrics[key] = found
         return found
 
+    def _labelled(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)``, cached: receipts are counted per receipt."""
+        key = (id(metric), *labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
+
     async def _record_answered(self) -> None:
         """Record the SMSC ids of everything answered so far, one write per batch."""
         try:
@@ -316,50 +341,101 @@ class Dispatcher:
             await self._receipt_matched(op, result)
 
     def deliver_received(self, op: Operator, conn: Any, pdu: DeliverSm) -> None:
-        self._spawn(self._deliver(op, conn, pdu))
+        self._delivered.append((op, conn, pdu))
+        if self._deliverer is None:
+            self._deliverer = self._spawn(self._deliver_batches())
 
-    async def _deliver(self, op: Operator, conn: Any, pdu: DeliverSm) -> None:
+    async def _deliver_batches(self) -> None:
+        """Handle every deliver_sm received so far, a batch per operator: one lookup,
+        one receipt write and one event write for the batch, then all the responses."""
+        try:
+            while self._delivered:
+                batch, self._delivered = self._delivered, []
+                by_operator: dict[str, tuple[Operator, list[tuple[Any, DeliverSm]]]] = {}
+                for op, conn, pdu in batch:
+                    by_operator.setdefault(op.id, (op, []))[1].append((conn, pdu))
+                for op, items in by_operator.values():
+                    await self._deliver_batch(op, items)
+        finally:
+            self._deliverer = None
+
+    async def _deliver_batch(self, op: Operator, items: list[tuple[Any, DeliverSm]]) -> None:
+        receipts: list[tuple[Any, DeliverSm, Receipt]] = []
+        for conn, pdu in items:
+            if not pdu.esm_class & (ESM_DELIVERY_RECEIPT | ESM_INTERMEDIATE_NOTIFICATION):
+                await self._answer(conn, pdu, self._mo(op, pdu))
+                continue
+            try:
+                receipts.append((conn, pdu, parse_receipt(pdu.short_message, pdu.tlvs)))
+            except ReceiptError as exc:
+                log.warning("unparseable receipt", extra={"event": "receipt_unparseable",
+                                                          "operator": op.id, "field": exc.field})
+                self.metrics.unmatched.labels(op.id).inc()
+                conn.respond(pdu, pdu.response(Status.ESME_ROK))
+        if receipts:
+            await self._receipts(op, receipts)
+
+    async def _receipts(self, op: Operator, receipts: list[tuple[Any, DeliverSm, Receipt]],
+                        ) -> None:
         status = Status.ESME_ROK
+        held = []
         try:
-            if pdu.esm_class & (ESM_DELIVERY_RECEIPT | ESM_INTERMEDIATE_NOTIFICATION):
-                await self._receipt(op, pdu)
-            else:
-                await self._mo(op, pdu)
+            results = await self.matcher.on_receipts(op.id, [r for _, _, r in receipts],
+                                                     op.config.receipt_id)
+            matched = []
+            for (conn, pdu, receipt), result in zip(receipts, results, strict=True):
+                if result is None:
+                    held.append((conn, pdu, receipt))
+                else:
+                    matched.append(result)
+            await self._receipts_matched(op, matched)
         except Exception:
-            log.exception("deliver_sm handling failed", extra={"event": "deliver_failed",
-                                                               "operator": op.id})
+            log.exception("receipt handling failed", extra={"event": "deliver_failed",
+                                                            "operator": op.id})
             status = Status.ESME_RX_T_APPN  # the SMSC will redeliver
-        conn.respond(pdu, pdu.response(status))
-
-    async def _receipt(self, op: Operator, pdu: DeliverSm) -> None:
-        try:
-            receipt = parse_receipt(pdu.short_message, pdu.tlvs)
-        except ReceiptError as exc:
-            log.warning("unparseable receipt", extra={"event": "receipt_unparseable",
-                                                      "operator": op.id, "field": exc.field})
-            self.metrics.unmatched.labels(op.id).inc()
+        waiting = {id(pdu) for _, pdu, _ in held} if status == Status.ESME_ROK else set()
+        for conn, pdu, _ in receipts:
+            if id(pdu) not in waiting:
+                conn.respond(pdu, pdu.response(status))
+        if status != Status.ESME_ROK:
             return
-        result = await self.matcher.on_receipt(op.id, receipt.message_id, receipt,
-                                               op.config.receipt_id)
-        if result is None:
+        for conn, pdu, receipt in held:
             # Held for its submit_sm_resp: answer the deliver_sm only once the receipt
             # is matched or in the orphan table, so a crash meanwhile cannot lose it
             # (the SMSC redelivers an unanswered deliver_sm).
             self.metrics.unmatched.labels(op.id).inc()
-            await self.matcher.settled(receipt)
-            return
-        await self._receipt_matched(op, result)
+            self._spawn(self._answer(conn, pdu, self.matcher.settled(receipt)))
+
+    async def _answer(self, conn: Any, pdu: DeliverSm, handling: Awaitable[None]) -> None:
+        """Answer a deliver_sm once its handling is done: OK, or a transient error
+        (the SMSC redelivers) if it failed."""
+        status = Status.ESME_ROK
+        try:
+            await handling
+        except Exception:
+            log.exception("deliver_sm handling failed", extra={"event": "deliver_failed"})
+            status = Status.ESME_RX_T_APPN
+        conn.respond(pdu, pdu.response(status))
 
     async def _receipt_matched(self, op: Operator, result: Any) -> None:
-        self.metrics.receipts.labels(op.id, result.stat).inc()
-        op.counters["receipts"] += 1
-        if result.final:
-            self.metrics.final_states.labels(op.id, result.message_state).inc()
-        await self._publish("dlr", {
-            "schema": DLR_SCHEMA, "message_id": result.message_id, "operator_id": op.id,
-            "part": result.part, "parts": result.total, "state": result.message_state,
-            "final": result.final, "stat": result.stat, "err": result.err, "at": self.clock(),
-        })
+        await self._receipts_matched(op, [result])
+
+    async def _receipts_matched(self, op: Operator, results: Sequence[Any]) -> None:
+        if not results:
+            return
+        now = self.clock()
+        events = []
+        for result in results:
+            self._labelled(self.metrics.receipts, op.id, result.stat).inc()
+            if result.final:
+                self._labelled(self.metrics.final_states, op.id, result.message_state).inc()
+            events.append({
+                "schema": DLR_SCHEMA, "message_id": result.message_id, "operator_id": op.id,
+                "part": result.part, "parts": result.total, "state": result.message_state,
+                "final": result.final, "stat": result.stat, "err": result.err, "at": now,
+            })
+        op.counters["receipts"] += len(results)
+        await self.sink.publish_many("dlr", events)
 
     async def _mo(self, op: Operator, pdu: DeliverSm) -> None:
         body = pdu.short_message or pdu.tlvs.get(0x0424, b"")

@@ -7,6 +7,7 @@ correlates everything and publishes nothing.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, Protocol
 
 DLR_SCHEMA = "smppd.dlr.v1"
@@ -16,6 +17,9 @@ MO_SCHEMA = "smppd.mo.v1"
 class EventSink(Protocol):
     async def publish(self, kind: str, event: dict[str, Any]) -> None:
         """kind is "dlr" or "mo"; event is versioned JSON (its "schema" field)."""
+
+    async def publish_many(self, kind: str, events: Sequence[dict[str, Any]]) -> None:
+        """``publish`` for many events of one kind: returns once every one is out."""
 
 
 class StoredEvents:
@@ -27,6 +31,9 @@ class StoredEvents:
     async def publish(self, kind: str, event: dict[str, Any]) -> None:
         await self._store.store_event(kind, event)
 
+    async def publish_many(self, kind: str, events: Sequence[dict[str, Any]]) -> None:
+        await self._store.store_events(kind, events)
+
 
 class ShadowSink:
     """Shadow mode: correlate and count, publish nothing."""
@@ -36,3 +43,6 @@ class ShadowSink:
 
     async def publish(self, kind: str, event: dict[str, Any]) -> None:
         self.suppressed += 1
+
+    async def publish_many(self, kind: str, events: Sequence[dict[str, Any]]) -> None:
+        self.suppressed += len(events)

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import nats
@@ -34,6 +35,8 @@ DISPATCH_SCHEMA = "smppd.dispatch.v1"
 INVALID_SCHEMA = "smppd.dispatch.invalid.v1"
 DEDUPE_WINDOW = 120.0  # seconds JetStream remembers a Nats-Msg-Id
 FETCH_BATCH = 256
+BATCHES_IN_FLIGHT = 4  # fetched batches being stored at once
+PUBLISH_TIMEOUT = 10.0  # seconds to wait for JetStream's acks of a batch of events
 
 
 class InvalidCommand(Exception):
@@ -127,6 +130,28 @@ class NatsBus:
                               headers={"Nats-Msg-Id": msg_id})
         self.published += 1
 
+    async def publish_many(self, kind: str, events: Sequence[dict[str, Any]]) -> None:
+        """Publish every event at once and wait for all the acks (a lost ack raises,
+        so the caller's deliver_sm is answered with a transient error and redelivered;
+        the republish dedupes on Nats-Msg-Id)."""
+        if self.shadow:
+            self.suppressed += len(events)
+            return
+        assert self.js is not None
+        subject = self.settings.dlr_subject if kind == "dlr" else self.settings.mo_subject
+        acks = [
+            await self.js.publish_async(
+                subject, json.dumps(event, separators=(",", ":")).encode(),
+                headers={"Nats-Msg-Id": _event_id(kind, event)})
+            for event in events
+        ]
+        try:
+            await asyncio.wait_for(asyncio.gather(*acks), timeout=PUBLISH_TIMEOUT)
+        finally:
+            for ack in acks:
+                ack.cancel()  # done ones ignore it; abandoned ones free their slot
+        self.published += len(events)
+
     # -- dispatch consumer --
 
     def start_consumer(self, dispatcher: Any) -> None:
@@ -140,16 +165,33 @@ class NatsBus:
             config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=s.ack_wait,
                                   filter_subject=f"{s.dispatch_subject}.*"),
         )
-        while True:
-            try:
-                msgs = await sub.fetch(FETCH_BATCH, timeout=1.0)
-            except (NatsTimeoutError, TimeoutError):
-                continue
-            except Exception:
-                log.exception("fetch failed", extra={"event": "nats_fetch_failed"})
-                await asyncio.sleep(1.0)
-                continue
-            await self._handle_batch(dispatcher, msgs)
+        # Fetch the next batch while earlier ones are being stored: a batch's commit
+        # is a round trip or two, and waiting for it before fetching again would pace
+        # intake at one batch per commit.
+        in_flight = asyncio.Semaphore(BATCHES_IN_FLIGHT)
+        handling: set[asyncio.Task[None]] = set()
+        try:
+            while True:
+                await in_flight.acquire()
+                try:
+                    msgs = await sub.fetch(FETCH_BATCH, timeout=1.0)
+                except (NatsTimeoutError, TimeoutError):
+                    in_flight.release()
+                    continue
+                except Exception:
+                    in_flight.release()
+                    log.exception("fetch failed", extra={"event": "nats_fetch_failed"})
+                    await asyncio.sleep(1.0)
+                    continue
+                task = asyncio.ensure_future(self._handle_batch(dispatcher, msgs))
+                handling.add(task)
+                task.add_done_callback(handling.discard)
+                task.add_done_callback(lambda _: in_flight.release())
+        finally:
+            # Stopping: let the batches already fetched finish (stored and acked),
+            # so a clean shutdown leaves nothing for redelivery.
+            if handling:
+                await asyncio.gather(*handling, return_exceptions=True)
 
     async def _handle_batch(self, dispatcher: Any, msgs: list[Msg]) -> None:
         s = self.settings
@@ -164,25 +206,17 @@ class NatsBus:
                 await self._reject(msg, [(f"message.{f}", m) for f, m in exc.problems])
         if not valid:
             return
-        fresh = []
-        seen: set[str] = set()
-        for msg, item in valid:
-            message_id = item[0].message_id
-            if message_id in seen or await dispatcher.store.get_message(message_id) is not None:
-                await msg.ack()  # a redelivery of a command already durable: dedupe
-            else:
-                seen.add(message_id)
-                fresh.append((msg, item))
         try:
-            await dispatcher.accept([item for _, item in fresh])
+            # dedupe: a message id already stored (a redelivery) is acked, not resent.
+            await dispatcher.accept([item for _, item in valid], dedupe=True)
         except Exception:
             log.exception("accept failed; commands will be redelivered",
-                          extra={"event": "dispatch_accept_failed", "count": len(fresh)})
-            for msg, _ in fresh:
+                          extra={"event": "dispatch_accept_failed", "count": len(valid)})
+            for msg, _ in valid:
                 with contextlib.suppress(Exception):
                     await msg.nak(delay=1.0)
             return
-        for msg, _ in fresh:
+        for msg, _ in valid:
             await msg.ack()
 
     async def _reject(self, msg: Msg, problems: list[tuple[str, str]]) -> None:

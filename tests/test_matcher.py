@@ -175,3 +175,43 @@ async def test_unsubmitted_message_stays_accepted(
     await matcher.on_submitted("roshan", "m1", 1, 3, "1", "decimal")
     got = await store.get_message("m1")
     assert got is not None and got["state"] == ACCEPTED
+
+
+async def test_batch_of_receipts_matches_holds_and_aggregates_in_order(
+    matcher: ReceiptMatcher, store: SqliteStore, clock: FakeClock
+) -> None:
+    await store.accept([message("m3")])
+    await matcher.on_submitted_many(
+        "roshan", [("m1", 1, 1, "100"), ("m2", 1, 2, "200"), ("m2", 2, 2, "201")], "decimal"
+    )
+    batch = [receipt("100"), receipt("555"), receipt("200"), receipt("201", "UNDELIV", "011")]
+    results = await matcher.on_receipts("roshan", batch, "decimal")
+    assert [(r.message_id, r.part, r.message_state) if r else None for r in results] == [
+        ("m1", 1, DELIVERED),
+        None,  # no submit yet: held
+        ("m2", 1, SUBMITTED),  # one of two parts delivered
+        ("m2", 2, UNDELIVERABLE),
+    ]
+    assert [r.final for r in results if r] == [True, False, True]
+    assert matcher.held_count == 1
+    # The held receipt is claimed by its submit, as a single receipt would be.
+    claimed = await matcher.on_submitted_many("roshan", [("m3", 1, 1, "555")], "decimal")
+    assert [(r.message_id, r.message_state) for r in claimed] == [("m3", DELIVERED)]
+    assert matcher.held_count == 0
+    stored = await store.get_message("m2")
+    assert stored is not None and stored["state"] == UNDELIVERABLE
+
+
+async def test_batch_of_submits_takes_orphans_stored_under_their_keys(
+    matcher: ReceiptMatcher, store: SqliteStore, clock: FakeClock
+) -> None:
+    for rid in ("700", "701"):
+        assert await matcher.on_receipt("roshan", rid, receipt(rid), "decimal") is None
+    clock.advance(HOLD)
+    assert await matcher.expire_held(clock.now) == 2
+    results = await ReceiptMatcher(store, clock, HOLD).on_submitted_many(
+        "roshan", [("m1", 1, 1, "701"), ("m2", 1, 1, "999")], "decimal"
+    )
+    assert [(r.message_id, r.message_state) for r in results] == [("m1", DELIVERED)]
+    (key_700,) = receipt_keys("700", "decimal")
+    assert len(await store.take_orphans("roshan", key_700)) == 1  # still waiting for its submit
