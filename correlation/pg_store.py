@@ -198,6 +198,12 @@ _TAKE_ORPHANS = (
     " WHERE k.orphan_id = o.id AND k.operator_id = $1 AND k.smsc_key = $2"
     " RETURNING o.id, o.receipt::text"
 )
+# Each receipt once, even when several of its keys are asked for.
+_TAKE_ORPHANS_MANY = (
+    "DELETE FROM smpp.orphan_receipts o USING smpp.orphan_keys k"
+    " WHERE k.orphan_id = o.id AND k.operator_id = $1 AND k.smsc_key = ANY($2::text[])"
+    " RETURNING o.id, k.smsc_key, o.receipt::text"
+)
 _EVENT_COLUMNS = "id, kind, payload::text, extract(epoch FROM created_at)::float8"
 # Ids are drawn as rows are inserted, in input order (ORDER BY i), and come back so.
 _INSERT_EVENTS = (
@@ -464,6 +470,16 @@ class PgStore:
     async def take_orphans(self, operator_id: str, smsc_key: str) -> list[dict[str, Any]]:
         rows: list[asyncpg.Record] = await self._call(_fetch, _TAKE_ORPHANS, operator_id, smsc_key)
         return [json.loads(row[1]) for row in sorted(rows, key=lambda r: int(r[0]))]
+
+    async def take_orphans_many(
+        self, operator_id: str, smsc_keys: Sequence[str]
+    ) -> dict[str, list[dict[str, Any]]]:
+        rows: list[asyncpg.Record] = await self._call(
+            _fetch, _TAKE_ORPHANS_MANY, operator_id, list(dict.fromkeys(smsc_keys)))
+        found: dict[str, list[dict[str, Any]]] = {}
+        for _, key, receipt in sorted(rows, key=lambda r: int(r[0])):
+            found.setdefault(key, []).append(json.loads(receipt))
+        return found
 
     # -- idempotency and events ----------------------------------------------------------
 

@@ -358,6 +358,18 @@ async def test_orphans_found_under_any_key_and_taken_once(store: CorrelationStor
     assert await store.take_orphans("other", "123456") == [{"stat": "EXPIRED"}]
 
 
+async def test_orphans_taken_for_many_keys_at_once(store: CorrelationStore) -> None:
+    assert await store.take_orphans_many("op", ["a", "b"]) == {}
+    await store.put_orphan("op", ["a"], {"n": 1}, 1.0)
+    await store.put_orphan("op", ["b", "b2"], {"n": 2}, 2.0)
+    await store.put_orphan("op", ["a"], {"n": 3}, 3.0)
+    await store.put_orphan("other", ["b"], {"n": 4}, 4.0)
+    got = await store.take_orphans_many("op", ["a", "b", "zzz", "a"])
+    assert got == {"a": [{"n": 1}, {"n": 3}], "b": [{"n": 2}]}
+    assert await store.take_orphans_many("op", ["a", "b", "b2"]) == {}  # taken once
+    assert await store.take_orphans("other", "b") == [{"n": 4}]
+
+
 async def test_orphans_taken_oldest_first(store: CorrelationStore) -> None:
     await asyncio.gather(*(store.put_orphan("op", ["k"], {"n": n}, float(n)) for n in range(5)))
     assert await store.take_orphans("op", "k") == [{"n": n} for n in range(5)]
