@@ -396,11 +396,10 @@ class PgStore:
         await future
 
     def _in_flight(self, operator_id: str, keys: Sequence[str]) -> PartRef | None:
-        for key in keys:
-            ref = self._inflight.get((operator_id, key))
-            if ref is not None:
-                return ref
-        return None
+        # Only the preferred key: with "auto" ids a submit in flight whose key is another
+        # reading of this receipt's id must not win over the preferred reading stored in
+        # Redis or PostgreSQL (it would when receipts lag behind submits by thousands).
+        return self._inflight.get((operator_id, keys[0])) if keys else None
 
     async def lookup_part(self, operator_id: str, smsc_key: str, *more_keys: str) -> PartRef | None:
         keys = (smsc_key, *more_keys)

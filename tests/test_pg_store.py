@@ -106,6 +106,24 @@ async def test_a_redis_miss_falls_back_to_postgres_and_refills(
     assert await client.get(f"{prefix}op:ab") == b"1:1:m1"
 
 
+@pytest.mark.parametrize("redis_url", [REDIS_URL, None])
+async def test_a_part_in_flight_does_not_beat_the_preferred_key_stored(
+    dsn: str, prefix: str, stores: list[PgStore], redis_url: str | None
+) -> None:
+    # "auto" ids: receipt "1872" reads as key "750" (decimal, preferred) or "1872" (hex).
+    # Receipts lagging far behind submits: the submit whose key is the other reading
+    # ("6258" -> "1872") is still in flight when the receipt for "1872" arrives.
+    store = await open_store(stores, dsn, redis_url, redis_prefix=prefix)
+    await store.accept([message("m1871"), message("m6257")])
+    await store.record_submitted("m1871", 1, 1, "op", "1872", "750", 1.0)
+    in_flight = asyncio.ensure_future(
+        store.record_submitted("m6257", 1, 1, "op", "6258", "1872", 2.0))
+    await asyncio.sleep(0)  # queued, not committed
+    assert await store.lookup_part("op", "750", "1872") == PartRef("m1871", 1, 1)
+    assert await store.lookup_parts("op", [("750", "1872")]) == [PartRef("m1871", 1, 1)]
+    await in_flight
+
+
 async def test_redis_down_lookups_use_postgres(dsn: str, stores: list[PgStore]) -> None:
     writer = await open_store(stores, dsn, DEAD_REDIS)
     await writer.accept([message("m1")])
