@@ -299,6 +299,11 @@ class RedisSection(_Section):
     # lease {key_prefix}:leader:{operator_id} (see smppd.leader).
     standby: bool = False
     lease_time: float = Field(default=5.0, ge=0.5)  # seconds; renewed every lease_time / 3
+    # The lease holder sends the operator's ACCEPTED messages that other replicas
+    # accepted or a dead leader held: it looks every sweep_interval seconds, for rows
+    # older than sweep_grace (younger ones may be mid-accept here).
+    sweep_interval: float = Field(default=3.0, gt=0)
+    sweep_grace: float = Field(default=2.0, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> RedisSection:

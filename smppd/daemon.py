@@ -287,13 +287,18 @@ class Daemon:
             await standby.close()
 
     def _standby(self, op: Operator) -> Any:
-        """Active/standby: the operator's binds follow its leader lease in Redis."""
-        from smppd.leader import LeaderLease, Standby, unbind_within
+        """Active/standby: the operator's binds follow its leader lease in Redis, and
+        the leader sends every ACCEPTED message of the operator, whoever accepted it."""
+        from smppd.leader import BacklogSweep, LeaderLease, OperatorLead, Standby
 
-        assert self.config.redis is not None
-        key = f"{self.config.redis.key_prefix}:leader:{op.id}"
-        lease = LeaderLease(self.redis, key, self.config.redis.lease_time)
-        standby = Standby(lease, op.id, op.start, lambda budget: unbind_within(op, budget))
+        redis = self.config.redis
+        assert redis is not None
+        lease = LeaderLease(self.redis, f"{redis.key_prefix}:leader:{op.id}", redis.lease_time)
+        op.track_queued()  # the sweep skips what this replica queued itself
+        sweep = BacklogSweep(op, self.store, self.dispatcher.queue_stored,
+                             interval=redis.sweep_interval, grace=redis.sweep_grace)
+        lead = OperatorLead(op, sweep)
+        standby = Standby(lease, op.id, lead.start, lead.stop, idle=lead.idle)
         op.bind_guard = standby.may_bind  # fencing check right before each bind PDU
         return standby
 

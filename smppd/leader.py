@@ -10,6 +10,13 @@ Never two actives: a replica that cannot renew (lease taken, Redis unreachable)
 stops sending at once and unbinds before its lease can have expired in Redis, so
 the next owner only binds after the old binds are gone; and each bind checks the
 token is still ours right before its bind PDU (the fencing check).
+
+The leader sends the operator's messages, whichever replica accepted them: any
+replica stores a command ACCEPTED and queues it, a standby drops its queue (the
+rows stay ACCEPTED), and the leader picks up the ACCEPTED rows it does not hold
+when it takes the lease and every few seconds after (``BacklogSweep``). So neither
+a message accepted by a standby nor one queued on a leader killed with -9 waits for
+a restart.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from correlation.store import CorrelationStore
     from smppd.operator import Operator
 
 log = logging.getLogger("smppd.leader")
@@ -44,6 +52,7 @@ end
 return 0
 """
 MARGIN = 0.5  # seconds of the lease kept back: the binds are gone before it can expire
+SWEEP_LIMIT = 10_000  # ACCEPTED ids read per sweep: the oldest first, the rest next time
 
 
 class LeaderLease:
@@ -103,11 +112,13 @@ class Standby:
 
     def __init__(self, lease: LeaderLease, name: str, start: Callable[[], None],
                  stop: Callable[[float], Awaitable[None]], *,
+                 idle: Callable[[], None] | None = None,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.lease = lease
         self.name = name
         self._start = start
         self._stop = stop
+        self._idle = idle  # each look at the lease while a peer holds it
         self._sleep = sleep
         self.leader = False
         self.takeovers = 0
@@ -159,12 +170,15 @@ class Standby:
         try:
             taken = await self.lease.acquire()
         except Exception:
-            return  # Redis unreachable: stay standby
-        if taken:
-            self.leader = True
-            self.takeovers += 1
-            log.info("lease taken: binding", extra={"event": "leader", "operator": self.name})
-            self._start()
+            taken = False  # Redis unreachable: stay standby
+        if not taken:
+            if self._idle is not None:
+                self._idle()
+            return
+        self.leader = True
+        self.takeovers += 1
+        log.info("lease taken: binding", extra={"event": "leader", "operator": self.name})
+        self._start()
 
     async def step_down(self, reason: str) -> None:
         """Stop sending, drain and unbind before the lease can expire in Redis."""
@@ -186,3 +200,87 @@ async def unbind_within(op: Operator, budget: float) -> None:
             if bind.conn is not None:
                 bind.conn.abort()  # the SMSC frees the bind when the TCP connection ends
         await stopping
+
+
+class BacklogSweep:
+    """The lease holder queues its operator's ACCEPTED messages that it does not hold.
+
+    Run when the lease is taken and every ``interval`` seconds while it is held. Only
+    rows older than ``grace`` seconds are taken: a younger one may be mid-accept on
+    this replica (stored, not yet queued). Parts that already have an SMSC id are not
+    sent again (``Dispatcher.queue_stored``), so a takeover resends at most what the
+    old leader had in flight: its windows. The sweep also lets the operator forget
+    the messages it queued that are no longer ACCEPTED (``Operator.forget_finished``),
+    which keeps that memory to about one interval of traffic.
+    """
+
+    def __init__(self, op: Operator, store: CorrelationStore,
+                 queue_stored: Callable[[Operator, list[str]], Awaitable[int]], *,
+                 interval: float, grace: float, clock: Clock = time.time,
+                 limit: int = SWEEP_LIMIT) -> None:
+        self.op = op
+        self.store = store
+        self.queue_stored = queue_stored
+        self.interval = interval
+        self.grace = grace
+        self.clock = clock  # wall clock, like the store's created_at
+        self.limit = limit
+
+    async def sweep(self) -> int:
+        """One look at the store; returns how many messages it queued."""
+        cutoff = self.clock() - self.grace
+        rows = await self.store.accepted_ids(self.op.id, cutoff, self.limit)
+        # A full page lists every ACCEPTED row only up to its last one.
+        listed_until = rows[-1][1] if len(rows) >= self.limit else cutoff
+        self.op.forget_finished({message_id for message_id, _ in rows}, listed_until)
+        missing = [message_id for message_id, _ in rows if not self.op.holds(message_id)]
+        if not missing:
+            return 0
+        queued = await self.queue_stored(self.op, missing)
+        if queued:
+            log.info("queued ACCEPTED messages this replica did not hold",
+                     extra={"event": "backlog_taken", "operator": self.op.id, "count": queued})
+        return queued
+
+    async def run(self, sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        while True:
+            try:
+                await self.sweep()
+            except Exception:  # the store may be away for a while: look again later
+                log.exception("backlog sweep failed",
+                              extra={"event": "backlog_sweep_failed", "operator": self.op.id})
+            await sleep(self.interval)
+
+
+class OperatorLead:
+    """What leading one operator means here, as ``Standby``'s start/stop/idle: its
+    binds up and its ACCEPTED messages swept while leader; nothing of it kept in
+    memory while a peer leads (the rows stay ACCEPTED for that peer)."""
+
+    def __init__(self, op: Operator, sweep: BacklogSweep, *,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self.op = op
+        self.sweep = sweep
+        self._sleep = sleep
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self.op.start()
+        self._task = asyncio.get_running_loop().create_task(
+            self.sweep.run(self._sleep), name=f"backlog {self.op.id}")
+
+    async def stop(self, budget: float) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await unbind_within(self.op, budget)
+        # After the binds closed: parts they could not send came back to the queue.
+        dropped = self.op.drop_queue()
+        if dropped:
+            log.info("queue dropped: the next leader sends it",
+                     extra={"event": "queue_dropped", "operator": self.op.id, "count": dropped})
+
+    def idle(self) -> None:
+        self.op.drop_queue()  # what intake queued here since the last look

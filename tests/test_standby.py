@@ -1,23 +1,39 @@
-"""Active/standby inside one daemon: operators added and removed by a config reload
-follow their leader lease like the start-up ones.
+"""Active/standby inside one process:
 
-Redis comes from SMPPD_TEST_REDIS_URL; if it is down the tests fail, they never skip.
+- the lease holder sends its operator's ACCEPTED messages that it does not hold
+  (accepted by a standby, or left by a dead leader), once past a grace period, and
+  never a part that already has an SMSC id; a standby keeps nothing queued;
+- operators added and removed by a config reload follow their leader lease like
+  the start-up ones.
+
+The two-process kill -9 test is in test_replicas.py. Redis and PostgreSQL come from
+SMPPD_TEST_REDIS_URL / SMPPD_TEST_PG_DSN; if either is down the tests fail.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
+from conftest import FakeClock
 from e2e_helpers import mno, operator, running_sim, wait_for, write_config
-from test_store_contract import REDIS_URL, redis_prefix
+from test_store_contract import REDIS_URL, fresh_database, message, redis_prefix
 
+from correlation.pg_store import PgStore
+from correlation.sqlite_store import SqliteStore
 from simulators.server import SmscSimulator
-from smppd.config import load_config
+from smppd.config import Config, OperatorConfig, load_config
 from smppd.daemon import Daemon
+from smppd.dispatch import Dispatcher
+from smppd.events import ShadowSink
+from smppd.leader import BacklogSweep, LeaderLease, OperatorLead, Standby
+from smppd.metrics import Metrics
+from smppd.operator import Operator
 
 pytestmark = pytest.mark.services
 LEASE = 1.0
@@ -106,3 +122,166 @@ async def test_reload_on_a_standby_starts_no_bind_until_it_leads(
             assert sim.mno("alpha").counters.alybnd_refusals == 0
         finally:
             await daemon.stop()
+
+
+# --------------------------------------------------------------------------- the store
+
+
+@pytest.fixture(params=["sqlite", "pg"])
+async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
+    if request.param == "sqlite":
+        opened: Any = SqliteStore(str(tmp_path / "smppd.sqlite"))
+        await opened.open()
+        yield opened
+        await opened.close()
+        return
+    async with fresh_database("smppd_standby") as dsn:
+        opened = PgStore(dsn)
+        await opened.open()
+        yield opened
+        await opened.close()
+
+
+async def test_accepted_ids_of_one_operator_oldest_first(store: Any) -> None:
+    def on(op_id: str, message_id: str, at: float) -> Any:
+        return replace(message(message_id, at), operator_id=op_id)
+
+    await store.accept([on("op", "m3", 3.0), on("op", "m1", 1.0), on("other", "x", 1.5),
+                        on("op", "m2", 2.0), on("op", "m4", 4.0), on("op", "m0", 0.5)])
+    await store.record_submitted("m0", 1, 1, "op", "s0", "s0", 5.0)  # SUBMITTED: not listed
+    assert await store.accepted_ids("op", 3.5, 10) == [("m1", 1.0), ("m2", 2.0), ("m3", 3.0)]
+    assert await store.accepted_ids("op", 3.5, 2) == [("m1", 1.0), ("m2", 2.0)]
+    assert await store.accepted_ids("op", 1.0, 10) == []  # strictly before
+    assert await store.accepted_ids("other", 9.0, 10) == [("x", 1.5)]
+
+
+# --------------------------------------------------------------------------- the sweep
+
+GRACE = 2.0
+LONG = "x" * 200  # two parts
+
+
+def op_config() -> OperatorConfig:
+    return Config.model_validate({"operators": [{
+        "id": "op", "hosts": ["127.0.0.1:1"], "system_id": "esme", "password": "secret",
+        "prefixes": ["93"]}]}).operators[0]
+
+
+class Replica:
+    """One replica's dispatcher and operator over a shared store; nothing binds."""
+
+    def __init__(self, store: Any, clock: FakeClock) -> None:
+        self.store = store
+        self.dispatcher = Dispatcher(store, None, ShadowSink(), Metrics(), clock=clock)
+        self.op = Operator(op_config(), self.dispatcher, password=lambda: "secret")
+        self.op.track_queued(clock)
+        self.dispatcher.operators = {"op": self.op}
+        self.sweep = BacklogSweep(self.op, store, self.dispatcher.queue_stored,
+                                  interval=3.0, grace=GRACE, clock=clock)
+
+    async def accept(self, text: str = "hello") -> str:
+        body = {"tenant_id": "t1", "source": "SMPPD", "destination": "+93700000001",
+                "text": text}
+        accepted = await self.dispatcher.accept([self.dispatcher.prepare(body)])
+        return accepted[0].message_id
+
+    def queued(self) -> list[tuple[str, int]]:
+        parts = self.op.queue.drain()
+        for part in parts:
+            self.op.queue.put(part)
+        return [(part.message_id, part.part) for part in parts]
+
+
+@pytest.fixture
+async def sqlite(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    opened = SqliteStore(str(tmp_path / "smppd.sqlite"))
+    await opened.open()
+    yield opened
+    await opened.close()
+
+
+async def test_leader_sweeps_what_a_peer_accepted_once_past_the_grace(
+        sqlite: SqliteStore, clock: FakeClock) -> None:
+    leader, standby = Replica(sqlite, clock), Replica(sqlite, clock)
+    mine = await leader.accept()
+    theirs = await standby.accept()
+    assert standby.op.drop_queue() == 1  # a standby keeps nothing: the row stays ACCEPTED
+    assert not standby.op.holds(theirs)
+
+    assert await leader.sweep.sweep() == 0  # younger than the grace: may be mid-accept
+    clock.advance(GRACE + 0.1)
+    assert await leader.sweep.sweep() == 1
+    assert leader.queued() == [(mine, 1), (theirs, 1)]  # the leader's own not twice
+    assert await leader.sweep.sweep() == 0  # held now
+    assert leader.queued() == [(mine, 1), (theirs, 1)]
+
+
+async def test_leader_resends_only_the_parts_without_an_smsc_id(
+        sqlite: SqliteStore, clock: FakeClock) -> None:
+    dead, leader = Replica(sqlite, clock), Replica(sqlite, clock)
+    message_id = await dead.accept(LONG)
+    assert dead.queued() == [(message_id, 1), (message_id, 2)]
+    # The old leader sent part 1 and recorded its SMSC id, then died (kill -9).
+    await sqlite.record_submitted(message_id, 1, 2, "op", "smsc-1", "smsc-1", clock())
+    clock.advance(GRACE + 0.1)
+    assert await leader.sweep.sweep() == 1
+    assert leader.queued() == [(message_id, 2)]
+
+
+async def test_finished_messages_are_forgotten_and_dropped_ones_swept_again(
+        sqlite: SqliteStore, clock: FakeClock) -> None:
+    leader = Replica(sqlite, clock)
+    done, waiting = await leader.accept(), await leader.accept()
+    await sqlite.record_submitted(done, 1, 1, "op", "smsc-1", "smsc-1", clock())
+    assert leader.op.holds(done) and leader.op.holds(waiting)
+    clock.advance(GRACE + 0.1)
+    assert await leader.sweep.sweep() == 0
+    assert not leader.op.holds(done)  # SUBMITTED: nothing to send, nothing to remember
+    assert leader.op.holds(waiting) and leader.op.queued_ids is not None
+    assert list(leader.op.queued_ids) == [waiting]
+
+    assert leader.op.drop_queue() == 2  # the lease was lost, then taken back
+    assert await leader.sweep.sweep() == 1
+    assert leader.queued() == [(waiting, 1)]
+
+
+async def test_a_full_page_forgets_only_what_it_could_list(
+        sqlite: SqliteStore, clock: FakeClock) -> None:
+    leader = Replica(sqlite, clock)
+    leader.sweep.limit = 1
+    first = await leader.accept()
+    clock.advance(1.0)
+    later = await leader.accept()
+    await sqlite.record_submitted(later, 1, 1, "op", "smsc-1", "smsc-1", clock())
+    clock.advance(GRACE + 0.1)
+    assert await leader.sweep.sweep() == 0  # lists only `first`, still ACCEPTED
+    # `later` is done, but was created after the page's last row: not known, kept.
+    assert leader.op.holds(first) and leader.op.holds(later)
+
+
+async def test_standby_drops_its_queue_and_the_new_leader_sweeps_at_once(
+        sqlite: SqliteStore, clock: FakeClock, prefix: str, client: Any) -> None:
+    peer, me = Replica(sqlite, clock), Replica(sqlite, clock)
+    key = f"{prefix}:leader:op"
+    await client.set(key, "peer", px=60_000)  # the peer leads
+    never = asyncio.Event()
+
+    async def forever(_: float) -> None:
+        await never.wait()  # one sweep per test step, no timer
+
+    lead = OperatorLead(me.op, me.sweep, sleep=forever)
+    standby = Standby(LeaderLease(client, key, 3.0), "op", lead.start, lead.stop,
+                      idle=lead.idle, sleep=forever)
+    at_peer = await peer.accept()
+    at_me = await me.accept()  # a standby took this command
+    await standby.tick()
+    assert not standby.leader and me.queued() == []  # dropped: the rows stay ACCEPTED
+
+    clock.advance(GRACE + 0.1)
+    await client.delete(key)  # the peer died and its lease expired
+    await standby.tick()
+    assert standby.leader
+    await wait_for(lambda: len(me.op.queue) == 2, what="the takeover sweep")
+    assert sorted(me.queued()) == sorted([(at_peer, 1), (at_me, 1)])
+    await standby.close()  # steps down: binds down, queue dropped, lease released
+    assert me.queued() == [] and await client.get(key) is None
