@@ -29,12 +29,20 @@ log = logging.getLogger(__name__)
 DEFAULT_TTL_SECONDS = 7 * 24 * 3600
 DEFAULT_PREFIX = "smppd:corr:"
 DEFAULT_MAX_CONNECTIONS = 32
+# SET with a TTL for each key: one command for the batch. A pipeline of SETs costs
+# redis-py ~15 µs of Python per key, this ~2 µs.
+_PUT_MANY = """
+local ttl = ARGV[1]
+for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ttl) end
+return #KEYS
+"""
 # "~" cannot appear in an operator id, so these keys never meet a part's key.
 _IDEMPOTENCY = "~idem:"
 
 
 class RedisIndex:
-    """Pipelined SETs with a TTL and one MGET per lookup (see the module docstring)."""
+    """One scripted multi-SET with a TTL per batch of submits and one MGET per batch
+    of lookups (see the module docstring)."""
 
     def __init__(
         self,
@@ -56,6 +64,7 @@ class RedisIndex:
             socket_connect_timeout=timeout,
         )
         self._client = redis.Redis.from_pool(pool)  # the client owns the pool: closes it
+        self._put = self._client.register_script(_PUT_MANY)
         self._prefix = prefix
         self._ttl = ttl_seconds
         self._retry_after = retry_after
@@ -81,11 +90,10 @@ class RedisIndex:
         or failed."""
         if not entries or not self.available:
             return False
+        keys = [self.key(operator_id, smsc_key) for operator_id, smsc_key, _ in entries]
+        values = [_encode(ref) for _, _, ref in entries]
         try:
-            async with self._client.pipeline(transaction=False) as pipe:
-                for operator_id, smsc_key, ref in entries:
-                    pipe.set(self.key(operator_id, smsc_key), _encode(ref), ex=self._ttl)
-                await pipe.execute()
+            await self._put(keys=keys, args=[self._ttl, *values])
         except (RedisError, OSError) as exc:
             self._fail(exc)
             return False
