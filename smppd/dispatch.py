@@ -37,6 +37,7 @@ from smppd.protocol.split import Part, SplitError, parse_udh, split_message
 log = logging.getLogger("smppd.dispatch")
 
 THROTTLING = frozenset({Status.ESME_RTHROTTLED, Status.ESME_RMSGQFUL})
+DELIVER_BATCHES = 4  # batches of deliver_sm handled at once
 
 
 class RoutingError(MessageError):
@@ -73,7 +74,7 @@ class Dispatcher:
         self._recorder: asyncio.Task[None] | None = None
         # deliver_sm received and not yet handled: handled in batches by one task.
         self._delivered: list[tuple[Operator, Any, DeliverSm]] = []
-        self._deliverer: asyncio.Task[None] | None = None
+        self._deliverers = 0  # tasks handling batches of them (DELIVER_BATCHES at most)
         self._response_metrics: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._children: dict[tuple[Any, ...], Any] = {}
         self.selector: Callable[[Outbound], str | None] | None = None  # SelectOperator seam
@@ -342,12 +343,15 @@ class Dispatcher:
 
     def deliver_received(self, op: Operator, conn: Any, pdu: DeliverSm) -> None:
         self._delivered.append((op, conn, pdu))
-        if self._deliverer is None:
-            self._deliverer = self._spawn(self._deliver_batches())
+        if self._deliverers < DELIVER_BATCHES:
+            self._deliverers += 1
+            self._spawn(self._deliver_batches())
 
     async def _deliver_batches(self) -> None:
         """Handle every deliver_sm received so far, a batch per operator: one lookup,
-        one receipt write and one event write for the batch, then all the responses."""
+        one receipt write and one event write for the batch, then all the responses.
+        While one batch waits on the store or the sink, the next one can start: each
+        waits a few round trips, and the SMSC sends no more than its window meanwhile."""
         try:
             while self._delivered:
                 batch, self._delivered = self._delivered, []
@@ -357,7 +361,7 @@ class Dispatcher:
                 for op, items in by_operator.values():
                     await self._deliver_batch(op, items)
         finally:
-            self._deliverer = None
+            self._deliverers -= 1
 
     async def _deliver_batch(self, op: Operator, items: list[tuple[Any, DeliverSm]]) -> None:
         receipts: list[tuple[Any, DeliverSm, Receipt]] = []

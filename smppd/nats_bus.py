@@ -28,6 +28,7 @@ from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
 from nats.js.errors import NotFoundError
 
 from smppd.message import MessageError
+from smppd.nats_publish import AckedPublisher
 
 log = logging.getLogger("smppd.nats")
 
@@ -78,6 +79,7 @@ class NatsBus:
         self.shadow = shadow
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
+        self.publisher: AckedPublisher | None = None
         self._consumer: asyncio.Task[None] | None = None
         self.published = 0
         self.suppressed = 0
@@ -88,6 +90,8 @@ class NatsBus:
         servers = [u.strip() for u in s.url.get_secret_value().split(",")]
         self.nc = await nats.connect(servers=servers, name="smppd", max_reconnect_attempts=-1)
         self.js = self.nc.jetstream()
+        self.publisher = AckedPublisher(self.nc)
+        await self.publisher.start()
         await self._ensure_stream(s.dispatch_stream,
                                   [f"{s.dispatch_subject}.*", s.invalid_subject])
         await self._ensure_stream(s.dlr_stream, [s.dlr_subject])
@@ -137,19 +141,13 @@ class NatsBus:
         if self.shadow:
             self.suppressed += len(events)
             return
-        assert self.js is not None
+        assert self.publisher is not None
         subject = self.settings.dlr_subject if kind == "dlr" else self.settings.mo_subject
-        acks = [
-            await self.js.publish_async(
-                subject, json.dumps(event, separators=(",", ":")).encode(),
-                headers={"Nats-Msg-Id": _event_id(kind, event)})
+        await self.publisher.publish_all(subject, [
+            (json.dumps(event, separators=(",", ":")).encode(),
+             {"Nats-Msg-Id": _event_id(kind, event)})
             for event in events
-        ]
-        try:
-            await asyncio.wait_for(asyncio.gather(*acks), timeout=PUBLISH_TIMEOUT)
-        finally:
-            for ack in acks:
-                ack.cancel()  # done ones ignore it; abandoned ones free their slot
+        ], timeout=PUBLISH_TIMEOUT)
         self.published += len(events)
 
     # -- dispatch consumer --
