@@ -75,6 +75,7 @@ class Dispatcher:
         # deliver_sm received and not yet handled: handled in batches by one task.
         self._delivered: list[tuple[Operator, Any, DeliverSm]] = []
         self._deliverers = 0  # tasks handling batches of them (DELIVER_BATCHES at most)
+        self._deliverer_starting = False  # one spawned and not yet running
         self._response_metrics: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._children: dict[tuple[Any, ...], Any] = {}
         self.selector: Callable[[Outbound], str | None] | None = None  # SelectOperator seam
@@ -343,8 +344,10 @@ class Dispatcher:
 
     def deliver_received(self, op: Operator, conn: Any, pdu: DeliverSm) -> None:
         self._delivered.append((op, conn, pdu))
-        if self._deliverers < DELIVER_BATCHES:
+        # A new task only if every running one is busy with a batch of its own.
+        if not self._deliverer_starting and self._deliverers < DELIVER_BATCHES:
             self._deliverers += 1
+            self._deliverer_starting = True
             self._spawn(self._deliver_batches())
 
     async def _deliver_batches(self) -> None:
@@ -353,6 +356,7 @@ class Dispatcher:
         While one batch waits on the store or the sink, the next one can start: each
         waits a few round trips, and the SMSC sends no more than its window meanwhile."""
         try:
+            self._deliverer_starting = False
             while self._delivered:
                 batch, self._delivered = self._delivered, []
                 by_operator: dict[str, tuple[Operator, list[tuple[Any, DeliverSm]]]] = {}
