@@ -326,6 +326,9 @@ class NatsSection(_Section):
     mo_subject: str = "sms.mo.inbound"
     consumer: str = "smppd"  # durable pull consumer shared by every replica
     ack_wait: float = Field(default=30.0, gt=0)  # seconds before an unacked command is redelivered
+    # Parts queued in memory (all operators) at which intake pauses: the rest of the
+    # backlog waits in JetStream, so memory stays bounded however deep the stream is.
+    max_queued: int = Field(default=50_000, ge=1)
 
     @model_validator(mode="after")
     def _check(self) -> NatsSection:

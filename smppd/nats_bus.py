@@ -37,6 +37,7 @@ INVALID_SCHEMA = "smppd.dispatch.invalid.v1"
 DEDUPE_WINDOW = 120.0  # seconds JetStream remembers a Nats-Msg-Id
 FETCH_BATCH = 256
 BATCHES_IN_FLIGHT = 4  # fetched batches being stored at once
+ROOM_POLL = 0.05  # seconds between looks at the queues while intake is paused
 PUBLISH_TIMEOUT = 10.0  # seconds to wait for JetStream's acks of a batch of events
 
 
@@ -82,6 +83,7 @@ class NatsBus:
         self.publisher: AckedPublisher | None = None
         self._consumer: asyncio.Task[None] | None = None
         self.published = 0
+        self.paused = False  # intake waits for room in the operators' queues
         self.suppressed = 0
         self.invalid = 0
 
@@ -170,6 +172,7 @@ class NatsBus:
         handling: set[asyncio.Task[None]] = set()
         try:
             while True:
+                await self._wait_for_room(dispatcher)
                 await in_flight.acquire()
                 try:
                     msgs = await sub.fetch(FETCH_BATCH, timeout=1.0)
@@ -190,6 +193,15 @@ class NatsBus:
             # so a clean shutdown leaves nothing for redelivery.
             if handling:
                 await asyncio.gather(*handling, return_exceptions=True)
+
+    async def _wait_for_room(self, dispatcher: Any) -> None:
+        """Back-pressure: no fetch while the operators' queues hold ``max_queued``
+        parts (e.g. an MNO down or throttled); the commands wait in the stream."""
+        limit = self.settings.max_queued
+        while sum(len(op.queue) for op in dispatcher.operators.values()) >= limit:
+            self.paused = True
+            await asyncio.sleep(ROOM_POLL)
+        self.paused = False
 
     async def _handle_batch(self, dispatcher: Any, msgs: list[Msg]) -> None:
         s = self.settings

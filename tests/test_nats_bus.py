@@ -60,12 +60,15 @@ async def js_client(names: dict[str, str]):
     await nc.close()
 
 
-def write_config(tmp_path: Path, sim: Any, names: dict[str, str], shadow: bool = False) -> Path:
+def write_config(tmp_path: Path, sim: Any, names: dict[str, str], shadow: bool = False,
+                 max_queued: int | None = None) -> Path:
     path = write_base_config(tmp_path, [operator("alpha", sim, prefix="9370")])
     text = path.read_text()
     if shadow:
         text = text.replace("[daemon]\n", "[daemon]\nshadow = true\n")
     extra = [f'[nats]\nurl = "{NATS_URL}"'] + [f'{k} = "{v}"' for k, v in names.items()]
+    if max_queued is not None:
+        extra.append(f"max_queued = {max_queued}")
     path.write_text(text + "\n".join(extra) + "\n")
     return path
 
@@ -144,6 +147,32 @@ async def test_invalid_commands_are_terminated_with_a_reason(tmp_path, names, js
         info = await js.consumer_info(names["dispatch_stream"], names["consumer"])
         assert info.num_redelivered == 0
         assert submits(sim, "alpha") == []
+
+
+async def test_intake_pauses_while_the_queue_is_full(tmp_path, names, js_client):
+    js = js_client
+    async with (
+        running_sim([mno("alpha")]) as sim,
+        running_daemon(write_config(tmp_path, sim, names, max_queued=5)) as daemon,
+    ):
+        op = daemon.operators["alpha"]
+        op.pause()  # the MNO takes nothing: the queue fills
+        subject = f"{names['dispatch_subject']}.alpha"
+        for i in range(600):
+            await js.publish(subject, command(f"m-{i}"))
+        await wait_for(lambda: daemon.bus.paused, what="intake paused")
+
+        async def waiting_in_stream() -> int:
+            info = await js.consumer_info(names["dispatch_stream"], names["consumer"])
+            return int(info.num_pending)
+
+        # At most the batches fetched before the pause are queued; the rest waits.
+        assert len(op.queue) < 600
+        assert await waiting_in_stream() > 0
+        op.resume()
+        await dlr_events(js, names, 600)
+        assert len(submits(sim, "alpha")) == 600
+        assert daemon.bus.paused is False
 
 
 async def test_shadow_mode_correlates_but_publishes_nothing(tmp_path, names, js_client):
