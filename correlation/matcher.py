@@ -140,19 +140,26 @@ class ReceiptMatcher:
             for message_id, part, total, smsc_id in submits
         ]
         await self._store.record_submitted_many(rows)
-        results = []
         held = self._held
         orphans = await self._store.take_orphans_many(operator_id, [row[5] for row in rows])
+        waiting: list[tuple[PartRef, Receipt]] = []
+        taken: list[_Held] = []
         for message_id, part, total, _, _, key, _ in rows:
-            taken = self._take_held(operator_id, key) if (operator_id, key) in held else []
-            receipts = [h.receipt for h in taken]
-            receipts += [receipt_from_dict(d) for d in orphans.get(key, ())]
-            for receipt in receipts:
-                result = await self._apply(PartRef(message_id, part, total), receipt)
-                if result is not None:
-                    results.append(result)
-            self.settle_taken(taken)
-        return results
+            ref = PartRef(message_id, part, total)
+            if (operator_id, key) in held:
+                for h in self._take_held(operator_id, key):
+                    taken.append(h)
+                    waiting.append((ref, h.receipt))
+            waiting += [(ref, receipt_from_dict(d)) for d in orphans.get(key, ())]
+        # One receipt write for every receipt that was waiting, in arrival order per part.
+        try:
+            applied = await self._apply_many(waiting)
+        except BaseException as exc:
+            for h in taken:  # their deliver_sm are answered with an error: redelivered
+                self._settle(h, error=exc)
+            raise
+        self.settle_taken(taken)
+        return [r for r in applied if r is not None]
 
     async def on_receipt(
         self, operator_id: str, receipt_id: str, receipt: Receipt, id_form: IdForm
@@ -185,12 +192,16 @@ class ReceiptMatcher:
         applied = iter(await self._apply_many(found))
         return [next(applied) if ref is not None else None for ref in refs]
 
-    async def settled(self, receipt: Receipt) -> None:
-        """Until a held receipt is matched or durably in the orphan table, so the
-        deliver_sm is answered only when a crash can no longer lose it."""
+    def settled(self, receipt: Receipt) -> Awaitable[None]:
+        """Done once a held receipt is matched or durably in the orphan table (an
+        error if its write failed), so the deliver_sm is answered only when a crash
+        can no longer lose it. Ask right after ``on_receipt(s)`` held it."""
         held = self._unsettled.get(id(receipt))
         if held is not None and held.settled is not None:
-            await asyncio.shield(held.settled)
+            return asyncio.shield(held.settled)
+        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        done.set_result(None)
+        return done
 
     async def expire_held(self, now: float) -> int:
         """Move receipts held longer than hold_seconds to the orphan table; returns how many."""
@@ -264,10 +275,13 @@ class ReceiptMatcher:
         for held in taken:
             self._settle(held)
 
-    def _settle(self, held: _Held) -> None:
+    def _settle(self, held: _Held, error: BaseException | None = None) -> None:
         self._unsettled.pop(id(held.receipt), None)
         if held.settled is not None and not held.settled.done():
-            held.settled.set_result(None)
+            if error is None:
+                held.settled.set_result(None)
+            else:
+                held.settled.set_exception(RuntimeError(f"receipt not recorded: {error!r}"))
 
     def _unhook(self, held: _Held) -> None:
         held.taken = True

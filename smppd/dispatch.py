@@ -18,6 +18,7 @@ from typing import Any
 
 from correlation.receipts import Receipt, ReceiptError, parse_receipt
 from correlation.store import ACCEPTED, MessageRecord
+from smppd.batcher import Batcher
 from smppd.events import DLR_SCHEMA, MO_SCHEMA, EventSink
 from smppd.message import MessageError, Outbound, relative_validity, ton_npi, validate_message
 from smppd.metrics import Metrics
@@ -37,7 +38,9 @@ from smppd.protocol.split import Part, SplitError, parse_udh, split_message
 log = logging.getLogger("smppd.dispatch")
 
 THROTTLING = frozenset({Status.ESME_RTHROTTLED, Status.ESME_RMSGQFUL})
-DELIVER_BATCHES = 4  # batches of deliver_sm handled at once
+# Batches of submit responses (and of deliver_sm) in the works at once: while one
+# waits for its store commit the next can be queued behind it.
+BATCHES_AT_ONCE = 4
 
 
 class RoutingError(MessageError):
@@ -66,16 +69,15 @@ class Dispatcher:
         self._references: dict[str, int] = {}
         self._mo_parts: dict[tuple[str, str, int], dict[int, bytes]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
-        # submit_sm_resp OKs waiting to be recorded: one store write per loop iteration
-        # for all of them, not one task and one write per response.
-        # (operator, (message_id, part, total, smsc_id)): not the part itself, so its
-        # encoded frame is freed at once even when the store lags behind.
-        self._answered: list[tuple[Operator, tuple[str, int, int, str]]] = []
-        self._recorder: asyncio.Task[None] | None = None
-        # deliver_sm received and not yet handled: handled in batches by one task.
-        self._delivered: list[tuple[Operator, Any, DeliverSm]] = []
-        self._deliverers = 0  # tasks handling batches of them (DELIVER_BATCHES at most)
-        self._deliverer_starting = False  # one spawned and not yet running
+        # submit_sm_resp OKs, recorded in batches (one store write for many), each
+        # as (operator, (message_id, part, total, smsc_id)): not the part itself, so
+        # its encoded frame is freed at once even when the store lags behind.
+        self._answered: Batcher[tuple[Operator, tuple[str, int, int, str]]] = Batcher(
+            self._record_answered, workers=BATCHES_AT_ONCE, spawn=self._spawn)
+        # deliver_sm received, handled in batches (one lookup, one receipt write, one
+        # event write for many).
+        self._delivered: Batcher[tuple[Operator, Any, DeliverSm]] = Batcher(
+            self._deliver_batches, workers=BATCHES_AT_ONCE, spawn=self._spawn)
         self._response_metrics: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._children: dict[tuple[Any, ...], Any] = {}
         self.selector: Callable[[Outbound], str | None] | None = None  # SelectOperator seam
@@ -259,10 +261,8 @@ class Dispatcher:
         op.counters["submit_ok" if status == Status.ESME_ROK else "submit_error"] += 1
         if status == Status.ESME_ROK:
             op.limiter.not_throttled()
-            self._answered.append((op, (part.message_id, part.part, part.total,
-                                        getattr(pdu, "message_id", ""))))
-            if self._recorder is None:
-                self._recorder = self._spawn(self._record_answered())
+            self._answered.add((op, (part.message_id, part.part, part.total,
+                                     getattr(pdu, "message_id", ""))))
             return
         if status in THROTTLING:
             op.limiter.throttled()
@@ -304,26 +304,21 @@ class Dispatcher:
             child = self._children[key] = metric.labels(*labels)
         return child
 
-    async def _record_answered(self) -> None:
-        """Record the SMSC ids of everything answered so far, one write per batch."""
-        try:
-            while self._answered:
-                batch, self._answered = self._answered, []
-                by_operator: dict[str, tuple[Operator, list[tuple[str, int, int, str]]]] = {}
-                for op, submit in batch:
-                    by_operator.setdefault(op.id, (op, []))[1].append(submit)
-                for op, submits in by_operator.values():
-                    try:
-                        results = await self.matcher.on_submitted_many(
-                            op.id, submits, op.config.submit_resp_id)
-                        for result in results:
-                            await self._receipt_matched(op, result)
-                    except Exception:  # log and go on: the next batch may well succeed
-                        log.exception("recording submits failed",
-                                      extra={"event": "record_submitted_failed",
-                                             "operator": op.id, "count": len(submits)})
-        finally:
-            self._recorder = None
+    async def _record_answered(self, batch: list[tuple[Operator, tuple[str, int, int, str]]],
+                               ) -> None:
+        """Record the SMSC ids of a batch of answered submits, one write per operator."""
+        by_operator: dict[str, tuple[Operator, list[tuple[str, int, int, str]]]] = {}
+        for op, submit in batch:
+            by_operator.setdefault(op.id, (op, []))[1].append(submit)
+        for op, submits in by_operator.values():
+            try:
+                results = await self.matcher.on_submitted_many(
+                    op.id, submits, op.config.submit_resp_id)
+                await self._receipts_matched(op, results)
+            except Exception:  # log and go on: the next batch may well succeed
+                log.exception("recording submits failed",
+                              extra={"event": "record_submitted_failed",
+                                     "operator": op.id, "count": len(submits)})
 
     async def _finish(self, op: Operator, message_id: str, state: str, reason: str,
                       status: int | None) -> None:
@@ -343,29 +338,16 @@ class Dispatcher:
             await self._receipt_matched(op, result)
 
     def deliver_received(self, op: Operator, conn: Any, pdu: DeliverSm) -> None:
-        self._delivered.append((op, conn, pdu))
-        # A new task only if every running one is busy with a batch of its own.
-        if not self._deliverer_starting and self._deliverers < DELIVER_BATCHES:
-            self._deliverers += 1
-            self._deliverer_starting = True
-            self._spawn(self._deliver_batches())
+        self._delivered.add((op, conn, pdu))
 
-    async def _deliver_batches(self) -> None:
-        """Handle every deliver_sm received so far, a batch per operator: one lookup,
-        one receipt write and one event write for the batch, then all the responses.
-        While one batch waits on the store or the sink, the next one can start: each
-        waits a few round trips, and the SMSC sends no more than its window meanwhile."""
-        try:
-            self._deliverer_starting = False
-            while self._delivered:
-                batch, self._delivered = self._delivered, []
-                by_operator: dict[str, tuple[Operator, list[tuple[Any, DeliverSm]]]] = {}
-                for op, conn, pdu in batch:
-                    by_operator.setdefault(op.id, (op, []))[1].append((conn, pdu))
-                for op, items in by_operator.values():
-                    await self._deliver_batch(op, items)
-        finally:
-            self._deliverers -= 1
+    async def _deliver_batches(self, batch: list[tuple[Operator, Any, DeliverSm]]) -> None:
+        """Handle a batch of deliver_sm, per operator: one lookup, one receipt write
+        and one event write, then all the responses."""
+        by_operator: dict[str, tuple[Operator, list[tuple[Any, DeliverSm]]]] = {}
+        for op, conn, pdu in batch:
+            by_operator.setdefault(op.id, (op, []))[1].append((conn, pdu))
+        for op, items in by_operator.values():
+            await self._deliver_batch(op, items)
 
     async def _deliver_batch(self, op: Operator, items: list[tuple[Any, DeliverSm]]) -> None:
         receipts: list[tuple[Any, DeliverSm, Receipt]] = []
@@ -393,7 +375,7 @@ class Dispatcher:
             matched = []
             for (conn, pdu, receipt), result in zip(receipts, results, strict=True):
                 if result is None:
-                    held.append((conn, pdu, receipt))
+                    held.append((conn, pdu, self.matcher.settled(receipt)))
                 else:
                     matched.append(result)
             await self._receipts_matched(op, matched)
@@ -407,12 +389,12 @@ class Dispatcher:
                 conn.respond(pdu, pdu.response(status))
         if status != Status.ESME_ROK:
             return
-        for conn, pdu, receipt in held:
+        for conn, pdu, settled in held:
             # Held for its submit_sm_resp: answer the deliver_sm only once the receipt
             # is matched or in the orphan table, so a crash meanwhile cannot lose it
             # (the SMSC redelivers an unanswered deliver_sm).
             self.metrics.unmatched.labels(op.id).inc()
-            self._spawn(self._answer(conn, pdu, self.matcher.settled(receipt)))
+            self._spawn(self._answer(conn, pdu, settled))
 
     async def _answer(self, conn: Any, pdu: DeliverSm, handling: Awaitable[None]) -> None:
         """Answer a deliver_sm once its handling is done: OK, or a transient error
