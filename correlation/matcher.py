@@ -6,6 +6,13 @@ receipt that matches nothing is held in memory for ``hold_seconds``; the submit 
 arrives meanwhile claims it. After that it goes to the store's orphan table, where a
 late submit still finds it.
 
+Under the "auto" id form a receipt id has several readings (``candidate_keys``:
+decimal "13" is key "d", read as hex it is "13", the key of submit id "19"). Only
+the preferred reading (the first) matches at once and claims a held receipt: the
+others may be another message's submit while this receipt's own one is still being
+recorded. They are tried only at expiry, once the preferred one had
+``hold_seconds`` to show up.
+
 Ordering matters with the store's FIFO queue: ``on_submitted`` looks for held
 receipts only after its submit is recorded, and ``on_receipt`` holds a receipt in the
 same step in which its lookup came back empty, so neither can miss the other.
@@ -166,7 +173,7 @@ class ReceiptMatcher:
     ) -> MatchResult | None:
         """Match a receipt from any bind of the operator; None means it is held."""
         keys = receipt_keys(receipt_id, id_form)
-        ref = await self._store.lookup_part(operator_id, *keys)
+        ref = await self._store.lookup_part(operator_id, keys[0])  # the preferred reading
         if ref is None:
             # No await between the miss and the hold: a submit recorded meanwhile finds it.
             self._hold(_Held(operator_id, keys, receipt, self._clock(),
@@ -181,7 +188,7 @@ class ReceiptMatcher:
         write for the batch. One answer per receipt, in order; None means held (or
         its part vanished, as with ``on_receipt``)."""
         key_sets = [receipt_keys(receipt.message_id, id_form) for receipt in receipts]
-        refs = await self._store.lookup_parts(operator_id, key_sets)
+        refs = await self._store.lookup_parts(operator_id, [keys[:1] for keys in key_sets])
         # No await between the misses and their holds: a submit recorded meanwhile finds them.
         now = self._clock()
         loop = asyncio.get_running_loop()
@@ -211,8 +218,9 @@ class ReceiptMatcher:
             held = self._held_order.popleft()
             if held.taken:
                 continue
-            # Another replica may have stored the submit meanwhile: look once more, with
-            # the receipt still claimable in memory by a local submit while we wait.
+            # Another replica may have stored the submit meanwhile: look once more, under
+            # every reading now, with the receipt still claimable in memory by a local
+            # submit while we wait.
             ref = await self._store.lookup_part(held.operator_id, *held.keys)
             if held.taken:
                 continue
@@ -259,8 +267,8 @@ class ReceiptMatcher:
         ]
 
     def _hold(self, held: _Held) -> None:
-        for key in held.keys:
-            self._held.setdefault((held.operator_id, key), []).append(held)
+        # Claimable by a submit under the preferred reading only (see the module docstring).
+        self._held.setdefault((held.operator_id, held.keys[0]), []).append(held)
         self._held_order.append(held)
         self._unsettled[id(held.receipt)] = held
 
@@ -285,13 +293,13 @@ class ReceiptMatcher:
 
     def _unhook(self, held: _Held) -> None:
         held.taken = True
-        for key in held.keys:
-            waiting = self._held.get((held.operator_id, key))
-            if waiting is None:
-                continue
-            waiting[:] = [h for h in waiting if h is not held]
-            if not waiting:
-                del self._held[(held.operator_id, key)]
+        key = (held.operator_id, held.keys[0])
+        waiting = self._held.get(key)
+        if waiting is None:
+            return
+        waiting[:] = [h for h in waiting if h is not held]
+        if not waiting:
+            del self._held[key]
 
 
 def _result(ref: PartRef, receipt: Receipt, part_state: str, state: str) -> MatchResult:

@@ -67,14 +67,45 @@ async def test_hex_submit_id_matches_decimal_receipt_id(matcher: ReceiptMatcher)
     )
 
 
-async def test_auto_receipt_form_tries_every_reading(matcher: ReceiptMatcher) -> None:
+async def test_auto_receipt_form_tries_every_reading(
+    matcher: ReceiptMatcher, store: SqliteStore, clock: FakeClock
+) -> None:
     assert receipt_keys("10597059", "auto") == ("a1b2c3", "10597059")
     await matcher.on_submitted("roshan", "m1", 1, 1, "A1B2C3", "hex")
     await matcher.on_submitted("roshan", "m2", 1, 1, "4660", "decimal")  # key 1234
     got1 = await matcher.on_receipt("roshan", "10597059", receipt("10597059"), "auto")
-    got2 = await matcher.on_receipt("roshan", "1234", receipt("1234"), "auto")
-    assert got1 is not None and got1.message_id == "m1"
-    assert got2 is not None and got2.message_id == "m2"
+    assert got1 is not None and got1.message_id == "m1"  # the preferred reading: at once
+    # "1234" is key 4d2 read as decimal (preferred), 1234 read as hex: the other
+    # reading matches only once the preferred one had the hold time to show up.
+    assert await matcher.on_receipt("roshan", "1234", receipt("1234"), "auto") is None
+    late: list[str] = []
+
+    async def on_late(operator_id: str, result: object) -> None:
+        late.append(getattr(result, "message_id", ""))
+
+    matcher.on_late_match = on_late
+    assert await matcher.expire_held(clock.advance(HOLD)) == 0
+    assert late == ["m2"]
+    got = await store.get_message("m2")
+    assert got is not None and got["state"] == DELIVERED
+
+
+async def test_auto_receipt_ahead_of_its_submit_never_takes_another_reading(
+    matcher: ReceiptMatcher, store: SqliteStore
+) -> None:
+    # Decimal ids on both sides, "auto" configured. Receipt "13" (key d) arrives before
+    # its own submit is recorded, while submit "19" (key 13: the hex reading of "13")
+    # already is; receipt "16" (key 10) is held when submit "22" (key 16) is recorded.
+    await store.accept([message("m13"), message("m16"), message("m19"), message("m22")])
+    await matcher.on_submitted("roshan", "m19", 1, 1, "19", "auto")
+    assert await matcher.on_receipt("roshan", "13", receipt("13"), "auto") is None  # held
+    assert await matcher.on_receipt("roshan", "16", receipt("16"), "auto") is None  # held
+    assert await matcher.on_submitted("roshan", "m22", 1, 1, "22", "auto") == []
+    got13 = await matcher.on_submitted("roshan", "m13", 1, 1, "13", "auto")
+    got16 = await matcher.on_submitted_many("roshan", [("m16", 1, 1, "16")], "auto")
+    assert [r.message_id for r in got13 + got16] == ["m13", "m16"]
+    states = {m: (await store.get_message(m) or {})["state"] for m in ("m13", "m16", "m19", "m22")}
+    assert states == {"m13": DELIVERED, "m16": DELIVERED, "m19": SUBMITTED, "m22": SUBMITTED}
 
 
 async def test_receipt_from_another_operator_does_not_match(matcher: ReceiptMatcher) -> None:
