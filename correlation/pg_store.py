@@ -222,6 +222,8 @@ class PgStore:
     """CorrelationStore over PostgreSQL with an optional Redis hot index (see the
     module docstring)."""
 
+    backlog_is_private = False  # replicas share the tables: nothing is left unqueued
+
     def __init__(
         self,
         dsn: str,
@@ -531,6 +533,36 @@ class PgStore:
             _fetch, self._ACCEPTED_IDS, operator_id, created_before, limit
         )
         return [(row[0], row[1]) for row in rows]
+
+    _ACCEPTED_AFTER = (
+        f"SELECT {_select_list(_MESSAGE_FIELDS)}, ARRAY(SELECT c.part"  # noqa: S608
+        " FROM smpp.message_correlations c WHERE c.message_id = m.message_id"
+        " AND c.smsc_id IS NOT NULL) AS submitted_parts FROM smpp.messages m"
+        " WHERE state = 'ACCEPTED' AND operator_id IS NOT DISTINCT FROM $1"
+        " AND (created_at, message_id) > (to_timestamp($2), $3)"
+        " ORDER BY created_at, message_id LIMIT $4"
+    )
+
+    async def accepted_after(
+        self, operator_id: str | None, after: tuple[float, str] | None, limit: int
+    ) -> list[tuple[MessageRecord, frozenset[int]]]:
+        created_at, message_id = after if after is not None else (float("-inf"), "")
+        rows: list[asyncpg.Record] = await self._call(
+            _fetch, self._ACCEPTED_AFTER, operator_id, created_at, message_id, limit
+        )
+        return [
+            (MessageRecord(**{f: row[f] for f in _MESSAGE_FIELDS}),
+             frozenset(row["submitted_parts"]))
+            for row in rows
+        ]
+
+    async def accepted_backlog(self) -> dict[str | None, float]:
+        rows: list[asyncpg.Record] = await self._call(
+            _fetch,
+            "SELECT operator_id, extract(epoch FROM max(created_at))::float8"
+            " FROM smpp.messages WHERE state = 'ACCEPTED' GROUP BY operator_id",
+        )
+        return {row[0]: row[1] for row in rows}
 
 
 # -- operations: run by the writer, inside the batch's transaction ------------------------

@@ -124,6 +124,11 @@ class CorrelationStore(Protocol):
     """Async store of messages, parts, receipts and events; every method is safe to
     call from the event loop (implementations do their I/O off the loop)."""
 
+    # True when only this process sends the store's ACCEPTED messages (SQLite: one
+    # daemon per file): the dispatcher may then leave what is beyond an operator's
+    # queue limit in the store alone (``accepted_after``). False when replicas share it.
+    backlog_is_private: bool
+
     async def open(self) -> None:
         """Connect and create the schema if needed."""
 
@@ -251,3 +256,14 @@ class CorrelationStore(Protocol):
         """The operator's ACCEPTED messages created before ``created_before``, oldest
         first, at most ``limit``: (message_id, created_at). The active/standby lease
         holder sends them, whichever replica accepted them (smppd.leader)."""
+
+    async def accepted_after(
+        self, operator_id: str | None, after: tuple[float, str] | None, limit: int
+    ) -> list[tuple[MessageRecord, frozenset[int]]]:
+        """The operator's ACCEPTED messages after the cursor ``after``, a
+        (created_at, message_id) pair (None: from the first), in that order, at most
+        ``limit``; each with the numbers of its parts that have an SMSC id already."""
+
+    async def accepted_backlog(self) -> dict[str | None, float]:
+        """Operator id -> created_at of its newest ACCEPTED message, for every operator
+        that has one (a restart resumes each operator's backlog from the store)."""
