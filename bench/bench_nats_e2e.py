@@ -204,7 +204,10 @@ async def _timed(daemon: Any, js: Any, names: dict[str, str], sim_pid: int, bind
     deadline = time.monotonic() + max(60.0, count / 500)
     while (await js.stream_info(names["dlr_stream"])).state.messages < count:
         if time.monotonic() > deadline:
-            raise AssertionError("timed out waiting for DLR events")
+            states = await store_states(daemon.config.store.dsn.get_secret_value())
+            raise AssertionError(
+                f"timed out waiting for DLR events: published {bus.published}, "
+                f"queued {len(op.queue)}, counters {dict(op.counters)}, store {states}")
         await asyncio.sleep(0.02)
     cpu, sim_cpu = _proc_cpu(pid) - cpu0, _proc_cpu(sim_pid) - sim_cpu0
     if profiler is not None:
