@@ -49,6 +49,31 @@ def _proc_cpu(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def _services_cpu() -> dict[str, float]:
+    """CPU seconds of the local service processes (every PostgreSQL backend summed),
+    to see where the 2 cores go; zero for a service not running here."""
+    totals = {"postgres": 0.0, "nats": 0.0, "redis": 0.0}
+    names = {"postgres": "postgres", "nats-server": "nats", "redis-server": "redis"}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            comm = (entry / "comm").read_text().strip()
+            service = next((v for k, v in names.items() if comm.startswith(k)), None)
+            if service is not None:
+                totals[service] += _proc_cpu(int(entry.name))
+        except (OSError, ValueError):
+            continue  # exited meanwhile
+    return totals
+
+
+def _machine_busy() -> float:
+    """Busy CPU seconds of the whole machine so far (all cores), from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
 # -- the simulator process ----------------------------------------------------------------
 
 
@@ -199,6 +224,7 @@ async def _timed(daemon: Any, js: Any, names: dict[str, str], sim_pid: int, bind
         profiler = Profiler(interval=0.001, async_mode="disabled")
         profiler.start()
     pid = os.getpid()
+    services0, busy0 = _services_cpu(), _machine_busy()
     cpu0, sim_cpu0, t0 = _proc_cpu(pid), _proc_cpu(sim_pid), time.time()
     bus.start_consumer(daemon.dispatcher)
     deadline = time.monotonic() + max(60.0, count / 500)
@@ -210,6 +236,8 @@ async def _timed(daemon: Any, js: Any, names: dict[str, str], sim_pid: int, bind
                 f"queued {len(op.queue)}, counters {dict(op.counters)}, store {states}")
         await asyncio.sleep(0.02)
     cpu, sim_cpu = _proc_cpu(pid) - cpu0, _proc_cpu(sim_pid) - sim_cpu0
+    services = {k: v - services0[k] for k, v in _services_cpu().items()}
+    busy = _machine_busy() - busy0
     if profiler is not None:
         profiler.stop()
         assert profile is not None
@@ -219,7 +247,8 @@ async def _timed(daemon: Any, js: Any, names: dict[str, str], sim_pid: int, bind
     events, last = await read_dlr_events(js, names, count)
     latency = op.status()["submit_latency_ms"] or {}
     return {"publish_s": publish_s, "wall": last - t0, "wall_polled": wall_polled,
-            "cpu": cpu, "sim_cpu": sim_cpu, "p50": latency.get("p50"), "p99": latency.get("p99"),
+            "cpu": cpu, "sim_cpu": sim_cpu, "services": services, "busy": busy,
+            "p50": latency.get("p50"), "p99": latency.get("p99"),
             **events, **await store_states(daemon.config.store.dsn.get_secret_value())}
 
 
@@ -289,7 +318,13 @@ def summarise(binds: int, count: int, runs: list[dict[str, Any]]) -> str:
             f"(runs: {', '.join(f'{x:,.0f}' for x in rates)})  p50 {mid['p50']} ms  "
             f"p99 {mid['p99']} ms  daemon CPU {mid['cpu'] / mid['wall'] * 100:3.0f}%  "
             f"sim CPU {mid['sim_cpu'] / mid['wall'] * 100:3.0f}%  "
-            f"matched==sent: {'yes' if ok else 'NO'}  [publish {count / mid['publish_s']:,.0f}/s]")
+            f"matched==sent: {'yes' if ok else 'NO'}  [publish {count / mid['publish_s']:,.0f}/s]"
+            f"\n         CPU per message (µs): daemon {mid['cpu'] / count * 1e6:.0f}, "
+            f"simulator {mid['sim_cpu'] / count * 1e6:.0f}, "
+            + ", ".join(f"{k} {v / count * 1e6:.0f}" for k, v in mid["services"].items())
+            + f"; whole machine {mid['busy'] / count * 1e6:.0f} "
+            f"({mid['busy'] / mid['wall_polled'] * 100:.0f}% of "
+            f"{os.cpu_count()} cores busy)")
 
 
 def main() -> None:
