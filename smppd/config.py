@@ -448,6 +448,10 @@ class OperatorSettings(_Section):
     primary_probe_interval: float = Field(default=60.0, gt=0)
     bind_type: Literal["transmitter", "receiver", "transceiver"] = "transceiver"
     binds: int = Field(default=1, ge=1)
+    # Embedded mode (SQLite store): parts queued in memory. Messages accepted beyond
+    # wait in the store only and are queued, oldest first, as the queue drains (each
+    # queued part costs ~300 bytes of memory; a stored one, none).
+    queue_limit: int = Field(default=20_000, ge=1)
     system_type: str = Field(default="", max_length=MAX_SYSTEM_TYPE)
     long_message: Literal["udh", "sar", "payload"] = "udh"
     submit_resp_id: Literal["decimal", "hex", "auto"] = "auto"

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from correlation.receipts import Receipt, ReceiptError, parse_receipt
-from correlation.store import ACCEPTED, MessageRecord
+from correlation.store import ACCEPTED, FAILED, REJECTED, MessageRecord
 from smppd.batcher import Batcher
 from smppd.events import DLR_SCHEMA, MO_SCHEMA, EventSink
 from smppd.message import MessageError, Outbound, relative_validity, ton_npi, validate_message
@@ -41,6 +41,8 @@ THROTTLING = frozenset({Status.ESME_RTHROTTLED, Status.ESME_RMSGQFUL})
 # Batches of submit responses (and of deliver_sm) in the works at once: while one
 # waits for its store commit the next can be queued behind it.
 BATCHES_AT_ONCE = 4
+REFILL_PAGE = 1000  # spilled messages read from the store at once (embedded mode)
+TICK = 1e-6  # seconds between the accept times of two messages of one batch
 
 
 class RoutingError(MessageError):
@@ -66,6 +68,12 @@ class Dispatcher:
         self.clock = clock
         self.operators: dict[str, Operator] = {}
         self.accepting = True
+        # Embedded mode (a store whose backlog is this process's alone): an operator's
+        # queue holds at most its queue_limit parts; messages accepted beyond wait in
+        # the store and are queued from there as it drains (``_queue_or_spill``).
+        self.spill_backlog = bool(getattr(store, "backlog_is_private", False))
+        self._last_accept = 0.0  # accept timestamps only increase (see _accept_time)
+        self._refilling: set[Operator] = set()
         self._references: dict[str, int] = {}
         self._mo_parts: dict[tuple[str, str, int], dict[int, bytes]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -125,16 +133,21 @@ class Dispatcher:
             if existing is not None:
                 return [Accepted(existing, "", 0, duplicate=True)]
         denied = await self._lease_verdicts(items)
-        now = self.clock()
+        start = self._accept_time(len(items))
         planned: list[tuple[MessageRecord, Operator, list[Part]]] = []
-        for msg, op in items:
+        for n, (msg, op) in enumerate(items):
             parts = self._split(msg, op)
+            reason = denied.get((msg.source, msg.tenant_id))
+            now = start + n * TICK
             record = MessageRecord(
                 message_id=msg.message_id, tenant_id=msg.tenant_id, source=msg.source,
                 destination=msg.destination, data_coding=msg.data_coding, body=msg.body,
                 operator_id=op.id, registered_delivery=int(msg.registered_delivery),
                 validity=relative_validity(msg.validity) if msg.validity else None,
                 priority=msg.priority, created_at=now, updated_at=now,
+                # Denied: stored REJECTED from the start, never ACCEPTED, so no read of
+                # the backlog (refill, restart, the lease holder's sweep) can send it.
+                state=ACCEPTED if reason is None else REJECTED, reason=reason,
             )
             planned.append((record, op, parts))
         records = [record for record, _, _ in planned]
@@ -143,23 +156,36 @@ class Dispatcher:
             stored = set(await self.store.accept_new(records))
         else:
             await self.store.accept(records)
-        if idempotency_key is not None and planned:
-            await self.store.idempotency_put(idempotency_key, planned[0][0].message_id)
         accepted = []
+        sendable: list[tuple[MessageRecord, Operator, list[Part]]] = []
+        rejected: list[tuple[Operator, str, str]] = []
         for record, op, parts in planned:
             if stored is not None:
                 if record.message_id not in stored:
                     accepted.append(Accepted(record.message_id, op.id, 0, duplicate=True))
                     continue
                 stored.discard(record.message_id)  # the same id twice in one batch
-            reason = denied.get((record.source, record.tenant_id))
-            if reason is not None:
-                await self._finish(op, record.message_id, "REJECTED", reason, None)
-                accepted.append(Accepted(record.message_id, op.id, len(parts), rejected=reason))
+            if record.reason is not None:
+                rejected.append((op, record.message_id, record.reason))
+                accepted.append(Accepted(record.message_id, op.id, len(parts),
+                                         rejected=record.reason))
                 continue
-            self._queue(record, op, parts)
+            sendable.append((record, op, parts))
             accepted.append(Accepted(record.message_id, op.id, len(parts)))
+        self._queue_or_spill(sendable)  # before any other await: see there
+        if idempotency_key is not None and planned:
+            await self.store.idempotency_put(idempotency_key, planned[0][0].message_id)
+        for op, message_id, reason in rejected:
+            await self._finish(op, message_id, REJECTED, reason, None)
         return accepted
+
+    def _accept_time(self, count: int) -> float:
+        """The first of ``count`` accept times a TICK apart: now, but after every
+        earlier one (even if the clock stepped back). The store reads a spilled
+        backlog in this order."""
+        start = max(self.clock(), self._last_accept + TICK)
+        self._last_accept = start + (count - 1) * TICK
+        return start
 
     async def _lease_verdicts(self, items: Sequence[tuple[Outbound, Operator]],
                               ) -> dict[tuple[str, str], str]:
@@ -211,7 +237,7 @@ class Dispatcher:
             return
         for item in outbound:
             op.enqueue(item)
-        self.metrics.accepted.labels(op.id).inc()
+        self._labelled(self.metrics.accepted, op.id).inc()
         op.counters["accepted"] += 1
 
     @staticmethod
@@ -223,8 +249,127 @@ class Dispatcher:
             npi = int(cfg.source_npi)
         return addr, ton, npi
 
+    # -- a backlog beyond the queue limit (embedded mode) --
+
+    def _queue_or_spill(self, batch: list[tuple[MessageRecord, Operator, list[Part]]]) -> None:
+        """Queue an accept batch; in embedded mode an operator's share of it (all of
+        it) stays in the store only while the operator's backlog is there, or when it
+        would take the queue past queue_limit. This runs right after the batch's store
+        write, before any other await, and store writes complete in the order of their
+        times: so each operator's queue has taken exactly its ACCEPTED messages
+        up to ``op.cursor`` in (created_at, message_id) order, and ``_refill`` reads
+        the rest from there, none twice and none skipped."""
+        if not self.spill_backlog:
+            for record, op, parts in batch:
+                self._queue(record, op, parts)
+            return
+        shares: dict[Operator, list[tuple[MessageRecord, Operator, list[Part]]]] = {}
+        for item in batch:
+            shares.setdefault(item[1], []).append(item)
+        for op, share in shares.items():
+            # (An active/standby operator never spills: its lease holder's sweep reads
+            # the backlog instead.)
+            if not op.spilled and op.queued_ids is None:
+                count = sum(len(parts) for _, _, parts in share)
+                if len(op.queue) + count > op.config.queue_limit:
+                    self._spill(op)
+            if op.spilled:
+                self._refill_soon(op)  # the queue may be low already
+                continue
+            for record, _, parts in share:
+                self._queue(record, op, parts)
+            last = share[-1][0]  # accept times increase through the batch
+            op.cursor = (last.created_at, last.message_id)
+
+    def _spill(self, op: Operator) -> None:
+        op.spill(lambda: self._refill_soon(op))
+
+    def _refill_soon(self, op: Operator) -> None:
+        """Start a refill, unless one runs or the queue is more than half full."""
+        if op not in self._refilling and len(op.queue) <= op.config.queue_limit // 2:
+            self._refilling.add(op)
+            self._spawn(self._refill(op))
+
+    async def _refill(self, op: Operator) -> int:
+        """Queue the operator's spilled messages, oldest first, until its queue is full
+        or the store has no more (then accepted messages are queued directly again).
+        The caller has put ``op`` in ``_refilling``. Returns how many were queued."""
+        count = 0
+        try:
+            while op.spilled and self.operators.get(op.id) is op:
+                wanted = min(op.config.queue_limit - len(op.queue), REFILL_PAGE)
+                if wanted <= 0:
+                    break
+                rows = await self.store.accepted_after(op.id, op.cursor, wanted)
+                queued = self._queue_backlog(op, rows)
+                count += queued
+                if queued < len(rows):
+                    break  # full: the rest is read again at the next low water
+                if len(rows) < wanted:
+                    # Accepts stored after this read resume after it, and now queue.
+                    op.unspill()
+        finally:
+            self._refilling.discard(op)
+        return count
+
+    def _queue_backlog(self, op: Operator,
+                       rows: Sequence[tuple[MessageRecord, frozenset[int]]]) -> int:
+        """Queue stored messages, in order, while they fit (one always does in an
+        empty queue), skipping parts sent already; returns how many were taken."""
+        limit = op.config.queue_limit
+        for taken, (record, submitted) in enumerate(rows):
+            parts = self._stored_parts(record, op)
+            if parts is not None:
+                unsent = [part for part in parts if part.number not in submitted]
+                if op.queue and len(op.queue) + len(unsent) > limit:
+                    return taken
+                self._queue(record, op, unsent)
+            op.cursor = (record.created_at, record.message_id)
+        return len(rows)
+
+    def _stored_parts(self, record: MessageRecord, op: Operator) -> list[Part] | None:
+        """A stored message's parts, or None (and the message FAILED) if the
+        operator's settings can no longer split it."""
+        try:
+            return split_message(record.body, record.data_coding, op.config.long_message,
+                                 self._next_ref(op))
+        except SplitError as exc:
+            self._spawn(self._finish(op, record.message_id, FAILED, str(exc), None))
+            return None
+
     async def resume_pending(self) -> int:
-        """After a restart: queue again what was accepted and not yet submitted."""
+        """After a restart: queue again what was accepted and not yet submitted; in
+        embedded mode up to each operator's queue limit, the rest by refills. Returns
+        how many messages were queued."""
+        if not self.spill_backlog or any(op.queued_ids is not None
+                                         for op in self.operators.values()):
+            return await self._resume_all()
+        count = 0
+        for operator_id, newest in (await self.store.accepted_backlog()).items():
+            # A clock that stepped back across the restart must not date new messages
+            # before the backlog: a refill would never reach them.
+            self._last_accept = max(self._last_accept, newest)
+            op = self.operators.get(operator_id or "")
+            if op is None:
+                await self._fail_unconfigured(operator_id)
+                continue
+            op.cursor = None
+            self._spill(op)
+            self._refilling.add(op)
+            count += await self._refill(op)
+        return count
+
+    async def _fail_unconfigured(self, operator_id: str | None) -> None:
+        after: tuple[float, str] | None = None
+        while rows := await self.store.accepted_after(operator_id, after, REFILL_PAGE):
+            await asyncio.gather(*(
+                self.store.set_message_state(record.message_id, FAILED,
+                                             reason="operator no longer configured",
+                                             at=self.clock())
+                for record, _ in rows))
+            after = (rows[-1][0].created_at, rows[-1][0].message_id)
+
+    async def _resume_all(self) -> int:
         count = 0
         for record in await self.store.pending_messages():
             op = self.operators.get(record.operator_id or "")

@@ -58,6 +58,11 @@ class PartQueue:
     def __init__(self) -> None:
         self._items: collections.deque[OutboundPart] = collections.deque()
         self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
+        # Set while part of the operator's backlog waits in the store only (see
+        # ``Operator.spill``): called each time a part is taken and ``low_water`` or
+        # fewer are left.
+        self.on_low: Callable[[], None] | None = None
+        self.low_water = 0
 
     def __len__(self) -> int:
         return len(self._items)
@@ -71,7 +76,12 @@ class PartQueue:
         self._wake()
 
     def get_nowait(self) -> OutboundPart | None:
-        return self._items.popleft() if self._items else None
+        if not self._items:
+            return None
+        part = self._items.popleft()
+        if self.on_low is not None and len(self._items) <= self.low_water:
+            self.on_low()
+        return part
 
     async def get(self) -> OutboundPart:
         while not self._items:
@@ -83,7 +93,10 @@ class PartQueue:
                 if waiter.done() and not waiter.cancelled():
                     self._wake()  # pass the wake-up on to another getter
                 raise
-        return self._items.popleft()
+        part = self._items.popleft()
+        if self.on_low is not None and len(self._items) <= self.low_water:
+            self.on_low()
+        return part
 
     def drain(self) -> list[OutboundPart]:
         items = list(self._items)
@@ -134,6 +147,12 @@ class Operator:
         # knows which ACCEPTED messages it holds already. Pruned by that sweep.
         self.queued_ids: dict[str, float] | None = None
         self._wall: Callable[[], float] = time.time
+        # Embedded mode (smppd.dispatch): while ``spilled``, accepted messages wait in
+        # the store only and are queued from there as the queue drains. ``cursor`` is
+        # (created_at, message_id) of the newest message queued here: every ACCEPTED
+        # message of the operator after it is in the store only.
+        self.spilled = False
+        self.cursor: tuple[float, str] | None = None
         # submit_sm -> submit_sm_resp seconds of the most recent responses (status, demo)
         self.latencies: collections.deque[float] = collections.deque(maxlen=10_000)
 
@@ -161,6 +180,20 @@ class Operator:
         queued = self.queued_ids
         if queued is not None and part.message_id not in queued:
             queued[part.message_id] = self._wall()
+
+    # -- a backlog beyond the queue limit (embedded mode) --
+
+    def spill(self, refill: Callable[[], None]) -> None:
+        """From now on accepted messages stay in the store only; ``refill`` is called
+        whenever a part is taken and half of ``queue_limit`` or fewer are left."""
+        self.spilled = True
+        self.queue.low_water = self.config.queue_limit // 2
+        self.queue.on_low = refill
+
+    def unspill(self) -> None:
+        """The store holds no more of the backlog: accepted messages are queued again."""
+        self.spilled = False
+        self.queue.on_low = None
 
     # -- what is queued here (active/standby) --
 
