@@ -537,7 +537,19 @@ def _message_row(message: MessageRecord) -> tuple[Any, ...]:
 
 
 def _message_record(row: Sequence[Any]) -> MessageRecord:
-    return MessageRecord(**dict(zip(_MESSAGE_FIELDS, row, strict=True)))
+    # Spelled out: 4x cheaper than MessageRecord(**dict(zip(...))), and a refill
+    # builds one per spilled message.
+    (message_id, tenant_id, source, destination, data_coding, body, operator_id,
+     registered_delivery, validity, priority, state, attempts, created_at, updated_at,
+     reason, command_status, receipt_stat, receipt_err) = row
+    return MessageRecord(
+        message_id=message_id, tenant_id=tenant_id, source=source, destination=destination,
+        data_coding=data_coding, body=body, operator_id=operator_id,
+        registered_delivery=registered_delivery, validity=validity, priority=priority,
+        state=state, attempts=attempts, created_at=created_at, updated_at=updated_at,
+        reason=reason, command_status=command_status, receipt_stat=receipt_stat,
+        receipt_err=receipt_err,
+    )
 
 
 def _part_numbers(listed: str | int | None) -> frozenset[int]:
