@@ -2,7 +2,8 @@
 them in one uvloop event loop with an ordered shutdown.
 
 Start: open the store (fail loudly if it cannot), queue what a previous run
-accepted but did not submit, start the binds, serve the API, tell systemd READY=1.
+accepted but did not submit, connect to NATS, start the binds, serve the API, take
+dispatch commands, tell systemd READY=1.
 Stop (SIGTERM/SIGINT): stop intake, drain windows with a timeout, unbind, settle
 store writes, close the store; a second SIGINT forces the exit.
 """
@@ -136,12 +137,14 @@ class Daemon:
             log.info("resumed pending messages", extra={"event": "resumed", "count": resumed})
         if self.vault is not None:
             await self.vault.start(self.operators)
+        if self.bus is not None:  # before the binds: a leader takes commands at once
+            await self.bus.connect()
+            await self._prepare_intake()
         for op in self.operators.values():
             self.metrics.tps_limit.labels(op.id).set(op.limiter.limit)
             self.start_operator(op)
         await self._start_api()
         if self.bus is not None:
-            await self.bus.connect()
             self.bus.start_consumer(self.dispatcher)
         self._housekeeping = asyncio.ensure_future(self._housekeep())
         self._watchdog = asyncio.ensure_future(self._watch())
@@ -285,6 +288,57 @@ class Daemon:
         standby = self.standbys.pop(op_id, None)
         if standby is not None:
             await standby.close()
+            if self.bus is not None:
+                await self._retire_intake(op_id, standby.lease)
+
+    @property
+    def intake_per_operator(self) -> bool:
+        """Active/standby over NATS: each operator's commands go to its leader only."""
+        return self.bus is not None and self.config.redis is not None and \
+            self.config.redis.standby
+
+    async def _prepare_intake(self) -> None:
+        """Active/standby: every operator's own consumer exists before the shared one
+        starts leaving commands to it. Active/active: one an active/standby run left
+        is drained into the usual flow and deleted (replicas switch mode together)."""
+        assert self.bus is not None
+        for op_id in self.operators:
+            if self.intake_per_operator:
+                await self.bus.cover(op_id)
+            else:
+                await self.bus.retire_operator(op_id, self.dispatcher)
+
+    async def follow_intake(self, op_id: str) -> None:
+        """An operator a reload added: its own consumer exists before its lease is
+        looked at. If NATS fails here the shared consumer keeps taking its commands
+        (stored ACCEPTED, the leader's sweep sends them) until its leader makes it."""
+        if self.bus is None or not self.intake_per_operator:
+            return
+        try:
+            await self.bus.cover(op_id)
+        except Exception:
+            log.exception("operator consumer not made", extra={
+                "event": "nats_consumer_failed", "operator": op_id})
+
+    async def _retire_intake(self, op_id: str, lease: Any) -> None:
+        """A removed operator's own consumer: the shared one takes (refuses) its
+        commands from now on; whoever can take its lease drains and deletes it. A
+        peer holding the lease still runs the operator: its own reload does it."""
+        assert self.bus is not None
+        self.bus.covered.pop(op_id, None)
+        try:
+            if not await lease.acquire():
+                return
+        except Exception:  # Redis away: the consumer stays for the next removal
+            return
+        try:
+            await self.bus.retire_operator(op_id, self.dispatcher)
+        except Exception:
+            log.exception("operator consumer not deleted", extra={
+                "event": "nats_consumer_failed", "operator": op_id})
+        finally:
+            with contextlib.suppress(Exception):
+                await lease.release()
 
     def _standby(self, op: Operator) -> Any:
         """Active/standby: the operator's binds follow its leader lease in Redis, and
@@ -297,7 +351,12 @@ class Daemon:
         op.track_queued()  # the sweep skips what this replica queued itself
         sweep = BacklogSweep(op, self.store, self.dispatcher.queue_stored,
                              interval=redis.sweep_interval, grace=redis.sweep_grace)
-        lead = OperatorLead(op, sweep)
+        intake = None
+        if self.bus is not None:  # the operator's commands reach its leader only
+            from smppd.nats_bus import OperatorIntake
+
+            intake = OperatorIntake(self.bus, op.id, self.dispatcher)
+        lead = OperatorLead(op, sweep, intake=intake)
         standby = Standby(lease, op.id, lead.start, lead.stop, idle=lead.idle)
         op.bind_guard = standby.may_bind  # fencing check right before each bind PDU
         return standby

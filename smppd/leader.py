@@ -11,12 +11,14 @@ stops sending at once and unbinds before its lease can have expired in Redis, so
 the next owner only binds after the old binds are gone; and each bind checks the
 token is still ours right before its bind PDU (the fencing check).
 
-The leader sends the operator's messages, whichever replica accepted them: any
-replica stores a command ACCEPTED and queues it, a standby drops its queue (the
-rows stay ACCEPTED), and the leader picks up the ACCEPTED rows it does not hold
-when it takes the lease and every few seconds after (``BacklogSweep``). So neither
-a message accepted by a standby nor one queued on a leader killed with -9 waits for
-a restart.
+The leader takes the operator's NATS dispatch commands (its own consumer runs
+only while the lease is ours, see ``smppd.nats_bus``) and sends the operator's
+messages, whichever replica accepted them: a replica may still store one ACCEPTED
+(an HTTP submit, a command older than the operator's consumer, a batch in hand when
+the lease was lost); a standby drops its queue (the rows stay ACCEPTED), and the
+leader picks up the ACCEPTED rows it does not hold when it takes the lease and
+every few seconds after (``BacklogSweep``). So neither a message accepted by a
+standby nor one queued on a leader killed with -9 waits for a restart.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import logging
 import secrets
 import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from correlation.store import CorrelationStore
@@ -252,20 +254,32 @@ class BacklogSweep:
             await sleep(self.interval)
 
 
+class Intake(Protocol):
+    """The operator's own source of dispatch commands (its NATS consumer)."""
+
+    def start(self) -> None: ...
+
+    async def stop(self) -> None: ...  # once the commands in hand are stored
+
+
 class OperatorLead:
     """What leading one operator means here, as ``Standby``'s start/stop/idle: its
-    binds up and its ACCEPTED messages swept while leader; nothing of it kept in
-    memory while a peer leads (the rows stay ACCEPTED for that peer)."""
+    binds up, its dispatch commands taken (``intake``) and its ACCEPTED messages
+    swept while leader; nothing of it kept in memory while a peer leads (the rows
+    stay ACCEPTED for that peer)."""
 
-    def __init__(self, op: Operator, sweep: BacklogSweep, *,
+    def __init__(self, op: Operator, sweep: BacklogSweep, *, intake: Intake | None = None,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.op = op
         self.sweep = sweep
+        self.intake = intake
         self._sleep = sleep
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self.op.start()
+        if self.intake is not None:
+            self.intake.start()
         self._task = asyncio.get_running_loop().create_task(
             self.sweep.run(self._sleep), name=f"backlog {self.op.id}")
 
@@ -275,8 +289,13 @@ class OperatorLead:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        await unbind_within(self.op, budget)
-        # After the binds closed: parts they could not send came back to the queue.
+        # The unbind keeps its budget: the intake finishes its batches meanwhile.
+        stopping = [unbind_within(self.op, budget)]
+        if self.intake is not None:
+            stopping.append(self.intake.stop())
+        await asyncio.gather(*stopping)
+        # After the binds closed and the intake stopped: parts the binds could not
+        # send came back to the queue, the last batches queued theirs.
         dropped = self.op.drop_queue()
         if dropped:
             log.info("queue dropped: the next leader sends it",

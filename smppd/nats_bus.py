@@ -3,8 +3,13 @@
 - Streams are created if missing: dispatch commands on ``smpp.operator.{operatorId}``
   (plus ``smpp.dispatch.invalid``), receipts on ``sms.dlr.inbound``, MO on
   ``sms.mo.inbound``; the receipt and MO streams dedupe on ``Nats-Msg-Id``.
-- One durable pull consumer, shared by every replica, feeds the dispatcher. A
-  command is acked only once its message is durable in the store (accepted and
+- Durable pull consumers feed the dispatcher (``Intake``). Active/active: one,
+  ``{consumer}`` on ``{dispatch_subject}.*``, shared by every replica. Active/standby:
+  each operator has its own, ``{consumer}-{operatorId}`` on its subject, run only by
+  the replica holding the operator's lease; the shared one stays on every replica as
+  the catch-all for what no operator consumer covers (an operator this config does
+  not know, commands older than the operator's consumer) and acks the rest unread.
+- A command is acked only once its message is durable in the store (accepted and
   stored for sending, or already known: a redelivery). An invalid command is
   terminated, with the reason published on ``smpp.dispatch.invalid``: never retried
   forever, never dropped silently. A store failure naks it for a later retry.
@@ -13,10 +18,11 @@
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import nats
@@ -24,8 +30,8 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.errors import TimeoutError as NatsTimeoutError
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy, StreamConfig
+from nats.js.errors import APIError, NotFoundError
 
 from smppd.message import MessageError
 from smppd.nats_publish import AckedPublisher
@@ -38,6 +44,8 @@ DEDUPE_WINDOW = 120.0  # seconds JetStream remembers a Nats-Msg-Id
 FETCH_BATCH = 256
 BATCHES_IN_FLIGHT = 4  # fetched batches being stored at once
 ROOM_POLL = 0.05  # seconds between looks at the queues while intake is paused
+FETCH_WAIT = 1.0  # seconds a fetch waits for commands (a stop waits for it to return)
+RETRY_PAUSE = 1.0  # seconds before binding a consumer again after an error
 PUBLISH_TIMEOUT = 10.0  # seconds to wait for JetStream's acks of a batch of events
 
 
@@ -81,11 +89,15 @@ class NatsBus:
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
         self.publisher: AckedPublisher | None = None
-        self._consumer: asyncio.Task[None] | None = None
+        self.intakes: dict[str, Intake] = {}  # durable name -> its running intake
+        # Operator id -> first stream sequence its own consumer delivers: the shared
+        # consumer acks that operator's commands from there on unread.
+        self.covered: dict[str, int] = {}
         self.published = 0
-        self.paused = False  # intake waits for room in the operators' queues
         self.suppressed = 0
         self.invalid = 0
+        self.stored: collections.Counter[str] = collections.Counter()  # durable -> acked
+        self.skipped = 0  # commands the shared consumer left to an operator's own
 
     async def connect(self) -> None:
         s = self.settings
@@ -108,13 +120,17 @@ class NatsBus:
                                                   duplicate_window=DEDUPE_WINDOW))
             log.info("stream created", extra={"event": "nats_stream_created", "stream": name})
 
+    @property
+    def paused(self) -> bool:
+        """Intake waits for room in the operators' queues."""
+        return any(intake.paused for intake in self.intakes.values())
+
     async def stop_consumer(self) -> None:
-        """Stop taking commands (shutdown's first step); unacked ones get redelivered."""
-        if self._consumer is not None:
-            self._consumer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._consumer
-            self._consumer = None
+        """Stop taking commands (shutdown's first step): every consumer's batches in
+        hand are stored and acked first; the rest waits in the stream."""
+        intakes = list(self.intakes.values())
+        self.intakes.clear()
+        await asyncio.gather(*(intake.stop() for intake in intakes))
 
     async def close(self) -> None:
         await self.stop_consumer()
@@ -152,58 +168,172 @@ class NatsBus:
         ], timeout=PUBLISH_TIMEOUT)
         self.published += len(events)
 
-    # -- dispatch consumer --
+    # -- dispatch consumers --
+
+    def operator_consumer(self, op_id: str) -> str:
+        return f"{self.settings.consumer}-{op_id}"
 
     def start_consumer(self, dispatcher: Any) -> None:
-        self._consumer = asyncio.ensure_future(self._consume(dispatcher))
+        """The shared consumer on ``{dispatch_subject}.*``: every command in
+        active/active mode, what no operator's own consumer covers in active/standby."""
+        self._start_intake(self.settings.consumer, self._bind_shared,
+                           lambda msgs: self._take_shared(dispatcher, msgs), dispatcher)
 
-    async def _consume(self, dispatcher: Any) -> None:
+    def start_operator(self, op_id: str, dispatcher: Any) -> None:
+        """Take the operator's commands through its own consumer (its lease is ours)."""
+        durable = self.operator_consumer(op_id)
+        self._start_intake(durable, lambda: self._bind_operator(op_id),
+                           lambda msgs: self._take(dispatcher, durable, msgs), dispatcher)
+
+    async def stop_operator(self, op_id: str) -> None:
+        """Stop the operator's own consumer (lease lost, shutdown) once its batches
+        in hand are stored and acked; its other commands wait for the next leader."""
+        intake = self.intakes.pop(self.operator_consumer(op_id), None)
+        if intake is not None:
+            await intake.stop()
+
+    def _start_intake(self, durable: str, bind: Callable[[], Awaitable[Any]],
+                      handle: Callable[[list[Msg]], Awaitable[None]], dispatcher: Any) -> None:
+        if durable in self.intakes:
+            return
+        limit = int(self.settings.max_queued)
+
+        def has_room() -> bool:
+            return sum(len(op.queue) for op in dispatcher.operators.values()) < limit
+
+        intake = Intake(durable, bind, handle, has_room)
+        self.intakes[durable] = intake
+        intake.start()
+
+    async def cover(self, op_id: str) -> int | None:
+        """Make sure the operator's own consumer exists, and let the shared consumer
+        leave it the commands it delivers. Returns its first stream sequence (None:
+        a consumer made elsewhere from an unknown position, so nothing is left to it).
+
+        A new one starts right after the last command the shared consumer was
+        delivered: everything before was the shared consumer's to handle, everything
+        after is this one's, so no command is lost or taken twice at the switch."""
+        assert self.js is not None
+        durable = self.operator_consumer(op_id)
+        try:
+            info = await self.js.consumer_info(self.settings.dispatch_stream, durable)
+        except NotFoundError:
+            info = await self._create_operator_consumer(op_id)
+        first = _first_sequence(info)
+        if first is None:
+            self.covered.pop(op_id, None)
+        else:
+            self.covered[op_id] = first
+        return first
+
+    async def _create_operator_consumer(self, op_id: str) -> ConsumerInfo:
         assert self.js is not None
         s = self.settings
-        sub = await self.js.pull_subscribe(
-            f"{s.dispatch_subject}.*", durable=s.consumer, stream=s.dispatch_stream,
-            config=ConsumerConfig(ack_policy=AckPolicy.EXPLICIT, ack_wait=s.ack_wait,
-                                  filter_subject=f"{s.dispatch_subject}.*"),
-        )
-        # Fetch the next batch while earlier ones are being stored: a batch's commit
-        # is a round trip or two, and waiting for it before fetching again would pace
-        # intake at one batch per commit.
-        in_flight = asyncio.Semaphore(BATCHES_IN_FLIGHT)
-        handling: set[asyncio.Task[None]] = set()
+        shared = await self._ensure_shared()
+        delivered = shared.delivered.stream_seq if shared.delivered is not None else 0
+        durable = self.operator_consumer(op_id)
+        config = ConsumerConfig(
+            name=durable, durable_name=durable, ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=s.ack_wait, filter_subject=f"{s.dispatch_subject}.{op_id}",
+            deliver_policy=DeliverPolicy.BY_START_SEQUENCE, opt_start_seq=delivered + 1)
         try:
-            while True:
-                await self._wait_for_room(dispatcher)
-                await in_flight.acquire()
+            info = await self.js.add_consumer(s.dispatch_stream, config)
+        except APIError:  # a peer made it first (from its own position): use theirs
+            theirs: ConsumerInfo = await self.js.consumer_info(s.dispatch_stream, durable)
+            return theirs
+        log.info("operator consumer created", extra={
+            "event": "nats_consumer_created", "consumer": durable, "operator": op_id,
+            "first_sequence": delivered + 1})
+        return info
+
+    async def _ensure_shared(self) -> ConsumerInfo:
+        assert self.js is not None
+        s = self.settings
+        info: ConsumerInfo
+        try:
+            info = await self.js.consumer_info(s.dispatch_stream, s.consumer)
+        except NotFoundError:
+            info = await self.js.add_consumer(s.dispatch_stream, ConsumerConfig(
+                name=s.consumer, durable_name=s.consumer, ack_policy=AckPolicy.EXPLICIT,
+                ack_wait=s.ack_wait, filter_subject=f"{s.dispatch_subject}.*"))
+        return info
+
+    async def _bind_shared(self) -> Any:
+        assert self.js is not None
+        await self._ensure_shared()
+        return await self.js.pull_subscribe_bind(durable=self.settings.consumer,
+                                                 stream=self.settings.dispatch_stream)
+
+    async def _bind_operator(self, op_id: str) -> Any:
+        assert self.js is not None
+        await self.cover(op_id)  # made again if it was deleted under us
+        return await self.js.pull_subscribe_bind(durable=self.operator_consumer(op_id),
+                                                 stream=self.settings.dispatch_stream)
+
+    async def retire_operator(self, op_id: str, dispatcher: Any) -> int:
+        """Drain the operator's own consumer, then delete it: the operator left the
+        config (its commands are refused as unknown now) or the daemon runs
+        active/active (they are taken as usual). Only for a replica holding the
+        operator's lease, or when no replica runs it: a deleted consumer made again
+        later would start after the shared consumer's position, not replay old
+        commands. Commands a dead replica fetched without acking go with it."""
+        assert self.js is not None
+        s = self.settings
+        self.covered.pop(op_id, None)  # the shared consumer takes its commands again
+        await self.stop_operator(op_id)
+        durable = self.operator_consumer(op_id)
+        try:
+            info = await self.js.consumer_info(s.dispatch_stream, durable)
+        except NotFoundError:
+            return 0
+        waiting = info.num_pending or 0  # newer ones reach the shared consumer too
+        drained = 0
+        sub = await self.js.pull_subscribe_bind(durable=durable, stream=s.dispatch_stream)
+        try:
+            while drained < waiting:
                 try:
-                    msgs = await sub.fetch(FETCH_BATCH, timeout=1.0)
+                    msgs = await sub.fetch(min(FETCH_BATCH, waiting - drained),
+                                           timeout=FETCH_WAIT)
                 except (NatsTimeoutError, TimeoutError):
-                    in_flight.release()
-                    continue
-                except Exception:
-                    in_flight.release()
-                    log.exception("fetch failed", extra={"event": "nats_fetch_failed"})
-                    await asyncio.sleep(1.0)
-                    continue
-                task = asyncio.ensure_future(self._handle_batch(dispatcher, msgs))
-                handling.add(task)
-                task.add_done_callback(handling.discard)
-                task.add_done_callback(lambda _: in_flight.release())
+                    break
+                await self._take(dispatcher, durable, msgs)
+                drained += len(msgs)
         finally:
-            # Stopping: let the batches already fetched finish (stored and acked),
-            # so a clean shutdown leaves nothing for redelivery.
-            if handling:
-                await asyncio.gather(*handling, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await sub.unsubscribe()
+        with contextlib.suppress(NotFoundError):
+            await self.js.delete_consumer(s.dispatch_stream, durable)
+        log.info("operator consumer deleted", extra={
+            "event": "nats_consumer_deleted", "consumer": durable, "operator": op_id,
+            "drained": drained})
+        return drained
 
-    async def _wait_for_room(self, dispatcher: Any) -> None:
-        """Back-pressure: no fetch while the operators' queues hold ``max_queued``
-        parts (e.g. an MNO down or throttled); the commands wait in the stream."""
-        limit = self.settings.max_queued
-        while sum(len(op.queue) for op in dispatcher.operators.values()) >= limit:
-            self.paused = True
-            await asyncio.sleep(ROOM_POLL)
-        self.paused = False
+    async def _take_shared(self, dispatcher: Any, msgs: list[Msg]) -> None:
+        if self.covered:
+            mine = []
+            for msg in msgs:
+                if self._covered_elsewhere(msg):
+                    await msg.ack()  # its operator's consumer takes it
+                    self.skipped += 1
+                else:
+                    mine.append(msg)
+            msgs = mine
+        if msgs:
+            await self._take(dispatcher, self.settings.consumer, msgs)
 
-    async def _handle_batch(self, dispatcher: Any, msgs: list[Msg]) -> None:
+    def _covered_elsewhere(self, msg: Msg) -> bool:
+        """An operator's own consumer delivers this command too (active/standby)."""
+        first = self.covered.get(msg.subject[len(self.settings.dispatch_subject) + 1:])
+        return (first is not None and msg.metadata.sequence is not None
+                and int(msg.metadata.sequence.stream) >= first)
+
+    async def _take(self, dispatcher: Any, durable: str, msgs: list[Msg]) -> None:
+        acked = await self._handle_batch(dispatcher, msgs)
+        if acked:  # (not `+= await`: batches run at once)
+            self.stored[durable] += acked
+
+    async def _handle_batch(self, dispatcher: Any, msgs: list[Msg]) -> int:
+        """Store a batch and ack it; returns how many valid commands were acked."""
         s = self.settings
         valid: list[tuple[Msg, Any]] = []
         for msg in msgs:
@@ -215,7 +345,7 @@ class NatsBus:
             except MessageError as exc:
                 await self._reject(msg, [(f"message.{f}", m) for f, m in exc.problems])
         if not valid:
-            return
+            return 0
         try:
             # dedupe: a message id already stored (a redelivery) is acked, not resent.
             await dispatcher.accept([item for _, item in valid], dedupe=True)
@@ -225,9 +355,10 @@ class NatsBus:
             for msg, _ in valid:
                 with contextlib.suppress(Exception):
                     await msg.nak(delay=1.0)
-            return
+            return 0
         for msg, _ in valid:
             await msg.ack()
+        return len(valid)
 
     async def _reject(self, msg: Msg, problems: list[tuple[str, str]]) -> None:
         assert self.js is not None
@@ -244,6 +375,124 @@ class NatsBus:
         await msg.term()
 
 
+class Intake:
+    """One durable pull consumer feeding the dispatcher.
+
+    Fetched batches are handled up to ``BATCHES_IN_FLIGHT`` at once: a batch's
+    commit is a round trip or two, and waiting for it before fetching again would
+    pace intake at one batch per commit. No fetch while ``has_room`` says the
+    operators' queues are full (an MNO down or throttled): the commands wait in the
+    stream. ``stop`` lets the fetch in progress return and the batches in hand be
+    stored and acked, so a clean stop leaves nothing for redelivery.
+    """
+
+    def __init__(self, durable: str, bind: Callable[[], Awaitable[Any]],
+                 handle: Callable[[list[Msg]], Awaitable[None]],
+                 has_room: Callable[[], bool]) -> None:
+        self.durable = durable
+        self._bind = bind  # -> a pull subscription on the durable
+        self._handle = handle
+        self._has_room = has_room
+        self.paused = False
+        self._stopping = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def stop(self) -> None:
+        self._stopping.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        in_flight = asyncio.Semaphore(BATCHES_IN_FLIGHT)
+        handling: set[asyncio.Task[None]] = set()
+        sub: Any = None
+        try:
+            while not self._stopping.is_set():
+                if sub is None:
+                    sub = await self._subscribe()
+                    continue
+                if not await self._wait_for_room():
+                    break
+                await in_flight.acquire()
+                try:
+                    msgs = await sub.fetch(FETCH_BATCH, timeout=FETCH_WAIT)
+                except (NatsTimeoutError, TimeoutError):
+                    in_flight.release()
+                    continue
+                except Exception:
+                    in_flight.release()
+                    log.exception("fetch failed", extra={"event": "nats_fetch_failed",
+                                                         "consumer": self.durable})
+                    await _unsubscribe(sub)
+                    sub = None  # the consumer may be gone: bind (or make) it again
+                    await self._pause(RETRY_PAUSE)
+                    continue
+                task = asyncio.ensure_future(self._handle_logged(msgs))
+                handling.add(task)
+                task.add_done_callback(handling.discard)
+                task.add_done_callback(lambda _: in_flight.release())
+        finally:
+            # Stopping: let the batches already fetched finish (stored and acked).
+            if handling:
+                await asyncio.gather(*handling, return_exceptions=True)
+            self.paused = False
+            if sub is not None:
+                await _unsubscribe(sub)
+
+    async def _subscribe(self) -> Any:
+        try:
+            sub = await self._bind()
+        except Exception:
+            log.exception("consumer bind failed", extra={"event": "nats_bind_failed",
+                                                         "consumer": self.durable})
+            await self._pause(RETRY_PAUSE)
+            return None
+        log.info("taking dispatch commands", extra={"event": "nats_intake_started",
+                                                    "consumer": self.durable})
+        return sub
+
+    async def _wait_for_room(self) -> bool:
+        """Back-pressure; False if asked to stop meanwhile."""
+        while not self._has_room():
+            self.paused = True
+            if self._stopping.is_set():
+                return False
+            await asyncio.sleep(ROOM_POLL)
+        self.paused = False
+        return not self._stopping.is_set()
+
+    async def _pause(self, seconds: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), seconds)
+
+    async def _handle_logged(self, msgs: list[Msg]) -> None:
+        try:
+            await self._handle(msgs)
+        except Exception:  # unacked commands are redelivered after ack_wait
+            log.exception("dispatch batch failed", extra={"event": "nats_batch_failed",
+                                                          "consumer": self.durable})
+
+
+async def _unsubscribe(sub: Any) -> None:
+    with contextlib.suppress(Exception):
+        await sub.unsubscribe()
+
+
+def _first_sequence(info: ConsumerInfo) -> int | None:
+    """The first stream sequence a consumer delivers, if known from its config."""
+    config = info.config
+    if config.deliver_policy == DeliverPolicy.BY_START_SEQUENCE and config.opt_start_seq:
+        return int(config.opt_start_seq)
+    if config.deliver_policy in (None, DeliverPolicy.ALL):
+        return 1
+    return None
+
+
 def _event_id(kind: str, event: dict[str, Any]) -> str:
     """Nats-Msg-Id: the same receipt published twice (a crash, a retry) dedupes."""
     parts = [kind, str(event.get("message_id", "")), str(event.get("part", "")),
@@ -251,3 +500,18 @@ def _event_id(kind: str, event: dict[str, Any]) -> str:
     if kind == "mo":
         parts.append(str(event.get("at", "")))
     return ":".join(parts)
+
+
+class OperatorIntake:
+    """An operator's own consumer as ``smppd.leader.Intake``: run while its lease is ours."""
+
+    def __init__(self, bus: NatsBus, op_id: str, dispatcher: Any) -> None:
+        self.bus = bus
+        self.op_id = op_id
+        self.dispatcher = dispatcher
+
+    def start(self) -> None:
+        self.bus.start_operator(self.op_id, self.dispatcher)
+
+    async def stop(self) -> None:
+        await self.bus.stop_operator(self.op_id)

@@ -136,7 +136,7 @@ class Reloader:
         daemon.config = new
         for op_cfg in new.operators:
             if op_cfg.id in changes.added:
-                self._add(op_cfg)
+                await self._add(op_cfg)
             elif op_cfg.id in changes.retuned or op_cfg.id in changes.rebind:
                 await self._update(daemon.operators[op_cfg.id], op_cfg,
                                    rebind=op_cfg.id in changes.rebind)
@@ -153,7 +153,8 @@ class Reloader:
                          "problems": [f"{k}: {m}" if k else m for k, m in problems]})
         return ReloadResult(False, errors=problems)
 
-    def _add(self, cfg: OperatorConfig) -> None:
+    async def _add(self, cfg: OperatorConfig) -> None:
+        await self.daemon.follow_intake(cfg.id)  # standby mode: its own NATS consumer
         op = self.daemon.make_operator(cfg)
         self.daemon.metrics.tps_limit.labels(op.id).set(op.limiter.limit)
         self.daemon.operators[op.id] = op
