@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Callable, Sequence
@@ -122,11 +123,19 @@ _INSERT_NEW_MESSAGE = _INSERT_MESSAGE + " ON CONFLICT (message_id) DO NOTHING"
 _SELECT_PENDING = f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE state = ? ORDER BY created_at"  # noqa: S608
 # One operator's ACCEPTED messages after a (created_at, message_id) cursor, oldest first,
 # each with the numbers of its parts that have an SMSC id already (comma-separated).
+# As one JSON text (one row: sqlite3 takes the GIL back after every row it steps, and
+# while the event loop is busy each of those waits for a GIL switch, ~5 ms): body as
+# hex, times with all 17 digits (the cursor must read back exactly).
+_JSON_MESSAGE = ", ".join(
+    "hex(body)" if f == "body" else f"printf('%!.17g', {f})" if f.endswith("_at") else f
+    for f in _MESSAGE_FIELDS
+)
 _SELECT_ACCEPTED_AFTER = (
-    f"SELECT {_MESSAGE_COLUMNS}, (SELECT group_concat(p.part) FROM parts p"  # noqa: S608
-    " WHERE p.message_id = m.message_id AND p.smsc_id IS NOT NULL)"
-    " FROM messages m WHERE state = 'ACCEPTED' AND operator_id IS ?"
-    " AND (created_at, message_id) > (?, ?) ORDER BY created_at, message_id LIMIT ?"
+    f"SELECT json_group_array(json_array({_JSON_MESSAGE},"  # noqa: S608
+    " (SELECT group_concat(p.part) FROM parts p"
+    " WHERE p.message_id = m.message_id AND p.smsc_id IS NOT NULL)))"
+    " FROM (SELECT * FROM messages WHERE state = 'ACCEPTED' AND operator_id IS ?"
+    " AND (created_at, message_id) > (?, ?) ORDER BY created_at, message_id LIMIT ?) m"
 )
 _ACCEPTED_BACKLOG = (
     "SELECT operator_id, max(created_at) FROM messages WHERE state = 'ACCEPTED'"
@@ -186,12 +195,17 @@ class SqliteStore:
         max_batch: int = 4096,
     ) -> None:
         self._path = path
+        self.directory = os.path.dirname(os.path.abspath(path))  # for the spill files
         self._clock = clock
         self._max_batch = max_batch
         # Recent submits: most receipts arrive within seconds, so they never touch the table.
         self._hot = _HotIndex(hot_index_size)
         self._conn: sqlite3.Connection | None = None
         self._executor: ThreadPoolExecutor | None = None
+        # Backlog reads (accepted_after) on a connection and thread of their own, opened
+        # at the first: they see what is committed without waiting behind the writes.
+        self._reader: ThreadPoolExecutor | None = None
+        self._read_conn: sqlite3.Connection | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: list[tuple[_Op, tuple[Any, ...], asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
@@ -221,6 +235,10 @@ class SqliteStore:
             return
         while self._flusher is not None:
             await asyncio.shield(self._flusher)
+        if self._reader is not None:
+            await self._loop.run_in_executor(self._reader, self._disconnect_reader)
+            self._reader.shutdown(wait=True)
+            self._reader = None
         await self._loop.run_in_executor(self._executor, self._disconnect)
         self._executor.shutdown(wait=True)
         self._executor = None
@@ -230,6 +248,27 @@ class SqliteStore:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    def _disconnect_reader(self) -> None:
+        if self._read_conn is not None:
+            self._read_conn.close()
+            self._read_conn = None
+
+    async def _read(self, op: _Op, *args: Any) -> Any:
+        """``op(conn, *args)`` on the reader connection: it sees every committed write,
+        and none still queued (it does not wait for them)."""
+        if self._loop is None:
+            raise RuntimeError("store is not open")
+        if self._reader is None:
+            self._reader = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-reader")
+        return await self._loop.run_in_executor(self._reader, self._run_read, op, args)
+
+    def _run_read(self, op: _Op, args: tuple[Any, ...]) -> Any:
+        if self._read_conn is None:
+            self._read_conn = sqlite3.connect(self._path, isolation_level=None,
+                                              check_same_thread=False)
+            self._read_conn.execute("PRAGMA query_only=ON")
+        return op(self._read_conn, *args)
 
     # -- group commit --------------------------------------------------------------------
 
@@ -307,10 +346,13 @@ class SqliteStore:
     async def accepted_after(
         self, operator_id: str | None, after: tuple[float, str] | None, limit: int
     ) -> list[tuple[MessageRecord, frozenset[int]]]:
+        # On the reader connection: committed messages only, without waiting for the
+        # writes queued meanwhile (a refill must not wait for a lagging writer).
         cursor = after if after is not None else (float("-inf"), "")
-        rows: list[tuple[Any, ...]] = await self._call(
-            _accepted_after, operator_id, *cursor, limit)
-        return [(_message_record(row[:-1]), _part_numbers(row[-1])) for row in rows]
+        page: str = await self._read(_accepted_after, operator_id, *cursor, limit)
+        found = [_backlog_item(item) for item in json.loads(page)]
+        found.sort(key=lambda item: (item[0].created_at, item[0].message_id))
+        return found
 
     async def accepted_backlog(self) -> dict[str | None, float]:
         rows: list[tuple[str | None, float]] = await self._call(_accepted_backlog)
@@ -552,6 +594,26 @@ def _message_record(row: Sequence[Any]) -> MessageRecord:
     )
 
 
+def _backlog_item(item: list[Any]) -> tuple[MessageRecord, frozenset[int]]:
+    """A message and the parts it has sent, from _SELECT_ACCEPTED_AFTER (fields in
+    _MESSAGE_FIELDS order, then the parts)."""
+    (message_id, tenant_id, source, destination, data_coding, body, operator_id,
+     registered_delivery, validity, priority, state, attempts, created_at, updated_at,
+     reason, command_status, receipt_stat, receipt_err, sent) = item
+    record = MessageRecord(
+        message_id=message_id, tenant_id=tenant_id, source=source, destination=destination,
+        data_coding=data_coding, body=bytes.fromhex(body), operator_id=operator_id,
+        registered_delivery=registered_delivery, validity=validity, priority=priority,
+        state=state, attempts=attempts, created_at=float(created_at),
+        updated_at=float(updated_at), reason=reason, command_status=command_status,
+        receipt_stat=receipt_stat, receipt_err=receipt_err,
+    )
+    return record, _part_numbers(sent) if sent is not None else _NO_PARTS
+
+
+_NO_PARTS: frozenset[int] = frozenset()
+
+
 def _part_numbers(listed: str | int | None) -> frozenset[int]:
     """Part numbers from group_concat (one part comes back as a plain integer)."""
     if listed is None:
@@ -603,10 +665,11 @@ def _pending(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
 def _accepted_after(
     conn: sqlite3.Connection, operator_id: str | None, created_at: float, message_id: str,
     limit: int,
-) -> list[tuple[Any, ...]]:
-    return conn.execute(
+) -> str:
+    page: str = conn.execute(
         _SELECT_ACCEPTED_AFTER, (operator_id, created_at, message_id, limit)
-    ).fetchall()
+    ).fetchone()[0]
+    return page
 
 
 def _accepted_backlog(conn: sqlite3.Connection) -> list[tuple[str | None, float]]:

@@ -34,6 +34,7 @@ from smppd.protocol.encoding import decode_text
 from smppd.protocol.errors import PduEncodeError
 from smppd.protocol.pdu import DeliverSm, Pdu, SubmitSm, encode
 from smppd.protocol.split import Part, SplitError, parse_udh, split_message
+from smppd.spill import SpillFile
 
 log = logging.getLogger("smppd.dispatch")
 
@@ -41,7 +42,11 @@ THROTTLING = frozenset({Status.ESME_RTHROTTLED, Status.ESME_RMSGQFUL})
 # Batches of submit responses (and of deliver_sm) in the works at once: while one
 # waits for its store commit the next can be queued behind it.
 BATCHES_AT_ONCE = 4
-REFILL_PAGE = 1000  # spilled messages read from the store at once (embedded mode)
+# Embedded mode: messages of the previous run read from the store at once (each read
+# waits for the GIL a few times, ~5 ms each while the loop is busy: few large reads),
+# and parts queued between two looks at the sockets.
+REFILL_PAGE = 5000
+REFILL_CHUNK = 500
 TICK = 1e-6  # seconds between the accept times of two messages of one batch
 
 
@@ -72,8 +77,11 @@ class Dispatcher:
         # queue holds at most its queue_limit parts; messages accepted beyond wait in
         # the store and are queued from there as it drains (``_queue_or_spill``).
         self.spill_backlog = bool(getattr(store, "backlog_is_private", False))
+        self.spill_directory: str | None = getattr(store, "directory", None)  # spill files
         self._last_accept = 0.0  # accept timestamps only increase (see _accept_time)
         self._refilling: set[Operator] = set()
+        # (source, source_ton, source_npi) -> the submit_sm's source fields
+        self._sources: dict[tuple[str, str, str], tuple[str, int, int]] = {}
         self._references: dict[str, int] = {}
         self._mo_parts: dict[tuple[str, str, int], dict[int, bytes]] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -172,7 +180,7 @@ class Dispatcher:
                 continue
             sendable.append((record, op, parts))
             accepted.append(Accepted(record.message_id, op.id, len(parts)))
-        self._queue_or_spill(sendable)  # before any other await: see there
+        self._queue_or_spill(sendable)  # right after the store write: in accept order
         if idempotency_key is not None and planned:
             await self.store.idempotency_put(idempotency_key, planned[0][0].message_id)
         for op, message_id, reason in rejected:
@@ -212,8 +220,20 @@ class Dispatcher:
 
     def _queue(self, record: MessageRecord, op: Operator, parts: Iterable[Part],
                skip: frozenset[int] = frozenset()) -> None:
+        outbound = self._encode(record, op, parts, skip)
+        if outbound is None:
+            return
+        for item in outbound:
+            op.enqueue(item)
+        self._labelled(self.metrics.accepted, op.id).inc()
+        op.counters["accepted"] += 1
+
+    def _encode(self, record: MessageRecord, op: Operator, parts: Iterable[Part],
+                skip: frozenset[int] = frozenset()) -> list[OutboundPart] | None:
+        """The message's submit_sm frames; None (and the message FAILED) if one
+        cannot be encoded."""
         cfg = op.config
-        source, src_ton, src_npi = self._address(record.source, cfg)
+        source, src_ton, src_npi = self._source(record.source, cfg)
         validity = record.validity or ""
         outbound = []
         # Encoded once here (the bind only patches in its sequence number): cheaper to
@@ -234,11 +254,19 @@ class Dispatcher:
                 outbound.append(OutboundPart(record.message_id, part.number, part.total, frame))
         except PduEncodeError as exc:
             self._spawn(self._finish(op, record.message_id, "FAILED", str(exc), None))
-            return
-        for item in outbound:
-            op.enqueue(item)
-        self._labelled(self.metrics.accepted, op.id).inc()
-        op.counters["accepted"] += 1
+            return None
+        return outbound
+
+    def _source(self, source: str, cfg: Any) -> tuple[str, int, int]:
+        """The submit_sm's source address, TON and NPI (cached: a few regular
+        expressions per message otherwise, and senders repeat)."""
+        key = (source, cfg.source_ton, cfg.source_npi)
+        found = self._sources.get(key)
+        if found is None:
+            if len(self._sources) >= 10_000:
+                self._sources.clear()
+            found = self._sources[key] = self._address(source, cfg)
+        return found
 
     @staticmethod
     def _address(source: str, cfg: Any) -> tuple[str, int, int]:
@@ -253,12 +281,11 @@ class Dispatcher:
 
     def _queue_or_spill(self, batch: list[tuple[MessageRecord, Operator, list[Part]]]) -> None:
         """Queue an accept batch; in embedded mode an operator's share of it (all of
-        it) stays in the store only while the operator's backlog is there, or when it
-        would take the queue past queue_limit. This runs right after the batch's store
-        write, before any other await, and store writes complete in the order of their
-        times: so each operator's queue has taken exactly its ACCEPTED messages
-        up to ``op.cursor`` in (created_at, message_id) order, and ``_refill`` reads
-        the rest from there, none twice and none skipped."""
+        it) waits outside the queue, encoded in the operator's spill file, while
+        others wait there (or in the store, after a restart), or when it would take
+        the queue past queue_limit. The spill file and the queue are written and read
+        here and in ``_refill`` only, without an await in between: nothing is taken
+        twice or left behind, and the order is kept."""
         if not self.spill_backlog:
             for record, op, parts in batch:
                 self._queue(record, op, parts)
@@ -268,20 +295,27 @@ class Dispatcher:
             shares.setdefault(item[1], []).append(item)
         for op, share in shares.items():
             # (An active/standby operator never spills: its lease holder's sweep reads
-            # the backlog instead.)
+            # the store's backlog instead.)
             if not op.spilled and op.queued_ids is None:
                 count = sum(len(parts) for _, _, parts in share)
                 if len(op.queue) + count > op.config.queue_limit:
                     self._spill(op)
-            if op.spilled:
-                self._refill_soon(op)  # the queue may be low already
+            if not op.spilled:
+                for record, _, parts in share:
+                    self._queue(record, op, parts)
                 continue
+            assert op.spill_file is not None
             for record, _, parts in share:
-                self._queue(record, op, parts)
-            last = share[-1][0]  # accept times increase through the batch
-            op.cursor = (last.created_at, last.message_id)
+                encoded = self._encode(record, op, parts)
+                if encoded is not None:
+                    op.spill_file.append(encoded)
+                    self._labelled(self.metrics.accepted, op.id).inc()
+                    op.counters["accepted"] += 1
+            self._refill_soon(op)  # the queue may be low already
 
     def _spill(self, op: Operator) -> None:
+        if op.spill_file is None:
+            op.spill_file = SpillFile(self.spill_directory)
         op.spill(lambda: self._refill_soon(op))
 
     def _refill_soon(self, op: Operator) -> None:
@@ -291,40 +325,55 @@ class Dispatcher:
             self._spawn(self._refill(op))
 
     async def _refill(self, op: Operator) -> int:
-        """Queue the operator's spilled messages, oldest first, until its queue is full
-        or the store has no more (then accepted messages are queued directly again).
-        The caller has put ``op`` in ``_refilling``. Returns how many were queued."""
-        count = 0
+        """Fill the operator's queue up to its limit: first from the previous run's
+        backlog in the store, then from the spill file; once both are empty, accepted
+        messages join the queue directly again. The caller has put ``op`` in
+        ``_refilling``. Returns how many messages came from the store."""
+        from_store = 0
         try:
             while op.spilled and self.operators.get(op.id) is op:
-                wanted = min(op.config.queue_limit - len(op.queue), REFILL_PAGE)
-                if wanted <= 0:
+                room = op.config.queue_limit - len(op.queue)
+                if room <= 0:
                     break
-                rows = await self.store.accepted_after(op.id, op.cursor, wanted)
-                queued = self._queue_backlog(op, rows)
-                count += queued
-                if queued < len(rows):
-                    break  # full: the rest is read again at the next low water
-                if len(rows) < wanted:
-                    # Accepts stored after this read resume after it, and now queue.
+                if op.backlog_end is not None:
+                    queued = await self._refill_from_store(op, min(room, REFILL_PAGE))
+                    from_store += queued
+                    if not queued and op.backlog_end is not None:
+                        break  # the next message does not fit yet
+                    continue
+                assert op.spill_file is not None
+                parts = op.spill_file.take(min(room, REFILL_CHUNK))
+                if not parts:
                     op.unspill()
+                    break
+                for part in parts:
+                    op.enqueue(part)
+                await asyncio.sleep(0)  # let the binds send between chunks
         finally:
             self._refilling.discard(op)
-        return count
+        return from_store
 
-    def _queue_backlog(self, op: Operator,
-                       rows: Sequence[tuple[MessageRecord, frozenset[int]]]) -> int:
-        """Queue stored messages, in order, while they fit (one always does in an
-        empty queue), skipping parts sent already; returns how many were taken."""
-        limit = op.config.queue_limit
+    async def _refill_from_store(self, op: Operator, wanted: int) -> int:
+        """Queue up to ``wanted`` messages of the previous run's backlog, oldest first,
+        skipping parts sent already; a message always fits an empty queue. Returns
+        how many were queued; ``op.backlog_end`` is None once all are."""
+        assert op.backlog_end is not None
+        rows = await self.store.accepted_after(op.id, op.backlog_cursor, wanted)
         for taken, (record, submitted) in enumerate(rows):
+            if record.created_at > op.backlog_end:  # accepted since: in the spill file
+                op.backlog_end = None
+                return taken
+            if taken % REFILL_CHUNK == REFILL_CHUNK - 1:
+                await asyncio.sleep(0)  # let the binds send between chunks
             parts = self._stored_parts(record, op)
             if parts is not None:
                 unsent = [part for part in parts if part.number not in submitted]
-                if op.queue and len(op.queue) + len(unsent) > limit:
+                if op.queue and len(op.queue) + len(unsent) > op.config.queue_limit:
                     return taken
                 self._queue(record, op, unsent)
-            op.cursor = (record.created_at, record.message_id)
+            op.backlog_cursor = (record.created_at, record.message_id)
+        if len(rows) < wanted:
+            op.backlog_end = None
         return len(rows)
 
     def _stored_parts(self, record: MessageRecord, op: Operator) -> list[Part] | None:
@@ -346,14 +395,14 @@ class Dispatcher:
             return await self._resume_all()
         count = 0
         for operator_id, newest in (await self.store.accepted_backlog()).items():
-            # A clock that stepped back across the restart must not date new messages
-            # before the backlog: a refill would never reach them.
+            # Messages accepted from now on must come after the backlog, even if the
+            # clock stepped back across the restart.
             self._last_accept = max(self._last_accept, newest)
             op = self.operators.get(operator_id or "")
             if op is None:
                 await self._fail_unconfigured(operator_id)
                 continue
-            op.cursor = None
+            op.backlog_cursor, op.backlog_end = None, newest
             self._spill(op)
             self._refilling.add(op)
             count += await self._refill(op)

@@ -23,6 +23,7 @@ from throttling import AdaptiveRate, TokenBucket
 if TYPE_CHECKING:
     from smppd.config import OperatorConfig
     from smppd.connection import SmppConnection
+    from smppd.spill import SpillFile
 
 log = logging.getLogger("smppd.operator")
 
@@ -147,12 +148,14 @@ class Operator:
         # knows which ACCEPTED messages it holds already. Pruned by that sweep.
         self.queued_ids: dict[str, float] | None = None
         self._wall: Callable[[], float] = time.time
-        # Embedded mode (smppd.dispatch): while ``spilled``, accepted messages wait in
-        # the store only and are queued from there as the queue drains. ``cursor`` is
-        # (created_at, message_id) of the newest message queued here: every ACCEPTED
-        # message of the operator after it is in the store only.
+        # Embedded mode (smppd.dispatch): while ``spilled``, accepted messages do not
+        # join the queue but wait for room, first the previous run's backlog in the
+        # store, read from ``backlog_cursor`` (created_at, message_id) on up to
+        # ``backlog_end`` (created_at; None once read), then the parts in ``spill_file``.
         self.spilled = False
-        self.cursor: tuple[float, str] | None = None
+        self.spill_file: SpillFile | None = None  # made at the first spill
+        self.backlog_cursor: tuple[float, str] | None = None
+        self.backlog_end: float | None = None
         # submit_sm -> submit_sm_resp seconds of the most recent responses (status, demo)
         self.latencies: collections.deque[float] = collections.deque(maxlen=10_000)
 
@@ -184,14 +187,14 @@ class Operator:
     # -- a backlog beyond the queue limit (embedded mode) --
 
     def spill(self, refill: Callable[[], None]) -> None:
-        """From now on accepted messages stay in the store only; ``refill`` is called
+        """From now on accepted messages wait outside the queue; ``refill`` is called
         whenever a part is taken and half of ``queue_limit`` or fewer are left."""
         self.spilled = True
         self.queue.low_water = self.config.queue_limit // 2
         self.queue.on_low = refill
 
     def unspill(self) -> None:
-        """The store holds no more of the backlog: accepted messages are queued again."""
+        """Nothing waits outside the queue any more: accepted messages join it again."""
         self.spilled = False
         self.queue.on_low = None
 

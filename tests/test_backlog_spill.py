@@ -1,5 +1,6 @@
 """Embedded mode: an operator's queue holds at most ``queue_limit`` parts; what is
-accepted beyond waits in SQLite and is queued, oldest first, as the queue drains.
+accepted beyond waits (durable in SQLite, encoded in a spill file) and is queued,
+oldest first, as the queue drains; after a restart the backlog comes from SQLite.
 
 First the dispatcher over a real SqliteStore with an operator whose binds never
 start (a test takes the parts off its queue as a bind would), then the daemon
@@ -33,6 +34,7 @@ from smppd.dispatch import Dispatcher
 from smppd.events import StoredEvents
 from smppd.metrics import Metrics
 from smppd.operator import Operator, OutboundPart
+from smppd.spill import SpillFile
 
 THREE_PARTS = "Long enough to need three segments of a GSM text. " * 7  # 357 characters
 
@@ -175,9 +177,13 @@ async def test_restart_resumes_a_spilled_backlog_a_queue_at_a_time(
     second = await intakes(5)
     assert await second.dispatcher.resume_pending() == 5
     assert len(second.op.queue) == 5 and second.op.spilled
-    rest = await second.take()
-    assert [message_id for message_id, _ in rest] == accepted[3:]
+    await second.accept(["new-1", "new-2"])  # they wait behind the stored backlog
+    rest = await second.take(4)
+    await second.accept(["new-3"])
+    rest += await second.take()
+    assert [message_id for message_id, _ in rest] == [*accepted[3:], "new-1", "new-2", "new-3"]
     assert second.peak <= 5
+    assert not second.op.spilled
 
 
 async def test_restart_sends_only_the_parts_not_sent_yet(intakes: Callable[..., Any]) -> None:
@@ -289,3 +295,35 @@ async def test_kill_9_with_a_spilled_backlog_then_restart_sends_each_once(
         await second.terminate()
         counts = collections.Counter(e["destination_addr"] for e in submits(sim, "op"))
     assert counts == collections.Counter(destinations(150))  # each exactly once
+
+
+# -- the spill file ---------------------------------------------------------------------
+
+
+def frame(size: int) -> bytes:
+    """A stand-in submit_sm: its first four bytes are its length."""
+    return size.to_bytes(4, "big") + b"x" * (size - 4)
+
+
+def fields(parts: list[OutboundPart]) -> list[tuple[str, int, int, bytes]]:
+    return [(p.message_id, p.part, p.total, p.frame) for p in parts]
+
+
+def test_spill_file_gives_parts_back_in_order_and_empties(tmp_path: Path) -> None:
+    spill = SpillFile(str(tmp_path))
+    # ~360 KB: more than one read, records across the boundary between two
+    parts = [OutboundPart(f"msg-{i}-é", i % 3 + 1, 3, frame(90 + i % 17)) for i in range(3000)]
+    late = OutboundPart("late", 1, 1, frame(4))
+    spill.append(parts[:1000])
+    spill.append(parts[1000:])
+    assert len(spill) == 3000
+    back = spill.take(1)
+    back += spill.take(1800)
+    spill.append([late])
+    back += spill.take(5000)
+    assert fields(back) == fields([*parts, late])
+    assert len(spill) == 0 and spill.take(10) == []
+    assert list(tmp_path.iterdir()) == []  # unnamed: nothing left on disk
+    spill.append(parts[:2])  # emptied, and used again from the start
+    assert fields(spill.take(10)) == fields(parts[:2])
+    spill.close()
