@@ -74,8 +74,9 @@ class Dispatcher:
         self.operators: dict[str, Operator] = {}
         self.accepting = True
         # Embedded mode (a store whose backlog is this process's alone): an operator's
-        # queue holds at most its queue_limit parts; messages accepted beyond wait in
-        # the store and are queued from there as it drains (``_queue_or_spill``).
+        # queue holds at most its queue_limit parts; messages accepted beyond (durable
+        # in the store) wait in a spill file and join the queue as it drains
+        # (``_queue_or_spill``).
         self.spill_backlog = bool(getattr(store, "backlog_is_private", False))
         self.spill_directory: str | None = getattr(store, "directory", None)  # spill files
         self._last_accept = 0.0  # accept timestamps only increase (see _accept_time)
@@ -283,9 +284,9 @@ class Dispatcher:
         """Queue an accept batch; in embedded mode an operator's share of it (all of
         it) waits outside the queue, encoded in the operator's spill file, while
         others wait there (or in the store, after a restart), or when it would take
-        the queue past queue_limit. The spill file and the queue are written and read
-        here and in ``_refill`` only, without an await in between: nothing is taken
-        twice or left behind, and the order is kept."""
+        the queue past queue_limit. Only here and in ``_refill`` do parts go into the
+        spill file or from it to the queue, each time without an await in between: so
+        nothing is taken twice or left behind, and the order is kept."""
         if not self.spill_backlog:
             for record, op, parts in batch:
                 self._queue(record, op, parts)

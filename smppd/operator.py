@@ -302,6 +302,7 @@ class Operator:
             "tps_current": round(self.limiter.rate, 2),
             "window": self.window,
             "queued": len(self.queue),
+            "spilled": len(self.spill_file) if self.spill_file is not None else 0,
             "in_flight": sum(bind.window_in_use for bind in self.binds),
             "submit_latency_ms": self._latency_summary(),
             "counters": dict(self.counters),
