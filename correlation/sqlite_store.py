@@ -716,24 +716,26 @@ def _submitted_rows_many(conn: sqlite3.Connection, calls: list[tuple[Any, ...]])
 
 
 def _submitted_many(conn: sqlite3.Connection, calls: list[tuple[Any, ...]]) -> None:
-    """Each call: (message_id, part, total, operator_id, smsc_id, smsc_key, at)."""
-    conn.executemany(_UPSERT_PART, [(*c[:6], SUBMITTED, c[6], PENDING) for c in calls])
+    """Each call: (message_id, part, total, operator_id, smsc_id, smsc_key, at).
+    Parameters are generated row by row, not listed: a batch can hold 150,000 submits
+    when the writer lags, and a list of parameters costs ~130 bytes a row more."""
+    conn.executemany(_UPSERT_PART, ((*c[:6], SUBMITTED, c[6], PENDING) for c in calls))
     # The message is SUBMITTED once every part is (a single part needs no count).
     conn.executemany(
         _SUBMIT_MESSAGE,
-        [
+        (
             (SUBMITTED, op_id, at, mid, ACCEPTED)
             for mid, _, total, op_id, _, _, at in calls
             if total == 1
-        ],
+        ),
     )
     conn.executemany(
         _SUBMIT_MESSAGE_ALL_PARTS,
-        [
+        (
             (SUBMITTED, op_id, at, mid, ACCEPTED, mid, PENDING, total)
             for mid, _, total, op_id, _, _, at in calls
             if total != 1
-        ],
+        ),
     )
 
 
