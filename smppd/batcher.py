@@ -17,8 +17,11 @@ T = TypeVar("T")
 
 class Batcher(Generic[T]):
     def __init__(self, handle: Callable[[list[T]], Awaitable[None]], *, workers: int,
-                 spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[Any]]) -> None:
+                 spawn: Callable[[Coroutine[Any, Any, None]], asyncio.Task[Any]],
+                 on_batch_done: Callable[[], None] | None = None) -> None:
         self._handle = handle
+        self._on_batch_done = on_batch_done
+        self.pending = 0  # items added and not yet handled (waiting or in a batch)
         self._workers = workers
         self._spawn = spawn
         self._items: list[T] = []
@@ -30,6 +33,7 @@ class Batcher(Generic[T]):
 
     def add(self, item: T) -> None:
         self._items.append(item)
+        self.pending += 1
         if not self._starting and self._running < self._workers:
             self._running += 1
             self._starting = True
@@ -40,6 +44,11 @@ class Batcher(Generic[T]):
             self._starting = False
             while self._items:
                 batch, self._items = self._items, []
-                await self._handle(batch)
+                try:
+                    await self._handle(batch)
+                finally:
+                    self.pending -= len(batch)
+                if self._on_batch_done is not None:
+                    self._on_batch_done()
         finally:
             self._running -= 1

@@ -289,6 +289,8 @@ class BindWorker(BaseHandler):
             await conn.wait_for_window()
             if op.paused:
                 await op.wait_resumed()
+            if op.held_back:
+                await op.wait_released()
             part = await queue.get()
             try:
                 await limiter.acquire()
@@ -302,7 +304,8 @@ class BindWorker(BaseHandler):
             # Then as many more as the window, the queue and the bucket allow, without
             # suspending: a burst of responses refills the window in one go. A token is
             # only taken once a part is sure to be there.
-            while window.free and queue and not op.paused and limiter.try_acquire() == 0.0:
+            while (window.free and queue and not op.paused and not op.held_back
+                   and limiter.try_acquire() == 0.0):
                 more = queue.get_nowait()
                 assert more is not None
                 try:

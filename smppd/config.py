@@ -267,6 +267,9 @@ class StoreSection(_Section):
     path: Path | None = None  # sqlite; None = {daemon.state_dir}/smppd.sqlite
     dsn: SecretStr | None = None  # postgres
     receipt_hold_seconds: float = Field(default=30.0, gt=0)
+    # Submits answered but not yet stored with their SMSC id, at which sending stops
+    # until half are: a crash resends at most this many (plus the windows).
+    max_unrecorded: int = Field(default=10_000, ge=1)
 
     @field_validator("dsn", mode="before")
     @classmethod

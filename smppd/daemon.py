@@ -56,7 +56,8 @@ class Daemon:
         if sink is None:
             sink = ShadowSink() if config.daemon.shadow else StoredEvents(store)
         self.sink = sink
-        self.dispatcher = Dispatcher(store, self.matcher, sink, self.metrics)
+        self.dispatcher = Dispatcher(store, self.matcher, sink, self.metrics,
+                                     max_unrecorded=config.store.max_unrecorded)
         self.matcher.on_late_match = self.dispatcher.late_match
         self.operators: dict[str, Operator] = {}
         self.redis: Any = None

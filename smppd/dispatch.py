@@ -65,7 +65,8 @@ class Accepted:
 
 class Dispatcher:
     def __init__(self, store: Any, matcher: Any, sink: EventSink, metrics: Metrics,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, *,
+                 max_unrecorded: int = 10_000) -> None:
         self.store = store
         self.matcher = matcher
         self.sink = sink
@@ -90,7 +91,12 @@ class Dispatcher:
         # as (operator, (message_id, part, total, smsc_id)): not the part itself, so
         # its encoded frame is freed at once even when the store lags behind.
         self._answered: Batcher[tuple[Operator, tuple[str, int, int, str]]] = Batcher(
-            self._record_answered, workers=BATCHES_AT_ONCE, spawn=self._spawn)
+            self._record_answered, workers=BATCHES_AT_ONCE, spawn=self._spawn,
+            on_batch_done=self._maybe_release)
+        # Sending stops while this many submits wait for their SMSC ids to be stored:
+        # they are what a crash would send again, and what memory holds meanwhile.
+        self.max_unrecorded = max_unrecorded
+        self._holding_back = False
         # deliver_sm received, handled in batches (one lookup, one receipt write, one
         # event write for many).
         self._delivered: Batcher[tuple[Operator, Any, DeliverSm]] = Batcher(
@@ -458,6 +464,8 @@ class Dispatcher:
             op.limiter.not_throttled()
             self._answered.add((op, (part.message_id, part.part, part.total,
                                      getattr(pdu, "message_id", ""))))
+            if self._answered.pending >= self.max_unrecorded and not self._holding_back:
+                self._hold_back(True)
             return
         if status in THROTTLING:
             op.limiter.throttled()
@@ -498,6 +506,18 @@ class Dispatcher:
         if child is None:
             child = self._children[key] = metric.labels(*labels)
         return child
+
+    def _maybe_release(self) -> None:
+        if self._holding_back and self._answered.pending <= self.max_unrecorded // 2:
+            self._hold_back(False)
+
+    def _hold_back(self, hold: bool) -> None:
+        self._holding_back = hold
+        for op in self.operators.values():
+            if hold:
+                op.hold_back()
+            else:
+                op.release()
 
     async def _record_answered(self, batch: list[tuple[Operator, tuple[str, int, int, str]]],
                                ) -> None:

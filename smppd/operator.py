@@ -136,6 +136,10 @@ class Operator:
         self.paused = False
         self._resumed = asyncio.Event()
         self._resumed.set()
+        # Held back by the dispatcher while too many submits wait to be recorded.
+        self.held_back = False
+        self._released = asyncio.Event()
+        self._released.set()
         self.binds = [BindWorker(self, index) for index in range(config.binds)]
         # Set by the daemon when credentials come from Vault.
         self.on_credentials_refused: Callable[[Operator, int], None] | None = None
@@ -233,6 +237,18 @@ class Operator:
 
     async def wait_resumed(self) -> None:
         await self._resumed.wait()
+
+    def hold_back(self) -> None:
+        """Stop sending for a while (the store is behind); not a pause an operator sees."""
+        self.held_back = True
+        self._released.clear()
+
+    def release(self) -> None:
+        self.held_back = False
+        self._released.set()
+
+    async def wait_released(self) -> None:
+        await self._released.wait()
 
     def pause(self) -> None:
         self.paused = True

@@ -307,3 +307,36 @@ async def test_auto_id_form_receipts_match_across_a_restart(tmp_path: Path) -> N
             after = await submit(daemon, 20, prefix="9371")  # SMSC ids 21..40
             finals = await wait_final(daemon, before + after, timeout=3.0)
     assert {m["state"] for m in finals.values()} == {"DELIVERED"}
+
+
+async def test_sending_waits_while_the_store_is_behind(tmp_path: Path) -> None:
+    """Submits answered but not stored are what a crash would send again: at
+    max_unrecorded of them sending stops, and goes on once half are stored."""
+    import asyncio
+
+    async with running_sim([mno("op")]) as sim:
+        path = write_config(tmp_path, [operator("op", sim, window=3)])
+        path.write_text(path.read_text().replace("[store]\n", "[store]\nmax_unrecorded = 5\n"))
+        async with running_daemon(path) as daemon:
+            await wait_bound(daemon)
+            gate = asyncio.Event()
+            record = daemon.matcher.on_submitted_many
+
+            async def slow_store(*args, **kwargs):  # the store writer far behind
+                await gate.wait()
+                return await record(*args, **kwargs)
+
+            daemon.matcher.on_submitted_many = slow_store
+            ids = await submit(daemon, 40)
+            op = daemon.operators["op"]
+            try:
+                await wait_for(lambda: op.held_back, what="sending held back")
+                await wait_for(lambda: op.binds[0].window_in_use == 0, what="window drained")
+                # At most max_unrecorded answered, plus what the window held meanwhile.
+                assert 5 <= len(submits(sim, "op")) <= 5 + 3
+            finally:
+                gate.set()  # else shutdown would wait for the blocked store forever
+            finals = await wait_final(daemon, ids)
+            assert {f["state"] for f in finals.values()} == {"DELIVERED"}
+            assert len(submits(sim, "op")) == 40
+            assert not op.held_back
