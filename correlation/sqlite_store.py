@@ -167,15 +167,46 @@ _FINAL_MESSAGE = (
     "UPDATE messages SET state = ?, receipt_stat = ?, receipt_err = ?, updated_at = ?"
     " WHERE message_id = ? AND state != ?"
 )
-# A resubmit (after a restart) records the new id; a part that has a receipt keeps its state.
-_UPSERT_PART = (
+# Batch writes take their rows as one JSON array (json_each): SQLite then walks the rows
+# in C with the GIL released, where executemany binds every row in Python and waits for
+# the GIL each time; under a busy event loop that made the writer ~3x slower per row.
+def _json_columns(*names: str) -> str:
+    """A json_each source whose rows are arrays: its elements named in order."""
+    columns = ", ".join(f"json_extract(value, '$[{i}]') AS {n}" for i, n in enumerate(names))
+    return f"(SELECT {columns} FROM json_each(?))"  # noqa: S608 - constant names only
+
+
+_SUBMITTED_PARTS = (
     f"INSERT INTO parts ({_PART_COLUMNS})"  # noqa: S608
-    " VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, NULL)"
+    " SELECT m, p, n, op, id, k, ?, NULL, NULL, NULL, at, NULL"
+    f" FROM {_json_columns('m', 'p', 'n', 'op', 'id', 'k', 'at')} WHERE true"
     " ON CONFLICT (message_id, part) DO UPDATE SET total = excluded.total,"
     " operator_id = excluded.operator_id, smsc_id = excluded.smsc_id,"
     " smsc_key = excluded.smsc_key, submitted_at = excluded.submitted_at,"
     " state = CASE WHEN state = ? THEN excluded.state ELSE state END"
 )
+_SUBMITTED_MESSAGES = (
+    "UPDATE messages SET state = ?, operator_id = j.op, updated_at = j.at"  # noqa: S608
+    f" FROM {_json_columns('m', 'op', 'at')} AS j"
+    " WHERE messages.message_id = j.m AND messages.state = ?"
+)
+_FINAL_PARTS = (
+    "UPDATE parts SET state = j.s, stat = j.st, err = j.e, done_at = j.at"  # noqa: S608
+    f" FROM {_json_columns('m', 'p', 's', 'st', 'e', 'at')} AS j"
+    " WHERE parts.message_id = j.m AND parts.part = j.p"
+)
+_FINAL_MESSAGES = (
+    "UPDATE messages SET state = j.s, receipt_stat = j.st, receipt_err = j.e,"  # noqa: S608
+    f" updated_at = j.at FROM {_json_columns('m', 's', 'st', 'e', 'at')} AS j"
+    " WHERE messages.message_id = j.m AND messages.state != j.s"
+)
+_INSERT_EVENTS = (
+    "INSERT INTO events (kind, payload, created_at) SELECT ?, value, ? FROM json_each(?)"
+    " ORDER BY key RETURNING id"
+)
+
+
+MIN_SQLITE = (3, 35, 0)
 
 # An operation runs in the writer thread with the connection; its result goes back to the caller.
 _Op = Callable[..., Any]
@@ -221,6 +252,9 @@ class SqliteStore:
         await self._loop.run_in_executor(self._executor, self._connect)
 
     def _connect(self) -> None:
+        if sqlite3.sqlite_version_info < MIN_SQLITE:  # UPDATE ... FROM, json_each, RETURNING
+            raise RuntimeError(f"SQLite {sqlite3.sqlite_version} is too old: smppd needs "
+                               f"{'.'.join(map(str, MIN_SQLITE))} or newer")
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per batch.
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -717,18 +751,12 @@ def _submitted_rows_many(conn: sqlite3.Connection, calls: list[tuple[Any, ...]])
 
 def _submitted_many(conn: sqlite3.Connection, calls: list[tuple[Any, ...]]) -> None:
     """Each call: (message_id, part, total, operator_id, smsc_id, smsc_key, at).
-    Parameters are generated row by row, not listed: a batch can hold 150,000 submits
-    when the writer lags, and a list of parameters costs ~130 bytes a row more."""
-    conn.executemany(_UPSERT_PART, ((*c[:6], SUBMITTED, c[6], PENDING) for c in calls))
+    The rows go to SQLite as JSON (see ``_json_columns``)."""
+    conn.execute(_SUBMITTED_PARTS, (SUBMITTED, json.dumps(calls), PENDING))
     # The message is SUBMITTED once every part is (a single part needs no count).
-    conn.executemany(
-        _SUBMIT_MESSAGE,
-        (
-            (SUBMITTED, op_id, at, mid, ACCEPTED)
-            for mid, _, total, op_id, _, _, at in calls
-            if total == 1
-        ),
-    )
+    single = [(mid, op_id, at) for mid, _, total, op_id, _, _, at in calls if total == 1]
+    if single:
+        conn.execute(_SUBMITTED_MESSAGES, (SUBMITTED, json.dumps(single), ACCEPTED))
     conn.executemany(
         _SUBMIT_MESSAGE_ALL_PARTS,
         (
@@ -822,11 +850,11 @@ def _single_part_receipts(conn: sqlite3.Connection, rows: list[ReceiptRow]) -> l
     pairs = json.dumps([[message_id, part] for message_id, part, *_ in rows])
     totals = {(m, p): total for m, p, total in conn.execute(_PART_TOTALS, (pairs,))}
     found = [row for row in rows if (row[0], row[1]) in totals]
-    conn.executemany(_SET_FINAL_PART, [(s, st, e, at, m, p) for m, p, _, s, st, e, at in found])
-    conn.executemany(
-        _FINAL_MESSAGE,
-        [(s, st, e, at, m, s) for m, p, _, s, st, e, at in found if totals[(m, p)] == 1],
-    )
+    parts = [(m, p, s, st, e, at) for m, p, _, s, st, e, at in found]
+    conn.execute(_FINAL_PARTS, (json.dumps(parts),))
+    singles = [(m, s, st, e, at) for m, p, _, s, st, e, at in found if totals[(m, p)] == 1]
+    if singles:
+        conn.execute(_FINAL_MESSAGES, (json.dumps(singles),))
     answers: list[str | None] = []
     for message_id, part, _, state, stat, err, at in rows:
         total = totals.get((message_id, part))
@@ -898,7 +926,9 @@ def _store_event(conn: sqlite3.Connection, kind: str, payload: str, at: float) -
 
 
 def _store_events(conn: sqlite3.Connection, kind: str, payloads: list[str], at: float) -> list[int]:
-    return [_store_event(conn, kind, payload, at) for payload in payloads]
+    # Ids are drawn in insertion order (json_each's, ORDER BY key): sorted, they match.
+    rows = conn.execute(_INSERT_EVENTS, (kind, at, json.dumps(payloads))).fetchall()
+    return sorted(event_id for (event_id,) in rows)
 
 
 def _list_events(
