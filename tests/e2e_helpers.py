@@ -15,6 +15,7 @@ import signal
 import socket
 import sys
 import time
+import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -196,6 +197,21 @@ async def submit(daemon: Daemon, count: int, *, prefix: str = "9370", text: str 
 def submits(sim: SmscSimulator, name: str) -> list[dict[str, Any]]:
     """The submit_sm PDUs an MNO recorded."""
     return sim.mno(name).recorder.entries("submit_sm")
+
+
+def nats_names() -> dict[str, str]:
+    """[nats] stream, subject and consumer names of one test's own, so runs never meet."""
+    tag = uuid.uuid4().hex[:8]
+    return {
+        "dispatch_stream": f"T{tag}_DISPATCH",
+        "dlr_stream": f"T{tag}_DLR",
+        "mo_stream": f"T{tag}_MO",
+        "dispatch_subject": f"t{tag}.smpp.operator",
+        "invalid_subject": f"t{tag}.smpp.dispatch.invalid",
+        "dlr_subject": f"t{tag}.sms.dlr",
+        "mo_subject": f"t{tag}.sms.mo",
+        "consumer": f"c{tag}",
+    }
 
 
 # --------------------------------------------------------------------------- subprocesses

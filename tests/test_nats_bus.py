@@ -8,13 +8,12 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import uuid
 from pathlib import Path
 from typing import Any
 
 import nats
 import pytest
-from e2e_helpers import mno, operator, running_daemon, running_sim, submits, wait_for
+from e2e_helpers import mno, nats_names, operator, running_daemon, running_sim, submits, wait_for
 from e2e_helpers import write_config as write_base_config
 
 from smppd.nats_bus import DISPATCH_SCHEMA, InvalidCommand, parse_command
@@ -36,17 +35,7 @@ def command(message_id: str, destination: str = "+93700000001", **fields: Any) -
 
 @pytest.fixture
 def names() -> dict[str, str]:
-    tag = uuid.uuid4().hex[:8]
-    return {
-        "dispatch_stream": f"T{tag}_DISPATCH",
-        "dlr_stream": f"T{tag}_DLR",
-        "mo_stream": f"T{tag}_MO",
-        "dispatch_subject": f"t{tag}.smpp.operator",
-        "invalid_subject": f"t{tag}.smpp.dispatch.invalid",
-        "dlr_subject": f"t{tag}.sms.dlr",
-        "mo_subject": f"t{tag}.sms.mo",
-        "consumer": f"c{tag}",
-    }
+    return nats_names()
 
 
 @pytest.fixture

@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from e2e_helpers import (
     _toml,
     free_port,
     mno,
+    nats_names,
     operator,
     running_sim,
     submits,
@@ -52,17 +52,7 @@ LEASE = 1.0
 
 @pytest.fixture
 def names() -> dict[str, str]:
-    tag = uuid.uuid4().hex[:8]
-    return {
-        "dispatch_stream": f"T{tag}_DISPATCH",
-        "dlr_stream": f"T{tag}_DLR",
-        "mo_stream": f"T{tag}_MO",
-        "dispatch_subject": f"t{tag}.smpp.operator",
-        "invalid_subject": f"t{tag}.smpp.dispatch.invalid",
-        "dlr_subject": f"t{tag}.sms.dlr",
-        "mo_subject": f"t{tag}.sms.mo",
-        "consumer": f"c{tag}",
-    }
+    return nats_names()
 
 
 @pytest.fixture
