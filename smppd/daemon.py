@@ -179,7 +179,7 @@ class Daemon:
         drain = self.config.daemon.drain_timeout
         await asyncio.gather(*(standby.close() for standby in self.standbys.values()))
         await asyncio.gather(*(op.stop(drain) for op in self.operators.values()))
-        await self.dispatcher.settle()
+        await self.dispatcher.settle(timeout=drain)
         for task in (self._housekeeping, self._watchdog):
             if task is not None:
                 task.cancel()

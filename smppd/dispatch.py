@@ -678,10 +678,20 @@ class Dispatcher:
             log.error("dispatch task failed", exc_info=task.exception(),
                       extra={"event": "dispatch_task_failed"})
 
-    async def settle(self) -> None:
-        """Wait for the store writes already started (shutdown)."""
+    async def settle(self, timeout: float | None = None) -> None:
+        """Wait for the store writes already started (shutdown). A deliver_sm whose
+        receipt is held waits for a submit that may no longer come: after ``timeout``
+        what is left is cancelled (an unanswered deliver_sm is sent again by the SMSC)."""
+        loop = asyncio.get_running_loop()
+        deadline = None if timeout is None else loop.time() + timeout
         while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+            left = None if deadline is None else max(0.0, deadline - loop.time())
+            _, pending = await asyncio.wait(list(self._tasks), timeout=left)
+            if pending and deadline is not None and loop.time() >= deadline:
+                for task in pending:
+                    task.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                return
 
     # -- active/standby (smppd.leader) --
 

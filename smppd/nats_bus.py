@@ -47,6 +47,7 @@ ROOM_POLL = 0.05  # seconds between looks at the queues while intake is paused
 FETCH_WAIT = 1.0  # seconds a fetch waits for commands (a stop waits for it to return)
 RETRY_PAUSE = 1.0  # seconds before binding a consumer again after an error
 PUBLISH_TIMEOUT = 10.0  # seconds to wait for JetStream's acks of a batch of events
+DRAIN_TIMEOUT = 2.0  # seconds the connection may take to drain at shutdown
 
 
 class InvalidCommand(Exception):
@@ -102,7 +103,10 @@ class NatsBus:
     async def connect(self) -> None:
         s = self.settings
         servers = [u.strip() for u in s.url.get_secret_value().split(",")]
-        self.nc = await nats.connect(servers=servers, name="smppd", max_reconnect_attempts=-1)
+        # drain_timeout: at shutdown nothing is left to deliver (consumers stopped, every
+        # publish acked), so a drain that hangs must not hold the stop for nats-py's 30 s.
+        self.nc = await nats.connect(servers=servers, name="smppd", max_reconnect_attempts=-1,
+                                     drain_timeout=DRAIN_TIMEOUT)
         self.js = self.nc.jetstream()
         self.publisher = AckedPublisher(self.nc)
         await self.publisher.start()

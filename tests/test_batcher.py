@@ -39,3 +39,19 @@ async def test_items_arriving_during_a_batch_form_the_next_batch() -> None:
         gate.set_result(None)
     await asyncio.gather(*tasks)
     assert len(batcher) == 0
+
+
+async def test_shutdown_does_not_wait_forever_for_a_held_receipt() -> None:
+    """A deliver_sm whose receipt is held waits for a submit that may never come; at
+    shutdown settle() gives up on it after its timeout (the SMSC redelivers)."""
+    from smppd.dispatch import Dispatcher
+    from smppd.events import ShadowSink
+    from smppd.metrics import Metrics
+
+    dispatcher = Dispatcher(None, None, ShadowSink(), Metrics())
+    never = asyncio.Event()
+    finished = dispatcher._spawn(asyncio.sleep(0))
+    held = dispatcher._spawn(never.wait())
+    await dispatcher.settle(timeout=0.05)
+    assert finished.done() and not finished.cancelled()
+    assert held.cancelled()
