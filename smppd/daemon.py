@@ -220,6 +220,7 @@ class Daemon:
             task.add_done_callback(reloads.discard)
 
         loop.add_signal_handler(signal.SIGHUP, on_hup)
+        loop.add_signal_handler(signal.SIGUSR1, log_tasks)
         await self._stop.wait()
         await self.stop()
 
@@ -493,3 +494,19 @@ class Daemon:
         records = await self.store.list_events(kind, after, limit)
         return [{"id": r.id, "kind": r.kind, "created_at": r.created_at, **r.payload}
                 for r in records]
+
+
+def log_tasks() -> None:
+    """SIGUSR1: log every task and the chain of awaits it is suspended in (for "what
+    is it waiting on?" without a debugger)."""
+    for task in asyncio.all_tasks():
+        chain = []
+        awaited: Any = task.get_coro()
+        while awaited is not None and hasattr(awaited, "cr_frame"):
+            frame = awaited.cr_frame
+            if frame is not None:
+                chain.append(f"{frame.f_code.co_name} "
+                             f"({frame.f_code.co_filename.rsplit('/', 1)[-1]}:{frame.f_lineno})")
+            awaited = awaited.cr_await
+        log.warning("task %s waits in %s", task.get_name(), " -> ".join(chain) or "?",
+                    extra={"event": "task_dump"})

@@ -139,3 +139,19 @@ async def test_kill_9_then_restart_loses_nothing(
     messages = await stored(tmp_path, ids)
     assert len(messages) == 400
     assert not [m for m in messages.values() if m["state"] == "ACCEPTED"]
+
+
+async def test_sigusr1_logs_where_every_task_waits(
+        tmp_path: Path, processes: list[DaemonProcess]) -> None:
+    async with running_sim([mno("op")]) as sim:
+        api_port = free_port()
+        path = write_config(tmp_path, [operator("op", sim)], api_port=api_port)
+        daemon = DaemonProcess(path, api_port, tmp_path / "smppd.log")
+        processes.append(daemon)
+        await daemon.start()
+        assert daemon.proc is not None
+        daemon.proc.send_signal(signal.SIGUSR1)
+        await wait_for(lambda: "waits in" in daemon.log.read_text(), what="the task dump")
+        dump = [line for line in daemon.log.read_text().splitlines() if "waits in" in line]
+        assert any("_housekeep (daemon.py" in line for line in dump), dump
+        assert await daemon.signal(signal.SIGTERM) == 0  # still running, still stops cleanly
