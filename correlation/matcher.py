@@ -118,20 +118,8 @@ class ReceiptMatcher:
         id_form: IdForm,
     ) -> list[MatchResult]:
         """Record a submit_sm_resp; returns the receipts that were waiting for it."""
-        key = normalise_id(smsc_id, id_form)
-        now = self._clock()
-        await self._store.record_submitted(message_id, part, total, operator_id, smsc_id, key, now)
-        ref = PartRef(message_id, part, total)
-        taken = self._take_held(operator_id, key)
-        receipts = [held.receipt for held in taken]
-        receipts += [receipt_from_dict(d) for d in await self._store.take_orphans(operator_id, key)]
-        results = []
-        for receipt in receipts:
-            result = await self._apply(ref, receipt)
-            if result is not None:
-                results.append(result)
-        self.settle_taken(taken)
-        return results
+        return await self.on_submitted_many(
+            operator_id, [(message_id, part, total, smsc_id)], id_form)
 
     async def on_submitted_many(
         self,
@@ -169,17 +157,10 @@ class ReceiptMatcher:
         return [r for r in applied if r is not None]
 
     async def on_receipt(
-        self, operator_id: str, receipt_id: str, receipt: Receipt, id_form: IdForm
+        self, operator_id: str, receipt: Receipt, id_form: IdForm
     ) -> MatchResult | None:
         """Match a receipt from any bind of the operator; None means it is held."""
-        keys = receipt_keys(receipt_id, id_form)
-        ref = await self._store.lookup_part(operator_id, keys[0])  # the preferred reading
-        if ref is None:
-            # No await between the miss and the hold: a submit recorded meanwhile finds it.
-            self._hold(_Held(operator_id, keys, receipt, self._clock(),
-                             settled=asyncio.get_running_loop().create_future()))
-            return None
-        return await self._apply(ref, receipt)
+        return (await self.on_receipts(operator_id, [receipt], id_form))[0]
 
     async def on_receipts(
         self, operator_id: str, receipts: Sequence[Receipt], id_form: IdForm
@@ -226,7 +207,7 @@ class ReceiptMatcher:
                 continue
             if ref is not None:
                 self._unhook(held)
-                result = await self._apply(ref, held.receipt)
+                (result,) = await self._apply_many([(ref, held.receipt)])
                 self._settle(held)
                 if result is not None and self.on_late_match is not None:
                     await self.on_late_match(held.operator_id, result)
@@ -239,15 +220,6 @@ class ReceiptMatcher:
             self._settle(held)
             moved += 1
         return moved
-
-    async def _apply(self, ref: PartRef, receipt: Receipt) -> MatchResult | None:
-        part_state = PART_STATE_BY_STATUS[receipt.status]
-        state = await self._store.record_receipt(
-            ref.message_id, ref.part, part_state, receipt.stat, receipt.err, self._clock()
-        )
-        if state is None:
-            return None
-        return _result(ref, receipt, part_state, state)
 
     async def _apply_many(
         self, matched: Sequence[tuple[PartRef, Receipt]]

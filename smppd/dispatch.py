@@ -550,7 +550,7 @@ class Dispatcher:
         """A held receipt matched at expiry (its submit was stored by another replica)."""
         op = self.operators.get(operator_id)
         if op is not None:
-            await self._receipt_matched(op, result)
+            await self._receipts_matched(op, [result])
 
     def deliver_received(self, op: Operator, conn: Any, pdu: DeliverSm) -> None:
         self._delivered.add((op, conn, pdu))
@@ -621,9 +621,6 @@ class Dispatcher:
             log.exception("deliver_sm handling failed", extra={"event": "deliver_failed"})
             status = Status.ESME_RX_T_APPN
         conn.respond(pdu, pdu.response(status))
-
-    async def _receipt_matched(self, op: Operator, result: Any) -> None:
-        await self._receipts_matched(op, [result])
 
     async def _receipts_matched(self, op: Operator, results: Sequence[Any]) -> None:
         if not results:

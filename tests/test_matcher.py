@@ -56,7 +56,7 @@ def matcher(store: SqliteStore, clock: FakeClock) -> ReceiptMatcher:
 
 async def test_hex_submit_id_matches_decimal_receipt_id(matcher: ReceiptMatcher) -> None:
     assert await matcher.on_submitted("roshan", "m1", 1, 1, "00A1B2C3", "hex") == []
-    result = await matcher.on_receipt("roshan", "10597059", receipt("10597059"), "decimal")
+    result = await matcher.on_receipt("roshan", receipt("10597059"), "decimal")
     assert result is not None
     assert (result.message_id, result.part, result.total) == ("m1", 1, 1)
     assert (result.message_state, result.final, result.stat, result.err) == (
@@ -73,11 +73,11 @@ async def test_auto_receipt_form_tries_every_reading(
     assert receipt_keys("10597059", "auto") == ("a1b2c3", "10597059")
     await matcher.on_submitted("roshan", "m1", 1, 1, "A1B2C3", "hex")
     await matcher.on_submitted("roshan", "m2", 1, 1, "4660", "decimal")  # key 1234
-    got1 = await matcher.on_receipt("roshan", "10597059", receipt("10597059"), "auto")
+    got1 = await matcher.on_receipt("roshan", receipt("10597059"), "auto")
     assert got1 is not None and got1.message_id == "m1"  # the preferred reading: at once
     # "1234" is key 4d2 read as decimal (preferred), 1234 read as hex: the other
     # reading matches only once the preferred one had the hold time to show up.
-    assert await matcher.on_receipt("roshan", "1234", receipt("1234"), "auto") is None
+    assert await matcher.on_receipt("roshan", receipt("1234"), "auto") is None
     late: list[str] = []
 
     async def on_late(operator_id: str, result: object) -> None:
@@ -98,8 +98,8 @@ async def test_auto_receipt_ahead_of_its_submit_never_takes_another_reading(
     # already is; receipt "16" (key 10) is held when submit "22" (key 16) is recorded.
     await store.accept([message("m13"), message("m16"), message("m19"), message("m22")])
     await matcher.on_submitted("roshan", "m19", 1, 1, "19", "auto")
-    assert await matcher.on_receipt("roshan", "13", receipt("13"), "auto") is None  # held
-    assert await matcher.on_receipt("roshan", "16", receipt("16"), "auto") is None  # held
+    assert await matcher.on_receipt("roshan", receipt("13"), "auto") is None  # held
+    assert await matcher.on_receipt("roshan", receipt("16"), "auto") is None  # held
     assert await matcher.on_submitted("roshan", "m22", 1, 1, "22", "auto") == []
     got13 = await matcher.on_submitted("roshan", "m13", 1, 1, "13", "auto")
     got16 = await matcher.on_submitted_many("roshan", [("m16", 1, 1, "16")], "auto")
@@ -110,14 +110,14 @@ async def test_auto_receipt_ahead_of_its_submit_never_takes_another_reading(
 
 async def test_receipt_from_another_operator_does_not_match(matcher: ReceiptMatcher) -> None:
     await matcher.on_submitted("roshan", "m1", 1, 1, "123", "decimal")
-    assert await matcher.on_receipt("mtn-af", "123", receipt("123"), "decimal") is None
+    assert await matcher.on_receipt("mtn-af", receipt("123"), "decimal") is None
     assert matcher.held_count == 1
 
 
 async def test_receipt_before_response_is_held_then_matched(
     matcher: ReceiptMatcher, store: SqliteStore, clock: FakeClock
 ) -> None:
-    assert await matcher.on_receipt("roshan", "777", receipt("777"), "decimal") is None
+    assert await matcher.on_receipt("roshan", receipt("777"), "decimal") is None
     assert matcher.held_count == 1
     clock.advance(HOLD - 1)
     assert await matcher.expire_held(clock.now) == 0
@@ -132,7 +132,7 @@ async def test_orphan_then_late_submit_is_matched(
     matcher: ReceiptMatcher, store: SqliteStore, clock: FakeClock
 ) -> None:
     late = Receipt(message_id="777", stat="UNDELIV", err="011", network_error_code=b"\x03\x00\x0b")
-    assert await matcher.on_receipt("roshan", "777", late, "auto") is None
+    assert await matcher.on_receipt("roshan", late, "auto") is None
     clock.advance(HOLD)
     assert await matcher.expire_held(clock.now) == 1
     assert matcher.held_count == 0
@@ -149,8 +149,8 @@ async def test_orphan_then_late_submit_is_matched(
 async def test_multipart_delivered_only_when_every_part_is(matcher: ReceiptMatcher) -> None:
     await matcher.on_submitted("roshan", "m1", 1, 2, "100", "decimal")
     await matcher.on_submitted("roshan", "m1", 2, 2, "101", "decimal")
-    first = await matcher.on_receipt("roshan", "100", receipt("100"), "decimal")
-    second = await matcher.on_receipt("roshan", "101", receipt("101"), "decimal")
+    first = await matcher.on_receipt("roshan", receipt("100"), "decimal")
+    second = await matcher.on_receipt("roshan", receipt("101"), "decimal")
     assert first is not None and (first.message_state, first.final) == (SUBMITTED, False)
     assert second is not None and (second.message_state, second.final) == (DELIVERED, True)
     assert (second.part, second.total) == (2, 2)
@@ -158,10 +158,10 @@ async def test_multipart_delivered_only_when_every_part_is(matcher: ReceiptMatch
 
 async def test_multipart_fails_when_one_part_fails(matcher: ReceiptMatcher) -> None:
     await matcher.on_submitted("roshan", "m1", 1, 2, "100", "decimal")
-    failed = await matcher.on_receipt("roshan", "100", receipt("100", "UNDELIV", "001"), "decimal")
+    failed = await matcher.on_receipt("roshan", receipt("100", "UNDELIV", "001"), "decimal")
     assert failed is not None and (failed.message_state, failed.final) == (UNDELIVERABLE, True)
     await matcher.on_submitted("roshan", "m1", 2, 2, "101", "decimal")
-    later = await matcher.on_receipt("roshan", "101", receipt("101"), "decimal")
+    later = await matcher.on_receipt("roshan", receipt("101"), "decimal")
     assert later is not None and later.message_state == UNDELIVERABLE
 
 
@@ -169,14 +169,14 @@ async def test_intermediate_receipt_is_not_final(
     matcher: ReceiptMatcher, store: SqliteStore
 ) -> None:
     await matcher.on_submitted("roshan", "m1", 1, 1, "5", "decimal")
-    enroute = await matcher.on_receipt("roshan", "5", receipt("5", "ENROUTE"), "decimal")
+    enroute = await matcher.on_receipt("roshan", receipt("5", "ENROUTE"), "decimal")
     assert enroute is not None
     assert (enroute.message_state, enroute.final, enroute.part_state) == (
         SUBMITTED,
         False,
         SUBMITTED,
     )
-    done = await matcher.on_receipt("roshan", "5", receipt("5", "DELETED"), "decimal")
+    done = await matcher.on_receipt("roshan", receipt("5", "DELETED"), "decimal")
     assert done is not None and (done.message_state, done.final) == (UNDELIVERABLE, True)
 
 
@@ -190,7 +190,7 @@ async def test_receipt_racing_its_submit_through_the_table_is_not_lost(
         await store.accept([message("m1")])
         matcher = ReceiptMatcher(store, clock, HOLD)
         held, matched = await asyncio.gather(
-            matcher.on_receipt("roshan", "42", receipt("42"), "decimal"),
+            matcher.on_receipt("roshan", receipt("42"), "decimal"),
             matcher.on_submitted("roshan", "m1", 1, 1, "42", "decimal"),
         )
         assert held is None
@@ -237,7 +237,7 @@ async def test_batch_of_submits_takes_orphans_stored_under_their_keys(
     matcher: ReceiptMatcher, store: SqliteStore, clock: FakeClock
 ) -> None:
     for rid in ("700", "701"):
-        assert await matcher.on_receipt("roshan", rid, receipt(rid), "decimal") is None
+        assert await matcher.on_receipt("roshan", receipt(rid), "decimal") is None
     clock.advance(HOLD)
     assert await matcher.expire_held(clock.now) == 2
     results = await ReceiptMatcher(store, clock, HOLD).on_submitted_many(
