@@ -180,8 +180,6 @@ def _daemon(pipe: Connection, port: int, binds: int, count: int, e2e: bool,
             profile: str | None) -> None:
     import uvloop
 
-    if os.environ.get("SWITCH"):
-        sys.setswitchinterval(float(os.environ["SWITCH"]))
     with tempfile.TemporaryDirectory() as tmp:
         pipe.send(uvloop.run(_daemon_run(port, binds, count, e2e, tmp, profile)))
 

@@ -10,12 +10,18 @@ WAL with synchronous=NORMAL: a commit appends to the WAL file (the write() reach
 the OS page cache) but is only fsynced at checkpoints. A kill -9 of the process
 therefore loses nothing that was committed; only an OS crash or power loss can drop
 the last transactions. That is the trade the embedded mode makes for throughput.
+
+Checkpoints (copying the WAL back into the database file, with its fsyncs) run on a
+connection and thread of their own, after every ``checkpoint_every`` commits: left
+to SQLite, the commit that crosses 1,000 WAL pages runs one itself, and every write
+queued behind it waited 10-50 ms (end to end +6 % without them, measured).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import sqlite3
 import time
@@ -209,6 +215,8 @@ MIN_SQLITE = (3, 38, 0)
 # An operation runs in the writer thread with the connection; its result goes back to the caller.
 _Op = Callable[..., Any]
 
+log = logging.getLogger(__name__)
+
 
 class SqliteStore:
     """CorrelationStore over one SQLite file (see the module docstring)."""
@@ -222,6 +230,7 @@ class SqliteStore:
         clock: Callable[[], float] = time.time,
         hot_index_size: int = 100_000,
         max_batch: int = 4096,
+        checkpoint_every: int = 32,
     ) -> None:
         self._path = path
         self.directory = os.path.dirname(os.path.abspath(path))  # for the spill files
@@ -238,6 +247,11 @@ class SqliteStore:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._queue: list[tuple[_Op, tuple[Any, ...], asyncio.Future[Any]]] = []
         self._flusher: asyncio.Task[None] | None = None
+        self._checkpoint_every = checkpoint_every
+        self._commits = 0  # since the last checkpoint started
+        self._checkpointer: ThreadPoolExecutor | None = None
+        self._checkpoint_conn: sqlite3.Connection | None = None
+        self._checkpointing: asyncio.Future[tuple[int, int, int]] | None = None
         # Orphan receipts that may be in the table (counted up when queued): while zero, a
         # submit skips the orphan query, which would otherwise cost one SELECT per submit.
         self._orphans = 0
@@ -258,6 +272,7 @@ class SqliteStore:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=5000")
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # see _checkpoint
         conn.executescript(_SCHEMA)
         self._orphans = conn.execute("SELECT count(*) FROM orphan_receipts").fetchone()[0]
         self._conn = conn
@@ -267,6 +282,12 @@ class SqliteStore:
             return
         while self._flusher is not None:
             await asyncio.shield(self._flusher)
+        if self._checkpointer is not None:
+            if self._checkpointing is not None:
+                await asyncio.gather(self._checkpointing, return_exceptions=True)
+            await self._loop.run_in_executor(self._checkpointer, self._disconnect_checkpointer)
+            self._checkpointer.shutdown(wait=True)
+            self._checkpointer = None
         if self._reader is not None:
             await self._loop.run_in_executor(self._reader, self._disconnect_reader)
             self._reader.shutdown(wait=True)
@@ -280,6 +301,11 @@ class SqliteStore:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+    def _disconnect_checkpointer(self) -> None:
+        if self._checkpoint_conn is not None:
+            self._checkpoint_conn.close()
+            self._checkpoint_conn = None
 
     def _disconnect_reader(self) -> None:
         if self._read_conn is not None:
@@ -325,6 +351,7 @@ class SqliteStore:
                     results = await self._loop.run_in_executor(self._executor, self._run_batch, ops)
                 except Exception as exc:  # the connection itself failed: fail the whole batch
                     results = [(False, exc)] * len(batch)
+                self._committed()
                 for (_, _, future), (ok, value) in zip(batch, results, strict=True):
                     if future.cancelled():
                         continue
@@ -334,6 +361,47 @@ class SqliteStore:
                         future.set_exception(value)
         finally:
             self._flusher = None
+
+    # -- checkpoints -----------------------------------------------------------------
+
+    def _committed(self) -> None:
+        """After a batch: start a checkpoint every ``checkpoint_every`` commits, unless
+        one is still running (the writer does not wait for it)."""
+        self._commits += 1
+        if self._commits >= self._checkpoint_every and self._checkpointing is None:
+            self.checkpoint()
+
+    def checkpoint(self) -> asyncio.Future[tuple[int, int, int]]:
+        """Copy what the WAL holds into the database file, beside the writer (a
+        PASSIVE checkpoint: it never blocks a write). Resolves to SQLite's answer:
+        (busy, WAL frames, frames copied)."""
+        if self._loop is None:
+            raise RuntimeError("store is not open")
+        if self._checkpointing is not None:
+            return self._checkpointing
+        if self._checkpointer is None:
+            self._checkpointer = ThreadPoolExecutor(
+                max_workers=1, thread_name_prefix="sqlite-checkpoint")
+        self._commits = 0
+        running = self._loop.run_in_executor(self._checkpointer, self._run_checkpoint)
+        self._checkpointing = running
+        running.add_done_callback(self._checkpoint_done)
+        return running
+
+    def _run_checkpoint(self) -> tuple[int, int, int]:
+        if self._checkpoint_conn is None:
+            self._checkpoint_conn = sqlite3.connect(self._path, isolation_level=None,
+                                                    check_same_thread=False)
+        busy, frames, copied = self._checkpoint_conn.execute(
+            "PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        return busy, frames, copied
+
+    def _checkpoint_done(self, done: asyncio.Future[tuple[int, int, int]]) -> None:
+        self._checkpointing = None
+        if not done.cancelled() and done.exception() is not None:
+            # The WAL only grows meanwhile; the next checkpoint tries again.
+            log.warning("sqlite checkpoint failed: %r", done.exception(),
+                        extra={"event": "sqlite_checkpoint_failed"})
 
     def _run_batch(self, ops: list[tuple[_Op, tuple[Any, ...]]]) -> list[tuple[bool, Any]]:
         """Run the batch in one transaction; if any op fails, rerun each on its own so

@@ -247,6 +247,51 @@ async def test_concurrent_calls_commit_together_and_a_bad_one_fails_alone(
     assert len(await store.pending_messages()) == 51
 
 
+def _in_database_file(path: str, tmp: Path) -> int:
+    """Messages in the database file alone, without its WAL: what checkpoints copied."""
+    copy = tmp / "copy.sqlite"
+    copy.write_bytes(Path(path).read_bytes())
+    with sqlite3.connect(copy) as db:
+        if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'messages'").fetchone():
+            return 0  # not even the schema was copied
+        return int(db.execute("SELECT count(*) FROM messages").fetchone()[0])
+
+
+def _big(message_id: str) -> MessageRecord:
+    record = message(message_id)
+    record.body = bytes(2000)  # a page per two messages: the WAL passes 1,000 pages fast
+    return record
+
+
+async def test_the_writer_never_checkpoints_and_the_checkpointer_does(
+    path: str, tmp_path: Path
+) -> None:
+    # Left to SQLite, the commit that takes the WAL past 1,000 pages copies it into the
+    # database file itself, and every write queued behind it waits.
+    store = await reopen(path, checkpoint_every=10_000)
+    try:
+        for batch in range(30):  # ~3,000 pages, 30 commits
+            await store.accept([_big(f"m{batch}-{i}") for i in range(200)])
+        assert _in_database_file(path, tmp_path) == 0
+        busy, frames, copied = await store.checkpoint()
+        assert (busy, copied) == (0, frames) and frames > 1000
+        assert _in_database_file(path, tmp_path) == 6000
+    finally:
+        await store.close()
+
+
+async def test_a_checkpoint_runs_after_every_n_commits(path: str, tmp_path: Path) -> None:
+    store = await reopen(path, checkpoint_every=3)
+    try:
+        for i in range(3):
+            await store.accept([message(f"m{i}")])
+        running = store.checkpoint()  # the one the third commit started, if still running
+        await running
+        assert _in_database_file(path, tmp_path) == 3
+    finally:
+        await store.close()
+
+
 async def test_closed_store_refuses_calls(path: str) -> None:
     s = SqliteStore(path)
     with pytest.raises(RuntimeError):
