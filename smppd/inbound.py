@@ -1,0 +1,165 @@
+"""What the operator delivers (deliver_sm): delivery receipts and MO messages.
+
+A receipt is matched to its submit and published as a DLR event; one that comes
+before its submit_sm_resp is held, and its deliver_sm answered only once it is
+matched or stored as an orphan. An MO message (its parts joined first) is
+published as an MO event. deliver_sm are handled in batches: one lookup, one
+receipt write and one event write for many.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from typing import Any
+
+from correlation.receipts import Receipt, ReceiptError, parse_receipt
+from smppd.batcher import Batcher
+from smppd.events import DLR_SCHEMA, MO_SCHEMA, EventSink
+from smppd.metric_children import MetricChildren
+from smppd.metrics import Metrics
+from smppd.operator import Operator
+from smppd.protocol.constants import (
+    ESM_DELIVERY_RECEIPT,
+    ESM_INTERMEDIATE_NOTIFICATION,
+    ESM_UDHI,
+    Status,
+)
+from smppd.protocol.encoding import decode_text
+from smppd.protocol.pdu import DeliverSm
+from smppd.protocol.split import parse_udh
+
+log = logging.getLogger("smppd.dispatch")  # its records keep the name they had
+
+
+class Inbound:
+    def __init__(self, matcher: Any, sink: EventSink, metrics: Metrics,
+                 children: MetricChildren, clock: Callable[[], float], *,
+                 operators: Callable[[], Mapping[str, Operator]],
+                 spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]],
+                 workers: int) -> None:
+        self.matcher = matcher
+        self.sink = sink
+        self.metrics = metrics
+        self.children = children
+        self.clock = clock
+        self.operators = operators
+        self._spawn = spawn
+        self._mo_parts: dict[tuple[str, str, int], dict[int, bytes]] = {}
+        self._delivered: Batcher[tuple[Operator, Any, DeliverSm]] = Batcher(
+            self._deliver_batches, workers=workers, spawn=spawn)
+
+    async def late_match(self, operator_id: str, result: Any) -> None:
+        """A held receipt matched at expiry (its submit was stored by another replica)."""
+        op = self.operators().get(operator_id)
+        if op is not None:
+            await self.receipts_matched(op, [result])
+
+    def deliver_received(self, op: Operator, conn: Any, pdu: DeliverSm) -> None:
+        self._delivered.add((op, conn, pdu))
+
+    async def _deliver_batches(self, batch: list[tuple[Operator, Any, DeliverSm]]) -> None:
+        """Handle a batch of deliver_sm, per operator: one lookup, one receipt write
+        and one event write, then all the responses."""
+        by_operator: dict[str, tuple[Operator, list[tuple[Any, DeliverSm]]]] = {}
+        for op, conn, pdu in batch:
+            by_operator.setdefault(op.id, (op, []))[1].append((conn, pdu))
+        for op, items in by_operator.values():
+            await self._deliver_batch(op, items)
+
+    async def _deliver_batch(self, op: Operator, items: list[tuple[Any, DeliverSm]]) -> None:
+        receipts: list[tuple[Any, DeliverSm, Receipt]] = []
+        for conn, pdu in items:
+            if not pdu.esm_class & (ESM_DELIVERY_RECEIPT | ESM_INTERMEDIATE_NOTIFICATION):
+                await self._answer(conn, pdu, self._mo(op, pdu))
+                continue
+            try:
+                receipts.append((conn, pdu, parse_receipt(pdu.short_message, pdu.tlvs)))
+            except ReceiptError as exc:
+                log.warning("unparseable receipt", extra={"event": "receipt_unparseable",
+                                                          "operator": op.id, "field": exc.field})
+                self.metrics.unmatched.labels(op.id).inc()
+                conn.respond(pdu, pdu.response(Status.ESME_ROK))
+        if receipts:
+            await self._receipts(op, receipts)
+
+    async def _receipts(self, op: Operator, receipts: list[tuple[Any, DeliverSm, Receipt]],
+                        ) -> None:
+        status = Status.ESME_ROK
+        held = []
+        try:
+            results = await self.matcher.on_receipts(op.id, [r for _, _, r in receipts],
+                                                     op.config.receipt_id)
+            matched = []
+            for (conn, pdu, receipt), result in zip(receipts, results, strict=True):
+                if result is None:
+                    held.append((conn, pdu, self.matcher.settled(receipt)))
+                else:
+                    matched.append(result)
+            await self.receipts_matched(op, matched)
+        except Exception:
+            log.exception("receipt handling failed", extra={"event": "deliver_failed",
+                                                            "operator": op.id})
+            status = Status.ESME_RX_T_APPN  # the SMSC will redeliver
+        waiting = {id(pdu) for _, pdu, _ in held} if status == Status.ESME_ROK else set()
+        for conn, pdu, _ in receipts:
+            if id(pdu) not in waiting:
+                conn.respond(pdu, pdu.response(status))
+        if status != Status.ESME_ROK:
+            return
+        for conn, pdu, settled in held:
+            # Held for its submit_sm_resp: answer the deliver_sm only once the receipt
+            # is matched or in the orphan table, so a crash meanwhile cannot lose it
+            # (the SMSC redelivers an unanswered deliver_sm).
+            self.metrics.unmatched.labels(op.id).inc()
+            self._spawn(self._answer(conn, pdu, settled))
+
+    async def _answer(self, conn: Any, pdu: DeliverSm, handling: Awaitable[None]) -> None:
+        """Answer a deliver_sm once its handling is done: OK, or a transient error
+        (the SMSC redelivers) if it failed."""
+        status = Status.ESME_ROK
+        try:
+            await handling
+        except Exception:
+            log.exception("deliver_sm handling failed", extra={"event": "deliver_failed"})
+            status = Status.ESME_RX_T_APPN
+        conn.respond(pdu, pdu.response(status))
+
+    async def receipts_matched(self, op: Operator, results: Sequence[Any]) -> None:
+        """Count and publish matched receipts: those of deliver_sm just received, and
+        held ones whose submit_sm_resp has now been recorded."""
+        if not results:
+            return
+        now = self.clock()
+        events = []
+        for result in results:
+            self.children.get(self.metrics.receipts, op.id, result.stat).inc()
+            if result.final:
+                self.children.get(self.metrics.final_states, op.id, result.message_state).inc()
+            events.append({
+                "schema": DLR_SCHEMA, "message_id": result.message_id, "operator_id": op.id,
+                "part": result.part, "parts": result.total, "state": result.message_state,
+                "final": result.final, "stat": result.stat, "err": result.err, "at": now,
+            })
+        op.counters["receipts"] += len(results)
+        await self.sink.publish_many("dlr", events)
+
+    async def _mo(self, op: Operator, pdu: DeliverSm) -> None:
+        body = pdu.short_message or pdu.tlvs.get(0x0424, b"")
+        if pdu.esm_class & ESM_UDHI:
+            concat = parse_udh(body)
+            if concat is not None:
+                key = (op.id, pdu.source_addr, concat.reference)
+                parts = self._mo_parts.setdefault(key, {})
+                parts[concat.seq] = concat.body
+                if len(parts) < concat.total:
+                    return
+                del self._mo_parts[key]
+                body = b"".join(parts[i] for i in sorted(parts))
+        self.metrics.mo.labels(op.id).inc()
+        await self.sink.publish("mo", {
+            "schema": MO_SCHEMA, "operator_id": op.id, "source": pdu.source_addr,
+            "destination": pdu.destination_addr, "data_coding": pdu.data_coding,
+            "text": decode_text(body, pdu.data_coding), "at": self.clock(),
+        })
