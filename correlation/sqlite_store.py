@@ -601,8 +601,10 @@ class SqliteStore:
     async def store_events(self, kind: str, payloads: Sequence[dict[str, Any]]) -> list[int]:
         if not payloads:
             return []
-        texts = [json.dumps(payload) for payload in payloads]
-        result: list[int] = await self._call(_store_events, kind, texts, self._clock())
+        # One JSON array for the lot: json_each hands SQLite each object's text.
+        array = json.dumps(list(payloads))
+        result: list[int] = await self._call(
+            _store_events, kind, array, len(payloads), self._clock())
         return result
 
     async def list_events(
@@ -1004,16 +1006,18 @@ def _store_event(conn: sqlite3.Connection, kind: str, payload: str, at: float) -
     return cursor.lastrowid
 
 
-def _store_events(conn: sqlite3.Connection, kind: str, payloads: list[str], at: float) -> list[int]:
+def _store_events(
+    conn: sqlite3.Connection, kind: str, array: str, count: int, at: float
+) -> list[int]:
     # One INSERT ... SELECT in the writer's transaction draws consecutive ids, in
     # json_each's order, after the highest ever drawn (AUTOINCREMENT): read that
     # instead of a RETURNING row per event (each row costs the writer a wait for the GIL).
     before = conn.execute(_LAST_EVENT_ID).fetchone()
     first = (before[0] if before else 0) + 1
-    cursor = conn.execute(_INSERT_EVENTS, (kind, at, json.dumps(payloads)))
-    if cursor.lastrowid != first + len(payloads) - 1:
+    cursor = conn.execute(_INSERT_EVENTS, (kind, at, array))
+    if cursor.lastrowid != first + count - 1:
         raise RuntimeError("events: ids were not drawn consecutively")
-    return list(range(first, first + len(payloads)))
+    return list(range(first, first + count))
 
 
 def _list_events(
