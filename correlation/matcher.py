@@ -139,6 +139,8 @@ class ReceiptMatcher:
         orphans = await self._store.take_orphans_many(operator_id, [row[5] for row in rows])
         waiting: list[tuple[PartRef, Receipt]] = []
         taken: list[_Held] = []
+        if not orphans and not any((operator_id, row[5]) in held for row in rows):
+            return []  # the usual case: no receipt was waiting for these submits
         for message_id, part, total, _, _, key, _ in rows:
             ref = PartRef(message_id, part, total)
             if (operator_id, key) in held:

@@ -494,8 +494,9 @@ class SqliteStore:
     ) -> None:
         """``record_submitted`` for many parts in one write: each row is
         (message_id, part, total, operator_id, smsc_id, smsc_key, at)."""
+        put = self._hot.put_part
         for message_id, part, total, operator_id, _, smsc_key, _ in rows:
-            self._remember(operator_id, smsc_key, PartRef(message_id, part, total))
+            put(operator_id, smsc_key, message_id, part, total)
         await self._call(_submitted_rows, rows)
 
     def _remember(self, operator_id: str, smsc_key: str, ref: PartRef) -> None:
@@ -656,10 +657,15 @@ class _HotIndex:
         self._old: dict[str, str | PartRef] = {}
 
     def put(self, operator_id: str, smsc_key: str, ref: PartRef) -> None:
+        self.put_part(operator_id, smsc_key, ref.message_id, ref.part, ref.total)
+
+    def put_part(self, operator_id: str, smsc_key: str, message_id: str, part: int,
+                 total: int) -> None:
         if not self._half:
             return
         young = self._young
-        young[f"{operator_id}\x00{smsc_key}"] = ref.message_id if ref.total == 1 else ref
+        young[f"{operator_id}\x00{smsc_key}"] = (
+            message_id if total == 1 else PartRef(message_id, part, total))
         if len(young) >= self._half:
             self._old, self._young = young, {}
 

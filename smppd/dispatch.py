@@ -287,17 +287,17 @@ class Dispatcher:
         if self.circuit is not None:
             self.circuit(op.id, status != Status.ESME_RSYSERR)
         responses, latencies = self._metrics_for(op.id, status)
-        responses.inc()
         latencies.observe(latency)
         op.latencies.append(latency)
-        op.counters["submit_ok" if status == Status.ESME_ROK else "submit_error"] += 1
         if status == Status.ESME_ROK:
-            op.limiter.not_throttled()
+            # Counted, and the limiter told, once per batch in _record_answered.
             self._answered.add((op, (part.message_id, part.part, part.total,
                                      getattr(pdu, "message_id", ""))))
             if self._answered.pending >= self.max_unrecorded and not self._holding_back:
                 self._hold_back(True)
             return
+        responses.inc()
+        op.counters["submit_error"] += 1
         if status in THROTTLING:
             op.limiter.throttled()
             self.metrics.throttled.labels(op.id).inc()
@@ -352,6 +352,9 @@ class Dispatcher:
         for op, submit in batch:
             by_operator.setdefault(op.id, (op, []))[1].append(submit)
         for op, submits in by_operator.values():
+            self._metrics_for(op.id, Status.ESME_ROK)[0].inc(len(submits))
+            op.counters["submit_ok"] += len(submits)
+            op.limiter.not_throttled()
             try:
                 results = await self.matcher.on_submitted_many(
                     op.id, submits, op.config.submit_resp_id)
