@@ -7,7 +7,7 @@ python3 -m venv .venv
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 bash scripts/services.sh
 .venv/bin/ruff check .
-.venv/bin/mypy smppd control throttling correlation vault simulators
+.venv/bin/mypy  # the packages listed in setup.cfg
 set +e
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 rc=$?
