@@ -272,7 +272,7 @@ class SqliteStore:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=5000")
-        conn.execute("PRAGMA wal_autocheckpoint=0")  # see _checkpoint
+        conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoint() runs them, beside the writer
         conn.executescript(_SCHEMA)
         self._orphans = conn.execute("SELECT count(*) FROM orphan_receipts").fetchone()[0]
         self._conn = conn
