@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
@@ -133,15 +134,21 @@ class Inbound:
             return
         now = self.clock()
         events = []
+        by_stat: Counter[str] = Counter()
+        by_final_state: Counter[str] = Counter()
         for result in results:
-            self.children.get(self.metrics.receipts, op.id, result.stat).inc()
+            by_stat[result.stat] += 1
             if result.final:
-                self.children.get(self.metrics.final_states, op.id, result.message_state).inc()
+                by_final_state[result.message_state] += 1
             events.append({
                 "schema": DLR_SCHEMA, "message_id": result.message_id, "operator_id": op.id,
                 "part": result.part, "parts": result.total, "state": result.message_state,
                 "final": result.final, "stat": result.stat, "err": result.err, "at": now,
             })
+        for stat, count in by_stat.items():  # counted per batch: an inc() takes a lock
+            self.children.get(self.metrics.receipts, op.id, stat).inc(count)
+        for state, count in by_final_state.items():
+            self.children.get(self.metrics.final_states, op.id, state).inc(count)
         op.counters["receipts"] += len(results)
         await self.sink.publish_many("dlr", events)
 

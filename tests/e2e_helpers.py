@@ -259,7 +259,18 @@ class DaemonProcess:
     async def signal(self, sig: int, timeout: float = 20.0) -> int:
         assert self.proc is not None
         self.proc.send_signal(sig)
-        return await asyncio.wait_for(self.proc.wait(), timeout)
+        try:
+            return await asyncio.wait_for(asyncio.shield(self.proc.wait()), timeout)
+        except TimeoutError:
+            pass
+        # Still running: have it log where every task waits (SIGUSR1), then kill it and
+        # fail with its log, so a hang says where it hung.
+        self.proc.send_signal(signal.SIGUSR1)
+        with contextlib.suppress(AssertionError):
+            await wait_for(lambda: _dumped(self.log), 5.0, interval=0.1, what="a task dump")
+        await self.kill()
+        raise AssertionError(f"smppd did not exit within {timeout} s of signal {sig}:\n"
+                             f"{self.log.read_text()}")
 
     async def terminate(self) -> int:
         return await self.signal(signal.SIGTERM)
@@ -268,6 +279,10 @@ class DaemonProcess:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.kill()
             await self.proc.wait()
+
+
+def _dumped(log: Path) -> bool:
+    return "waits in" in log.read_text()
 
 
 def _append(path: Path) -> BinaryIO:
