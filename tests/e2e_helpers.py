@@ -256,7 +256,9 @@ class DaemonProcess:
                     ids.extend(a["message_id"] for a in (await resp.json())["accepted"])
         return ids
 
-    async def signal(self, sig: int, timeout: float = 20.0) -> int:
+    async def signal(self, sig: int, timeout: float = 45.0) -> int:
+        # 45 s: systemd/smppd.service's TimeoutStopSec, the stop budget the daemon keeps
+        # (a standby's stop may use its drain_timeout twice: unbinding, then held receipts).
         assert self.proc is not None
         self.proc.send_signal(sig)
         try:
