@@ -133,10 +133,11 @@ def test_daemon_unit_contract() -> None:
     assert d["LoadCredential"] == ["vault-secret-id:/etc/smppd/vault-secret-id"]
     assert d["CapabilityBoundingSet"] == [""]
     assert "StartLimitBurst" in d and "StartLimitIntervalSec" in d
-    # The stop timeout outlasts the default drain (bind.stop waits drain + 5 s).
+    # The stop timeout outlasts the longest stop: the windows (bind.stop waits drain +
+    # 5 s), then held receipts (Dispatcher.settle, drain), then NATS (2 s).
     example = tomllib.loads((ROOT / "conf" / "smppd.example.toml").read_text())
     drain = max(DaemonSection().drain_timeout, example["daemon"]["drain_timeout"])
-    assert float(d["TimeoutStopSec"][0]) > drain + 5.0
+    assert float(d["TimeoutStopSec"][0]) > 2 * drain + 5.0 + 2.0
     assert float(d["WatchdogSec"][0]) >= 10
 
 
