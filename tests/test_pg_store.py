@@ -9,23 +9,27 @@ from __future__ import annotations
 import asyncio
 import sys
 import textwrap
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
 import redis.asyncio as redis
-from test_store_contract import REDIS_URL, message, migrated_database, redis_prefix, truncate
+from test_store_contract import DEAD_REDIS, REDIS_URL, message, migrated_database, truncate
 
-from correlation.pg_store import LOOKUP_SQL, PgStore, purge_older_than
+from correlation.pg_store import LOOKUP_SQL, purge_older_than
 from correlation.redis_index import RedisIndex
 from correlation.store import ACCEPTED, DELIVERED, SUBMITTED, PartRef
 
 pytestmark = pytest.mark.services
+pytest_plugins = ["pg_fixtures"]  # prefix, client, pg_stores
+
+if TYPE_CHECKING:
+    from pg_fixtures import PgStores
 
 REPO = Path(__file__).resolve().parent.parent
-DEAD_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 DAY = 86400.0
 
 
@@ -41,41 +45,11 @@ async def dsn(module_dsn: str) -> str:
     return module_dsn
 
 
-@pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    async for value in redis_prefix():
-        yield value
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[redis.Redis]:
-    c = redis.Redis.from_url(REDIS_URL)
-    yield c
-    await c.aclose()
-
-
-@pytest.fixture
-async def stores() -> AsyncIterator[list[PgStore]]:
-    """Stores a test opens; closed at the end."""
-    opened: list[PgStore] = []
-    yield opened
-    for store in opened:
-        await store.close()
-
-
-async def open_store(stores: list[PgStore], dsn: str, redis_url: str | None, **kw: str) -> PgStore:
-    store = PgStore(dsn, redis_url, migrate_on_open=False, **kw)  # type: ignore[arg-type]
-    await store.open()
-    stores.append(store)
-    return store
-
-
 async def test_submits_are_indexed_in_redis_with_the_ttl(
-    dsn: str, prefix: str, client: redis.Redis, stores: list[PgStore]
+    dsn: str, prefix: str, client: redis.Redis, pg_stores: PgStores
 ) -> None:
-    store = PgStore(dsn, REDIS_URL, redis_prefix=prefix, redis_ttl_seconds=3 * 86400)
-    await store.open()
-    stores.append(store)
+    store = await pg_stores.open(dsn, REDIS_URL, redis_prefix=prefix,
+                                 redis_ttl_seconds=3 * 86400)
     await store.accept([message("m:1")])
     await store.record_submitted("m:1", 2, 3, "roshan", "0A", "a", 1.0)
     key = f"{prefix}roshan:a"
@@ -83,8 +57,8 @@ async def test_submits_are_indexed_in_redis_with_the_ttl(
     assert 3 * 86400 - 60 < await client.ttl(key) <= 3 * 86400
 
 
-async def test_lookup_asks_redis_first(dsn: str, prefix: str, stores: list[PgStore]) -> None:
-    store = await open_store(stores, dsn, REDIS_URL, redis_prefix=prefix)
+async def test_lookup_asks_redis_first(dsn: str, prefix: str, pg_stores: PgStores) -> None:
+    store = await pg_stores.open(dsn, REDIS_URL, redis_prefix=prefix)
     index = RedisIndex(REDIS_URL, prefix=prefix)
     try:
         # Only in Redis: found there (PostgreSQL has no such row).
@@ -95,25 +69,25 @@ async def test_lookup_asks_redis_first(dsn: str, prefix: str, stores: list[PgSto
 
 
 async def test_a_redis_miss_falls_back_to_postgres_and_refills(
-    dsn: str, prefix: str, client: redis.Redis, stores: list[PgStore]
+    dsn: str, prefix: str, client: redis.Redis, pg_stores: PgStores
 ) -> None:
-    writer = await open_store(stores, dsn, REDIS_URL, redis_prefix=prefix)
+    writer = await pg_stores.open(dsn, REDIS_URL, redis_prefix=prefix)
     await writer.accept([message("m1")])
     await writer.record_submitted("m1", 1, 1, "op", "AB", "ab", 1.0)
     await client.delete(f"{prefix}op:ab")  # evicted, or Redis was down at submit time
-    reader = await open_store(stores, dsn, REDIS_URL, redis_prefix=prefix)
+    reader = await pg_stores.open(dsn, REDIS_URL, redis_prefix=prefix)
     assert await reader.lookup_part("op", "zz", "ab") == PartRef("m1", 1, 1)
     assert await client.get(f"{prefix}op:ab") == b"1:1:m1"
 
 
 @pytest.mark.parametrize("redis_url", [REDIS_URL, None])
 async def test_a_part_in_flight_does_not_beat_the_preferred_key_stored(
-    dsn: str, prefix: str, stores: list[PgStore], redis_url: str | None
+    dsn: str, prefix: str, pg_stores: PgStores, redis_url: str | None
 ) -> None:
     # "auto" ids: receipt "1872" reads as key "750" (decimal, preferred) or "1872" (hex).
     # Receipts lagging far behind submits: the submit whose key is the other reading
     # ("6258" -> "1872") is still in flight when the receipt for "1872" arrives.
-    store = await open_store(stores, dsn, redis_url, redis_prefix=prefix)
+    store = await pg_stores.open(dsn, redis_url, redis_prefix=prefix)
     await store.accept([message("m1871"), message("m6257")])
     await store.record_submitted("m1871", 1, 1, "op", "1872", "750", 1.0)
     in_flight = asyncio.ensure_future(
@@ -124,11 +98,11 @@ async def test_a_part_in_flight_does_not_beat_the_preferred_key_stored(
     await in_flight
 
 
-async def test_redis_down_lookups_use_postgres(dsn: str, stores: list[PgStore]) -> None:
-    writer = await open_store(stores, dsn, DEAD_REDIS)
+async def test_redis_down_lookups_use_postgres(dsn: str, pg_stores: PgStores) -> None:
+    writer = await pg_stores.open(dsn, DEAD_REDIS)
     await writer.accept([message("m1")])
     await writer.record_submitted("m1", 1, 1, "op", "AB", "ab", 1.0)  # its Redis SET fails
-    reader = await open_store(stores, dsn, DEAD_REDIS)  # another replica: nothing in memory
+    reader = await pg_stores.open(dsn, DEAD_REDIS)  # another replica: nothing in memory
     assert await reader.lookup_part("op", "ab") == PartRef("m1", 1, 1)
     assert await reader.record_receipt("m1", 1, DELIVERED, "DELIVRD", "000", 2.0) == DELIVERED
     assert await reader.lookup_part("op", "nope") is None
@@ -147,10 +121,12 @@ async def test_redis_index_switches_itself_off_while_down() -> None:
         await index.close()
 
 
-async def test_replicas_see_each_others_parts(dsn: str, prefix: str, stores: list[PgStore]) -> None:
-    a = await open_store(stores, dsn, REDIS_URL, redis_prefix=prefix)
-    b = await open_store(stores, dsn, REDIS_URL, redis_prefix=prefix)
-    c = await open_store(stores, dsn, None)  # no Redis at all
+async def test_replicas_see_each_others_parts(
+    dsn: str, prefix: str, pg_stores: PgStores
+) -> None:
+    a = await pg_stores.open(dsn, REDIS_URL, redis_prefix=prefix)
+    b = await pg_stores.open(dsn, REDIS_URL, redis_prefix=prefix)
+    c = await pg_stores.open(dsn, None)  # no Redis at all
     await a.accept([message("m1")])
     await a.record_submitted("m1", 1, 1, "op", "AB", "ab", 1.0)
     assert await b.lookup_part("op", "ab") == PartRef("m1", 1, 1)
@@ -192,10 +168,10 @@ async def test_receipt_lookup_is_an_index_scan(dsn: str) -> None:
 
 
 async def test_purge_deletes_finished_rows_older_than_the_cutoff(
-    dsn: str, stores: list[PgStore]
+    dsn: str, pg_stores: PgStores
 ) -> None:
     now = 100 * DAY
-    store = await open_store(stores, dsn, None)
+    store = await pg_stores.open(dsn, None)
     old, new = now - 31 * DAY, now - 29 * DAY
     await store.accept([message("old-done", old), message("old-sent", old)])
     await store.accept([message("old-waiting", old), message("new-done", new)])
@@ -224,7 +200,7 @@ async def test_purge_deletes_finished_rows_older_than_the_cutoff(
     assert await store.take_orphans("op", "y") == [{"stat": "DELIVRD"}]
 
 
-async def test_accepted_messages_survive_kill_9(dsn: str, stores: list[PgStore]) -> None:
+async def test_accepted_messages_survive_kill_9(dsn: str, pg_stores: PgStores) -> None:
     # A real process, killed with SIGKILL right after accept() returned: nothing may be lost.
     script = textwrap.dedent(
         f"""
@@ -252,7 +228,7 @@ async def test_accepted_messages_survive_kill_9(dsn: str, stores: list[PgStore])
     )
     _, stderr = await proc.communicate()
     assert proc.returncode == -9, stderr.decode()
-    again = await open_store(stores, dsn, None)
+    again = await pg_stores.open(dsn, None)
     pending = await again.pending_messages()
     assert [m.message_id for m in pending] == [f"m{i}" for i in range(1, 200)]
     assert await again.lookup_part("op", "ab") == PartRef("m0", 1, 1)

@@ -14,12 +14,20 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import asyncpg
 import pytest
 import redis.asyncio as redis
 from conftest import FakeClock
-from test_store_contract import REDIS_URL, message, migrated_database, redis_prefix, truncate
+from test_store_contract import (
+    DEAD_REDIS,
+    REDIS_URL,
+    message,
+    migrated_database,
+    redis_prefix,
+    truncate,
+)
 
 from correlation.pg_store import LOOKUP_MANY_SQL, PgStore
 from correlation.redis_index import RedisIndex
@@ -35,8 +43,11 @@ from correlation.store import (
 )
 
 pytestmark = pytest.mark.services
+pytest_plugins = ["pg_fixtures"]  # prefix, client, pg_stores
 
-DEAD_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1
+if TYPE_CHECKING:
+    from pg_fixtures import PgStores
+
 DATA_SETS = ("a", "b")
 
 
@@ -264,40 +275,10 @@ async def dsn(pg_dsns: dict[str, str]) -> str:
     return pg_dsns["a"]
 
 
-@pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    async for value in redis_prefix():
-        yield value
-
-
-@pytest.fixture
-async def client() -> AsyncIterator[redis.Redis]:
-    c = redis.Redis.from_url(REDIS_URL)
-    yield c
-    await c.aclose()
-
-
-@pytest.fixture
-async def pg_stores() -> AsyncIterator[list[PgStore]]:
-    opened: list[PgStore] = []
-    yield opened
-    for store in opened:
-        await store.close()
-
-
-async def open_pg(
-    opened: list[PgStore], dsn: str, redis_url: str | None, prefix: str = ""
-) -> PgStore:
-    store = PgStore(dsn, redis_url, redis_prefix=prefix, migrate_on_open=False)
-    await store.open()
-    opened.append(store)
-    return store
-
-
 async def test_pg_lookup_parts_in_flight_then_redis_then_postgres(
-    dsn: str, prefix: str, client: redis.Redis, pg_stores: list[PgStore]
+    dsn: str, prefix: str, client: redis.Redis, pg_stores: PgStores
 ) -> None:
-    store = await open_pg(pg_stores, dsn, REDIS_URL, prefix)
+    store = await pg_stores.open(dsn, REDIS_URL, redis_prefix=prefix)
     await store.accept([message("pg"), message("both"), message("new")])
     await store.record_submitted_many(
         [("pg", 1, 1, "op", "P", "p", 1.0), ("both", 1, 1, "op", "B", "b", 1.0)]
@@ -319,14 +300,14 @@ async def test_pg_lookup_parts_in_flight_then_redis_then_postgres(
 
 
 async def test_pg_lookup_parts_with_redis_down_answers_from_postgres(
-    dsn: str, pg_stores: list[PgStore]
+    dsn: str, pg_stores: PgStores
 ) -> None:
-    writer = await open_pg(pg_stores, dsn, DEAD_REDIS)
+    writer = await pg_stores.open(dsn, DEAD_REDIS)
     await writer.accept([message("m1"), message("m2")])
     await writer.record_submitted_many(
         [("m1", 1, 1, "op", "A", "a", 1.0), ("m2", 1, 2, "op", "B", "b", 1.0)]
     )
-    reader = await open_pg(pg_stores, dsn, DEAD_REDIS)  # another replica: nothing in memory
+    reader = await pg_stores.open(dsn, DEAD_REDIS)  # another replica: nothing in memory
     assert await reader.lookup_parts("op", [["zz", "b"], ["x"], ["a"]]) == [
         PartRef("m2", 1, 2),
         None,
@@ -335,13 +316,13 @@ async def test_pg_lookup_parts_with_redis_down_answers_from_postgres(
 
 
 async def test_pg_lookup_parts_newest_submit_of_a_key_wins(
-    dsn: str, pg_stores: list[PgStore]
+    dsn: str, pg_stores: PgStores
 ) -> None:
-    store = await open_pg(pg_stores, dsn, None)
+    store = await pg_stores.open(dsn, None)
     await store.accept([message("old"), message("new")])
     await store.record_submitted("old", 1, 1, "op", "K", "k", 1.0)
     await store.record_submitted("new", 1, 1, "op", "K", "k", 2.0)  # the SMSC reused its id
-    reader = await open_pg(pg_stores, dsn, None)
+    reader = await pg_stores.open(dsn, None)
     assert await reader.lookup_parts("op", [["k"], ["x", "k"]]) == [PartRef("new", 1, 1)] * 2
 
 
@@ -370,9 +351,9 @@ async def test_pg_lookup_parts_probes_the_index(dsn: str) -> None:
 
 
 async def test_pg_idempotency_keys_in_redis_then_postgres(
-    dsn: str, prefix: str, client: redis.Redis, pg_stores: list[PgStore]
+    dsn: str, prefix: str, client: redis.Redis, pg_stores: PgStores
 ) -> None:
-    store = await open_pg(pg_stores, dsn, REDIS_URL, prefix)
+    store = await pg_stores.open(dsn, REDIS_URL, redis_prefix=prefix)
     assert await store.idempotency_put("k1", "m1") == "m1"
     assert await store.idempotency_put("k1", "m2") == "m1"  # the first writer still wins
     assert await client.get(f"{prefix}~idem:k1") == b"m1"
@@ -385,7 +366,7 @@ async def test_pg_idempotency_keys_in_redis_then_postgres(
         await conn.execute("INSERT INTO smpp.idempotency_keys VALUES ('k2', 'm2', now())")
     finally:
         await conn.close()
-    replica = await open_pg(pg_stores, dsn, REDIS_URL, prefix)
+    replica = await pg_stores.open(dsn, REDIS_URL, redis_prefix=prefix)
     assert await replica.idempotency_get("k1") == "m1"  # answered by Redis
     assert await replica.idempotency_get("k2") == "m2"
     assert await client.get(f"{prefix}~idem:k2") == b"m2"
@@ -393,21 +374,21 @@ async def test_pg_idempotency_keys_in_redis_then_postgres(
 
 
 async def test_pg_idempotency_with_redis_down_uses_postgres(
-    dsn: str, pg_stores: list[PgStore]
+    dsn: str, pg_stores: PgStores
 ) -> None:
-    store = await open_pg(pg_stores, dsn, DEAD_REDIS)
+    store = await pg_stores.open(dsn, DEAD_REDIS)
     assert await store.idempotency_get("k1") is None
     assert await store.idempotency_put("k1", "m1") == "m1"
     assert await store.idempotency_put("k1", "m2") == "m1"
-    replica = await open_pg(pg_stores, dsn, DEAD_REDIS)
+    replica = await pg_stores.open(dsn, DEAD_REDIS)
     assert await replica.idempotency_get("k1") == "m1"
 
 
 async def test_pg_replicas_racing_on_accept_new_store_each_id_once(
-    dsn: str, pg_stores: list[PgStore], caplog: pytest.LogCaptureFixture
+    dsn: str, pg_stores: PgStores, caplog: pytest.LogCaptureFixture
 ) -> None:
-    a = await open_pg(pg_stores, dsn, None)
-    b = await open_pg(pg_stores, dsn, None)
+    a = await pg_stores.open(dsn, None)
+    b = await pg_stores.open(dsn, None)
     ids = [f"m{i:03}" for i in range(300)]
     results = await asyncio.gather(
         a.accept_new([message(m) for m in ids]),
@@ -422,11 +403,11 @@ async def test_pg_replicas_racing_on_accept_new_store_each_id_once(
 
 
 async def test_pg_accept_new_is_durable_for_another_replica(
-    dsn: str, pg_stores: list[PgStore]
+    dsn: str, pg_stores: PgStores
 ) -> None:
-    a = await open_pg(pg_stores, dsn, None)
+    a = await pg_stores.open(dsn, None)
     assert await a.accept_new([message("m1")]) == ["m1"]
-    b = await open_pg(pg_stores, dsn, None)
+    b = await pg_stores.open(dsn, None)
     got = await b.get_message("m1")
     assert got is not None and got["state"] == ACCEPTED
     assert await b.accept_new([message("m1"), message("m2")]) == ["m2"]

@@ -38,6 +38,7 @@ from correlation.store import (
 )
 
 PG_DSN = os.environ.get("SMPPD_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+DEAD_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 REDIS_URL = os.environ.get("SMPPD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SMPP_TABLES = (
     "smpp.messages, smpp.message_correlations, smpp.orphan_receipts, smpp.orphan_keys,"
