@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import textwrap
-from collections.abc import Iterator
-from datetime import UTC, datetime
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,10 +20,10 @@ from test_store_contract import DEAD_REDIS, REDIS_URL, message, migrated_databas
 
 from correlation.pg_store import LOOKUP_SQL, purge_older_than
 from correlation.redis_index import RedisIndex
-from correlation.store import ACCEPTED, DELIVERED, SUBMITTED, PartRef
+from correlation.store import ACCEPTED, DELIVERED, PartRef
 
 pytestmark = pytest.mark.services
-pytest_plugins = ["pg_fixtures"]  # prefix, client, pg_stores
+pytest_plugins = ["pg_fixtures"]  # prefix, client, pg_stores, explain_on_20000_parts
 
 if TYPE_CHECKING:
     from pg_fixtures import PgStores
@@ -136,33 +135,10 @@ async def test_replicas_see_each_others_parts(
     assert got is not None and got["state"] == DELIVERED
 
 
-async def test_receipt_lookup_is_an_index_scan(dsn: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        at = datetime.fromtimestamp(1.0, UTC)
-        rows = [
-            (f"m{i}", 1, 1, f"op{i % 5}", f"{i:x}", f"{i:x}", SUBMITTED, at) for i in range(20_000)
-        ]
-        await conn.copy_records_to_table(
-            "message_correlations",
-            schema_name="smpp",
-            records=rows,
-            columns=[
-                "message_id",
-                "part",
-                "total",
-                "operator_id",
-                "smsc_id",
-                "smsc_key",
-                "state",
-                "submitted_at",
-            ],
-        )
-        await conn.execute("ANALYZE smpp.message_correlations")
-        lines = await conn.fetch("EXPLAIN " + LOOKUP_SQL, "op3", ["ab", "4e23"])
-    finally:
-        await conn.close()
-    text = "\n".join(r[0] for r in lines)
+async def test_receipt_lookup_is_an_index_scan(
+    dsn: str, explain_on_20000_parts: Callable[..., Awaitable[str]]
+) -> None:
+    text = await explain_on_20000_parts(dsn, LOOKUP_SQL, "op3", ["ab", "4e23"])
     assert "Index Scan using message_correlations_lookup" in text, text
     assert "Seq Scan on message_correlations" not in text, text
 

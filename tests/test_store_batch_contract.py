@@ -11,8 +11,7 @@ a second store one call at a time.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
-from datetime import UTC, datetime
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,7 +42,7 @@ from correlation.store import (
 )
 
 pytestmark = pytest.mark.services
-pytest_plugins = ["pg_fixtures"]  # prefix, client, pg_stores
+pytest_plugins = ["pg_fixtures"]  # prefix, client, pg_stores, explain_on_20000_parts
 
 if TYPE_CHECKING:
     from pg_fixtures import PgStores
@@ -326,26 +325,12 @@ async def test_pg_lookup_parts_newest_submit_of_a_key_wins(
     assert await reader.lookup_parts("op", [["k"], ["x", "k"]]) == [PartRef("new", 1, 1)] * 2
 
 
-async def test_pg_lookup_parts_probes_the_index(dsn: str) -> None:
-    conn = await asyncpg.connect(dsn)
-    try:
-        at = datetime.fromtimestamp(1.0, UTC)
-        rows = [
-            (f"m{i}", 1, 1, f"op{i % 5}", f"{i:x}", f"{i:x}", SUBMITTED, at) for i in range(20_000)
-        ]
-        columns = ["message_id", "part", "total", "operator_id", "smsc_id", "smsc_key", "state",
-                   "submitted_at"]  # fmt: skip
-        await conn.copy_records_to_table(
-            "message_correlations", schema_name="smpp", records=rows, columns=columns
-        )
-        await conn.execute("ANALYZE smpp.message_correlations")
-        keys = [f"{i:x}" for i in range(200)]
-        lines = await conn.fetch(
-            "EXPLAIN " + LOOKUP_MANY_SQL, "op3", list(range(200)), keys, [0] * 200
-        )
-    finally:
-        await conn.close()
-    text = "\n".join(r[0] for r in lines)
+async def test_pg_lookup_parts_probes_the_index(
+    dsn: str, explain_on_20000_parts: Callable[..., Awaitable[str]]
+) -> None:
+    keys = [f"{i:x}" for i in range(200)]
+    text = await explain_on_20000_parts(dsn, LOOKUP_MANY_SQL, "op3", list(range(200)), keys,
+                                        [0] * 200)
     assert "Index Scan using message_correlations_lookup" in text, text
     assert "Seq Scan on message_correlations" not in text, text
 
