@@ -20,16 +20,15 @@ from smppd.batcher import Batcher
 from smppd.events import DLR_SCHEMA, MO_SCHEMA, EventSink
 from smppd.metric_children import MetricChildren
 from smppd.metrics import Metrics
+from smppd.mo_parts import MoParts
 from smppd.operator import Operator
 from smppd.protocol.constants import (
     ESM_DELIVERY_RECEIPT,
     ESM_INTERMEDIATE_NOTIFICATION,
-    ESM_UDHI,
     Status,
 )
 from smppd.protocol.encoding import decode_text
 from smppd.protocol.pdu import DeliverSm
-from smppd.protocol.split import parse_udh
 
 log = logging.getLogger("smppd.dispatch")  # its records keep the name they had
 
@@ -47,7 +46,7 @@ class Inbound:
         self.clock = clock
         self.operators = operators
         self._spawn = spawn
-        self._mo_parts: dict[tuple[str, str, int], dict[int, bytes]] = {}
+        self.mo_parts = MoParts()
         self._delivered: Batcher[tuple[Operator, Any, DeliverSm]] = Batcher(
             self._deliver_batches, workers=workers, spawn=spawn)
 
@@ -71,9 +70,10 @@ class Inbound:
 
     async def _deliver_batch(self, op: Operator, items: list[tuple[Any, DeliverSm]]) -> None:
         receipts: list[tuple[Any, DeliverSm, Receipt]] = []
+        mos: list[tuple[Any, DeliverSm]] = []
         for conn, pdu in items:
             if not pdu.esm_class & (ESM_DELIVERY_RECEIPT | ESM_INTERMEDIATE_NOTIFICATION):
-                await self._answer(conn, pdu, self._mo(op, pdu))
+                mos.append((conn, pdu))
                 continue
             try:
                 receipts.append((conn, pdu, parse_receipt(pdu.short_message, pdu.tlvs)))
@@ -82,11 +82,47 @@ class Inbound:
                                                           "operator": op.id, "field": exc.field})
                 self.metrics.unmatched.labels(op.id).inc()
                 conn.respond(pdu, pdu.response(Status.ESME_ROK))
-        if receipts:
-            await self._receipts(op, receipts)
+        # Both writes queued together: one group commit (or concurrent publishes).
+        await asyncio.gather(self._mos(op, mos), self._receipts(op, receipts))
+
+    async def _mos(self, op: Operator, mos: list[tuple[Any, DeliverSm]]) -> None:
+        """MO messages of a batch: one event write for every message that is whole,
+        then every deliver_sm answered (a transient error if the write failed: the
+        SMSC sends them again)."""
+        if not mos:
+            return
+        events: list[dict[str, Any]] = []
+        whole: list[Any] = []  # keys of the concatenated messages among them
+        for _, pdu in mos:
+            key, body = self.mo_parts.add(op.id, pdu)
+            if body is None:
+                continue  # a part: kept until the rest arrive
+            if key is not None:
+                whole.append(key)
+            events.append({
+                "schema": MO_SCHEMA, "operator_id": op.id, "source": pdu.source_addr,
+                "destination": pdu.destination_addr, "data_coding": pdu.data_coding,
+                "text": decode_text(body, pdu.data_coding), "at": self.clock(),
+            })
+        status = Status.ESME_ROK
+        if events:
+            try:
+                await self.sink.publish_many("mo", events)
+            except Exception:
+                log.exception("MO handling failed", extra={"event": "deliver_failed",
+                                                            "operator": op.id})
+                status = Status.ESME_RX_T_APPN
+            else:
+                for key in whole:
+                    self.mo_parts.forget(key)
+                self.children.get(self.metrics.mo, op.id).inc(len(events))
+        for conn, pdu in mos:
+            conn.respond(pdu, pdu.response(status))
 
     async def _receipts(self, op: Operator, receipts: list[tuple[Any, DeliverSm, Receipt]],
                         ) -> None:
+        if not receipts:
+            return
         status = Status.ESME_ROK
         held = []
         try:
@@ -151,22 +187,3 @@ class Inbound:
             self.children.get(self.metrics.final_states, op.id, state).inc(count)
         op.counters["receipts"] += len(results)
         await self.sink.publish_many("dlr", events)
-
-    async def _mo(self, op: Operator, pdu: DeliverSm) -> None:
-        body = pdu.short_message or pdu.tlvs.get(0x0424, b"")
-        if pdu.esm_class & ESM_UDHI:
-            concat = parse_udh(body)
-            if concat is not None:
-                key = (op.id, pdu.source_addr, concat.reference)
-                parts = self._mo_parts.setdefault(key, {})
-                parts[concat.seq] = concat.body
-                if len(parts) < concat.total:
-                    return
-                del self._mo_parts[key]
-                body = b"".join(parts[i] for i in sorted(parts))
-        self.metrics.mo.labels(op.id).inc()
-        await self.sink.publish("mo", {
-            "schema": MO_SCHEMA, "operator_id": op.id, "source": pdu.source_addr,
-            "destination": pdu.destination_addr, "data_coding": pdu.data_coding,
-            "text": decode_text(body, pdu.data_coding), "at": self.clock(),
-        })

@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
@@ -501,8 +502,10 @@ def _event_id(kind: str, event: dict[str, Any]) -> str:
     """Nats-Msg-Id: the same receipt published twice (a crash, a retry) dedupes."""
     parts = [kind, str(event.get("message_id", "")), str(event.get("part", "")),
              str(event.get("state", "")), str(event.get("stat", ""))]
-    if kind == "mo":
-        parts.append(str(event.get("at", "")))
+    if kind == "mo":  # two MO messages of one batch may share a clock reading
+        text = str(event.get("text", "")).encode("utf-8", "surrogatepass")
+        parts += [str(event.get("source", "")), str(event.get("destination", "")),
+                  hashlib.blake2b(text, digest_size=8).hexdigest(), str(event.get("at", ""))]
     return ":".join(parts)
 
 

@@ -14,6 +14,7 @@ from smppd.protocol.split import (
     SplitError,
     Strategy,
     TooManyPartsError,
+    parse_sar,
     parse_udh,
     split_message,
 )
@@ -107,6 +108,35 @@ def test_reference_out_of_range(strategy: Strategy, reference: int, ref16: bool)
 def test_unknown_strategy() -> None:
     with pytest.raises(SplitError):
         split_message(b"a", GSM, "bogus", 1)  # type: ignore[arg-type]
+
+
+# --- parse_sar --------------------------------------------------------------------
+
+
+def test_parse_sar_reads_the_three_tlvs() -> None:
+    tlvs = {Tag.SAR_MSG_REF_NUM: b"\x12\x34", Tag.SAR_TOTAL_SEGMENTS: b"\x03",
+            Tag.SAR_SEGMENT_SEQNUM: b"\x02"}
+    assert parse_sar(tlvs, b"yo") == Concat(0x1234, 3, 2, b"yo")
+
+
+@pytest.mark.parametrize("tlvs", [
+    {},  # not a part
+    {Tag.SAR_MSG_REF_NUM: b"\x00\x01", Tag.SAR_TOTAL_SEGMENTS: b"\x02"},  # no seqnum
+    {Tag.SAR_MSG_REF_NUM: b"\x01", Tag.SAR_TOTAL_SEGMENTS: b"\x02",
+     Tag.SAR_SEGMENT_SEQNUM: b"\x01"},  # a 1-byte reference
+    {Tag.SAR_MSG_REF_NUM: b"\x00\x01", Tag.SAR_TOTAL_SEGMENTS: b"\x02",
+     Tag.SAR_SEGMENT_SEQNUM: b"\x00"},  # seqnum 0
+    {Tag.SAR_MSG_REF_NUM: b"\x00\x01", Tag.SAR_TOTAL_SEGMENTS: b"\x02",
+     Tag.SAR_SEGMENT_SEQNUM: b"\x03"},  # beyond the total
+])
+def test_parse_sar_without_usable_tlvs_is_none(tlvs: dict[int, bytes]) -> None:
+    assert parse_sar(tlvs, b"x") is None
+
+
+def test_parse_sar_reads_what_split_message_writes() -> None:
+    parts = split_message(encode_text("x" * 400, 0), 0, "sar", 0x0102)
+    assert [parse_sar(dict(p.tlvs), p.short_message) for p in parts] == [
+        Concat(0x0102, len(parts), i, p.short_message) for i, p in enumerate(parts, 1)]
 
 
 # --- parse_udh --------------------------------------------------------------------

@@ -6,6 +6,7 @@ the unpacked form SMPP data_coding 0 carries.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Final, Literal, NamedTuple
 
@@ -133,3 +134,17 @@ def parse_udh(short_message: bytes) -> Concat | None:
     if found is None or not 1 <= found.seq <= found.total:
         return None
     return found._replace(body=short_message[end:])
+
+
+def parse_sar(tlvs: Mapping[int, bytes], body: bytes) -> Concat | None:
+    """The concatenation info of a part sent with the SAR TLVs (sar_msg_ref_num,
+    sar_total_segments, sar_segment_seqnum), or None when they are missing, malformed
+    or name a sequence number of 0 or above the total."""
+    ref = tlvs.get(Tag.SAR_MSG_REF_NUM)
+    total = tlvs.get(Tag.SAR_TOTAL_SEGMENTS)
+    seq = tlvs.get(Tag.SAR_SEGMENT_SEQNUM)
+    if ref is None or total is None or seq is None:
+        return None
+    if len(ref) != 2 or len(total) != 1 or len(seq) != 1 or not 1 <= seq[0] <= total[0]:
+        return None
+    return Concat(int.from_bytes(ref, "big"), total[0], seq[0], body)
