@@ -20,7 +20,7 @@ from smppd.batcher import Batcher
 from smppd.events import DLR_SCHEMA, MO_SCHEMA, EventSink
 from smppd.metric_children import MetricChildren
 from smppd.metrics import Metrics
-from smppd.mo_parts import MoParts
+from smppd.mo_parts import Key, MoParts
 from smppd.operator import Operator
 from smppd.protocol.constants import (
     ESM_DELIVERY_RECEIPT,
@@ -92,7 +92,7 @@ class Inbound:
         if not mos:
             return
         events: list[dict[str, Any]] = []
-        whole: list[Any] = []  # keys of the concatenated messages among them
+        whole: list[Key] = []  # keys of the concatenated messages among them
         for _, pdu in mos:
             key, body = self.mo_parts.add(op.id, pdu)
             if body is None:
