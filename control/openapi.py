@@ -48,6 +48,10 @@ SCHEMAS: dict[str, Any] = {
         "binds_configured": {"type": "integer"}, "binds_up": {"type": "integer"},
         "tps_limit": {"type": "number"}, "window": {"type": "integer"},
         "binds": {"type": "array", "items": _ref("Bind")},
+        "learned_id_forms": {
+            "type": "object", "description": "id forms learned under \"auto\"",
+            "properties": {"submit_resp_id": {"enum": ["hex"]},
+                           "receipt_id": {"enum": ["decimal", "hex"]}}},
     }, ("id", "state", "tps_limit", "window"), extra=True),
     "MessageIn": _obj({
         "message_id": {"type": "string", "pattern": "^[A-Za-z0-9._:\\-]{1,64}$"},

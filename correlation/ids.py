@@ -14,7 +14,7 @@ as text: stripped and lowercased, so "ABCDEF" as text and as hex meet too.
 Rule for ``auto``: only decimal digits means decimal; decimal digits with a-f means
 hex; anything else is text. So "1234" under auto is decimal, even if the SMSC meant
 hex: where that matters, configure the form, or let a matcher try every reading
-with ``candidate_keys``.
+with ``candidate_keys`` (``readings`` names them).
 """
 
 from __future__ import annotations
@@ -47,12 +47,28 @@ def normalise_id(raw: str, form: IdForm) -> str:
     return key or text.lower()
 
 
-def candidate_keys(raw: str) -> tuple[str, ...]:
-    """Every key the id could have (decimal, hex, text; no duplicates), for a matcher
-    that does not know the form. Beware: more readings, more chance of a false match."""
+# The readings of a receipt id under "auto", by name, in the default order of preference:
+# "decimal" and "hex" read the receipt id in that base; "hex-digits" is for an SMSC that
+# answers submits in hex and receipts in decimal when the hex id has no letter (an "auto"
+# submit side read that id as decimal: receipt "68719476736" is hex "1000000000", which
+# "auto" stored as the key of decimal 1000000000); "text" is the id as text.
+READINGS = ("decimal", "hex", "hex-digits", "text")
+
+
+def readings(raw: str) -> tuple[tuple[str, str], ...]:
+    """(reading, key) for every reading the receipt id has, in READINGS order."""
     text = raw.strip(" \t\r\n\x00")
-    keys = (_decimal_key(text), _hex_key(text), text.lower())
-    return tuple(dict.fromkeys(k for k in keys if k))
+    decimal = _decimal_key(text)
+    hex_digits = _decimal_key(decimal) if decimal is not None else None
+    found = zip(READINGS, (decimal, _hex_key(text), hex_digits, text.lower()), strict=True)
+    return tuple((name, key) for name, key in found if key)
+
+
+def candidate_keys(raw: str) -> tuple[str, ...]:
+    """Every key the id could have (decimal, hex, hex-digits, text; no duplicates), for a
+    matcher that does not know the form. Beware: more readings, more chance of a false
+    match (see correlation.matcher for how the readings are tried)."""
+    return tuple(dict.fromkeys(key for _, key in readings(raw)))
 
 
 def _decimal_key(text: str) -> str | None:

@@ -1,34 +1,40 @@
 """Receipt matching policy: which submitted part a delivery receipt answers.
 
-A receipt can beat its submit_sm_resp (the SMSC answers the submit, the handset
-acknowledges, and the deliver_sm overtakes the response on another bind). So a
-receipt that matches nothing is held in memory for ``hold_seconds``; the submit that
-arrives meanwhile claims it. After that it goes to the store's orphan table, where a
-late submit still finds it.
+A receipt can come before its submit_sm_resp (some SMSCs release the response only
+once the receipt is acknowledged) or on another bind. So a receipt that matches
+nothing is written at once to the store's orphan table, and its deliver_sm answered
+as soon as that write is durable; it is also held in memory, where the submit that
+arrives next claims it. After ``hold_seconds`` it leaves memory and stays in the
+orphan table, where a late submit (after a restart too) still finds it.
 
-Under the "auto" id form a receipt id has several readings (``candidate_keys``:
-decimal "13" is key "d", read as hex it is "13", the key of submit id "19"). Only
-the preferred reading (the first) matches at once and claims a held receipt: the
-others may be another message's submit while this receipt's own one is still being
-recorded. They are tried only at expiry, once the preferred one had
-``hold_seconds`` to show up.
+Under the "auto" id form a receipt id has several readings (``correlation.ids``):
+decimal "13" is key "d", read as hex it is "13", the key of submit id "19". Only the
+preferred reading (the first, in the order ``IdRelations`` learned for the operator)
+matches at once and is the key the orphan is written under: the others may be
+another message's submit while this receipt's own one is still being recorded. They
+are tried, and added to the orphan's keys, only at expiry, once the preferred one
+had ``hold_seconds`` to show up.
 
 Ordering matters with the store's FIFO queue: ``on_submitted`` looks for held
 receipts only after its submit is recorded, and ``on_receipt`` holds a receipt in the
-same step in which its lookup came back empty, so neither can miss the other.
+same step in which its lookup came back empty, so neither can miss the other. An
+orphan carries the ``hold_id`` of its memory copy, so a receipt found both ways is
+applied once, and an orphan written after its memory copy was claimed is dropped.
 
 No I/O besides the store; the clock is injected.
 """
 
 from __future__ import annotations
 
-import asyncio
+import logging
+import uuid
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from correlation.id_relation import IdRelations
 from correlation.ids import IdForm, candidate_keys, normalise_id
 from correlation.receipts import DlrStatus, Receipt
 from correlation.store import (
@@ -42,6 +48,8 @@ from correlation.store import (
     CorrelationStore,
     PartRef,
 )
+
+log = logging.getLogger("smppd.matcher")
 
 # Receipt status -> part state; intermediate receipts leave the part SUBMITTED.
 PART_STATE_BY_STATUS: dict[DlrStatus, str] = {
@@ -74,12 +82,14 @@ class MatchResult:
 @dataclass(slots=True, eq=False)
 class _Held:
     operator_id: str
-    keys: tuple[str, ...]
+    keys: tuple[str, ...]  # the preferred reading first
     receipt: Receipt
     held_at: float
+    hold_id: str = field(default_factory=lambda: uuid.uuid4().hex)
     taken: bool = field(default=False)
-    # Resolved once the receipt is safe: matched, or written to the orphan table.
-    settled: asyncio.Future[None] | None = None
+
+    def orphan(self, keys: Sequence[str]) -> tuple[Sequence[str], dict[str, Any], float]:
+        return keys, {**receipt_to_dict(self.receipt), "hold_id": self.hold_id}, self.held_at
 
 
 def receipt_keys(receipt_id: str, form: IdForm) -> tuple[str, ...]:
@@ -100,13 +110,18 @@ class ReceiptMatcher:
         self._hold_seconds = hold_seconds
         self._held: dict[tuple[str, str], list[_Held]] = {}  # (operator, key) -> receipts
         self._held_order: deque[_Held] = deque()  # oldest first
-        self._unsettled: dict[int, _Held] = {}  # id(receipt) -> held, until settled
+        self.relations = IdRelations()
+        self._auto: set[str] = set()  # operators whose receipt ids are read under "auto"
         # Called with receipts matched at expiry (a submit stored by another replica).
         self.on_late_match: Callable[[str, MatchResult], Awaitable[None]] | None = None
 
     @property
     def held_count(self) -> int:
         return sum(1 for h in self._held_order if not h.taken)
+
+    def learned_id_forms(self, operator_id: str) -> dict[str, str]:
+        """The id forms learned for the operator under "auto" (for the API)."""
+        return self.relations.learned(operator_id)
 
     async def on_submitted(
         self,
@@ -131,31 +146,33 @@ class ReceiptMatcher:
         submit is (message_id, part, total, smsc_id)."""
         now = self._clock()
         rows = [
-            (message_id, part, total, operator_id, smsc_id, normalise_id(smsc_id, id_form), now)
+            (message_id, part, total, operator_id, smsc_id,
+             self._submit_key(operator_id, smsc_id, id_form), now)
             for message_id, part, total, smsc_id in submits
         ]
         await self._store.record_submitted_many(rows)
         held = self._held
         orphans = await self._store.take_orphans_many(operator_id, [row[5] for row in rows])
-        waiting: list[tuple[PartRef, Receipt]] = []
-        taken: list[_Held] = []
         if not orphans and not any((operator_id, row[5]) in held for row in rows):
             return []  # the usual case: no receipt was waiting for these submits
+        waiting: list[tuple[PartRef, Receipt, str]] = []  # (part, receipt, key matched)
         for message_id, part, total, _, _, key, _ in rows:
             ref = PartRef(message_id, part, total)
+            claimed = set()
             if (operator_id, key) in held:
                 for h in self._take_held(operator_id, key):
-                    taken.append(h)
-                    waiting.append((ref, h.receipt))
-            waiting += [(ref, receipt_from_dict(d)) for d in orphans.get(key, ())]
+                    claimed.add(h.hold_id)
+                    waiting.append((ref, h.receipt, key))
+            waiting += [(ref, receipt_from_dict(d), key) for d in orphans.get(key, ())
+                        if d.get("hold_id") not in claimed]  # else: its memory copy is used
         # One receipt write for every receipt that was waiting, in arrival order per part.
         try:
-            applied = await self._apply_many(waiting)
-        except BaseException as exc:
-            for h in taken:  # their deliver_sm are answered with an error: redelivered
-                self._settle(h, error=exc)
+            applied = await self._apply_many([(ref, receipt) for ref, receipt, _ in waiting])
+        except BaseException:
+            await self._restore(operator_id, waiting)
             raise
-        self.settle_taken(taken)
+        for _, receipt, key in waiting:
+            self._learn(operator_id, receipt, key)
         return [r for r in applied if r is not None]
 
     async def on_receipt(
@@ -167,61 +184,116 @@ class ReceiptMatcher:
     async def on_receipts(
         self, operator_id: str, receipts: Sequence[Receipt], id_form: IdForm
     ) -> list[MatchResult | None]:
-        """``on_receipt`` for many receipts of one operator: one lookup and one store
-        write for the batch. One answer per receipt, in order; None means held (or
-        its part vanished, as with ``on_receipt``)."""
-        key_sets = [receipt_keys(receipt.message_id, id_form) for receipt in receipts]
+        """``on_receipt`` for many receipts of one operator: one lookup, one orphan
+        write and one receipt write for the batch. One answer per receipt, in order;
+        None means held: no part yet, and the receipt durable in the orphan table once
+        this returns (or its part vanished, as with ``on_receipt``)."""
+        if id_form == "auto":
+            self._auto.add(operator_id)
+        key_sets = [self._keys(operator_id, receipt.message_id, id_form) for receipt in receipts]
         refs = await self._store.lookup_parts(operator_id, [keys[:1] for keys in key_sets])
         # No await between the misses and their holds: a submit recorded meanwhile finds them.
         now = self._clock()
-        loop = asyncio.get_running_loop()
-        for receipt, keys, ref in zip(receipts, key_sets, refs, strict=True):
-            if ref is None:
-                self._hold(_Held(operator_id, keys, receipt, now, settled=loop.create_future()))
-        found = [(ref, receipt) for ref, receipt in zip(refs, receipts, strict=True) if ref]
-        applied = iter(await self._apply_many(found))
+        misses = [_Held(operator_id, keys, receipt, now)
+                  for receipt, keys, ref in zip(receipts, key_sets, refs, strict=True)
+                  if ref is None]
+        for held in misses:
+            self._hold(held)
+        if misses:
+            await self._put_orphans(operator_id, misses)
+        found = [(ref, receipt, keys[0])
+                 for ref, receipt, keys in zip(refs, receipts, key_sets, strict=True) if ref]
+        applied = iter(await self._apply_many([(ref, receipt) for ref, receipt, _ in found]))
+        for _, receipt, key in found:
+            self._learn(operator_id, receipt, key)
         return [next(applied) if ref is not None else None for ref in refs]
 
-    def settled(self, receipt: Receipt) -> Awaitable[None]:
-        """Done once a held receipt is matched or durably in the orphan table (an
-        error if its write failed), so the deliver_sm is answered only when a crash
-        can no longer lose it. Ask right after ``on_receipt(s)`` held it."""
-        held = self._unsettled.get(id(receipt))
-        if held is not None and held.settled is not None:
-            return asyncio.shield(held.settled)
-        done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        done.set_result(None)
-        return done
-
     async def expire_held(self, now: float) -> int:
-        """Move receipts held longer than hold_seconds to the orphan table; returns how many."""
+        """Move receipts held longer than hold_seconds out of memory, trying their other
+        readings first; returns how many are left waiting in the orphan table."""
         moved = 0
         deadline = now - self._hold_seconds
         while self._held_order and self._held_order[0].held_at <= deadline:
             held = self._held_order.popleft()
             if held.taken:
                 continue
-            # Another replica may have stored the submit meanwhile: look once more, under
-            # every reading now, with the receipt still claimable in memory by a local
-            # submit while we wait.
-            ref = await self._store.lookup_part(held.operator_id, *held.keys)
+            # Another replica may have stored the submit meanwhile, or it is under another
+            # reading: look once more, under every reading, with the receipt still
+            # claimable in memory by a local submit while we wait.
+            ref, key = await self._lookup_any(held)
             if held.taken:
                 continue
+            self._unhook(held)
             if ref is not None:
-                self._unhook(held)
                 (result,) = await self._apply_many([(ref, held.receipt)])
-                self._settle(held)
+                await self._store.drop_orphan(held.operator_id, held.keys[0], held.hold_id)
+                self._learn(held.operator_id, held.receipt, key)
                 if result is not None and self.on_late_match is not None:
                     await self.on_late_match(held.operator_id, result)
                 continue
-            # Unhook and queue the write in one step (put_orphan queues before it suspends):
-            # the rest stay claimable in memory until their turn.
-            self._unhook(held)
-            fields = receipt_to_dict(held.receipt)
-            await self._store.put_orphan(held.operator_id, held.keys, fields, held.held_at)
-            self._settle(held)
+            if len(held.keys) > 1:
+                await self._store.widen_orphan(
+                    held.operator_id, held.keys[0], held.hold_id, held.keys[1:])
             moved += 1
         return moved
+
+    def _submit_key(self, operator_id: str, smsc_id: str, form: IdForm) -> str:
+        key, learned = self.relations.submit_key(operator_id, smsc_id, form)
+        if learned:
+            log.warning("submit_sm_resp ids are hex: all-digit ones now read as hex", extra={
+                "event": "id_form_learned", "operator": operator_id,
+                "side": "submit_resp_id", "form": "hex"})
+        return key
+
+    def _keys(self, operator_id: str, receipt_id: str, form: IdForm) -> tuple[str, ...]:
+        if form == "auto":
+            return self.relations.receipt_keys(operator_id, receipt_id) or (receipt_id,)
+        return (normalise_id(receipt_id, form),)
+
+    def _learn(self, operator_id: str, receipt: Receipt, key: str) -> None:
+        if operator_id not in self._auto:
+            return
+        form = self.relations.receipt_matched(operator_id, receipt.message_id, key)
+        if form is not None:
+            log.warning("receipt ids form learned", extra={
+                "event": "id_form_learned", "operator": operator_id,
+                "side": "receipt_id", "form": form})
+
+    async def _put_orphans(self, operator_id: str, misses: list[_Held]) -> None:
+        """Write held receipts to the orphan table under their preferred key (queued in
+        the caller's step); not held any more if that fails (the caller's deliver_sm
+        are answered with an error and sent again)."""
+        try:
+            await self._store.put_orphans(operator_id, [h.orphan(h.keys[:1]) for h in misses])
+        except BaseException:
+            for held in misses:
+                self._unhook(held)
+            raise
+        for held in misses:
+            if held.taken:  # claimed by a submit that looked before this write was done
+                await self._store.drop_orphan(operator_id, held.keys[0], held.hold_id)
+
+    async def _restore(self, operator_id: str,
+                       waiting: Sequence[tuple[PartRef, Receipt, str]]) -> None:
+        """Receipts taken for a submit whose receipt write failed: held and written again
+        under the key they matched, so the expiry applies them once the store is back."""
+        restored = [_Held(operator_id, (key,), receipt, self._clock())
+                    for _, receipt, key in waiting]
+        for held in restored:
+            self._hold(held)
+        try:
+            await self._store.put_orphans(operator_id, [h.orphan(h.keys) for h in restored])
+        except Exception:  # still held in memory: the expiry tries again
+            log.exception("receipts not written back", extra={
+                "event": "receipt_restore_failed", "operator": operator_id,
+                "count": len(restored)})
+
+    async def _lookup_any(self, held: _Held) -> tuple[PartRef | None, str]:
+        for key in held.keys:
+            ref = await self._store.lookup_part(held.operator_id, key)
+            if ref is not None:
+                return ref, key
+        return None, held.keys[0]
 
     async def _apply_many(
         self, matched: Sequence[tuple[PartRef, Receipt]]
@@ -244,26 +316,12 @@ class ReceiptMatcher:
         # Claimable by a submit under the preferred reading only (see the module docstring).
         self._held.setdefault((held.operator_id, held.keys[0]), []).append(held)
         self._held_order.append(held)
-        self._unsettled[id(held.receipt)] = held
 
     def _take_held(self, operator_id: str, key: str) -> list[_Held]:
         taken = [h for h in self._held.get((operator_id, key), ()) if not h.taken]
         for held in taken:
-            held.taken = True  # its deque entry is skipped on expiry
-            self._unhook(held)
+            self._unhook(held)  # its deque entry is skipped on expiry
         return taken
-
-    def settle_taken(self, taken: list[_Held]) -> None:
-        for held in taken:
-            self._settle(held)
-
-    def _settle(self, held: _Held, error: BaseException | None = None) -> None:
-        self._unsettled.pop(id(held.receipt), None)
-        if held.settled is not None and not held.settled.done():
-            if error is None:
-                held.settled.set_result(None)
-            else:
-                held.settled.set_exception(RuntimeError(f"receipt not recorded: {error!r}"))
 
     def _unhook(self, held: _Held) -> None:
         held.taken = True

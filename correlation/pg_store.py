@@ -204,6 +204,19 @@ _TAKE_ORPHANS_MANY = (
     " WHERE k.orphan_id = o.id AND k.operator_id = $1 AND k.smsc_key = ANY($2::text[])"
     " RETURNING o.id, k.smsc_key, o.receipt::text"
 )
+# An orphan put by the matcher carries its hold_id: found under the key it was put with.
+_DROP_ORPHAN = (
+    "DELETE FROM smpp.orphan_receipts o USING smpp.orphan_keys k"
+    " WHERE k.orphan_id = o.id AND k.operator_id = $1 AND k.smsc_key = $2"
+    " AND o.receipt->>'hold_id' = $3"
+)
+_WIDEN_ORPHAN = (
+    "INSERT INTO smpp.orphan_keys (operator_id, smsc_key, orphan_id)"
+    " SELECT $1, more.key, k.orphan_id FROM smpp.orphan_keys k"
+    " JOIN smpp.orphan_receipts o ON o.id = k.orphan_id, unnest($4::text[]) AS more(key)"
+    " WHERE k.operator_id = $1 AND k.smsc_key = $2 AND o.receipt->>'hold_id' = $3"
+    " ON CONFLICT DO NOTHING"
+)
 _EVENT_COLUMNS = "id, kind, payload::text, extract(epoch FROM created_at)::float8"
 # Ids are drawn as rows are inserted, in input order (ORDER BY i), and come back so.
 _INSERT_EVENTS = (
@@ -468,6 +481,22 @@ class PgStore:
     ) -> None:
         await self._call(_put_orphan, operator_id, list(smsc_keys), json.dumps(receipt), at)
 
+    async def put_orphans(
+        self, operator_id: str, orphans: Sequence[tuple[Sequence[str], dict[str, Any], float]]
+    ) -> None:
+        await asyncio.gather(*[
+            self._call(_put_orphan, operator_id, list(keys), json.dumps(receipt), at)
+            for keys, receipt, at in orphans])
+
+    async def drop_orphan(self, operator_id: str, smsc_key: str, hold_id: str) -> None:
+        await self._call(_execute, _DROP_ORPHAN, operator_id, smsc_key, hold_id)
+
+    async def widen_orphan(
+        self, operator_id: str, smsc_key: str, hold_id: str, more_keys: Sequence[str]
+    ) -> None:
+        await self._call(_execute, _WIDEN_ORPHAN, operator_id, smsc_key, hold_id,
+                         list(more_keys))
+
     async def take_orphans(self, operator_id: str, smsc_key: str) -> list[dict[str, Any]]:
         rows: list[asyncpg.Record] = await self._call(_fetch, _TAKE_ORPHANS, operator_id, smsc_key)
         return [json.loads(row[1]) for row in sorted(rows, key=lambda r: int(r[0]))]
@@ -613,6 +642,10 @@ async def _run_one(conn: asyncpg.Connection, op: _Op, args: tuple[Any, ...]) -> 
 async def _fetch(conn: asyncpg.Connection, sql: str, *args: Any) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
     return rows
+
+
+async def _execute(conn: asyncpg.Connection, sql: str, *args: Any) -> None:
+    await conn.execute(sql, *args)
 
 
 async def _accept(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> None:

@@ -22,10 +22,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 # TLV tags (SMPP v3.4 section 5.3.2).
 TAG_RECEIPTED_MESSAGE_ID = 0x001E
 TAG_NETWORK_ERROR_CODE = 0x0423
+# network_error_code's first byte (SMPP 3.4, 5.3.2.31)
+NETWORK_TYPES = {1: "ANSI-136", 2: "IS-95", 3: "GSM"}
 TAG_MESSAGE_STATE = 0x0427
 TAG_MESSAGE_PAYLOAD = 0x0424
 
@@ -116,6 +119,16 @@ class Receipt:
         return _STAT_TO_STATUS[self.stat]
 
     @property
+    def network_error_fields(self) -> dict[str, Any] | None:
+        """network_error_code for an event: network type (number and name) and code."""
+        found = self.network_error
+        if found is None:
+            return None
+        network_type, code = found
+        return {"network_type": network_type,
+                "network": NETWORK_TYPES.get(network_type, "unknown"), "code": code}
+
+    @property
     def network_error(self) -> tuple[int, int] | None:
         """network_error_code as (network type, error code)."""
         if self.network_error_code is None:
@@ -178,19 +191,23 @@ def parse_receipt(short_message: bytes, tlvs: Mapping[int, bytes]) -> Receipt:
     else:
         raise ReceiptError("stat", "no message_state TLV and no stat: in the text")
 
-    nec = tlvs.get(TAG_NETWORK_ERROR_CODE)
-    err = fields.get(_ERR)
+    raw_nec = tlvs.get(TAG_NETWORK_ERROR_CODE)
+    nec = bytes(raw_nec) if raw_nec is not None and len(raw_nec) == 3 else None
+    err = (fields.get(_ERR) or "").strip() or None
+    if err is None and nec is not None:
+        # A TLV-only failure: its error code stands in for the text's err field.
+        err = format(int.from_bytes(nec[1:3], "big"), "03d")
     text = fields.get(_TEXT)
     return Receipt(
         message_id=message_id,
         stat=stat,
-        err=err.strip() if err is not None else None,
+        err=err,
         sub=_int_field(fields.get(_SUB)),
         dlvrd=_int_field(fields.get(_DLVRD)),
         submit_date=_date_field(fields.get(_SUBMIT)),
         done_date=_date_field(fields.get(_DONE)),
         text=text.strip() if text is not None else None,
-        network_error_code=bytes(nec) if nec is not None and len(nec) == 3 else None,
+        network_error_code=nec,
         message_state=message_state,
     )
 

@@ -568,6 +568,23 @@ class SqliteStore:
         self._orphans += 1
         await self._call(_put_orphan, operator_id, tuple(smsc_keys), json.dumps(receipt), at)
 
+    async def put_orphans(
+        self, operator_id: str, orphans: Sequence[tuple[Sequence[str], dict[str, Any], float]]
+    ) -> None:
+        self._orphans += len(orphans)
+        await asyncio.gather(*[
+            self._call(_put_orphan, operator_id, tuple(keys), json.dumps(receipt), at)
+            for keys, receipt, at in orphans])
+
+    async def drop_orphan(self, operator_id: str, smsc_key: str, hold_id: str) -> None:
+        dropped: int = await self._call(_drop_orphan, operator_id, smsc_key, hold_id)
+        self._orphans = max(0, self._orphans - dropped)
+
+    async def widen_orphan(
+        self, operator_id: str, smsc_key: str, hold_id: str, more_keys: Sequence[str]
+    ) -> None:
+        await self._call(_widen_orphan, operator_id, smsc_key, hold_id, tuple(more_keys))
+
     async def take_orphans(self, operator_id: str, smsc_key: str) -> list[dict[str, Any]]:
         if not self._orphans:
             return []
@@ -975,6 +992,35 @@ def _take_orphans(conn: sqlite3.Connection, operator_id: str, smsc_key: str) -> 
     conn.executemany("DELETE FROM orphan_keys WHERE orphan_id = ?", ids)
     conn.executemany("DELETE FROM orphan_receipts WHERE id = ?", ids)
     return [receipt for _, receipt in rows]
+
+
+def _held_orphan_ids(
+    conn: sqlite3.Connection, operator_id: str, smsc_key: str, hold_id: str
+) -> list[int]:
+    rows = conn.execute(
+        "SELECT o.id, o.receipt FROM orphan_keys k JOIN orphan_receipts o ON o.id = k.orphan_id"
+        " WHERE k.operator_id = ? AND k.smsc_key = ?",
+        (operator_id, smsc_key),
+    ).fetchall()
+    return [orphan_id for orphan_id, receipt in rows
+            if json.loads(receipt).get("hold_id") == hold_id]
+
+
+def _drop_orphan(conn: sqlite3.Connection, operator_id: str, smsc_key: str, hold_id: str) -> int:
+    ids = [(orphan_id,) for orphan_id in _held_orphan_ids(conn, operator_id, smsc_key, hold_id)]
+    conn.executemany("DELETE FROM orphan_keys WHERE orphan_id = ?", ids)
+    conn.executemany("DELETE FROM orphan_receipts WHERE id = ?", ids)
+    return len(ids)
+
+
+def _widen_orphan(conn: sqlite3.Connection, operator_id: str, smsc_key: str, hold_id: str,
+                  more_keys: tuple[str, ...]) -> None:
+    conn.executemany(
+        "INSERT OR IGNORE INTO orphan_keys (operator_id, smsc_key, orphan_id) VALUES (?, ?, ?)",
+        [(operator_id, key, orphan_id)
+         for orphan_id in _held_orphan_ids(conn, operator_id, smsc_key, hold_id)
+         for key in more_keys],
+    )
 
 
 def _take_orphans_many(

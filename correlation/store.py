@@ -220,6 +220,22 @@ class CorrelationStore(Protocol):
         """Keep a receipt that matched no part, findable under each of ``smsc_keys``
         (its candidate keys); ``receipt`` must be JSON-serialisable."""
 
+    async def put_orphans(
+        self, operator_id: str, orphans: Sequence[tuple[Sequence[str], dict[str, Any], float]]
+    ) -> None:
+        """``put_orphan`` for many receipts, each (smsc_keys, receipt, at), queued in the
+        caller's step (before it suspends) and committed together."""
+
+    async def drop_orphan(self, operator_id: str, smsc_key: str, hold_id: str) -> None:
+        """Remove the orphan stored under ``smsc_key`` whose receipt's ``hold_id`` field
+        is ``hold_id`` (a receipt matched by other means meanwhile)."""
+
+    async def widen_orphan(
+        self, operator_id: str, smsc_key: str, hold_id: str, more_keys: Sequence[str]
+    ) -> None:
+        """Make the orphan stored under ``smsc_key`` with that ``hold_id`` findable under
+        ``more_keys`` too (its other readings, once the preferred one had its time)."""
+
     async def take_orphans(self, operator_id: str, smsc_key: str) -> list[dict[str, Any]]:
         """Remove and return the orphan receipts stored under the key, oldest first."""
 

@@ -60,6 +60,10 @@ class Behaviour:
     queue_full: bool = False  # every submit_sm gets ESME_RMSGQFUL
     reject_binds: int | None = None  # every bind refused with this status
     receipt_before_response: bool = False  # the receipt goes out before submit_sm_resp
+    # ... and the submit_sm_resp only once the receipt's deliver_sm_resp came back (on
+    # whichever bind the receipt went): an ESME that waits for the response to answer
+    # the receipt stalls such an SMSC.
+    response_after_receipt_ack: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
@@ -203,6 +207,7 @@ _BEHAVIOUR_KINDS: dict[str, tuple[type, ...]] = {
     "queue_full": (bool,),
     "reject_binds": (int, type(None)),
     "receipt_before_response": (bool,),
+    "response_after_receipt_ack": (bool,),
 }
 
 

@@ -142,6 +142,8 @@ class SmscHandler(BaseHandler):
 
     def response_received(self, conn: SmppConnection, pending: Pending, pdu: Pdu) -> None:
         self.mno.on_response(self, pdu)
+        if isinstance(pending.context, bytes):
+            self.mno.receipt_acked(pending.context, pdu.command_status)
         if self.backlog:
             self.flush_backlog()
 
@@ -198,6 +200,9 @@ class Mno:
         self._receipt_id = parse_id_format(config.receipt_id_format)
         self._conn_ids = itertools.count(1)
         self._tasks: set[asyncio.Task[None]] = set()
+        # id(receipt frame) -> (frame, handler, sequence, message_id) of a submit_sm_resp
+        # held for that receipt's deliver_sm_resp (response_after_receipt_ack)
+        self._response_after_ack: dict[int, tuple[bytes, SmscHandler, int, str]] = {}
         self.reset()
 
     def reset(self) -> None:
@@ -344,9 +349,14 @@ class Mno:
         if submit is not None and receipts and submit.registered_delivery & 0x03:
             planned = self.receipt_maker.plan(submit, self._receipt_id(self._next_id),
                                               self.clock())
-            if behaviour.receipt_before_response:
+            if behaviour.receipt_before_response or behaviour.response_after_receipt_ack:
                 for _, receipt in planned:
                     self._route(_Receipt(handler, receipt))
+                if behaviour.response_after_receipt_ack:
+                    # answered once the last receipt is acknowledged (receipt_acked)
+                    self._response_after_ack[id(planned[-1][1])] = (
+                        planned[-1][1], handler, sequence, message_id)
+                    return
                 planned = None
         self._respond(handler, submit_resp(sequence, 0, message_id.encode()), sequence, 0,
                       message_id)
@@ -379,6 +389,19 @@ class Mno:
             self.recorder.record(self.clock(), "in", _SUBMIT_SM, 0, sequence, handler.conn_id,
                                  system_id=handler.account.system_id if handler.account else None,
                                  **message_details(submit))
+
+    def receipt_acked(self, frame: bytes, status: int) -> None:
+        """A deliver_sm_resp came back: release a submit_sm_resp waiting for it (an error
+        status leaves the response waiting)."""
+        if status or not self._response_after_ack:
+            return
+        waiting = self._response_after_ack.pop(id(frame), None)
+        if waiting is None:
+            return
+        _, handler, sequence, message_id = waiting
+        if handler.conn.is_open:
+            self._respond(handler, submit_resp(sequence, 0, message_id.encode()), sequence, 0,
+                          message_id)
 
     def on_enquire_link(self, handler: SmscHandler, raw: RawRequestReceived) -> None:
         if self.recorder.enabled:

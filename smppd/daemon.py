@@ -402,11 +402,14 @@ class Daemon:
         return ready, {"store": "ok" if store_ok else "unreachable", "binds_up": bound}
 
     def operator_statuses(self) -> list[dict[str, Any]]:
-        return [op.status() for op in self.operators.values()]
+        return [self._operator_view(op) for op in self.operators.values()]
 
     def operator_status(self, operator_id: str) -> dict[str, Any] | None:
         op = self.operators.get(operator_id)
-        return op.status() if op is not None else None
+        return self._operator_view(op) if op is not None else None
+
+    def _operator_view(self, op: Operator) -> dict[str, Any]:
+        return {**op.status(), "learned_id_forms": self.matcher.learned_id_forms(op.id)}
 
     async def operator_action(self, operator_id: str, action: str) -> dict[str, Any] | None:
         op = self.operators.get(operator_id)

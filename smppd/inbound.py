@@ -1,8 +1,9 @@
 """What the operator delivers (deliver_sm): delivery receipts and MO messages.
 
 A receipt is matched to its submit and published as a DLR event; one that comes
-before its submit_sm_resp is held, and its deliver_sm answered only once it is
-matched or stored as an orphan. An MO message (its parts joined first) is
+before its submit_sm_resp (or on another bind) is stored as an orphan, and its
+deliver_sm answered once that is durable: some SMSCs send the submit_sm_resp only
+after the receipt is acknowledged. An MO message (its parts joined first) is
 published as an MO event. deliver_sm are handled in batches: one lookup, one
 receipt write and one event write for many.
 """
@@ -12,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from correlation.receipts import Receipt, ReceiptError, parse_receipt
@@ -31,6 +32,7 @@ from smppd.protocol.encoding import decode_text
 from smppd.protocol.pdu import DeliverSm
 
 log = logging.getLogger("smppd.dispatch")  # its records keep the name they had
+UNPARSEABLE_LOG_PERIOD = 60.0  # seconds between two WARNINGs per operator
 
 
 class Inbound:
@@ -47,6 +49,8 @@ class Inbound:
         self.operators = operators
         self._spawn = spawn
         self.mo_parts = MoParts()
+        # operator -> (when an unparseable receipt was last logged, how many since)
+        self._unparseable_logged: dict[str, tuple[float, int]] = {}
         self._delivered: Batcher[tuple[Operator, Any, DeliverSm]] = Batcher(
             self._deliver_batches, workers=workers, spawn=spawn)
 
@@ -78,12 +82,24 @@ class Inbound:
             try:
                 receipts.append((conn, pdu, parse_receipt(pdu.short_message, pdu.tlvs)))
             except ReceiptError as exc:
-                log.warning("unparseable receipt", extra={"event": "receipt_unparseable",
-                                                          "operator": op.id, "field": exc.field})
+                self._unparseable(op.id, exc.field)
                 self.metrics.unmatched.labels(op.id).inc()
                 conn.respond(pdu, pdu.response(Status.ESME_ROK))
         # Both writes queued together: one group commit (or concurrent publishes).
         await asyncio.gather(self._mos(op, mos), self._receipts(op, receipts))
+
+    def _unparseable(self, operator_id: str, field: str) -> None:
+        """One WARNING per operator per UNPARSEABLE_LOG_PERIOD, with how many were not
+        logged since: a hostile SMSC must not flood the log."""
+        now = self.clock()
+        last, suppressed = self._unparseable_logged.get(operator_id, (None, 0))
+        if last is not None and now - last < UNPARSEABLE_LOG_PERIOD:
+            self._unparseable_logged[operator_id] = (last, suppressed + 1)
+            return
+        self._unparseable_logged[operator_id] = (now, 0)
+        log.warning("unparseable receipt", extra={
+            "event": "receipt_unparseable", "operator": operator_id, "field": field,
+            "suppressed": suppressed})
 
     async def _mos(self, op: Operator, mos: list[tuple[Any, DeliverSm]]) -> None:
         """MO messages of a batch: one event write for every message that is whole,
@@ -121,47 +137,25 @@ class Inbound:
 
     async def _receipts(self, op: Operator, receipts: list[tuple[Any, DeliverSm, Receipt]],
                         ) -> None:
+        """Receipts of a batch: matched, or durable in the orphan table (a receipt that
+        came before its submit_sm_resp, or on another bind), then every deliver_sm
+        answered: OK, or a transient error if a write failed (the SMSC redelivers)."""
         if not receipts:
             return
         status = Status.ESME_ROK
-        held = []
         try:
             results = await self.matcher.on_receipts(op.id, [r for _, _, r in receipts],
                                                      op.config.receipt_id)
-            matched = []
-            for (conn, pdu, receipt), result in zip(receipts, results, strict=True):
-                if result is None:
-                    held.append((conn, pdu, self.matcher.settled(receipt)))
-                else:
-                    matched.append(result)
+            matched = [result for result in results if result is not None]
+            if len(matched) < len(results):
+                self.metrics.unmatched.labels(op.id).inc(len(results) - len(matched))
             await self.receipts_matched(op, matched)
         except Exception:
             log.exception("receipt handling failed", extra={"event": "deliver_failed",
                                                             "operator": op.id})
             status = Status.ESME_RX_T_APPN  # the SMSC will redeliver
-        waiting = {id(pdu) for _, pdu, _ in held} if status == Status.ESME_ROK else set()
         for conn, pdu, _ in receipts:
-            if id(pdu) not in waiting:
-                conn.respond(pdu, pdu.response(status))
-        if status != Status.ESME_ROK:
-            return
-        for conn, pdu, settled in held:
-            # Held for its submit_sm_resp: answer the deliver_sm only once the receipt
-            # is matched or in the orphan table, so a crash meanwhile cannot lose it
-            # (the SMSC redelivers an unanswered deliver_sm).
-            self.metrics.unmatched.labels(op.id).inc()
-            self._spawn(self._answer(conn, pdu, settled))
-
-    async def _answer(self, conn: Any, pdu: DeliverSm, handling: Awaitable[None]) -> None:
-        """Answer a deliver_sm once its handling is done: OK, or a transient error
-        (the SMSC redelivers) if it failed."""
-        status = Status.ESME_ROK
-        try:
-            await handling
-        except Exception:
-            log.exception("deliver_sm handling failed", extra={"event": "deliver_failed"})
-            status = Status.ESME_RX_T_APPN
-        conn.respond(pdu, pdu.response(status))
+            conn.respond(pdu, pdu.response(status))
 
     async def receipts_matched(self, op: Operator, results: Sequence[Any]) -> None:
         """Count and publish matched receipts: those of deliver_sm just received, and
@@ -176,11 +170,15 @@ class Inbound:
             by_stat[result.stat] += 1
             if result.final:
                 by_final_state[result.message_state] += 1
-            events.append({
+            event = {
                 "schema": DLR_SCHEMA, "message_id": result.message_id, "operator_id": op.id,
                 "part": result.part, "parts": result.total, "state": result.message_state,
                 "final": result.final, "stat": result.stat, "err": result.err, "at": now,
-            })
+            }
+            network_error = result.receipt.network_error_fields
+            if network_error is not None:
+                event["network_error"] = network_error
+            events.append(event)
         for stat, count in by_stat.items():  # counted per batch: an inc() takes a lock
             self.children.get(self.metrics.receipts, op.id, stat).inc(count)
         for state, count in by_final_state.items():

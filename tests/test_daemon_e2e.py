@@ -7,6 +7,7 @@ simulator recorded, and message states in the store.
 from __future__ import annotations
 
 import re
+import sqlite3
 from pathlib import Path
 
 from e2e_helpers import (
@@ -189,6 +190,31 @@ async def test_receipt_before_response(tmp_path: Path) -> None:
             assert first_receipt < first_resp
 
 
+async def test_smsc_that_answers_submits_only_after_their_receipt_is_acknowledged(
+        tmp_path: Path) -> None:
+    # Receipt first, submit_sm_resp only once its deliver_sm_resp is back, receipts on
+    # either bind, default hold and response timeout: acknowledging a receipt only once
+    # it matched would stall every window until the 30 s hold or timeout.
+    config = mno("op", behaviour=Behaviour(response_after_receipt_ack=True))
+    config.receipts.route = "round_robin"
+    async with running_sim([config]) as sim:
+        path = write_config(tmp_path, [operator("op", sim, binds=2, window=10,
+                                                response_timeout=30.0)], hold=30.0)
+        async with running_daemon(path) as daemon:
+            await wait_bound(daemon)
+            ids = await submit(daemon, 60)
+            finals = await wait_final(daemon, ids, timeout=20.0)
+            assert {m["state"] for m in finals.values()} == {"DELIVERED"}
+    db = tmp_path / "state" / "smppd.sqlite"
+    with sqlite3.connect(db) as conn:  # each receipt applied once, none left waiting
+        assert conn.execute("SELECT count(*) FROM orphan_receipts").fetchone() == (0,)
+    out = sim.mno("op").recorder.entries()
+    assert len([e for e in out if e["command"] == "submit_sm"]) == 60  # none sent twice
+    first_receipt = next(i for i, e in enumerate(out) if e["command"] == "deliver_sm")
+    first_resp = next(i for i, e in enumerate(out) if e["command"] == "submit_sm_resp")
+    assert first_receipt < first_resp
+
+
 async def test_receipt_on_another_bind(tmp_path: Path) -> None:
     config = mno("op")
     config.receipts.route = "round_robin"
@@ -220,6 +246,43 @@ async def test_hex_submit_ids_decimal_receipt_ids(tmp_path: Path) -> None:
     assert "1e" in smsc_ids  # the 30th id, as the SMSC wrote it (hex)
     assert "30" in {smsc_id for smsc_id, _ in _receipt_ids(
         sim.mno("op").recorder.entries("deliver_sm"))}
+
+
+async def test_auto_learns_hex_submit_ids_without_letters(tmp_path: Path) -> None:
+    # Hex in submit_sm_resp, decimal in receipts, "auto" on both sides: hex ids with only
+    # digits ("10", "20") would be read as decimal: "10" would take the key of "a" (ten),
+    # and ten's receipt would match sixteen. The first id with a letter teaches "hex".
+    config = mno("op", submit_id_format="hex", receipt_id_format="decimal")
+    async with running_sim([config]) as sim:
+        path = write_config(tmp_path, [operator("op", sim, submit_resp_id="auto",
+                                                receipt_id="auto")], hold=0.5)
+        async with running_daemon(path) as daemon:
+            await wait_bound(daemon)
+            ids = await submit(daemon, 40)
+            finals = await wait_final(daemon, ids)
+            assert {m["state"] for m in finals.values()} == {"DELIVERED"}
+            (view,) = daemon.operator_statuses()  # what GET /v1/operators shows
+            assert view["learned_id_forms"] == {"submit_resp_id": "hex", "receipt_id": "decimal"}
+            smsc_ids = {m["parts"][0]["smsc_id"] for m in finals.values()}
+            assert {"10", "20"} <= smsc_ids
+
+
+async def test_tlv_only_failure_receipt_reports_its_network_error(tmp_path: Path) -> None:
+    config = mno("op", outcomes={"EXPIRED": 1.0})
+    config.receipts.text = False  # receipted_message_id, message_state, network_error_code
+    async with running_sim([config]) as sim:
+        path = write_config(tmp_path, [operator("op", sim)])
+        async with running_daemon(path) as daemon:
+            await wait_bound(daemon)
+            ids = await submit(daemon, 3)
+            finals = await wait_final(daemon, ids)
+            assert {m["state"] for m in finals.values()} == {"EXPIRED"}
+            assert {m["parts"][0]["err"] for m in finals.values()} == {"027"}
+            events = await daemon.events("dlr", 0, 100)
+    receipts = [e for e in events if e.get("stat") == "EXPIRED"]
+    assert len(receipts) == 3
+    assert {(e["err"], str(e["network_error"])) for e in receipts} == {
+        ("027", str({"network_type": 3, "network": "GSM", "code": 27}))}
 
 
 async def test_multipart_delivered_only_when_every_part_is(tmp_path: Path) -> None:

@@ -246,3 +246,85 @@ async def test_batch_of_submits_takes_orphans_stored_under_their_keys(
     assert [(r.message_id, r.message_state) for r in results] == [("m1", DELIVERED)]
     (key_700,) = receipt_keys("700", "decimal")
     assert len(await store.take_orphans("roshan", key_700)) == 1  # still waiting for its submit
+
+
+async def test_receipt_ahead_of_its_submit_is_durable_before_it_is_answered(
+    matcher: ReceiptMatcher, store: SqliteStore, clock: FakeClock
+) -> None:
+    # on_receipt returning None is when the deliver_sm is answered: the receipt must
+    # already survive a restart, without waiting for the hold to expire.
+    assert await matcher.on_receipt("roshan", receipt("777"), "decimal") is None
+    fresh = ReceiptMatcher(store, clock, HOLD)  # as after kill -9
+    results = await fresh.on_submitted("roshan", "m1", 1, 1, "777", "decimal")
+    assert [(r.message_id, r.message_state) for r in results] == [("m1", DELIVERED)]
+
+
+async def test_receipt_found_in_memory_and_table_is_applied_once(
+    matcher: ReceiptMatcher, store: SqliteStore
+) -> None:
+    assert await matcher.on_receipt("roshan", receipt("777", "ENROUTE"), "decimal") is None
+    assert await matcher.on_receipt("roshan", receipt("777"), "decimal") is None
+    results = await matcher.on_submitted("roshan", "m1", 1, 1, "777", "decimal")
+    assert [r.stat for r in results] == ["ENROUTE", "DELIVRD"]
+    assert matcher.held_count == 0
+    assert await store.take_orphans("roshan", "309") == []  # nothing left behind
+
+
+async def test_other_readings_join_the_orphan_only_after_the_hold(
+    matcher: ReceiptMatcher, store: SqliteStore, clock: FakeClock
+) -> None:
+    # "1234": decimal (key 4d2) first; its hex reading (key 1234) only after the hold.
+    assert await matcher.on_receipt("roshan", receipt("1234"), "auto") is None
+    assert await store.take_orphans("roshan", "1234") == []
+    assert await matcher.expire_held(clock.advance(HOLD)) == 1
+    results = await ReceiptMatcher(store, clock, HOLD).on_submitted(
+        "roshan", "m1", 1, 1, "1234", "hex")
+    assert [r.message_id for r in results] == ["m1"]
+
+
+async def test_all_digit_hex_submit_id_meets_its_decimal_receipt(
+    matcher: ReceiptMatcher, store: SqliteStore, clock: FakeClock
+) -> None:
+    # The SMSC writes hex in submit_sm_resp ("1000000000" is 68719476736), decimal in
+    # receipts; "auto" has seen no hex letter yet and reads the submit id as decimal.
+    await matcher.on_submitted("roshan", "m1", 1, 1, "1000000000", "auto")
+    assert await matcher.on_receipt("roshan", receipt("68719476736"), "auto") is None
+    late: list[str] = []
+
+    async def on_late(operator_id: str, result: object) -> None:
+        late.append(getattr(result, "message_id", ""))
+
+    matcher.on_late_match = on_late
+    assert await matcher.expire_held(clock.advance(HOLD)) == 0
+    assert late == ["m1"]
+    assert await store.take_orphans("roshan", "1000000000") == []
+
+
+async def test_a_hex_letter_teaches_the_submit_form(
+    matcher: ReceiptMatcher, store: SqliteStore
+) -> None:
+    await store.accept([message("m10"), message("m16")])
+    await matcher.on_submitted("roshan", "m10", 1, 1, "A", "auto")  # ten, in hex
+    await matcher.on_submitted("roshan", "m16", 1, 1, "10", "auto")  # sixteen, not ten
+    assert matcher.learned_id_forms("roshan") == {"submit_resp_id": "hex"}
+    ten = await matcher.on_receipt("roshan", receipt("10"), "auto")
+    sixteen = await matcher.on_receipt("roshan", receipt("16"), "auto")
+    assert ten is not None and ten.message_id == "m10"
+    assert sixteen is not None and sixteen.message_id == "m16"
+    assert matcher.learned_id_forms("other") == {}
+
+
+async def test_receipt_form_learned_from_unambiguous_matches(
+    matcher: ReceiptMatcher, store: SqliteStore, clock: FakeClock
+) -> None:
+    # Decimal submit ids, hex receipt ids without letters: each receipt matches only
+    # under its hex reading, at first after the hold; after three, at once.
+    await store.accept([message(f"h{i}") for i in range(4)])
+    for i, value in enumerate((0x10, 0x20, 0x30)):
+        await matcher.on_submitted("roshan", f"h{i}", 1, 1, str(value), "decimal")
+        assert await matcher.on_receipt("roshan", receipt(format(value, "x")), "auto") is None
+        await matcher.expire_held(clock.advance(HOLD))
+    assert matcher.learned_id_forms("roshan") == {"receipt_id": "hex"}
+    await matcher.on_submitted("roshan", "h3", 1, 1, str(0x40), "decimal")
+    now = await matcher.on_receipt("roshan", receipt("40"), "auto")
+    assert now is not None and now.message_id == "h3"

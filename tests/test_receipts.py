@@ -165,10 +165,12 @@ def test_tlv_only_receipt() -> None:
     assert r == Receipt(
         message_id="A1B2C3",
         stat="UNDELIV",
+        err="034",  # the TLV's error code stands in for the missing err: field
         network_error_code=b"\x03\x00\x22",
         message_state=5,
     )
     assert r.network_error == (3, 0x22)
+    assert r.network_error_fields == {"network_type": 3, "network": "GSM", "code": 34}
     assert r.status is DlrStatus.UNDELIVERABLE
 
 
