@@ -10,6 +10,7 @@ permanent one), expiry (outcome unknown); deliver_sm go to ``smppd.inbound``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
@@ -19,6 +20,7 @@ from typing import Any
 from correlation.store import ACCEPTED, REJECTED, MessageRecord
 from smppd.backlog import Backlog
 from smppd.batcher import Batcher
+from smppd.durable import until_durable
 from smppd.events import DLR_SCHEMA, EventSink
 from smppd.inbound import Inbound
 from smppd.message import MessageError, Outbound, relative_validity, ton_npi, validate_message
@@ -355,26 +357,32 @@ class Dispatcher:
             self._metrics_for(op.id, Status.ESME_ROK)[0].inc(len(submits))
             op.counters["submit_ok"] += len(submits)
             op.limiter.not_throttled()
-            try:
-                results = await self.matcher.on_submitted_many(
-                    op.id, submits, op.config.submit_resp_id)
-                await self.inbound.receipts_matched(op, results)
-            except Exception:  # log and go on: the next batch may well succeed
-                log.exception("recording submits failed",
-                              extra={"event": "record_submitted_failed",
-                                     "operator": op.id, "count": len(submits)})
+            # Retried until durable: a part left ACCEPTED although the SMSC has it would
+            # be resent by a restart, and its receipts could never match.
+            results = await until_durable(
+                "submitted", functools.partial(self.matcher.on_submitted_many, op.id, submits,
+                                               op.config.submit_resp_id),
+                operator=op.id, count=len(submits))
+            await until_durable("receipt events",
+                                functools.partial(self.inbound.receipts_matched, op, results),
+                                operator=op.id)
 
     async def finish(self, op: Operator, message_id: str, state: str, reason: str,
                      status: int | None) -> None:
-        """End a message: store its final state and publish it as a DLR event."""
-        await self.store.set_message_state(message_id, state, reason=reason,
-                                           command_status=status, at=self.clock())
+        """End a message: store its final state and publish it as a DLR event (each
+        retried until durable)."""
+        at = self.clock()
+        await until_durable("final state", lambda: self.store.set_message_state(
+            message_id, state, reason=reason, command_status=status, at=at),
+            operator=op.id)
         self.metrics.final_states.labels(op.id, state).inc()
-        await self.sink.publish("dlr", {
+        event = {
             "schema": DLR_SCHEMA, "message_id": message_id, "operator_id": op.id,
             "state": state, "final": True, "reason": reason,
-            "command_status": status, "at": self.clock(),
-        })
+            "command_status": status, "at": at,
+        }
+        await until_durable("final event", lambda: self.sink.publish("dlr", event),
+                            operator=op.id)
 
     # -- housekeeping --
 

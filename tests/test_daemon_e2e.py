@@ -9,6 +9,7 @@ from __future__ import annotations
 import re
 import sqlite3
 from pathlib import Path
+from typing import Any
 
 from e2e_helpers import (
     mno,
@@ -343,6 +344,54 @@ async def test_transient_status_retried_then_delivered(tmp_path: Path) -> None:
             assert finals[ids[0]]["state"] == "DELIVERED"
             nacks = sim.mno("op").recorder.entries("generic_nack")
             assert nacks and all(e["status"] == Status.ESME_RSYSERR for e in nacks)
+
+
+def store_outage(store: Any, *methods: str) -> dict[str, int]:
+    """Make the store's ``methods`` fail (as with PostgreSQL cut away) while the
+    returned dict's "down" is 1; it counts the refused calls per method."""
+    refused = {"down": 1, **{name: 0 for name in methods}}
+    for name in methods:
+        real = getattr(store, name)
+
+        async def failing(*args: Any, _name: str = name, _real: Any = real, **kw: Any) -> Any:
+            if refused["down"]:
+                refused[_name] += 1
+                raise ConnectionError("store unreachable")
+            return await _real(*args, **kw)
+
+        setattr(store, name, failing)
+    return refused
+
+
+async def test_store_outage_while_submits_are_answered_strands_nothing(tmp_path: Path) -> None:
+    # Every write of SMSC ids is retried until it is durable: no message stays
+    # ACCEPTED although the SMSC took it, every receipt matches, none is sent twice.
+    async with running_sim([mno("op", receipt_delay_ms=50)]) as sim:
+        path = write_config(tmp_path, [operator("op", sim)])
+        async with running_daemon(path) as daemon:
+            await wait_bound(daemon)
+            outage = store_outage(daemon.store, "record_submitted_many")
+            ids = await submit(daemon, 30)
+            await wait_for(lambda: len(submits(sim, "op")) == 30, what="all sent")
+            await wait_for(lambda: outage["record_submitted_many"] >= 3, what="writes refused")
+            outage["down"] = 0
+            finals = await wait_final(daemon, ids)
+            assert {m["state"] for m in finals.values()} == {"DELIVERED"}
+    assert len(submits(sim, "op")) == 30
+
+
+async def test_store_outage_while_messages_fail_loses_no_final_state(tmp_path: Path) -> None:
+    async with running_sim([mno("op", behaviour=Behaviour(queue_full=True))]) as sim:
+        table = {"ESME_RMSGQFUL": {"transient": False}}
+        path = write_config(tmp_path, [operator("op", sim, status_table=table)])
+        async with running_daemon(path) as daemon:
+            await wait_bound(daemon)
+            outage = store_outage(daemon.store, "set_message_state")
+            ids = await submit(daemon, 5)
+            await wait_for(lambda: outage["set_message_state"] >= 5, what="writes refused")
+            outage["down"] = 0
+            finals = await wait_final(daemon, ids)
+            assert {m["state"] for m in finals.values()} == {"FAILED"}
 
 
 async def test_permanent_status_fails_with_its_name(tmp_path: Path) -> None:
