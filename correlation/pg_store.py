@@ -44,6 +44,7 @@ from correlation.store import (
     SUBMITTED,
     EventRecord,
     MessageRecord,
+    MoPartRecord,
     PartRef,
     aggregate_state,
 )
@@ -511,6 +512,20 @@ class PgStore:
             found.setdefault(key, []).append(json.loads(receipt))
         return found
 
+    # -- MO parts --------------------------------------------------------------------------
+
+    async def put_mo_parts(self, parts: Sequence[MoPartRecord]) -> None:
+        if parts:
+            await self._call(_put_mo_parts, list(parts))
+
+    async def drop_mo_parts(self, keys: Sequence[tuple[str, str, int]]) -> None:
+        if keys:
+            await self._call(_drop_mo_parts, list(keys))
+
+    async def load_mo_parts(self) -> list[MoPartRecord]:
+        rows: list[asyncpg.Record] = await self._call(_fetch, _LOAD_MO_PARTS)
+        return [MoPartRecord(*row) for row in rows]
+
     # -- idempotency and events ----------------------------------------------------------
 
     async def idempotency_get(self, key: str) -> str | None:
@@ -642,6 +657,28 @@ async def _run_one(conn: asyncpg.Connection, op: _Op, args: tuple[Any, ...]) -> 
 async def _fetch(conn: asyncpg.Connection, sql: str, *args: Any) -> list[asyncpg.Record]:
     rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
     return rows
+
+
+async def _put_mo_parts(conn: asyncpg.Connection, parts: list[MoPartRecord]) -> None:
+    await conn.executemany(
+        "INSERT INTO smpp.mo_parts (operator_id, source, reference, seq, total, destination,"
+        " data_coding, body, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
+        " to_timestamp($9)) ON CONFLICT (operator_id, source, reference, seq) DO UPDATE SET"
+        " total = excluded.total, destination = excluded.destination,"
+        " data_coding = excluded.data_coding, body = excluded.body,"
+        " created_at = excluded.created_at", parts)
+
+
+async def _drop_mo_parts(conn: asyncpg.Connection, keys: list[tuple[str, str, int]]) -> None:
+    await conn.executemany(
+        "DELETE FROM smpp.mo_parts WHERE operator_id = $1 AND source = $2 AND reference = $3",
+        keys)
+
+
+_LOAD_MO_PARTS = (
+    "SELECT operator_id, source, reference, seq, total, destination, data_coding, body,"
+    " extract(epoch FROM created_at)::float8 FROM smpp.mo_parts ORDER BY created_at"
+)
 
 
 async def _execute(conn: asyncpg.Connection, sql: str, *args: Any) -> None:
@@ -919,6 +956,11 @@ _PURGES: dict[str, str] = {
     "mo_messages": (
         "WITH d AS (DELETE FROM smpp.mo_messages WHERE id IN (SELECT id"
         " FROM smpp.mo_messages WHERE received_at < to_timestamp($1) LIMIT $2) RETURNING 1)"
+        " SELECT count(*), 0 FROM d"
+    ),
+    "mo_parts": (  # incomplete MO messages whose other parts never came
+        "WITH d AS (DELETE FROM smpp.mo_parts WHERE ctid IN (SELECT ctid"
+        " FROM smpp.mo_parts WHERE created_at < to_timestamp($1) LIMIT $2) RETURNING 1)"
         " SELECT count(*), 0 FROM d"
     ),
     "events": (

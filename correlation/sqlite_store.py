@@ -37,6 +37,7 @@ from correlation.store import (
     SUBMITTED,
     EventRecord,
     MessageRecord,
+    MoPartRecord,
     PartRef,
     aggregate_state,
 )
@@ -104,6 +105,19 @@ CREATE TABLE IF NOT EXISTS events (
     created_at REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS events_kind ON events (kind, id);
+-- Parts of concatenated MO messages whose other parts have not all come yet.
+CREATE TABLE IF NOT EXISTS mo_parts (
+    operator_id TEXT NOT NULL,
+    source TEXT NOT NULL,
+    reference INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    total INTEGER NOT NULL,
+    destination TEXT NOT NULL,
+    data_coding INTEGER NOT NULL,
+    body BLOB NOT NULL,
+    created_at REAL NOT NULL,
+    PRIMARY KEY (operator_id, source, reference, seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS idempotency (
     key TEXT PRIMARY KEY,
     message_id TEXT NOT NULL,
@@ -602,6 +616,20 @@ class SqliteStore:
         self._orphans = max(0, self._orphans - sum(len(rows) for rows in found.values()))
         return {key: [json.loads(row) for row in rows] for key, rows in found.items()}
 
+    # -- MO parts --------------------------------------------------------------------------
+
+    async def put_mo_parts(self, parts: Sequence[MoPartRecord]) -> None:
+        if parts:
+            await self._call(_put_mo_parts, list(parts))
+
+    async def drop_mo_parts(self, keys: Sequence[tuple[str, str, int]]) -> None:
+        if keys:
+            await self._call(_drop_mo_parts, list(keys))
+
+    async def load_mo_parts(self) -> list[MoPartRecord]:
+        rows: list[tuple[Any, ...]] = await self._call(_load_mo_parts)
+        return [MoPartRecord(*row) for row in rows]
+
     # -- idempotency and events ----------------------------------------------------------
 
     async def idempotency_get(self, key: str) -> str | None:
@@ -992,6 +1020,25 @@ def _take_orphans(conn: sqlite3.Connection, operator_id: str, smsc_key: str) -> 
     conn.executemany("DELETE FROM orphan_keys WHERE orphan_id = ?", ids)
     conn.executemany("DELETE FROM orphan_receipts WHERE id = ?", ids)
     return [receipt for _, receipt in rows]
+
+
+def _put_mo_parts(conn: sqlite3.Connection, parts: list[MoPartRecord]) -> None:
+    conn.executemany(
+        "INSERT OR REPLACE INTO mo_parts (operator_id, source, reference, seq, total,"
+        " destination, data_coding, body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        parts,
+    )
+
+
+def _drop_mo_parts(conn: sqlite3.Connection, keys: list[tuple[str, str, int]]) -> None:
+    conn.executemany(
+        "DELETE FROM mo_parts WHERE operator_id = ? AND source = ? AND reference = ?", keys)
+
+
+def _load_mo_parts(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        "SELECT operator_id, source, reference, seq, total, destination, data_coding, body,"
+        " created_at FROM mo_parts ORDER BY created_at").fetchall()
 
 
 def _held_orphan_ids(

@@ -94,6 +94,20 @@ class EventRecord:
     created_at: float
 
 
+class MoPartRecord(NamedTuple):
+    """One part of a concatenated MO message, as kept until the whole is out."""
+
+    operator_id: str
+    source: str
+    reference: int
+    seq: int
+    total: int
+    destination: str
+    data_coding: int
+    body: bytes
+    at: float
+
+
 class PartRef(NamedTuple):
     """Where a receipt belongs: the message, which part, and how many parts it has."""
 
@@ -244,6 +258,16 @@ class CorrelationStore(Protocol):
     ) -> dict[str, list[dict[str, Any]]]:
         """``take_orphans`` for many keys of one operator in one go: key -> its orphan
         receipts, oldest first (keys with none are left out)."""
+
+    async def put_mo_parts(self, parts: Sequence[MoPartRecord]) -> None:
+        """Keep parts of concatenated MO messages (a part stored again replaces itself),
+        so a message whose first parts were answered survives a restart."""
+
+    async def drop_mo_parts(self, keys: Sequence[tuple[str, str, int]]) -> None:
+        """Forget the parts of these (operator_id, source, reference) messages."""
+
+    async def load_mo_parts(self) -> list[MoPartRecord]:
+        """Every stored MO part, oldest first (at start)."""
 
     async def get_message(self, message_id: str) -> dict[str, Any] | None:
         """The message's fields plus ``parts`` (a list of part dicts), for the API."""

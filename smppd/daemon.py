@@ -136,6 +136,10 @@ class Daemon:
         resumed = await self.dispatcher.resume_pending()
         if resumed:
             log.info("resumed pending messages", extra={"event": "resumed", "count": resumed})
+        restored = await self.dispatcher.inbound.restore_mo_parts()
+        if restored:
+            log.info("restored parts of MO messages", extra={"event": "mo_parts_restored",
+                                                              "count": restored})
         if self.vault is not None:
             await self.vault.start(self.operators)
         if self.bus is not None:  # before the binds: a leader takes commands at once

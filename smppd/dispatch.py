@@ -74,7 +74,7 @@ class Dispatcher:
         # (The operators are looked up at each use: the daemon and tests set the dict.)
         self.backlog = Backlog(self, store, metrics, self.children, clock,
                                operators=lambda: self.operators, spawn=self._spawn)
-        self.inbound = Inbound(matcher, sink, metrics, self.children, clock,
+        self.inbound = Inbound(store, matcher, sink, metrics, self.children, clock,
                                operators=lambda: self.operators, spawn=self._spawn,
                                workers=BATCHES_AT_ONCE)
         # submit_sm_resp OKs, recorded in batches (one store write for many), each

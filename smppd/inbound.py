@@ -17,6 +17,7 @@ from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
 from correlation.receipts import Receipt, ReceiptError, parse_receipt
+from correlation.store import CorrelationStore, MoPartRecord
 from smppd.batcher import Batcher
 from smppd.events import DLR_SCHEMA, MO_SCHEMA, EventSink
 from smppd.metric_children import MetricChildren
@@ -36,11 +37,12 @@ UNPARSEABLE_LOG_PERIOD = 60.0  # seconds between two WARNINGs per operator
 
 
 class Inbound:
-    def __init__(self, matcher: Any, sink: EventSink, metrics: Metrics,
+    def __init__(self, store: CorrelationStore, matcher: Any, sink: EventSink, metrics: Metrics,
                  children: MetricChildren, clock: Callable[[], float], *,
                  operators: Callable[[], Mapping[str, Operator]],
                  spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]],
                  workers: int) -> None:
+        self.store = store
         self.matcher = matcher
         self.sink = sink
         self.metrics = metrics
@@ -102,38 +104,82 @@ class Inbound:
             "suppressed": suppressed})
 
     async def _mos(self, op: Operator, mos: list[tuple[Any, DeliverSm]]) -> None:
-        """MO messages of a batch: one event write for every message that is whole,
-        then every deliver_sm answered (a transient error if the write failed: the
-        SMSC sends them again)."""
+        """MO messages of a batch: the parts of incomplete ones written to the store,
+        one event write for every message that is whole, then every deliver_sm
+        answered (a transient error if a write failed: the SMSC sends them again)."""
         if not mos:
             return
+        now = self.clock()
         events: list[dict[str, Any]] = []
         whole: list[Key] = []  # keys of the concatenated messages among them
+        parts: list[MoPartRecord] = []  # parts of messages still incomplete
+        dropped: list[Key] = []
         for _, pdu in mos:
-            key, body = self.mo_parts.add(op.id, pdu)
-            if body is None:
-                continue  # a part: kept until the rest arrive
-            if key is not None:
-                whole.append(key)
-            events.append({
-                "schema": MO_SCHEMA, "operator_id": op.id, "source": pdu.source_addr,
-                "destination": pdu.destination_addr, "data_coding": pdu.data_coding,
-                "text": decode_text(body, pdu.data_coding), "at": self.clock(),
-            })
+            added = self.mo_parts.add(op.id, pdu, now)
+            dropped += added.dropped
+            if added.body is None:
+                if added.part is not None:
+                    parts.append(added.part)
+                continue
+            if added.key is not None:
+                whole.append(added.key)
+            events.append(self._mo_event(op.id, pdu.source_addr, pdu.destination_addr,
+                                         pdu.data_coding, added.body, now))
         status = Status.ESME_ROK
-        if events:
-            try:
+        try:
+            # A part is durable before its deliver_sm_resp: the SMSC will not resend it.
+            await self.store.put_mo_parts(parts)
+            if events:
                 await self.sink.publish_many("mo", events)
-            except Exception:
-                log.exception("MO handling failed", extra={"event": "deliver_failed",
-                                                            "operator": op.id})
-                status = Status.ESME_RX_T_APPN
-            else:
-                for key in whole:
-                    self.mo_parts.forget(key)
+        except Exception:
+            log.exception("MO handling failed", extra={"event": "deliver_failed",
+                                                        "operator": op.id})
+            status = Status.ESME_RX_T_APPN
+        else:
+            await self._forget_mo(whole, dropped)
+            if events:
                 self.children.get(self.metrics.mo, op.id).inc(len(events))
         for conn, pdu in mos:
             conn.respond(pdu, pdu.response(status))
+
+    async def restore_mo_parts(self) -> int:
+        """At start: put back the stored parts of incomplete MO messages, and publish
+        those a crash left whole (their last part was stored, its event not out).
+        Returns how many parts were restored."""
+        stored = await self.store.load_mo_parts()
+        events: list[tuple[str, dict[str, Any]]] = []
+        whole: list[Key] = []
+        dropped: list[Key] = []
+        for part in stored:
+            key, body, pushed_out = self.mo_parts.restore(part)
+            dropped += pushed_out
+            if body is not None:
+                whole.append(key)
+                events.append((part.operator_id, self._mo_event(
+                    part.operator_id, part.source, part.destination, part.data_coding, body,
+                    part.at)))
+        for operator_id, event in events:
+            await self.sink.publish_many("mo", [event])
+            self.children.get(self.metrics.mo, operator_id).inc()
+        await self._forget_mo(whole, dropped)
+        return len(stored)
+
+    async def _forget_mo(self, whole: list[Key], dropped: list[Key]) -> None:
+        for key in whole:
+            self.mo_parts.forget(key)
+        if whole or dropped:
+            try:
+                await self.store.drop_mo_parts(whole + dropped)
+            except Exception:  # left in the table: restored (and published once more) later
+                log.exception("MO parts not forgotten", extra={"event": "mo_parts_drop_failed"})
+
+    def _mo_event(self, operator_id: str, source: str, destination: str, data_coding: int,
+                  body: bytes, at: float) -> dict[str, Any]:
+        return {
+            "schema": MO_SCHEMA, "operator_id": operator_id, "source": source,
+            "destination": destination, "data_coding": data_coding,
+            "text": decode_text(body, data_coding), "at": at,
+        }
 
     async def _receipts(self, op: Operator, receipts: list[tuple[Any, DeliverSm, Receipt]],
                         ) -> None:

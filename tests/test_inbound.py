@@ -38,7 +38,8 @@ async def test_garbage_receipts_are_answered_and_logged_once_per_period(
         return asyncio.ensure_future(coro)
 
     metrics = Metrics(CollectorRegistry())
-    inbound = Inbound(None, None, metrics, MetricChildren(), clock,  # type: ignore[arg-type]
+    inbound = Inbound(None, None, None, metrics,  # type: ignore[arg-type]
+                       MetricChildren(), clock,  # type: ignore[arg-type]
                       operators=dict, spawn=spawn, workers=1)
     op: Any = SimpleNamespace(id="hostile")
     conn = Conn()

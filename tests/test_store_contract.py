@@ -34,6 +34,7 @@ from correlation.store import (
     UNDELIVERABLE,
     CorrelationStore,
     MessageRecord,
+    MoPartRecord,
     PartRef,
 )
 
@@ -42,7 +43,7 @@ DEAD_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 REDIS_URL = os.environ.get("SMPPD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SMPP_TABLES = (
     "smpp.messages, smpp.message_correlations, smpp.orphan_receipts, smpp.orphan_keys,"
-    " smpp.mo_messages, smpp.events, smpp.idempotency_keys"
+    " smpp.mo_messages, smpp.mo_parts, smpp.events, smpp.idempotency_keys"
 )
 
 pytestmark = pytest.mark.services
@@ -428,3 +429,16 @@ async def test_closed_store_refuses_calls(open_store: OpenStore) -> None:
     await s.close()
     with pytest.raises(RuntimeError):
         await s.accept([message("m1")])
+
+
+async def test_mo_parts_kept_replaced_and_dropped(store: CorrelationStore) -> None:
+    def part(source: str, ref: int, seq: int, body: bytes, at: float) -> MoPartRecord:
+        return MoPartRecord("op", source, ref, seq, 3, "1234", 8, body, at)
+
+    assert await store.load_mo_parts() == []
+    await store.put_mo_parts([part("a", 7, 1, b"\x00one", 1.0), part("b", 7, 1, b"x", 2.0)])
+    await store.put_mo_parts([part("a", 7, 2, b"two", 3.0), part("a", 7, 1, b"\x00ONE", 4.0)])
+    assert await store.load_mo_parts() == [  # oldest first; a part stored again replaces itself
+        part("b", 7, 1, b"x", 2.0), part("a", 7, 2, b"two", 3.0), part("a", 7, 1, b"\x00ONE", 4.0)]
+    await store.drop_mo_parts([("op", "a", 7), ("op", "zz", 1)])
+    assert await store.load_mo_parts() == [part("b", 7, 1, b"x", 2.0)]
