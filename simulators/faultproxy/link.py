@@ -88,6 +88,7 @@ class Link:
         self.attachments: list[Attachment] = []
         self.finished = False
         self.received = 0  # bytes read from the source
+        self.processed = 0  # of those, bytes done with the toxics (passed on or dropped)
         self.sent = 0  # bytes written to the destination
         self._queue: asyncio.Queue[Chunk | None] = asyncio.Queue(QUEUE_CHUNKS)
 
@@ -128,6 +129,7 @@ class Link:
             while (chunk := await self._queue.get()) is not None:
                 chain = [a for a in self.attachments if a.active]
                 await self._through(chain, chunk)
+                self.processed += len(chunk.data)
                 if self.conn.closed:
                     return
             for attachment in [a for a in self.attachments if a.active]:
