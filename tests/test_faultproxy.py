@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import random
+import signal
+import socket
+import sys
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
@@ -18,6 +22,7 @@ import requests
 import toxiproxy
 from toxiproxy.exceptions import InvalidToxic, NotFound, ProxyExists
 
+from simulators import SmscSimulator, parse_config
 from simulators.faultproxy import FaultProxy, Registry
 from simulators.faultproxy.link import Link
 from simulators.faultproxy.toxics import (
@@ -28,6 +33,10 @@ from simulators.faultproxy.toxics import (
     send_seconds,
     slice_sizes,
 )
+from smppd.connection import BaseHandler, ConnectionClosedError, SmppConnection
+from smppd.protocol.constants import Status
+from smppd.protocol.pdu import BindTransceiver, EnquireLink
+from smppd.protocol.session import Role, Session
 
 TIMEOUT = 5.0
 T = TypeVar("T")
@@ -543,6 +552,79 @@ async def test_toxicity_zero_never_applies(tp: toxiproxy.Toxiproxy, upstream: Up
     reader, writer = await open_client(proxy)
     assert await echo(reader, writer, b"untouched") == b"untouched"
     writer.close()
+
+
+# --- SMPP through the proxy ---------------------------------------------------------------
+
+
+async def test_smpp_bind_goes_through_the_proxy(clock: ManualClock,
+                                                tp: toxiproxy.Toxiproxy) -> None:
+    config = parse_config({"mno": [{"name": "alpha", "port": 0, "account": [
+        {"system_id": "esme1", "password": "secret1"}]}]})
+    async with SmscSimulator(config) as sim:
+        proxy = await call(tp.create, upstream=f"127.0.0.1:{sim.port_of('alpha')}",
+                           name="alpha")
+        await call(proxy.add_toxic, type="latency", attributes={"latency": 250})
+        host, port = address(proxy.listen)
+        _, conn = await asyncio.get_running_loop().create_connection(
+            lambda: SmppConnection(Session(Role.ESME), BaseHandler()), host, port)
+        bind = asyncio.ensure_future(
+            conn.request(BindTransceiver(system_id="esme1", password="secret1")))
+        assert await clock.next_deadline() == pytest.approx(clock.now() + 0.25)
+        assert not bind.done()  # the bind_resp is held in the proxy
+        clock.advance_to(clock.now() + 0.25)
+        assert (await asyncio.wait_for(bind, TIMEOUT)).command_status == Status.ESME_ROK
+
+        await call(proxy.destroy_toxic, "latency_downstream")
+        await call(proxy.add_toxic, type="reset_peer", attributes={"timeout": 0})
+        with pytest.raises(ConnectionClosedError):  # the SMSC's answer turned into a RST
+            await asyncio.wait_for(conn.request(EnquireLink()), TIMEOUT)
+        conn.close()
+
+
+# --- the console script ------------------------------------------------------------------
+
+FAULTPROXY = str(Path(sys.executable).parent / "smppd-faultproxy")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def test_console_script_serves_the_client(upstream: Upstream) -> None:
+    port = free_port()
+    process = await asyncio.create_subprocess_exec(
+        FAULTPROXY, "--listen", f"127.0.0.1:{port}", stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT)
+    assert process.stdout is not None
+    try:
+        async with asyncio.timeout(TIMEOUT):
+            while b"fault proxy API on" not in await process.stdout.readline():
+                pass
+        server = toxiproxy.Toxiproxy()
+        server.update_api_consumer("127.0.0.1", port)
+        proxy = await call(server.create, name="cli", upstream=f"127.0.0.1:{upstream.port}")
+        await call(proxy.add_toxic, type="limit_data", attributes={"bytes": 3})
+        reader, writer = await open_client(proxy)
+        writer.write(b"abcdef")
+        assert await read_to_eof(reader) == b"abc"
+        writer.close()
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.wait_for(process.communicate(), TIMEOUT)
+    assert process.returncode == 0, output
+    assert b"proxy cli stopped" in output
+
+
+async def test_console_script_refuses_a_bad_listen_address() -> None:
+    process = await asyncio.create_subprocess_exec(
+        FAULTPROXY, "--listen", "localhost", stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT)
+    output, _ = await asyncio.wait_for(process.communicate(), TIMEOUT)
+    assert process.returncode == 2
+    assert b"--listen: 'localhost' is not host:port" in output
 
 
 # --- the pure parts ------------------------------------------------------------------
