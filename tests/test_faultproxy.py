@@ -427,6 +427,25 @@ async def test_removing_latency_releases_what_it_holds(
     writer.close()
 
 
+async def test_updating_a_toxic_acts_on_live_connections(
+        fp: FaultProxy, clock: ManualClock, tp: toxiproxy.Toxiproxy, upstream: Upstream) -> None:
+    proxy = await make(tp, upstream)
+    await call(proxy.add_toxic, type="latency", attributes={"latency": 60_000})
+    reader, writer = await open_client(proxy)
+    writer.write(b"held")
+    await clock.next_deadline()
+    raw = await call(requests.patch, url(fp, "/proxies/smsc/toxics/latency_downstream"),
+                     json={"attributes": {"latency": 100}})
+    assert raw.status_code == 200
+    # What it held goes on (as Toxiproxy restarts a toxic); new data gets the new value.
+    assert await asyncio.wait_for(reader.readexactly(4), TIMEOUT) == b"held"
+    writer.write(b"next")
+    assert await clock.next_deadline() == pytest.approx(clock.now() + 0.1)
+    clock.advance_to(clock.now() + 0.1)
+    assert await asyncio.wait_for(reader.readexactly(4), TIMEOUT) == b"next"
+    writer.close()
+
+
 async def test_bandwidth_paces_the_bytes(clock: ManualClock, tp: toxiproxy.Toxiproxy,
                                          upstream: Upstream) -> None:
     proxy = await make(tp, upstream)

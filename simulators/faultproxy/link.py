@@ -37,17 +37,25 @@ class Attachment:
         self.link = link
         self.rng = rng
         self.behaviour: Behaviour = behaviour(toxic, rng)
-        self.removed = asyncio.Event()
+        self.removed = False
+        self._interrupt = asyncio.Event()
         self.active = False
         self.task: asyncio.Task[None] | None = None
         self.roll()
 
     def roll(self) -> None:
-        """(Re)decide whether the toxic applies and (re)start its task."""
+        """(Re)decide whether the toxic applies and (re)start its task; what it holds
+        goes on at once, as when Toxiproxy restarts a toxic on update."""
+        self.interrupt()
         self.stop()
         self.active = self.rng.random() < self.toxic.toxicity
         if self.active:
             self.task = self.link.conn.spawn(self.behaviour.on_attach(self))
+
+    def interrupt(self) -> None:
+        """Wake whatever waits in this toxic: it lets its data through now."""
+        self._interrupt.set()
+        self._interrupt = asyncio.Event()
 
     def stop(self) -> None:
         if self.task is not None and self.task is not asyncio.current_task():
@@ -59,16 +67,19 @@ class Attachment:
         return self.link.clock.now()
 
     async def sleep_until(self, deadline: float) -> bool:
-        if self.removed.is_set():
+        if self.removed:
             return False
+        if deadline <= self.now():  # no wait (a slicer without delay): no tasks either
+            return True
+        interrupt = self._interrupt
         sleep = asyncio.ensure_future(self.link.clock.sleep_until(deadline))
-        gone = asyncio.ensure_future(self.removed.wait())
+        woken = asyncio.ensure_future(interrupt.wait())
         try:
-            await asyncio.wait((sleep, gone), return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait((sleep, woken), return_when=asyncio.FIRST_COMPLETED)
         finally:
             sleep.cancel()
-            gone.cancel()
-        return not self.removed.is_set()
+            woken.cancel()
+        return not interrupt.is_set()
 
     def close(self) -> None:
         self.link.conn.close()
@@ -99,7 +110,8 @@ class Link:
         for attachment in self.attachments:
             if attachment.toxic is toxic:
                 self.attachments.remove(attachment)
-                attachment.removed.set()
+                attachment.removed = True
+                attachment.interrupt()
                 attachment.stop()
                 if attachment.active:
                     attachment.behaviour.on_remove(attachment)
@@ -143,7 +155,7 @@ class Link:
         self.conn.link_finished()
 
     async def _through(self, chain: list[Attachment], chunk: Chunk) -> None:
-        while chain and chain[0].removed.is_set():
+        while chain and chain[0].removed:
             chain = chain[1:]
         if not chain:
             await self._write(chunk)

@@ -166,8 +166,8 @@ class Effects(Protocol):
     def now(self) -> float: ...
 
     async def sleep_until(self, deadline: float) -> bool:
-        """Wait; False when the toxic was removed first (the behaviour then lets
-        everything through, as Toxiproxy does not drop data on removal)."""
+        """Wait; False when the toxic was removed or updated first (the behaviour then
+        lets what it holds through, as Toxiproxy does not drop data on removal)."""
         ...
 
     def close(self) -> None:
