@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import random
 import socket
 import struct
@@ -21,8 +20,6 @@ from typing import Any
 
 from .clock import Clock
 from .toxics import DOWNSTREAM, UPSTREAM, Behaviour, Chunk, Toxic, behaviour
-
-log = logging.getLogger("simulators.faultproxy")
 
 READ_SIZE = 65536
 QUEUE_CHUNKS = 16
