@@ -9,6 +9,7 @@ blocking (requests), so its calls run in a thread.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import signal
 import socket
@@ -612,11 +613,14 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def test_console_script_serves_the_client(upstream: Upstream) -> None:
+async def test_console_script_serves_the_client(upstream: Upstream, tmp_path: Path) -> None:
     port = free_port()
+    config = tmp_path / "proxies.json"
+    config.write_text(json.dumps([{"name": "from_file", "listen": "127.0.0.1:0",
+                                   "upstream": f"127.0.0.1:{upstream.port}"}]))
     process = await asyncio.create_subprocess_exec(
-        FAULTPROXY, "--listen", f"127.0.0.1:{port}", stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT)
+        FAULTPROXY, "--listen", f"127.0.0.1:{port}", "--config", str(config),
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     assert process.stdout is not None
     try:
         async with asyncio.timeout(TIMEOUT):
@@ -624,6 +628,7 @@ async def test_console_script_serves_the_client(upstream: Upstream) -> None:
                 pass
         server = toxiproxy.Toxiproxy()
         server.update_api_consumer("127.0.0.1", port)
+        assert set(await call(server.proxies)) == {"from_file"}
         proxy = await call(server.create, name="cli", upstream=f"127.0.0.1:{upstream.port}")
         await call(proxy.add_toxic, type="limit_data", attributes={"bytes": 3})
         reader, writer = await open_client(proxy)
