@@ -79,6 +79,9 @@ class MnoConfig:
     accounts: list[AccountConfig] = field(default_factory=list)
     submit_id_format: str = "decimal"
     receipt_id_format: str = "decimal"
+    # The counter's first value: a restarted SMSC given a higher one hands out ids its
+    # earlier life never did, as a real SMSC's persistent counter does.
+    first_id: int = 1
     window: int = 100
     enquire_link_interval: float = 30.0
     response_timeout: float = 30.0
@@ -256,6 +259,8 @@ def parse_mno(d: Mapping[str, Any], path: str) -> MnoConfig:
             parse_id_format(_take(d, key, str, "decimal", path))
         except ValueError as exc:
             raise ConfigError(f"{path}.{key}", str(exc)) from None
+    first_id = _take(d, "first_id", int, 1, path)
+    _positive(first_id, f"{path}.first_id")
     window = _take(d, "window", int, 100, path)
     _positive(window, f"{path}.window")
     interval = _take(d, "enquire_link_interval", (int, float), 30.0, path)
@@ -273,6 +278,7 @@ def parse_mno(d: Mapping[str, Any], path: str) -> MnoConfig:
         accounts=accounts,
         submit_id_format=_take(d, "submit_id_format", str, "decimal", path),
         receipt_id_format=_take(d, "receipt_id_format", str, "decimal", path),
+        first_id=first_id,
         window=window,
         enquire_link_interval=float(interval),
         response_timeout=float(timeout),

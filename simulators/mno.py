@@ -219,7 +219,7 @@ class Mno:
                                             for a in self.accounts.values()})
         self.random = random.Random(self.config.seed)
         self.receipt_maker = ReceiptMaker(self.config.receipts, self.random)
-        self._next_id = 0
+        self._next_id = self.config.first_id - 1
         self._mo_reference = 0
         self.recorder.clear()
         self.receipts.clear()
