@@ -27,6 +27,8 @@ import argparse
 import asyncio
 import contextlib
 import json
+import os
+import secrets
 import shutil
 import signal
 import socket
@@ -38,6 +40,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO
+from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
@@ -129,10 +132,17 @@ def _append(path: Path) -> BinaryIO:
 
 
 class Smsc(Process):
-    def __init__(self, port: int, journal: Path, log: Path, first_id: int = 1) -> None:
+    def __init__(self, port: int, journal: Path, log: Path, response_delay_ms: float = 0.0,
+                 ) -> None:
         super().__init__([sys.executable, str(SMSC), "normal", "--port", str(port),
-                          "--journal", str(journal), "--first-id", str(first_id)], log)
+                          "--journal", str(journal),
+                          "--response-delay-ms", str(response_delay_ms)], log)
         self.port = port
+
+    async def restart(self, first_id: int) -> None:
+        """Back on its port, handing out ids from ``first_id`` on."""
+        self.argv += ["--first-id", str(first_id)]
+        await self.start()
 
     async def start(self) -> None:
         await super().start()
@@ -236,10 +246,20 @@ def operator(op_id: str, host: str, prefix: str, **keys: Any) -> dict[str, Any]:
     return table
 
 
-def write_config(directory: Path, operators: list[dict[str, Any]], api_port: int) -> Path:
-    lines = ["[daemon]", f"state_dir = {_toml(str(directory / 'state'))}",
-             "drain_timeout = 5.0", "[api]", f'listen = "127.0.0.1:{api_port}"',
-             "[store]", "receipt_hold_seconds = 5.0"]
+def write_config(directory: Path, operators: list[dict[str, Any]], api_port: int,
+                 services: dict[str, dict[str, Any]] | None = None) -> Path:
+    """The daemon's TOML; ``services`` (distributed mode) adds [store], [redis], [nats]."""
+    sections: dict[str, dict[str, Any]] = {
+        "daemon": {"state_dir": str(directory / "state"), "drain_timeout": 5.0},
+        "api": {"listen": f"127.0.0.1:{api_port}"},
+        "store": {"receipt_hold_seconds": 5.0},
+    }
+    for name, values in (services or {}).items():
+        sections.setdefault(name, {}).update(values)
+    lines = []
+    for name, values in sections.items():
+        lines.append(f"[{name}]")
+        lines.extend(f"{k} = {_toml(v)}" for k, v in values.items())
     for table in operators:
         lines.append("[[operators]]")
         lines.extend(f"{k} = {_toml(v)}" for k, v in table.items())
@@ -270,43 +290,78 @@ def journal_count(path: Path) -> int:
         return 0
 
 
-def stored_states(db: Path) -> dict[str, tuple[str, str]]:
-    """message id -> (state, destination), read from the stopped daemon's SQLite file."""
-    conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
-    try:
-        return {m: (s, d) for m, s, d in
-                conn.execute("SELECT message_id, state, destination FROM messages")}
-    finally:
-        conn.close()
+class SqliteStates:
+    """The embedded store's messages, read beside the daemon (WAL: readers never block)."""
 
+    def __init__(self, db: Path) -> None:
+        self.db = db
 
-def state_counts(db: Path) -> dict[str, int]:
-    """States of every message, read beside the running daemon (WAL: readers never block)."""
-    try:
-        conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1.0)
+    async def messages(self) -> dict[str, tuple[str, str]]:
+        """message id -> (state, destination)."""
+        conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True)
         try:
-            return dict(conn.execute("SELECT state, count(*) FROM messages GROUP BY state"))
+            return {m: (s, d) for m, s, d in
+                    conn.execute("SELECT message_id, state, destination FROM messages")}
         finally:
             conn.close()
-    except sqlite3.Error:
-        return {}
+
+    async def counts(self) -> dict[str, int]:
+        try:
+            conn = sqlite3.connect(f"file:{self.db}?mode=ro", uri=True, timeout=1.0)
+            try:
+                return dict(conn.execute("SELECT state, count(*) FROM messages GROUP BY state"))
+            finally:
+                conn.close()
+        except sqlite3.Error:
+            return {}
 
 
-def count_run(ids: list[str], db: Path, journal: Path) -> Tally:
-    stored = stored_states(db)
+class PostgresStates:
+    """The distributed store's messages (``smpp.messages``)."""
+
+    def __init__(self, dsn: str) -> None:
+        self.dsn = dsn
+
+    async def messages(self) -> dict[str, tuple[str, str]]:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            rows = await conn.fetch("SELECT message_id, state, destination FROM smpp.messages")
+        finally:
+            await conn.close()
+        return {r["message_id"]: (r["state"], r["destination"]) for r in rows}
+
+    async def counts(self) -> dict[str, int]:
+        import asyncpg
+
+        conn = await asyncpg.connect(self.dsn)
+        try:
+            rows = await conn.fetch("SELECT state, count(*) AS n FROM smpp.messages"
+                                    " GROUP BY state")
+        finally:
+            await conn.close()
+        return {r["state"]: r["n"] for r in rows}
+
+
+States = SqliteStates | PostgresStates
+
+
+async def count_run(ids: list[str], store: States, journal: Path) -> Tally:
+    stored = await store.messages()
     accepted = {i: stored[i][1] if i in stored else f"absent:{i}" for i in ids}
     states = {i: stored[i][0] if i in stored else None for i in ids}
     return tally(accepted, [d for _, d in read_journal(journal)], states)
 
 
-async def settle(db: Path, total: int, timeout: float, quiet: float = 5.0) -> None:
+async def settle(store: States, total: int, timeout: float, quiet: float = 5.0) -> None:
     """Until no message is ACCEPTED and either every one is final or the counts have
     not moved for ``quiet`` seconds (receipts an SMSC lost never come)."""
     last: dict[str, int] = {}
     since = time.monotonic()
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        counts = state_counts(db)
+        counts = await store.counts()
         if counts != last:
             last, since = counts, time.monotonic()
         pending = counts.get("ACCEPTED", 0)
@@ -417,7 +472,9 @@ async def link_fault(name: str, sizes: Sizes, keep: bool) -> Row:
 
     async with scratch("".join(c if c.isalnum() else "_" for c in name), keep) as tmp:
         journal = tmp / "journal.txt"
-        smsc = Smsc(free_port(), journal, tmp / "smsc.log")
+        # Mid-window: for a reset or a kill, answers come 100 ms late so the windows are full.
+        delay = 100.0 if name in ("reset mid-window", "SMSC killed") else 0.0
+        smsc = Smsc(free_port(), journal, tmp / "smsc.log", response_delay_ms=delay)
         api = free_port()
         proxy_proc = Process([str(BIN / "smppd-faultproxy"), "--listen", f"127.0.0.1:{api}"],
                              tmp / "faultproxy.log")
@@ -447,8 +504,7 @@ async def link_fault(name: str, sizes: Sizes, keep: bool) -> Row:
             if name == "SMSC killed":
                 await smsc.kill()
                 await asyncio.sleep(sizes.fault_seconds)
-                smsc.argv[-1] = str(10**7)  # first id: past every id of its first life
-                await smsc.start()
+                await smsc.restart(first_id=10**7)  # past every id of its first life
             else:
                 kind, attributes, streams = LINK_FAULTS[name]
                 toxics = []
@@ -465,11 +521,11 @@ async def link_fault(name: str, sizes: Sizes, keep: bool) -> Row:
                 for toxic in toxics:
                     await asyncio.to_thread(proxy.destroy_toxic, toxic)
             ended = time.time()
-            db = tmp / "state" / "smppd.sqlite"
-            await settle(db, len(ids), timeout=max(120.0, sizes.messages / sizes.tps * 3))
+            store = SqliteStates(tmp / "state" / "smppd.sqlite")
+            await settle(store, len(ids), timeout=max(120.0, sizes.messages / sizes.tps * 3))
             await watch.stop()
             code = await daemon.stop()
-            run = count_run(ids, db, journal)
+            run = await count_run(ids, store, journal)
             down = watch.first_down(began)
             detect = None if down is None else down - began
             recover = recovery(journal, ended, watch.first_up(ended)) if down else None
@@ -482,14 +538,77 @@ async def link_fault(name: str, sizes: Sizes, keep: bool) -> Row:
                 await process.stop(10.0)
 
 
-async def daemon_killed(fraction: float, sizes: Sizes, keep: bool) -> Row:
-    name = f"daemon SIGKILL at {fraction:.0%}"
-    async with scratch(f"kill{int(fraction * 100)}", keep) as tmp:
+PG_DSN = os.environ.get("SMPPD_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
+REDIS_URL = os.environ.get("SMPPD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+NATS_URL = os.environ.get("SMPPD_TEST_NATS_URL", "nats://127.0.0.1:4222")
+
+
+@contextlib.asynccontextmanager
+async def distributed_services(wanted: bool) -> AsyncIterator[dict[str, dict[str, Any]] | None]:
+    """Distributed mode's config sections on scratch resources: a new PostgreSQL database
+    (migrated; dropped after), a Redis key prefix and NATS stream names of this run's own
+    (deleted after). None when not ``wanted``."""
+    if not wanted:
+        yield None
+        return
+    import asyncpg
+    import nats
+    import redis.asyncio as redis
+
+    from correlation.migrate import migrate
+
+    tag = secrets.token_hex(4)
+    database = f"smppd_chaos_{tag}"
+    admin = await asyncpg.connect(PG_DSN, timeout=5)
+    try:
+        await admin.execute(f'CREATE DATABASE "{database}"')
+    finally:
+        await admin.close()
+    dsn = urlunsplit(urlsplit(PG_DSN)._replace(path=f"/{database}"))
+    names = {"dispatch_stream": f"C{tag}_DISPATCH", "dlr_stream": f"C{tag}_DLR",
+             "mo_stream": f"C{tag}_MO", "dispatch_subject": f"c{tag}.smpp.operator",
+             "invalid_subject": f"c{tag}.smpp.dispatch.invalid",
+             "dlr_subject": f"c{tag}.sms.dlr", "mo_subject": f"c{tag}.sms.mo",
+             "consumer": f"c{tag}"}
+    prefix = f"smppd_chaos_{tag}"
+    try:
+        await migrate(dsn)
+        yield {"daemon": {"mode": "distributed"},
+               "store": {"kind": "postgres", "dsn": dsn},
+               "redis": {"url": REDIS_URL, "key_prefix": prefix, "replicas": 1},
+               "nats": {"url": NATS_URL, **names}}
+    finally:
+        nc = await nats.connect(NATS_URL)
+        js = nc.jetstream()
+        for stream in (names["dispatch_stream"], names["dlr_stream"], names["mo_stream"]):
+            with contextlib.suppress(Exception):
+                await js.delete_stream(stream)
+        await nc.close()
+        client = redis.Redis.from_url(REDIS_URL)
+        keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=10_000)]
+        if keys:
+            await client.delete(*keys)
+        await client.aclose()
+        admin = await asyncpg.connect(PG_DSN, timeout=5)
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+async def daemon_killed(fraction: float, sizes: Sizes, keep: bool,
+                        distributed: bool = False) -> Row:
+    mode = "distributed" if distributed else "embedded"
+    name = f"daemon SIGKILL at {fraction:.0%} ({mode})"
+    async with (scratch(f"kill{int(fraction * 100)}{mode}", keep) as tmp,
+                distributed_services(distributed) as services):
         journal = tmp / "journal.txt"
         smsc = Smsc(free_port(), journal, tmp / "smsc.log")
         api_port = free_port()
         config = write_config(tmp, [operator("op", f"127.0.0.1:{smsc.port}", "9370",
-                                             tps=sizes.kill_tps)], api_port)
+                                             tps=sizes.kill_tps)], api_port, services)
+        store: States = (PostgresStates(services["store"]["dsn"]) if services else
+                         SqliteStates(tmp / "state" / "smppd.sqlite"))
         first = Daemon(config, api_port, tmp / "smppd-1.log")
         second = Daemon(config, api_port, tmp / "smppd-2.log")
         try:
@@ -505,13 +624,13 @@ async def daemon_killed(fraction: float, sizes: Sizes, keep: bool) -> Row:
             killed = time.time()
             await first.kill()
             at_kill = journal_count(journal)
+            restarted = time.time()  # what reaches the SMSC from now on is the new process's
             await second.start()
             await second.wait_bound("op")
-            db = tmp / "state" / "smppd.sqlite"
-            await settle(db, len(ids), timeout=120.0)
+            await settle(store, len(ids), timeout=120.0)
             code = await second.stop()
-            run = count_run(ids, db, journal)
-            later = [t for t, _ in read_journal(journal) if t >= killed]
+            run = await count_run(ids, store, journal)
+            later = [t for t, _ in read_journal(journal) if t >= restarted]
             recover = later[0] - killed if later else None
             return Row(name, run, None, recover,
                        extra={"submitted_at_kill": at_kill, "daemon_exit": code})
@@ -563,11 +682,11 @@ async def hostile(sizes: Sizes, keep: bool) -> Row:
                     break
             alive = daemon.running
             rss_end = rss_mb(daemon.pid) if alive else 0.0
-            db = tmp / "state" / "smppd.sqlite"
-            await settle(db, len(ids), timeout=60.0)
+            store = SqliteStates(tmp / "state" / "smppd.sqlite")
+            await settle(store, len(ids), timeout=60.0)
             await bad.stop(10.0)
             code = await daemon.stop()
-            run = count_run(ids, db, journal)
+            run = await count_run(ids, store, journal)
             counts = json.loads(stats.read_text())
             log = daemon.log.read_text()
             extra = {
@@ -631,9 +750,12 @@ async def main(args: argparse.Namespace) -> list[Row]:
     plan: list[tuple[str, Callable[[], Awaitable[Row]]]] = []
     for name in [*LINK_FAULTS, "SMSC killed"]:
         plan.append((name, lambda name=name: link_fault(name, sizes, args.keep)))  # type: ignore[misc]
-    for fraction in (0.1, 0.5, 0.9):
-        plan.append((f"daemon SIGKILL at {fraction:.0%}",
-                     lambda f=fraction: daemon_killed(f, sizes, args.keep)))  # type: ignore[misc]
+    for distributed in (False, True):
+        mode = "distributed" if distributed else "embedded"
+        for fraction in (0.1, 0.5, 0.9):
+            plan.append((f"daemon SIGKILL at {fraction:.0%} ({mode})",
+                         lambda f=fraction, d=distributed: daemon_killed(  # type: ignore[misc]
+                             f, sizes, args.keep, d)))
     plan.append(("hostile SMSC", lambda: hostile(sizes, args.keep)))
     wanted = None if not args.only else {w.strip() for w in args.only.split(",")}
     rows = []

@@ -3,7 +3,8 @@
     python bench/chaos_smsc.py normal --port 2775 --journal /tmp/j.txt [--first-id N]
     python bench/chaos_smsc.py hostile --port 2776 --pdus 1000000 --stats /tmp/h.json
 
-``normal``: the SMSC simulator, one MNO ``op`` (account esme/secret), DELIVRD receipts.
+``normal``: the SMSC simulator, one MNO ``op`` (account esme/secret), DELIVRD receipts
+(``--response-delay-ms``: each submit_sm_resp that late, so the ESME's windows are full).
 Each submit_sm it receives is appended to the journal as it comes (one write per PDU:
 it survives a SIGKILL of this process): ``time conn destination``.
 
@@ -33,7 +34,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from simulators import AccountConfig, MnoConfig, ReceiptConfig, SimConfig
+from simulators import AccountConfig, Behaviour, MnoConfig, ReceiptConfig, SimConfig
 from simulators.recorder import Recorder
 from simulators.server import SmscSimulator
 from smppd.protocol.constants import CommandId, Tag
@@ -61,6 +62,7 @@ class JournalRecorder(Recorder):
 async def run_normal(args: argparse.Namespace) -> None:
     config = SimConfig(admin_port=None, mnos=[MnoConfig(
         name="op", port=args.port, first_id=args.first_id, window=100,
+        behaviour=Behaviour(response_delay_ms=args.response_delay_ms),
         accounts=[AccountConfig("esme", ["secret"], tps=100_000, max_binds=8)],
         receipts=ReceiptConfig(delay_ms=(args.receipt_delay_ms, args.receipt_delay_ms)),
     )])
@@ -270,6 +272,8 @@ def main() -> None:
     normal.add_argument("--journal", required=True)
     normal.add_argument("--first-id", type=int, default=1)
     normal.add_argument("--receipt-delay-ms", type=float, default=50.0)
+    normal.add_argument("--response-delay-ms", type=float, default=0.0,
+                        help="submit_sm_resp this late (fills the ESME's windows)")
     hostile = sub.add_parser("hostile")
     hostile.add_argument("--port", type=int, required=True)
     hostile.add_argument("--pdus", type=int, default=1_000_000)
