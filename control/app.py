@@ -14,7 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from control import handlers
 from control.auth import Authenticator
-from control.view import GatewayView, InputError, Unavailable
+from control.view import Forbidden, GatewayView, InputError, Unavailable
 
 VIEW: web.AppKey[GatewayView] = web.AppKey("view", GatewayView)
 MAX_BULK = 1000
@@ -22,12 +22,14 @@ EVENT_KINDS = ("dlr", "mo")
 
 
 def problem(status: int, title: str, detail: str = "",
-            errors: list[tuple[str, str]] | None = None) -> web.Response:
+            errors: list[tuple[str, str]] | None = None,
+            extra: dict[str, Any] | None = None) -> web.Response:
     body: dict[str, Any] = {"type": "about:blank", "title": title, "status": status}
     if detail:
         body["detail"] = detail
     if errors:
         body["errors"] = [{"field": f, "message": m} for f, m in errors]
+    body.update(extra or {})
     return web.json_response(body, status=status, content_type="application/problem+json")
 
 
@@ -36,16 +38,19 @@ async def problems_middleware(request: web.Request, handler: Any) -> web.StreamR
     try:
         return await handler(request)  # type: ignore[no-any-return]
     except InputError as exc:
-        return problem(exc.status, exc.title, str(exc), exc.problems)
+        response = problem(exc.status, exc.title, str(exc), exc.problems, exc.extra)
+    except Forbidden as exc:
+        response = problem(403, "Forbidden", str(exc), [(exc.field, str(exc))])
     except Unavailable as exc:
-        return problem(503, "Service unavailable", str(exc))
+        response = problem(503, "Service unavailable", str(exc))
+        response.headers["Retry-After"] = str(exc.retry_after)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         response = problem(exc.status, exc.reason or "Error", exc.text or "")
         if "Allow" in exc.headers:  # 405 must say what is allowed (RFC 9110)
             response.headers["Allow"] = exc.headers["Allow"]
-        return response
+    return response
 
 
 async def read_json(request: web.Request) -> Any:
@@ -95,7 +100,9 @@ async def post_message(request: web.Request) -> web.Response:
     body = await read_json(request)
     if not isinstance(body, dict):
         raise InputError([("body", "must be a JSON object")])
-    results = await request.app[VIEW].submit([body], _idempotency_key(request))
+    caller = handlers.caller(request)
+    caller.check(body.get("tenant_id"))
+    results = await request.app[VIEW].submit([body], _idempotency_key(request), caller)
     return web.json_response(results[0], status=202)
 
 
@@ -107,7 +114,11 @@ async def post_bulk(request: web.Request) -> web.Response:
     if len(messages) > MAX_BULK:
         raise InputError([("messages", f"at most {MAX_BULK} messages per request")],
                          status=413, title="Too many messages")
-    results = await request.app[VIEW].submit(messages, _idempotency_key(request))
+    caller = handlers.caller(request)
+    for index, message in enumerate(messages):
+        if isinstance(message, dict):
+            caller.check(message.get("tenant_id"), f"messages[{index}].tenant_id")
+    results = await request.app[VIEW].submit(messages, _idempotency_key(request), caller)
     return web.json_response({"accepted": results}, status=202)
 
 
@@ -115,6 +126,7 @@ async def get_message(request: web.Request) -> web.Response:
     found = await request.app[VIEW].message(request.match_info["id"])
     if found is None:
         return problem(404, "Not found", f"no message {request.match_info['id']!r}")
+    handlers.caller(request).check(found.get("tenant_id"))
     return web.json_response(found)
 
 
@@ -133,7 +145,15 @@ async def list_events(request: web.Request) -> web.Response:
         problems.append(("limit", "between 1 and 1000"))
     if problems:
         raise InputError(problems, status=400)
-    return web.json_response({"events": await request.app[VIEW].events(kind, after, limit)})
+    # A token limited to tenants sees the events of their messages only (no MO).
+    caller = handlers.caller(request)
+    tenants = caller.tenants
+    tenant = request.query.get("tenant_id")
+    if tenant is not None:
+        caller.check(tenant)
+        tenants = frozenset({tenant})
+    events = await request.app[VIEW].events(kind, after, limit, tenants)
+    return web.json_response({"events": events})
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")

@@ -39,6 +39,9 @@ SCHEMAS: dict[str, Any] = {
         "errors": {"type": "array", "items": _obj({"field": {"type": "string"},
                                                     "message": {"type": "string"}},
                                                    ("field", "message"))},
+        "accepted": {"type": "array", "items": {"type": "string"},
+                     "description": "409 of a bulk that raced another request for a "
+                                    "message id: the ids this request did accept"},
     }, ("type", "title", "status")),
     "Bind": _obj({"bind": {"type": "string"}, "state": {"type": "string"},
                   "host": {"type": "string"}}, ("bind", "state"), extra=True),
@@ -158,6 +161,13 @@ def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 10000})
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "description": "Remembered 48 h per caller (the token and the request's tenants): the "
+                   "same request again is answered with the first one's results "
+                   "(duplicate: true) and stores nothing; another request under the key "
+                   "is a 409 naming Idempotency-Key.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 128}}
 OPERATOR_PARAM = _path_param("id")
 
 # (method, path) -> operation (without the generic problem responses and security)
@@ -210,14 +220,15 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/messages"): {
         "summary": "Submit one message (lease-checked; routed by SelectOperator when no "
                    "operator_id is given)",
-        "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                        "schema": {"type": "string", "minLength": 1, "maxLength": 128}}],
+        "description": "A message_id already stored answers the original (duplicate: "
+                       "true) when the message is the same, 409 when it is not.",
+        "parameters": [IDEMPOTENCY_KEY],
         "requestBody": _body(_ref("MessageIn")),
         "responses": {"202": _json(_ref("Accepted"), "accepted")}},
     ("POST", "/v1/messages/bulk"): {
-        "summary": "Submit up to 1000 messages",
-        "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                        "schema": {"type": "string", "minLength": 1, "maxLength": 128}}],
+        "summary": "Submit up to 1000 messages (all or none: one bad message refuses the "
+                   "request)",
+        "parameters": [IDEMPOTENCY_KEY],
         "requestBody": _body(_obj({"messages": {"type": "array", "minItems": 1,
                                                 "maxItems": 1000, "items": _ref("MessageIn")}},
                                   ("messages",), extra=True)),  # other keys are ignored
@@ -229,7 +240,10 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                                    "responses": {"200": _json(OPEN_OBJECT)}},
     ("GET", "/v1/events"): {
         "summary": "DLR or MO events after a cursor",
+        "description": "For a token limited to tenants: the events of its tenants' "
+                       "messages (no MO: an MO message has no tenant).",
         "parameters": [_query("kind", {"enum": ["dlr", "mo"]}),
+                       _query("tenant_id", TENANT),
                        _query("after", {"type": "integer"}),
                        _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})],
         "responses": {"200": _json(_obj({"events": {"type": "array", "items": OPEN_OBJECT}},
@@ -346,7 +360,11 @@ def document() -> dict[str, Any]:
                                 "cache invalidation and admin of routing data. Bearer tokens "
                                 "with roles read, submit, operate, admin (admin implies all, "
                                 "operate implies read); with no tokens configured the API is "
-                                "open. Errors are RFC 9457 problem details."},
+                                "open. A read or submit token may be limited to tenants: "
+                                "outside them submits, message reads, lease and routing "
+                                "checks are 403 (naming tenant_id) and events are those of "
+                                "its tenants' messages; operate and admin tokens are global. "
+                                "Errors are RFC 9457 problem details."},
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {"schemas": copy.deepcopy(SCHEMAS),

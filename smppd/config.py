@@ -375,6 +375,16 @@ class AuthToken(_Section):
     name: str = Field(min_length=1, max_length=64)  # for logs and audit; never the token
     sha256: Annotated[str, AfterValidator(lambda v: _sha256(v))]
     roles: list[Literal["read", "submit", "operate", "admin"]] = Field(min_length=1)
+    # The tenants a read/submit token acts for (None: every tenant).
+    tenants: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9._\-]{1,64}$")]] | None = Field(
+        default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> AuthToken:
+        if self.tenants is not None and {"operate", "admin"} & set(self.roles):
+            raise _Problems([(("tenants",), "operate and admin tokens are global:"
+                              " list tenants on read or submit tokens only")])
+        return self
 
 
 def _sha256(value: str) -> str:

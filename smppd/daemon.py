@@ -21,7 +21,7 @@ from typing import Any
 
 from aiohttp import web
 
-from control.view import InputError, Unavailable
+from control.view import ANYONE, Caller, InputError, Unavailable
 from correlation.matcher import ReceiptMatcher
 from correlation.sqlite_store import SqliteStore
 from smppd.config import Config, OperatorConfig
@@ -34,6 +34,7 @@ from smppd.nats_bus import NatsBus
 from smppd.notify import Notifier
 from smppd.operator import Operator
 from smppd.reload import Reloader
+from smppd.submissions import Submissions
 from smppd.watchdog import DEFAULT_PERIOD, LoopWatchdog, RateMeter, status_line, watchdog_period
 from vault.client import VaultError
 
@@ -59,6 +60,7 @@ class Daemon:
         self.dispatcher = Dispatcher(store, self.matcher, sink, self.metrics,
                                      max_unrecorded=config.store.max_unrecorded)
         self.matcher.on_late_match = self.dispatcher.late_match
+        self.submissions = Submissions(self.dispatcher, store)
         self.operators: dict[str, Operator] = {}
         self.redis: Any = None
         if config.redis is not None:
@@ -452,7 +454,8 @@ class Daemon:
         return {"operator_id": operator_id, "paused": op.paused if op else False,
                 **found[0].status()}
 
-    async def submit(self, bodies: list[Any], idempotency_key: str | None) -> list[dict[str, Any]]:
+    async def submit(self, bodies: list[Any], idempotency_key: str | None,
+                     caller: Caller = ANYONE) -> list[dict[str, Any]]:
         if not self.dispatcher.accepting:
             raise Unavailable("shutting down: not accepting messages")
         prepared = []
@@ -466,10 +469,7 @@ class Daemon:
                 problems.extend((prefix + f, m) for f, m in exc.problems)
         if problems:
             raise InputError(problems)
-        accepted = await self.dispatcher.accept(prepared, idempotency_key)
-        return [{"message_id": a.message_id, "operator_id": a.operator_id or None,
-                 "parts": a.parts, "duplicate": a.duplicate,
-                 **({"rejected": a.rejected} if a.rejected else {})} for a in accepted]
+        return await self.submissions.submit(bodies, prepared, idempotency_key, caller)
 
     async def message(self, message_id: str) -> dict[str, Any] | None:
         found: dict[str, Any] | None = await self.store.get_message(message_id)
@@ -490,8 +490,10 @@ class Daemon:
         log.warning("log level changed", extra={"event": "log_level", "level": level})
         return {"level": level}
 
-    async def events(self, kind: str, after: int, limit: int) -> list[dict[str, Any]]:
-        records = await self.store.list_events(kind, after, limit)
+    async def events(self, kind: str, after: int, limit: int,
+                     tenants: frozenset[str] | None = None) -> list[dict[str, Any]]:
+        records = await self.store.list_events(
+            kind, after, limit, tenants=None if tenants is None else sorted(tenants))
         return [{"id": r.id, "kind": r.kind, "created_at": r.created_at, **r.payload}
                 for r in records]
 

@@ -41,7 +41,8 @@ def write(directory: Path, files: dict[str, str]) -> Path:
 
 async def test_applies_the_smpp_schema_once(dsn: str) -> None:
     applied = await migrate(dsn)
-    assert [str(m) for m in applied] == [f"{SMPP}/0001_smpp_schema"]
+    assert [str(m) for m in applied] == [f"{SMPP}/0001_smpp_schema",
+                                         f"{SMPP}/0002_idempotency_scope"]
     assert await migrate(dsn) == []
     tables = await fetch(
         dsn, "SELECT table_name FROM information_schema.tables WHERE table_schema = 'smpp'"
@@ -56,8 +57,10 @@ async def test_applies_the_smpp_schema_once(dsn: str) -> None:
         "events",
         "idempotency_keys",
     }
-    rows = await fetch(dsn, "SELECT source, version, name FROM smpp.schema_migrations")
-    assert [tuple(r) for r in rows] == [(SMPP, 1, "0001_smpp_schema")]
+    rows = await fetch(dsn, "SELECT source, version, name FROM smpp.schema_migrations"
+                            " ORDER BY version")
+    assert [tuple(r) for r in rows] == [(SMPP, 1, "0001_smpp_schema"),
+                                        (SMPP, 2, "0002_idempotency_scope")]
     indexes = await fetch(
         dsn, "SELECT indexdef FROM pg_indexes WHERE indexname = 'message_correlations_lookup'"
     )
@@ -66,9 +69,9 @@ async def test_applies_the_smpp_schema_once(dsn: str) -> None:
 
 async def test_replicas_migrating_at_once_apply_each_file_once(dsn: str) -> None:
     results = await asyncio.gather(*(migrate(dsn) for _ in range(4)))
-    assert sorted(len(r) for r in results) == [0, 0, 0, 1]
+    assert sorted(len(r) for r in results) == [0, 0, 0, 2]
     rows = await fetch(dsn, "SELECT count(*) FROM smpp.schema_migrations")
-    assert rows[0][0] == 1
+    assert rows[0][0] == 2
 
 
 async def test_packages_and_directories_run_in_order(dsn: str, tmp_path: Path) -> None:
@@ -83,6 +86,7 @@ async def test_packages_and_directories_run_in_order(dsn: str, tmp_path: Path) -
     applied = await migrate(dsn, (SMPP, extra))
     assert [str(m) for m in applied] == [
         f"{SMPP}/0001_smpp_schema",
+        f"{SMPP}/0002_idempotency_scope",
         "ops/0001_first",
         "ops/0002_more",
     ]
@@ -106,7 +110,7 @@ async def test_a_failing_file_is_rolled_back_and_not_recorded(dsn: str, tmp_path
         await migrate(dsn, (SMPP, extra))
     assert raised.value.name == "ops/0002_bad" and "no_such_column" in str(raised.value)
     names = await fetch(dsn, "SELECT name FROM smpp.schema_migrations ORDER BY name")
-    assert [r[0] for r in names] == ["0001_ok", "0001_smpp_schema"]
+    assert [r[0] for r in names] == ["0001_ok", "0001_smpp_schema", "0002_idempotency_scope"]
     half = await fetch(dsn, "SELECT to_regclass('half_t')")
     assert half[0][0] is None
     # Fixed (never applied, so it may still change): the next run applies only it.
