@@ -7,6 +7,7 @@ body, so no MSISDN or secret reaches a log line.
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 from aiohttp import web
@@ -16,6 +17,7 @@ from control import handlers
 from control.auth import Authenticator
 from control.view import Forbidden, GatewayView, InputError, Unavailable
 
+log = logging.getLogger("control.api")
 VIEW: web.AppKey[GatewayView] = web.AppKey("view", GatewayView)
 MAX_BULK = 1000
 EVENT_KINDS = ("dlr", "mo")
@@ -31,6 +33,23 @@ def problem(status: int, title: str, detail: str = "",
         body["errors"] = [{"field": f, "message": m} for f, m in errors]
     body.update(extra or {})
     return web.json_response(body, status=status, content_type="application/problem+json")
+
+
+def outage(exc: BaseException) -> bool:
+    """Whether an exception says a dependency (database, Redis, a socket) is away, so
+    the answer is 503 and a retry later may work."""
+    import sqlite3
+
+    import asyncpg
+    import redis.exceptions
+
+    return isinstance(exc, (
+        OSError, TimeoutError, sqlite3.OperationalError,
+        asyncpg.InterfaceError, asyncpg.PostgresConnectionError,
+        asyncpg.CannotConnectNowError, asyncpg.exceptions.OperatorInterventionError,
+        asyncpg.exceptions.InsufficientResourcesError,
+        redis.exceptions.ConnectionError, redis.exceptions.TimeoutError,
+    ))
 
 
 @web.middleware
@@ -50,18 +69,54 @@ async def problems_middleware(request: web.Request, handler: Any) -> web.StreamR
         response = problem(exc.status, exc.reason or "Error", exc.text or "")
         if "Allow" in exc.headers:  # 405 must say what is allowed (RFC 9110)
             response.headers["Allow"] = exc.headers["Allow"]
+    except Exception as exc:
+        if outage(exc):
+            response = problem(503, "Service unavailable",
+                               f"a dependency is unreachable ({type(exc).__name__})")
+            response.headers["Retry-After"] = "5"
+        else:  # a bug: logged with its traceback; the caller learns nothing of the insides
+            log.error("unexpected error answering %s %s", request.method,
+                      request.match_info.route.resource.canonical
+                      if request.match_info.route.resource else "?",
+                      exc_info=exc, extra={"event": "api_error"})
+            response = problem(500, "Internal server error",
+                               "an unexpected error; the daemon logged it")
     return response
+
+
+MAX_DEPTH = 32  # JSON nesting: the deepest body of the API has 4 levels
 
 
 async def read_json(request: web.Request) -> Any:
     if request.content_type not in ("application/json", ""):
         raise InputError([("body", "Content-Type must be application/json")], status=415,
                          title="Unsupported media type")
+    nested = InputError([("body", f"nested deeper than {MAX_DEPTH} levels")], status=400,
+                        title="Malformed JSON")
     try:
-        return json.loads(await request.read() or b"null")
+        body = json.loads(await request.read() or b"null")
+    except RecursionError:
+        raise nested from None
     except (ValueError, UnicodeDecodeError) as exc:
         raise InputError([("body", f"not valid JSON: {exc}")], status=400,
                          title="Malformed JSON") from None
+    if _too_deep(body):
+        raise nested
+    return body
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether JSON nests deeper than MAX_DEPTH (walked without recursion: what comes
+    next, validation and hashing, recurses)."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_DEPTH:
+                return True
+            stack.extend((v, depth + 1) for v in (item.values() if isinstance(item, dict)
+                                                  else item))
+    return False
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -91,8 +146,9 @@ async def get_operator(request: web.Request) -> web.Response:
 
 def _idempotency_key(request: web.Request) -> str | None:
     key = request.headers.get("Idempotency-Key")
-    if key is not None and not (1 <= len(key) <= 128 and key.isprintable()):
-        raise InputError([("Idempotency-Key", "1 to 128 printable characters")], status=400)
+    if key is not None and not (1 <= len(key) <= 128 and all("!" <= c <= "~" for c in key)):
+        raise InputError([("Idempotency-Key", "1 to 128 visible ASCII characters (no spaces)")],
+                         status=400)
     return key
 
 
@@ -130,19 +186,25 @@ async def get_message(request: web.Request) -> web.Response:
     return web.json_response(found)
 
 
+def _integer(request: web.Request, name: str, default: int, low: int, high: int,
+             problems: list[tuple[str, str]]) -> int:
+    """A query parameter that must be an integer from low to high (ASCII digits)."""
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if raw.isascii() and raw.isdigit() and len(raw) <= 19 and low <= int(raw) <= high:
+        return int(raw)
+    problems.append((name, f"an integer from {low} to {high}"))
+    return default
+
+
 async def list_events(request: web.Request) -> web.Response:
     kind = request.query.get("kind", "dlr")
     problems = []
     if kind not in EVENT_KINDS:
         problems.append(("kind", f"one of {', '.join(EVENT_KINDS)}"))
-    try:
-        after = int(request.query.get("after", "0"))
-        limit = int(request.query.get("limit", "100"))
-    except ValueError:
-        problems.append(("after/limit", "must be integers"))
-        after = limit = 0
-    if not 1 <= limit <= 1000:
-        problems.append(("limit", "between 1 and 1000"))
+    after = _integer(request, "after", 0, 0, 2**63 - 1, problems)
+    limit = _integer(request, "limit", 100, 1, 1000, problems)
     if problems:
         raise InputError(problems, status=400)
     # A token limited to tenants sees the events of their messages only (no MO).

@@ -92,7 +92,8 @@ def parse(model: type[M], body: dict[str, Any]) -> M:
 class OperatorPatch(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
-    tps: float | None = Field(default=None, gt=0, le=100_000)
+    # At least one message in 1,000 s: a smaller rate overflows the bucket's pacing.
+    tps: float | None = Field(default=None, ge=0.001, le=100_000)
     window: int | None = Field(default=None, ge=1, le=10_000)
 
 
@@ -195,14 +196,14 @@ async def post_invalidate(request: web.Request) -> web.Response:
 
 def _int_id(request: web.Request) -> int:
     raw = request.match_info["id"]
-    if not raw.isdigit() or len(raw) > 18:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 18:
         raise _not_found(f"rule {raw!r}")
     return int(raw)
 
 
 def _limit(request: web.Request) -> int:
     raw = request.query.get("limit", "1000")
-    if not raw.isdigit() or not 1 <= int(raw) <= 10_000:
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 5 and 1 <= int(raw) <= 10_000):
         raise InputError([("limit", "an integer between 1 and 10000")], status=400)
     return int(raw)
 

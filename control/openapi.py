@@ -18,6 +18,12 @@ OP_ID = {"type": "string", "pattern": "^[a-z0-9_-]{1,64}$"}
 NULLABLE_NUM = {"type": ["number", "null"]}
 MESSAGE_TYPE = {"enum": ["transactional", "promotional", "otp", "service", None]}
 OPEN_OBJECT = {"type": "object", "additionalProperties": True}
+# A sender: E.164 (9 to 15 digits), a short code (3 to 8 digits) or alphanumeric (up to
+# 11 characters, not all digits).
+SOURCE = {"type": "string", "anyOf": [
+    {"pattern": "^\\+?[1-9][0-9]{8,14}$"}, {"pattern": "^[0-9]{3,8}$"},
+    {"pattern": "^[A-Za-z0-9 ._&'\\-]{0,10}[A-Za-z ._&'\\-][A-Za-z0-9 ._&'\\-]{0,10}$",
+     "maxLength": 11}]}
 REASONS = ["OK", "NOT_REGISTERED", "WRONG_TENANT", "LEASE_SUSPENDED", "QUARANTINE_ACTIVE",
            "UNAVAILABLE"]
 
@@ -54,7 +60,7 @@ SCHEMAS: dict[str, Any] = {
     }, ("id", "state", "tps_limit", "window"), extra=True),
     "MessageIn": _obj({
         "message_id": {"type": "string", "pattern": "^[A-Za-z0-9._:\\-]{1,64}$"},
-        "tenant_id": TENANT, "source": {"type": "string", "minLength": 1, "maxLength": 20},
+        "tenant_id": TENANT, "source": SOURCE,
         "destination": E164, "text": {"type": "string"},
         "data": {"type": "string", "description": "base64, with data_coding"},
         "data_coding": {"type": "integer", "minimum": 0, "maximum": 255},
@@ -167,7 +173,7 @@ IDEMPOTENCY_KEY = {
                    "same request again is answered with the first one's results "
                    "(duplicate: true) and stores nothing; another request under the key "
                    "is a 409 naming Idempotency-Key.",
-    "schema": {"type": "string", "minLength": 1, "maxLength": 128}}
+    "schema": {"type": "string", "pattern": "^[!-~]{1,128}$"}}
 OPERATOR_PARAM = _path_param("id")
 
 # (method, path) -> operation (without the generic problem responses and security)
@@ -194,7 +200,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                        "config reload or a restart restores the configured values; write "
                        "them to the config file to keep them.",
         "parameters": [OPERATOR_PARAM],
-        "requestBody": _body({**_obj({"tps": {"type": "number", "exclusiveMinimum": 0,
+        "requestBody": _body({**_obj({"tps": {"type": "number", "minimum": 0.001,
                                               "maximum": 100000},
                                       "window": {"type": "integer", "minimum": 1,
                                                  "maximum": 10000}}),
@@ -244,7 +250,8 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                        "messages (no MO: an MO message has no tenant).",
         "parameters": [_query("kind", {"enum": ["dlr", "mo"]}),
                        _query("tenant_id", TENANT),
-                       _query("after", {"type": "integer"}),
+                       _query("after", {"type": "integer", "minimum": 0,
+                                        "maximum": 2**63 - 1}),
                        _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})],
         "responses": {"200": _json(_obj({"events": {"type": "array", "items": OPEN_OBJECT}},
                                         ("events",)))}},
@@ -364,7 +371,9 @@ def document() -> dict[str, Any]:
                                 "outside them submits, message reads, lease and routing "
                                 "checks are 403 (naming tenant_id) and events are those of "
                                 "its tenants' messages; operate and admin tokens are global. "
-                                "Errors are RFC 9457 problem details."},
+                                "Errors are RFC 9457 problem details naming the field; a "
+                                "dependency that is away (the store, Redis) is a 503 with "
+                                "Retry-After."},
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {"schemas": copy.deepcopy(SCHEMAS),

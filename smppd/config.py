@@ -387,6 +387,15 @@ class AuthToken(_Section):
         return self
 
 
+def _min_tps(value: float) -> float:
+    if value < MIN_TPS:  # a smaller rate overflows the token bucket's pacing
+        raise ValueError(f"must be at least {MIN_TPS} (one message in 1,000 s)")
+    return value
+
+
+MIN_TPS = 0.001
+
+
 def _sha256(value: str) -> str:
     if not re.fullmatch(r"[0-9a-fA-F]{64}", value):
         raise ValueError("must be the 64 hex digits of the token's SHA-256 digest")
@@ -452,7 +461,7 @@ class OperatorSettings(_Section):
     """Per-operator settings that [defaults] may set; the field defaults are built in."""
 
     window: int = Field(default=10, ge=1)
-    tps: float = Field(default=50, gt=0)
+    tps: Annotated[float, AfterValidator(lambda v: _min_tps(v))] = Field(default=50, gt=0)
     enquire_link_interval: float = Field(default=30.0, gt=0)
     inactivity_timeout: float = Field(default=90.0, gt=0)  # > enquire_link_interval
     response_timeout: float = Field(default=30.0, gt=0)

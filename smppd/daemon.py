@@ -20,15 +20,16 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from pydantic import ValidationError
 
 from control.view import ANYONE, Caller, InputError, Unavailable
 from correlation.matcher import ReceiptMatcher
 from correlation.sqlite_store import SqliteStore
-from smppd.config import Config, OperatorConfig
+from smppd.config import Config, OperatorConfig, OperatorSettings
 from smppd.credentials import VaultCredentials
 from smppd.dispatch import Dispatcher
 from smppd.events import EventSink, ShadowSink, StoredEvents
-from smppd.message import MessageError
+from smppd.message import MessageError, problems_of
 from smppd.metrics import Metrics
 from smppd.nats_bus import NatsBus
 from smppd.notify import Notifier
@@ -437,6 +438,14 @@ class Daemon:
         op = self.operators.get(operator_id)
         if op is None:
             return None
+        # The whole change is checked as the config would be (every rule, cross-field
+        # ones too) before any of it applies.
+        changes = {k: v for k, v in (("tps", tps), ("window", window)) if v is not None}
+        current = {name: getattr(op.config, name) for name in OperatorSettings.model_fields}
+        try:
+            OperatorSettings.model_validate({**current, **changes})
+        except ValidationError as exc:
+            raise InputError(problems_of(exc)) from None
         if tps is not None:
             op.set_tps(tps)
             self.metrics.tps_limit.labels(op.id).set(op.limiter.limit)
