@@ -124,7 +124,7 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    ready, detail = request.app[VIEW].readiness()
+    ready, detail = await request.app[VIEW].readiness()
     return web.json_response({"ready": ready, **detail}, status=200 if ready else 503)
 
 

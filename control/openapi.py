@@ -179,7 +179,13 @@ OPERATOR_PARAM = _path_param("id")
 # (method, path) -> operation (without the generic problem responses and security)
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/healthz"): {"summary": "Liveness", "responses": {"200": _json(OPEN_OBJECT)}},
-    ("GET", "/readyz"): {"summary": "Readiness: store reachable and a bind up",
+    ("GET", "/readyz"): {"summary": "Readiness: a bind up and the store (and NATS, when "
+                                    "used) answering",
+                         "description": "A field per dependency the mode uses (store, "
+                                        "redis, nats, vault): ok, unreachable, timeout or "
+                                        "sealed; required lists those readiness waits for. "
+                                        "Redis and Vault are reported only: the daemon "
+                                        "works on without them.",
                          "responses": {"200": _json(OPEN_OBJECT),
                                        "503": _json(OPEN_OBJECT, "not ready")}},
     ("GET", "/metrics"): {"summary": "Prometheus metrics (open unless api.metrics_public = false)",

@@ -71,7 +71,8 @@ class GatewayView(Protocol):
     @property
     def registry(self) -> CollectorRegistry: ...
 
-    def readiness(self) -> tuple[bool, dict[str, Any]]: ...
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """(ready, detail): a field per dependency ("ok" or what is wrong)."""
 
     def operator_statuses(self) -> list[dict[str, Any]]: ...
 

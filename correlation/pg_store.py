@@ -486,6 +486,11 @@ class PgStore:
 
     # -- idempotency and events ----------------------------------------------------------
 
+    async def ping(self) -> None:
+        # Beside the writer, on a connection of the pool: a ping does not wait behind it.
+        async with self.pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
+
     async def find_messages(self, message_ids: Sequence[str]) -> dict[str, MessageRecord]:
         if not message_ids:
             return {}

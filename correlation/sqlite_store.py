@@ -596,6 +596,10 @@ class SqliteStore:
 
     # -- idempotency and events ----------------------------------------------------------
 
+    async def ping(self) -> None:
+        # On the reader connection: a ping does not wait behind the queued writes.
+        await self._read(_ping)
+
     async def find_messages(self, message_ids: Sequence[str]) -> dict[str, MessageRecord]:
         if not message_ids:
             return {}
@@ -1011,6 +1015,10 @@ def _take_orphans_many(
         if rows:
             found[key] = rows
     return found
+
+
+def _ping(conn: sqlite3.Connection) -> None:
+    conn.execute("SELECT count(*) FROM idempotency_keys WHERE 0").fetchone()
 
 
 def _find_messages(conn: sqlite3.Connection, message_ids: list[str]) -> list[tuple[Any, ...]]:

@@ -245,6 +245,9 @@ class CorrelationStore(Protocol):
     async def get_message(self, message_id: str) -> dict[str, Any] | None:
         """The message's fields plus ``parts`` (a list of part dicts), for the API."""
 
+    async def ping(self) -> None:
+        """Raise unless the database answers a query now (readiness)."""
+
     async def find_messages(self, message_ids: Sequence[str]) -> dict[str, MessageRecord]:
         """The stored messages among ``message_ids`` (absent ones left out), after every
         write queued before the call."""

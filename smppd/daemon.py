@@ -388,8 +388,23 @@ class Daemon:
         up = sum(1 for op in self.operators.values() if op.healthy)
         return status_line(up, len(self.operators), self.rate.rate)
 
-    def stores_reachable(self) -> bool:
-        return bool(getattr(self.store, "is_open", True))
+    async def dependencies(self) -> dict[str, str]:
+        """Each dependency this mode uses: "ok", or what is wrong with it. Asked
+        concurrently, each within CHECK_TIMEOUT seconds."""
+        checks: dict[str, Any] = {"store": self.store.ping()}
+        if self.redis is not None:
+            checks["redis"] = self.redis.ping()
+        if self.vault is not None and self.config.vault is not None:
+            checks["vault"] = _vault_health(self.config.vault.addr)
+        names = list(checks)
+        answers = await asyncio.gather(
+            *(asyncio.wait_for(checks[name], CHECK_TIMEOUT) for name in names),
+            return_exceptions=True)
+        found = {name: _verdict(answer) for name, answer in zip(names, answers, strict=True)}
+        if self.bus is not None:  # the client reconnects on its own: ask it
+            nc = self.bus.nc
+            found["nats"] = "ok" if nc is not None and nc.is_connected else "unreachable"
+        return found
 
     # -- GatewayView: what the control API sees --
 
@@ -398,11 +413,18 @@ class Daemon:
         self.export_counters()  # a scrape sees the counts of this moment
         return self.metrics.registry
 
-    def readiness(self) -> tuple[bool, dict[str, Any]]:
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready: started, a bind up, and every dependency the message path needs
+        answering: the store (nothing is accepted without it) and NATS (the intake and
+        the receipts' way out). Redis and Vault are reported, not required: without
+        Redis each replica paces at its share of the TPS and lease answers come from
+        the database; without Vault the credentials read last keep working."""
         bound = {op.id: op.bound_count for op in self.operators.values()}
-        store_ok = self.stores_reachable()
-        ready = self.ready and store_ok and any(bound.values())
-        return ready, {"store": "ok" if store_ok else "unreachable", "binds_up": bound}
+        found = await self.dependencies()
+        required = [name for name in ("store", "nats") if name in found]
+        ready = (self.ready and any(bound.values())
+                 and all(found[name] == "ok" for name in required))
+        return ready, {**found, "required": required, "binds_up": bound}
 
     def operator_statuses(self) -> list[dict[str, Any]]:
         return [op.status() for op in self.operators.values()]
@@ -505,6 +527,29 @@ class Daemon:
             kind, after, limit, tenants=None if tenants is None else sorted(tenants))
         return [{"id": r.id, "kind": r.kind, "created_at": r.created_at, **r.payload}
                 for r in records]
+
+
+CHECK_TIMEOUT = 1.0  # seconds a readiness check may take
+
+
+def _verdict(answer: Any) -> str:
+    if isinstance(answer, TimeoutError | asyncio.TimeoutError):
+        return "timeout"
+    if isinstance(answer, BaseException):
+        return "unreachable"
+    return answer if isinstance(answer, str) else "ok"
+
+
+async def _vault_health(addr: str) -> str:
+    """Vault's /v1/sys/health: ok (active or standby), sealed, or unreachable."""
+    import aiohttp
+
+    timeout = aiohttp.ClientTimeout(total=CHECK_TIMEOUT)
+    async with aiohttp.ClientSession(timeout=timeout) as http, \
+            http.get(f"{addr.rstrip('/')}/v1/sys/health") as resp:
+        if resp.status in (200, 429, 472, 473):  # active, standby, DR / performance standby
+            return "ok"
+        return "sealed" if resp.status == 503 else f"http {resp.status}"
 
 
 def log_tasks() -> None:

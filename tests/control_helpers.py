@@ -57,7 +57,7 @@ class FakeView:
         self.ops = {op: FakeOperator(op) for op in OPERATORS}
         self.messages: dict[str, dict[str, Any]] = {}
 
-    def readiness(self) -> tuple[bool, dict[str, Any]]:
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
         return True, {"store": "ok"}
 
     def operator_statuses(self) -> list[dict[str, Any]]:

@@ -6,6 +6,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from urllib.parse import urlsplit, urlunsplit
+
+
+def dsn_via(dsn: str, port: int) -> str:
+    """A PostgreSQL DSN pointed at 127.0.0.1:``port`` (a proxy), user and database kept."""
+    parts = urlsplit(dsn)
+    user = parts.netloc.rpartition("@")[0]
+    return urlunsplit(parts._replace(netloc=f"{user}@127.0.0.1:{port}"))
 
 
 class CutProxy:

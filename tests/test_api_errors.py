@@ -8,14 +8,14 @@ import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
 from aiohttp import web
 from api_fixtures import GOOD, Api, fields_of, serving
 from control_helpers import make_view
-from cut_proxy import CutProxy
+from cut_proxy import CutProxy, dsn_via
 from test_store_contract import migrated_database
 
 from control.app import create_app
@@ -128,16 +128,10 @@ def pg_dsn() -> Iterator[str]:
         yield dsn
 
 
-def _via(dsn: str, port: int) -> str:
-    parts = urlsplit(dsn)
-    user = parts.netloc.rpartition("@")[0]
-    return urlunsplit(parts._replace(netloc=f"{user}@127.0.0.1:{port}"))
-
-
 async def test_the_store_away_is_503_with_retry_after(tmp_path: Path, pg_dsn: str) -> None:
     target = urlsplit(pg_dsn)
     proxy = await CutProxy(target.hostname or "127.0.0.1", target.port or 5432).start()
-    store = PgStore(_via(pg_dsn, proxy.port), migrate_on_open=False)
+    store = PgStore(dsn_via(pg_dsn, proxy.port), migrate_on_open=False)
     try:
         async with serving(tmp_path, store=store) as api:
             status, _, _ = await api.call("POST", "/v1/messages", json=GOOD)
