@@ -52,8 +52,17 @@ def outage(exc: BaseException) -> bool:
     ))
 
 
+MAX_URL = 8192  # bytes of path and query; longer is a 414 problem
+# The request line aiohttp reads before it answers with a plain-text 400 of its own:
+# far above MAX_URL, so a long URL reaches problems_middleware and gets a problem.
+MAX_REQUEST_LINE = 1 << 20
+
+
 @web.middleware
 async def problems_middleware(request: web.Request, handler: Any) -> web.StreamResponse:
+    if len(request.raw_path) > MAX_URL:
+        return problem(414, "URI too long", f"the URL has {len(request.raw_path)} bytes,"
+                       f" at most {MAX_URL}", [("url", f"at most {MAX_URL} bytes")])
     try:
         return await handler(request)  # type: ignore[no-any-return]
     except InputError as exc:
@@ -240,7 +249,8 @@ def create_app(view: GatewayView, auth: Authenticator | None = None,
     middlewares = [problems_middleware]
     if auth is not None and auth.enabled:
         middlewares.append(handlers.auth_middleware(auth, metrics_public))
-    app = web.Application(middlewares=middlewares, client_max_size=4 * 1024 * 1024)
+    app = web.Application(middlewares=middlewares, client_max_size=4 * 1024 * 1024,
+                          handler_args={"max_line_size": MAX_REQUEST_LINE})
     app[VIEW] = view
     handlers.add_routes(app)
     app.router.add_get("/healthz", healthz)

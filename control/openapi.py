@@ -71,8 +71,10 @@ SCHEMAS: dict[str, Any] = {
     "Accepted": _obj({
         "message_id": {"type": "string"}, "operator_id": {"type": ["string", "null"]},
         "parts": {"type": "integer"}, "duplicate": {"type": "boolean"},
-        "rejected": {"enum": REASONS[1:],
-                     "description": "the lease check denied it: stored REJECTED, not sent"},
+        "rejected": {"enum": [r for r in REASONS[1:] if r != "WRONG_TENANT"],
+                     "description": "the lease check denied it: stored REJECTED, not sent "
+                                    "(a sender leased to another tenant is a 422 naming "
+                                    "tenant_id instead)"},
     }, ("message_id", "parts", "duplicate"), extra=True),
     "Lease": _obj({
         "sender": {"type": "string"}, "tenant_id": {"type": "string"},
@@ -233,7 +235,9 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "summary": "Submit one message (lease-checked; routed by SelectOperator when no "
                    "operator_id is given)",
         "description": "A message_id already stored answers the original (duplicate: "
-                       "true) when the message is the same, 409 when it is not.",
+                       "true) when the message is the same, 409 when it is not. A sender "
+                       "leased to another tenant is a 422 naming tenant_id; a URL over "
+                       "8 KB anywhere a 414.",
         "parameters": [IDEMPOTENCY_KEY],
         "requestBody": _body(_ref("MessageIn")),
         "responses": {"202": _json(_ref("Accepted"), "accepted")}},
@@ -358,7 +362,7 @@ def document() -> dict[str, Any]:
         op["operationId"] = (method.lower() + path.replace("/", "_").replace("{", "")
                              .replace("}", "").replace(".", "_").replace("-", "_"))
         responses = op["responses"]
-        for code in ("400", "404", "409", "413", "415", "422", "503"):
+        for code in ("400", "404", "409", "413", "414", "415", "422", "503"):
             responses.setdefault(code, PROBLEM)
         if path not in OPEN_PATHS and path != "/metrics":
             op["security"] = [{"bearer": []}]

@@ -276,6 +276,9 @@ class SqliteStore:
         if sqlite3.sqlite_version_info < MIN_SQLITE:  # json_each, RETURNING, ->>
             raise RuntimeError(f"SQLite {sqlite3.sqlite_version} is too old: smppd needs "
                                f"{'.'.join(map(str, MIN_SQLITE))} or newer")
+        if self._path != ":memory:" and not os.path.exists(self._path):
+            # For its owner only: SQLite gives the -wal and -shm files the same mode.
+            os.close(os.open(self._path, os.O_CREAT | os.O_WRONLY, 0o600))
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per batch.
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")

@@ -117,7 +117,9 @@ class Daemon:
             return PgStore(config.store.dsn.get_secret_value(), redis_url=redis_url,
                            redis_prefix=prefix)
         path = Path(config.sqlite_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # The state directory for the daemon's user only (systemd's StateDirectory= is
+        # 0700 too); the store's files are made 0600 by SqliteStore.
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         return SqliteStore(str(path))
 
     def _shared_bucket(self, op_cfg: Any) -> Any:
