@@ -436,6 +436,19 @@ async def test_events_listed_by_kind_with_a_cursor(
     ]
 
 
+async def test_events_of_some_tenants_only(store: CorrelationStore) -> None:
+    other = message("m2")
+    other.tenant_id = "t2"
+    await store.accept([message("m1"), other])
+    ids = [await store.store_event("dlr", {"message_id": m}) for m in ("m1", "m2", "m1")]
+    await store.store_event("mo", {"text": "no message id"})
+    mine = await store.list_events("dlr", tenants=["t1"])
+    assert [e.id for e in mine] == [ids[0], ids[2]]
+    assert [e.id for e in await store.list_events(None, tenants=["t2", "t9"])] == [ids[1]]
+    assert await store.list_events(None, tenants=[]) == []
+    assert len(await store.list_events(None)) == 4
+
+
 async def test_concurrent_calls_commit_together_and_a_bad_one_fails_alone(
     store: CorrelationStore,
 ) -> None:
