@@ -191,7 +191,9 @@ async def get_message(request: web.Request) -> web.Response:
     found = await request.app[VIEW].message(request.match_info["id"])
     if found is None:
         return problem(404, "Not found", f"no message {request.match_info['id']!r}")
-    handlers.caller(request).check(found.get("tenant_id"))
+    if not handlers.caller(request).may_act_for(str(found.get("tenant_id"))):
+        # Not naming the tenant: whose message it is is not this caller's business.
+        raise Forbidden("this token may not act for the tenant of this message")
     return web.json_response(found)
 
 

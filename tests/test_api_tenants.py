@@ -33,7 +33,7 @@ async def _post(api: Api, body: dict[str, object], token: str) -> str:
 def _forbidden(status: int, problem: dict[str, object], field: str = "tenant_id") -> None:
     assert status == 403 and problem["status"] == 403, problem
     assert fields_of(problem) == {field}  # type: ignore[arg-type]
-    assert "may not act for tenant" in str(problem["detail"])
+    assert "may not act for" in str(problem["detail"])
 
 
 async def test_submit_outside_its_tenants_is_403_and_stores_nothing(api: Api) -> None:
@@ -58,7 +58,7 @@ async def test_reading_a_message_of_another_tenant_is_403(api: Api) -> None:
     status, problem, _ = await api.call("GET", f"/v1/messages/{of_b}",
                                         headers=bearer("tenant-a"))
     _forbidden(status, problem)
-    assert "93701234567" not in str(problem)  # nothing of the message leaks
+    assert "93701234567" not in str(problem) and "'b'" not in str(problem)  # nothing leaks
     for token in ("tenant-b", "a-and-b", "submitter", "operator", "admin"):
         status, found, _ = await api.call("GET", f"/v1/messages/{of_b}", headers=bearer(token))
         assert status == 200 and found["tenant_id"] == "b", token
