@@ -6,6 +6,10 @@ token is hashed and compared with every configured digest in constant time
 ``admin``; ``admin`` implies all others, ``operate`` implies ``read``. An endpoint
 names the roles that may call it (any one suffices).
 
+A ``read`` or ``submit`` token may list the tenants it acts for: it then submits,
+reads messages and events and checks leases for those tenants only (403 otherwise);
+``operate`` and ``admin`` tokens are global.
+
 With no tokens configured the API is open (the embedded demo on 127.0.0.1). The
 token is never logged: failures log the token's configured name, or nothing.
 """
@@ -27,12 +31,17 @@ class Token:
     name: str
     sha256: str  # lowercase hex digest of the token
     roles: frozenset[str]
+    tenants: frozenset[str] | None = None  # None: every tenant
+
+
+GLOBAL_ROLES = frozenset({"operate", "admin"})  # never limited to tenants
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
     name: str
     roles: frozenset[str]  # with implied roles expanded
+    tenants: frozenset[str] | None = None  # None: every tenant
 
     def may(self, needed: Iterable[str]) -> bool:
         return any(role in self.roles for role in needed)
@@ -76,7 +85,8 @@ class Authenticator:
         roles: set[str] = set()
         for role in found.roles:
             roles |= IMPLIED.get(role, frozenset())
-        return Principal(found.name, frozenset(roles))
+        tenants = None if found.roles & GLOBAL_ROLES else found.tenants
+        return Principal(found.name, frozenset(roles), tenants)
 
     def authorize(self, authorization: str | None, needed: Iterable[str]) -> Principal | None:
         """None when auth is off; the principal when allowed; AuthError otherwise."""

@@ -11,6 +11,7 @@ recorded in ``control_migrations``; ``seed()`` loads the first market (MCC 412).
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import sqlite3
 import time
@@ -352,6 +353,14 @@ _PG_TABLES = {k: v.replace("ops_routing_", "ops_routing.").replace("numbering_",
               for k, v in _SQLITE_TABLES.items()}
 
 
+def _private_file(path: Path) -> None:
+    """Create the file (and its directory) for its owner only, 0600 (0700): SQLite
+    gives its -wal and -shm files the database file's mode."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        os.close(os.open(path, os.O_CREAT | os.O_WRONLY, 0o600))
+
+
 class SqliteData(_SqlData):
     """Embedded mode. Calls run on the event loop: each is an indexed lookup of a few
     microseconds on a local file, cheaper than a thread hop."""
@@ -366,7 +375,7 @@ class SqliteData(_SqlData):
     async def open(self) -> None:
         if self._conn is None:
             if self.path != ":memory:":
-                Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+                _private_file(Path(self.path))
             conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             conn.row_factory = sqlite3.Row
             conn.execute("PRAGMA journal_mode=WAL")

@@ -18,6 +18,12 @@ OP_ID = {"type": "string", "pattern": "^[a-z0-9_-]{1,64}$"}
 NULLABLE_NUM = {"type": ["number", "null"]}
 MESSAGE_TYPE = {"enum": ["transactional", "promotional", "otp", "service", None]}
 OPEN_OBJECT = {"type": "object", "additionalProperties": True}
+# A sender: E.164 (9 to 15 digits), a short code (3 to 8 digits) or alphanumeric (up to
+# 11 characters, not all digits).
+SOURCE = {"type": "string", "anyOf": [
+    {"pattern": "^\\+?[1-9][0-9]{8,14}$"}, {"pattern": "^[0-9]{3,8}$"},
+    {"pattern": "^[A-Za-z0-9 ._&'\\-]{0,10}[A-Za-z ._&'\\-][A-Za-z0-9 ._&'\\-]{0,10}$",
+     "maxLength": 11}]}
 REASONS = ["OK", "NOT_REGISTERED", "WRONG_TENANT", "LEASE_SUSPENDED", "QUARANTINE_ACTIVE",
            "UNAVAILABLE"]
 
@@ -39,6 +45,9 @@ SCHEMAS: dict[str, Any] = {
         "errors": {"type": "array", "items": _obj({"field": {"type": "string"},
                                                     "message": {"type": "string"}},
                                                    ("field", "message"))},
+        "accepted": {"type": "array", "items": {"type": "string"},
+                     "description": "409 of a bulk that raced another request for a "
+                                    "message id: the ids this request did accept"},
     }, ("type", "title", "status")),
     "Bind": _obj({"bind": {"type": "string"}, "state": {"type": "string"},
                   "host": {"type": "string"}}, ("bind", "state"), extra=True),
@@ -55,7 +64,7 @@ SCHEMAS: dict[str, Any] = {
     }, ("id", "state", "tps_limit", "window"), extra=True),
     "MessageIn": _obj({
         "message_id": {"type": "string", "pattern": "^[A-Za-z0-9._:\\-]{1,64}$"},
-        "tenant_id": TENANT, "source": {"type": "string", "minLength": 1, "maxLength": 20},
+        "tenant_id": TENANT, "source": SOURCE,
         "destination": E164, "text": {"type": "string"},
         "data": {"type": "string", "description": "base64, with data_coding"},
         "data_coding": {"type": "integer", "minimum": 0, "maximum": 255},
@@ -66,8 +75,10 @@ SCHEMAS: dict[str, Any] = {
     "Accepted": _obj({
         "message_id": {"type": "string"}, "operator_id": {"type": ["string", "null"]},
         "parts": {"type": "integer"}, "duplicate": {"type": "boolean"},
-        "rejected": {"enum": REASONS[1:],
-                     "description": "the lease check denied it: stored REJECTED, not sent"},
+        "rejected": {"enum": [r for r in REASONS[1:] if r != "WRONG_TENANT"],
+                     "description": "the lease check denied it: stored REJECTED, not sent "
+                                    "(a sender leased to another tenant is a 422 naming "
+                                    "tenant_id instead)"},
     }, ("message_id", "parts", "duplicate"), extra=True),
     "Lease": _obj({
         "sender": {"type": "string"}, "tenant_id": {"type": "string"},
@@ -162,12 +173,25 @@ def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": 10000})
+IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key", "in": "header", "required": False,
+    "description": "Remembered 48 h per caller (the token and the request's tenants): the "
+                   "same request again is answered with the first one's results "
+                   "(duplicate: true) and stores nothing; another request under the key "
+                   "is a 409 naming Idempotency-Key.",
+    "schema": {"type": "string", "pattern": "^[!-~]{1,128}$"}}
 OPERATOR_PARAM = _path_param("id")
 
 # (method, path) -> operation (without the generic problem responses and security)
 OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/healthz"): {"summary": "Liveness", "responses": {"200": _json(OPEN_OBJECT)}},
-    ("GET", "/readyz"): {"summary": "Readiness: store reachable and a bind up",
+    ("GET", "/readyz"): {"summary": "Readiness: a bind up and the store (and NATS, when "
+                                    "used) answering",
+                         "description": "A field per dependency the mode uses (store, "
+                                        "redis, nats, vault): ok, unreachable, timeout or "
+                                        "sealed; required lists those readiness waits for. "
+                                        "Redis and Vault are reported only: the daemon "
+                                        "works on without them.",
                          "responses": {"200": _json(OPEN_OBJECT),
                                        "503": _json(OPEN_OBJECT, "not ready")}},
     ("GET", "/metrics"): {"summary": "Prometheus metrics (open unless api.metrics_public = false)",
@@ -188,7 +212,7 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                        "config reload or a restart restores the configured values; write "
                        "them to the config file to keep them.",
         "parameters": [OPERATOR_PARAM],
-        "requestBody": _body({**_obj({"tps": {"type": "number", "exclusiveMinimum": 0,
+        "requestBody": _body({**_obj({"tps": {"type": "number", "minimum": 0.001,
                                               "maximum": 100000},
                                       "window": {"type": "integer", "minimum": 1,
                                                  "maximum": 10000}}),
@@ -214,14 +238,17 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("POST", "/v1/messages"): {
         "summary": "Submit one message (lease-checked; routed by SelectOperator when no "
                    "operator_id is given)",
-        "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                        "schema": {"type": "string", "minLength": 1, "maxLength": 128}}],
+        "description": "A message_id already stored answers the original (duplicate: "
+                       "true) when the message is the same, 409 when it is not. A sender "
+                       "leased to another tenant is a 422 naming tenant_id; a URL over "
+                       "8 KB anywhere a 414.",
+        "parameters": [IDEMPOTENCY_KEY],
         "requestBody": _body(_ref("MessageIn")),
         "responses": {"202": _json(_ref("Accepted"), "accepted")}},
     ("POST", "/v1/messages/bulk"): {
-        "summary": "Submit up to 1000 messages",
-        "parameters": [{"name": "Idempotency-Key", "in": "header", "required": False,
-                        "schema": {"type": "string", "minLength": 1, "maxLength": 128}}],
+        "summary": "Submit up to 1000 messages (all or none: one bad message refuses the "
+                   "request)",
+        "parameters": [IDEMPOTENCY_KEY],
         "requestBody": _body(_obj({"messages": {"type": "array", "minItems": 1,
                                                 "maxItems": 1000, "items": _ref("MessageIn")}},
                                   ("messages",), extra=True)),  # other keys are ignored
@@ -233,8 +260,12 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                                    "responses": {"200": _json(OPEN_OBJECT)}},
     ("GET", "/v1/events"): {
         "summary": "DLR or MO events after a cursor",
+        "description": "For a token limited to tenants: the events of its tenants' "
+                       "messages (no MO: an MO message has no tenant).",
         "parameters": [_query("kind", {"enum": ["dlr", "mo"]}),
-                       _query("after", {"type": "integer"}),
+                       _query("tenant_id", TENANT),
+                       _query("after", {"type": "integer", "minimum": 0,
+                                        "maximum": 2**63 - 1}),
                        _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})],
         "responses": {"200": _json(_obj({"events": {"type": "array", "items": OPEN_OBJECT}},
                                         ("events",)))}},
@@ -335,7 +366,7 @@ def document() -> dict[str, Any]:
         op["operationId"] = (method.lower() + path.replace("/", "_").replace("{", "")
                              .replace("}", "").replace(".", "_").replace("-", "_"))
         responses = op["responses"]
-        for code in ("400", "404", "409", "413", "415", "422", "503"):
+        for code in ("400", "404", "409", "413", "414", "415", "422", "503"):
             responses.setdefault(code, PROBLEM)
         if path not in OPEN_PATHS and path != "/metrics":
             op["security"] = [{"bearer": []}]
@@ -350,7 +381,13 @@ def document() -> dict[str, Any]:
                                 "cache invalidation and admin of routing data. Bearer tokens "
                                 "with roles read, submit, operate, admin (admin implies all, "
                                 "operate implies read); with no tokens configured the API is "
-                                "open. Errors are RFC 9457 problem details."},
+                                "open. A read or submit token may be limited to tenants: "
+                                "outside them submits, message reads, lease and routing "
+                                "checks are 403 (naming tenant_id) and events are those of "
+                                "its tenants' messages; operate and admin tokens are global. "
+                                "Errors are RFC 9457 problem details naming the field; a "
+                                "dependency that is away (the store, Redis) is a 503 with "
+                                "Retry-After."},
         "servers": [{"url": "/"}],
         "paths": paths,
         "components": {"schemas": copy.deepcopy(SCHEMAS),

@@ -6,6 +6,7 @@ methods, and reports bad input by raising ``InputError``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from prometheus_client import CollectorRegistry
@@ -23,28 +24,70 @@ class InputError(Exception):
         self.problems = problems
         self.status = status
         self.title = title
+        self.extra: dict[str, Any] = {}  # more members of the problem document
 
 
 class Unavailable(Exception):
-    """The daemon cannot take the request now (shutting down, store down)."""
+    """The daemon cannot take the request now (shutting down, store down): a 503
+    with Retry-After ``retry_after`` seconds."""
+
+    def __init__(self, detail: str, retry_after: int = 5) -> None:
+        super().__init__(detail)
+        self.retry_after = retry_after
+
+
+class Forbidden(Exception):
+    """The caller's token may not act for this tenant (403); ``field`` names where the
+    tenant came from."""
+
+    def __init__(self, detail: str, field: str = "tenant_id") -> None:
+        super().__init__(detail)
+        self.field = field
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who calls: the token's name (None: the API is open) and the tenants it may act
+    for (None: every tenant)."""
+
+    name: str | None = None
+    tenants: frozenset[str] | None = None
+
+    def may_act_for(self, tenant: str) -> bool:
+        return self.tenants is None or tenant in self.tenants
+
+    def check(self, tenant: Any, field: str = "tenant_id") -> None:
+        """Forbidden unless the caller may act for ``tenant`` (a non-string is left to
+        validation, which names the field)."""
+        if isinstance(tenant, str) and not self.may_act_for(tenant.strip()):
+            raise Forbidden(f"this token may not act for tenant {tenant!r}"
+                            f" (its tenants: {', '.join(sorted(self.tenants or ()))})", field)
+
+
+ANYONE = Caller()
 
 
 class GatewayView(Protocol):
     @property
     def registry(self) -> CollectorRegistry: ...
 
-    def readiness(self) -> tuple[bool, dict[str, Any]]: ...
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """(ready, detail): a field per dependency ("ok" or what is wrong)."""
 
     def operator_statuses(self) -> list[dict[str, Any]]: ...
 
     def operator_status(self, operator_id: str) -> dict[str, Any] | None: ...
 
     async def submit(self, bodies: list[Any], idempotency_key: str | None,
-                     ) -> list[dict[str, Any]]: ...
+                     caller: Caller = ANYONE) -> list[dict[str, Any]]:
+        """Validate and accept; the same Idempotency-Key from the same caller (token and
+        tenants) within 48 h answers the first request's results again."""
 
     async def message(self, message_id: str) -> dict[str, Any] | None: ...
 
-    async def events(self, kind: str, after: int, limit: int) -> list[dict[str, Any]]: ...
+    async def events(self, kind: str, after: int, limit: int,
+                     tenants: frozenset[str] | None = None) -> list[dict[str, Any]]:
+        """Events after the cursor; with ``tenants``, only those of their messages."""
 
     async def reload(self) -> dict[str, Any]:
         """Re-read the config; raise InputError (nothing changed) when it is invalid."""

@@ -15,8 +15,8 @@ Same promises as ``SqliteStore`` (see ``correlation.store``), shared by every re
   ``smpp.message_correlations (operator_id, smsc_key)``. Committed submits are SET in
   Redis in one pipeline per batch, before their callers resume. Redis down: lookups
   go to PostgreSQL.
-* Idempotency keys: Redis first, then PostgreSQL (the truth; a hit there is copied
-  back to Redis). A put writes PostgreSQL (first writer wins), then Redis.
+* Idempotency keys live in PostgreSQL only: a claim is a write (first writer wins,
+  across replicas), so a cache in front of it would save nothing.
 
 The schema comes from ``correlation.migrations`` (``open`` runs the migrations, which
 is idempotent and safe from several replicas). ``purge_older_than`` is the retention
@@ -40,9 +40,11 @@ from correlation.redis_index import DEFAULT_PREFIX, DEFAULT_TTL_SECONDS, RedisIn
 from correlation.store import (
     ACCEPTED,
     FINAL_STATES,
+    IDEMPOTENCY_WINDOW,
     PENDING,
     SUBMITTED,
     EventRecord,
+    IdempotencyRecord,
     MessageRecord,
     MoPartRecord,
     PartRef,
@@ -528,21 +530,34 @@ class PgStore:
 
     # -- idempotency and events ----------------------------------------------------------
 
-    async def idempotency_get(self, key: str) -> str | None:
-        if self._redis is not None:
-            cached = await self._redis.get_idempotency(key)
-            if cached is not None:
-                return cached
-        stored: str | None = await self._call(_idem_get, key)
-        if stored is not None and self._redis is not None:
-            await self._redis.put_idempotency(key, stored)
-        return stored
+    async def ping(self) -> None:
+        # Beside the writer, on a connection of the pool: a ping does not wait behind it.
+        async with self.pool.acquire() as conn:
+            await conn.fetchval("SELECT 1")
 
-    async def idempotency_put(self, key: str, message_id: str) -> str:
-        stored: str = await self._call(_idem_put, key, message_id, self._clock())
-        if self._redis is not None:
-            await self._redis.put_idempotency(key, stored)
-        return stored
+    async def find_messages(self, message_ids: Sequence[str]) -> dict[str, MessageRecord]:
+        if not message_ids:
+            return {}
+        rows: list[asyncpg.Record] = await self._call(
+            _fetch, _SELECT_MESSAGES + " WHERE message_id = ANY($1::text[])", list(message_ids))
+        return {row["message_id"]: MessageRecord(**dict(row)) for row in rows}
+
+    async def idempotency_claim(self, scope: str, key: str, fingerprint: str,
+                                window: float = IDEMPOTENCY_WINDOW) -> IdempotencyRecord:
+        now = self._clock()
+        row: asyncpg.Record = await self._call(
+            _idem_claim, scope, key, fingerprint, now, now - window)
+        response = row["response"]
+        return IdempotencyRecord(row["fingerprint"],
+                                 None if response is None else json.loads(response),
+                                 row["created_at"])
+
+    async def idempotency_complete(self, scope: str, key: str, fingerprint: str,
+                                   response: list[dict[str, Any]]) -> None:
+        await self._call(_idem_complete, scope, key, fingerprint, json.dumps(response))
+
+    async def idempotency_release(self, scope: str, key: str, fingerprint: str) -> None:
+        await self._call(_idem_release, scope, key, fingerprint)
 
     async def store_event(self, kind: str, payload: dict[str, Any]) -> int:
         result: int = await self._call(_store_event, kind, json.dumps(payload), self._clock())
@@ -556,9 +571,11 @@ class PgStore:
         return result
 
     async def list_events(
-        self, kind: str | None = None, after_id: int = 0, limit: int = 100
+        self, kind: str | None = None, after_id: int = 0, limit: int = 100, *,
+        tenants: Sequence[str] | None = None,
     ) -> list[EventRecord]:
-        rows: list[asyncpg.Record] = await self._call(_list_events, kind, after_id, limit)
+        rows: list[asyncpg.Record] = await self._call(
+            _list_events, kind, after_id, limit, None if tenants is None else list(tenants))
         return [
             EventRecord(id=i, kind=k, payload=json.loads(p), created_at=c) for i, k, p, c in rows
         ]
@@ -861,25 +878,41 @@ async def _put_orphan_many(conn: asyncpg.Connection, calls: list[tuple[Any, ...]
     await conn.executemany(_PUT_ORPHAN, calls)
 
 
-async def _idem_get(conn: asyncpg.Connection, key: str) -> str | None:
-    value: str | None = await conn.fetchval(
-        "SELECT message_id FROM smpp.idempotency_keys WHERE key = $1", key
-    )
-    return value
-
-
-async def _idem_put(conn: asyncpg.Connection, key: str, message_id: str, at: float) -> str:
-    # Two statements: the SELECT's fresh snapshot sees a row a concurrent replica committed.
+async def _idem_claim(conn: asyncpg.Connection, scope: str, key: str, fingerprint: str,
+                      at: float, expired_before: float) -> asyncpg.Record:
+    # Two statements: the SELECT's fresh snapshot sees a row a concurrent replica
+    # committed while the INSERT waited for it. A claim older than the window is taken
+    # over as if absent.
     await conn.execute(
-        "INSERT INTO smpp.idempotency_keys (key, message_id, created_at)"
-        " VALUES ($1, $2, to_timestamp($3)) ON CONFLICT (key) DO NOTHING",
-        key,
-        message_id,
-        at,
+        "INSERT INTO smpp.idempotency_keys (scope, key, fingerprint, response, created_at)"
+        " VALUES ($1, $2, $3, NULL, to_timestamp($4)) ON CONFLICT (scope, key) DO UPDATE"
+        " SET fingerprint = excluded.fingerprint, response = NULL,"
+        " created_at = excluded.created_at"
+        " WHERE idempotency_keys.created_at < to_timestamp($5)",
+        scope, key, fingerprint, at, expired_before,
     )
-    stored = await _idem_get(conn, key)
-    assert stored is not None
-    return stored
+    row: asyncpg.Record = await conn.fetchrow(
+        "SELECT fingerprint, response::text AS response,"
+        " extract(epoch FROM created_at)::float8 AS created_at"
+        " FROM smpp.idempotency_keys WHERE scope = $1 AND key = $2", scope, key,
+    )
+    return row
+
+
+async def _idem_complete(conn: asyncpg.Connection, scope: str, key: str, fingerprint: str,
+                         response: str) -> None:
+    await conn.execute(
+        "UPDATE smpp.idempotency_keys SET response = $4::jsonb WHERE scope = $1 AND key = $2"
+        " AND fingerprint = $3 AND response IS NULL", scope, key, fingerprint, response,
+    )
+
+
+async def _idem_release(conn: asyncpg.Connection, scope: str, key: str,
+                        fingerprint: str) -> None:
+    await conn.execute(
+        "DELETE FROM smpp.idempotency_keys WHERE scope = $1 AND key = $2 AND fingerprint = $3"
+        " AND response IS NULL", scope, key, fingerprint,
+    )
 
 
 async def _store_event(conn: asyncpg.Connection, kind: str, payload: str, at: float) -> int:
@@ -905,15 +938,21 @@ async def _store_events_many(
 
 
 async def _list_events(
-    conn: asyncpg.Connection, kind: str | None, after_id: int, limit: int
+    conn: asyncpg.Connection, kind: str | None, after_id: int, limit: int,
+    tenants: list[str] | None,
 ) -> list[asyncpg.Record]:
-    # $1 IS NULL: all kinds. Constant SQL text, parameters only.
+    # $1 / $4 IS NULL: all kinds / all tenants. A tenant's events are those whose
+    # message_id is one of its messages. Constant SQL text, parameters only.
     rows: list[asyncpg.Record] = await conn.fetch(
-        f"SELECT {_EVENT_COLUMNS} FROM smpp.events"  # noqa: S608
-        " WHERE ($1::text IS NULL OR kind = $1) AND id > $2 ORDER BY id LIMIT $3",
+        f"SELECT {_EVENT_COLUMNS} FROM smpp.events e"  # noqa: S608
+        " WHERE ($1::text IS NULL OR kind = $1) AND id > $2 AND ($4::text[] IS NULL"
+        " OR EXISTS (SELECT 1 FROM smpp.messages m"
+        " WHERE m.message_id = e.payload ->> 'message_id' AND m.tenant_id = ANY($4)))"
+        " ORDER BY id LIMIT $3",
         kind,
         after_id,
         limit,
+        tenants,
     )
     return rows
 
@@ -969,8 +1008,8 @@ _PURGES: dict[str, str] = {
         " SELECT count(*), 0 FROM d"
     ),
     "idempotency_keys": (
-        "WITH d AS (DELETE FROM smpp.idempotency_keys WHERE key IN (SELECT key"
-        " FROM smpp.idempotency_keys WHERE created_at < to_timestamp($1) LIMIT $2)"
+        "WITH d AS (DELETE FROM smpp.idempotency_keys WHERE (scope, key) IN (SELECT scope,"
+        " key FROM smpp.idempotency_keys WHERE created_at < to_timestamp($1) LIMIT $2)"
         " RETURNING 1) SELECT count(*), 0 FROM d"
     ),
 }

@@ -2,9 +2,7 @@
 
 A cache in front of ``smpp.message_correlations``: PostgreSQL is the truth. Entries
 live at least as long as a message's validity period (default 7 days), so a receipt
-for any message still in flight is found here, shared by every replica. Idempotency
-keys (key -> message id, over ``smpp.idempotency_keys``) are cached here too, with
-the same TTL.
+for any message still in flight is found here, shared by every replica.
 
 Redis trouble never fails a caller: a failed call marks the index down for
 ``retry_after`` seconds, and meanwhile reads answer None (look in PostgreSQL) and
@@ -36,8 +34,6 @@ local ttl = ARGV[1]
 for i = 1, #KEYS do redis.call('SET', KEYS[i], ARGV[i + 1], 'EX', ttl) end
 return #KEYS
 """
-# "~" cannot appear in an operator id, so these keys never meet a part's key.
-_IDEMPOTENCY = "~idem:"
 
 
 class RedisIndex:
@@ -79,9 +75,6 @@ class RedisIndex:
     def key(self, operator_id: str, smsc_key: str) -> str:
         return f"{self._prefix}{operator_id}:{smsc_key}"
 
-    def idempotency_key(self, key: str) -> str:
-        return f"{self._prefix}{_IDEMPOTENCY}{key}"
-
     async def close(self) -> None:
         await self._client.aclose()
 
@@ -122,30 +115,6 @@ class RedisIndex:
             answers[i] = None if value is None else _decode(value)
             start += len(keys)
         return answers
-
-    async def get_idempotency(self, key: str) -> str | None:
-        """The message id cached under an idempotency key, or None (absent or down)."""
-        if not self.available:
-            return None
-        try:
-            value = await self._client.get(self.idempotency_key(key))
-        except (RedisError, OSError) as exc:
-            self._fail(exc)
-            return None
-        if value is None:
-            return None
-        return value.decode() if isinstance(value, bytes) else str(value)
-
-    async def put_idempotency(self, key: str, message_id: str) -> bool:
-        """Cache key -> message id (PostgreSQL already holds it); False if skipped or failed."""
-        if not self.available:
-            return False
-        try:
-            await self._client.set(self.idempotency_key(key), message_id, ex=self._ttl)
-        except (RedisError, OSError) as exc:
-            self._fail(exc)
-            return False
-        return True
 
     def _fail(self, exc: BaseException) -> None:
         if self.available:  # log once per outage interval, not once per call

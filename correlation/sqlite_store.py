@@ -33,9 +33,11 @@ from correlation.batching import ReceiptRow, per_call, rows_of_calls, split_rece
 from correlation.store import (
     ACCEPTED,
     FINAL_STATES,
+    IDEMPOTENCY_WINDOW,
     PENDING,
     SUBMITTED,
     EventRecord,
+    IdempotencyRecord,
     MessageRecord,
     MoPartRecord,
     PartRef,
@@ -118,11 +120,18 @@ CREATE TABLE IF NOT EXISTS mo_parts (
     created_at REAL NOT NULL,
     PRIMARY KEY (operator_id, source, reference, seq)
 ) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS idempotency (
-    key TEXT PRIMARY KEY,
-    message_id TEXT NOT NULL,
-    created_at REAL NOT NULL
-);
+-- Idempotency keys per caller (scope: token and tenants). The global keys of versions
+-- before it cannot be given a scope: their table goes.
+DROP TABLE IF EXISTS idempotency;
+CREATE TABLE IF NOT EXISTS idempotency_keys (
+    scope TEXT NOT NULL,
+    key TEXT NOT NULL,
+    fingerprint TEXT NOT NULL,  -- SHA-256 of the request
+    response TEXT,  -- the results as JSON; NULL until the first request is done
+    created_at REAL NOT NULL,
+    PRIMARY KEY (scope, key)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idempotency_keys_created_at ON idempotency_keys (created_at);
 """
 
 _MESSAGE_COLUMNS = (
@@ -281,6 +290,9 @@ class SqliteStore:
         if sqlite3.sqlite_version_info < MIN_SQLITE:  # json_each, RETURNING, ->>
             raise RuntimeError(f"SQLite {sqlite3.sqlite_version} is too old: smppd needs "
                                f"{'.'.join(map(str, MIN_SQLITE))} or newer")
+        if self._path != ":memory:" and not os.path.exists(self._path):
+            # For its owner only: SQLite gives the -wal and -shm files the same mode.
+            os.close(os.open(self._path, os.O_CREAT | os.O_WRONLY, 0o600))
         # isolation_level=None: we issue BEGIN/COMMIT ourselves, one transaction per batch.
         conn = sqlite3.connect(self._path, isolation_level=None, check_same_thread=False)
         conn.execute("PRAGMA journal_mode=WAL")
@@ -632,13 +644,31 @@ class SqliteStore:
 
     # -- idempotency and events ----------------------------------------------------------
 
-    async def idempotency_get(self, key: str) -> str | None:
-        result: str | None = await self._call(_idem_get, key)
-        return result
+    async def ping(self) -> None:
+        # On the reader connection: a ping does not wait behind the queued writes.
+        await self._read(_ping)
 
-    async def idempotency_put(self, key: str, message_id: str) -> str:
-        result: str = await self._call(_idem_put, key, message_id, self._clock())
-        return result
+    async def find_messages(self, message_ids: Sequence[str]) -> dict[str, MessageRecord]:
+        if not message_ids:
+            return {}
+        rows: list[tuple[Any, ...]] = await self._call(_find_messages, list(message_ids))
+        return {row[0]: _message_record(row) for row in rows}
+
+    async def idempotency_claim(self, scope: str, key: str, fingerprint: str,
+                                window: float = IDEMPOTENCY_WINDOW) -> IdempotencyRecord:
+        now = self._clock()
+        found: tuple[str, str | None, float] = await self._call(
+            _idem_claim, scope, key, fingerprint, now, now - window)
+        held, response, created_at = found
+        return IdempotencyRecord(held, None if response is None else json.loads(response),
+                                 created_at)
+
+    async def idempotency_complete(self, scope: str, key: str, fingerprint: str,
+                                   response: list[dict[str, Any]]) -> None:
+        await self._call(_idem_complete, scope, key, fingerprint, json.dumps(response))
+
+    async def idempotency_release(self, scope: str, key: str, fingerprint: str) -> None:
+        await self._call(_idem_release, scope, key, fingerprint)
 
     async def store_event(self, kind: str, payload: dict[str, Any]) -> int:
         result: int = await self._call(_store_event, kind, json.dumps(payload), self._clock())
@@ -654,10 +684,12 @@ class SqliteStore:
         return result
 
     async def list_events(
-        self, kind: str | None = None, after_id: int = 0, limit: int = 100
+        self, kind: str | None = None, after_id: int = 0, limit: int = 100, *,
+        tenants: Sequence[str] | None = None,
     ) -> list[EventRecord]:
         rows: list[tuple[int, str, str, float]] = await self._call(
-            _list_events, kind, after_id, limit
+            _list_events, kind, after_id, limit,
+            None if tenants is None else json.dumps(list(tenants)),
         )
         return [
             EventRecord(id=i, kind=k, payload=json.loads(p), created_at=c) for i, k, p, c in rows
@@ -1081,20 +1113,48 @@ def _take_orphans_many(
     return found
 
 
-def _idem_get(conn: sqlite3.Connection, key: str) -> str | None:
-    row = conn.execute("SELECT message_id FROM idempotency WHERE key = ?", (key,)).fetchone()
-    return None if row is None else str(row[0])
+def _ping(conn: sqlite3.Connection) -> None:
+    conn.execute("SELECT count(*) FROM idempotency_keys WHERE 0").fetchone()
 
 
-def _idem_put(conn: sqlite3.Connection, key: str, message_id: str, at: float) -> str:
+def _find_messages(conn: sqlite3.Connection, message_ids: list[str]) -> list[tuple[Any, ...]]:
+    return conn.execute(
+        f"SELECT {_MESSAGE_COLUMNS} FROM messages"  # noqa: S608 -- constant columns
+        " WHERE message_id IN (SELECT value FROM json_each(?))",
+        (json.dumps(message_ids),),
+    ).fetchall()
+
+
+def _idem_claim(conn: sqlite3.Connection, scope: str, key: str, fingerprint: str, at: float,
+                expired_before: float) -> tuple[str, str | None, float]:
+    # A claim older than the window is taken over as if absent; the rows older than it
+    # go meanwhile (the embedded store has no retention job).
+    conn.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (expired_before,))
     conn.execute(
-        "INSERT INTO idempotency (key, message_id, created_at) VALUES (?, ?, ?)"
-        " ON CONFLICT (key) DO NOTHING",
-        (key, message_id, at),
+        "INSERT INTO idempotency_keys (scope, key, fingerprint, response, created_at)"
+        " VALUES (?, ?, ?, NULL, ?) ON CONFLICT (scope, key) DO NOTHING",
+        (scope, key, fingerprint, at),
     )
-    stored = _idem_get(conn, key)
-    assert stored is not None
-    return stored
+    row = conn.execute(
+        "SELECT fingerprint, response, created_at FROM idempotency_keys"
+        " WHERE scope = ? AND key = ?", (scope, key)).fetchone()
+    return str(row[0]), row[1], float(row[2])
+
+
+def _idem_complete(conn: sqlite3.Connection, scope: str, key: str, fingerprint: str,
+                   response: str) -> None:
+    conn.execute(
+        "UPDATE idempotency_keys SET response = ? WHERE scope = ? AND key = ?"
+        " AND fingerprint = ? AND response IS NULL",
+        (response, scope, key, fingerprint),
+    )
+
+
+def _idem_release(conn: sqlite3.Connection, scope: str, key: str, fingerprint: str) -> None:
+    conn.execute(
+        "DELETE FROM idempotency_keys WHERE scope = ? AND key = ? AND fingerprint = ?"
+        " AND response IS NULL", (scope, key, fingerprint),
+    )
 
 
 def _store_event(conn: sqlite3.Connection, kind: str, payload: str, at: float) -> int:
@@ -1120,17 +1180,18 @@ def _store_events(
 
 
 def _list_events(
-    conn: sqlite3.Connection, kind: str | None, after_id: int, limit: int
+    conn: sqlite3.Connection, kind: str | None, after_id: int, limit: int,
+    tenants: str | None,
 ) -> list[tuple[int, str, str, float]]:
-    if kind is None:
-        return conn.execute(
-            "SELECT id, kind, payload, created_at FROM events WHERE id > ? ORDER BY id LIMIT ?",
-            (after_id, limit),
-        ).fetchall()
+    # ? IS NULL: all kinds / all tenants. A tenant's events are those whose message_id
+    # is one of its messages.
     return conn.execute(
-        "SELECT id, kind, payload, created_at FROM events WHERE kind = ? AND id > ?"
-        " ORDER BY id LIMIT ?",
-        (kind, after_id, limit),
+        "SELECT id, kind, payload, created_at FROM events e"
+        " WHERE (?1 IS NULL OR kind = ?1) AND id > ?2 AND (?4 IS NULL OR EXISTS ("
+        " SELECT 1 FROM messages m WHERE m.message_id = e.payload ->> 'message_id'"
+        " AND m.tenant_id IN (SELECT value FROM json_each(?4))))"
+        " ORDER BY id LIMIT ?3",
+        (kind, after_id, limit, tenants),
     ).fetchall()
 
 

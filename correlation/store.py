@@ -108,6 +108,19 @@ class MoPartRecord(NamedTuple):
     at: float
 
 
+IDEMPOTENCY_WINDOW = 48 * 3600.0  # seconds an Idempotency-Key is remembered (the platform's)
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """What an idempotency key holds: the request's fingerprint and, once the first
+    request is done, its results (None until then)."""
+
+    fingerprint: str
+    response: list[dict[str, Any]] | None
+    created_at: float
+
+
 class PartRef(NamedTuple):
     """Where a receipt belongs: the message, which part, and how many parts it has."""
 
@@ -272,12 +285,27 @@ class CorrelationStore(Protocol):
     async def get_message(self, message_id: str) -> dict[str, Any] | None:
         """The message's fields plus ``parts`` (a list of part dicts), for the API."""
 
-    async def idempotency_get(self, key: str) -> str | None:
-        """The message id stored under an idempotency key, if any."""
+    async def ping(self) -> None:
+        """Raise unless the database answers a query now (readiness)."""
 
-    async def idempotency_put(self, key: str, message_id: str) -> str:
-        """Store key -> message_id unless the key exists; returns the id that is stored
-        (the first writer wins, so a concurrent duplicate learns the original id)."""
+    async def find_messages(self, message_ids: Sequence[str]) -> dict[str, MessageRecord]:
+        """The stored messages among ``message_ids`` (absent ones left out), after every
+        write queued before the call."""
+
+    async def idempotency_claim(self, scope: str, key: str, fingerprint: str,
+                                window: float = IDEMPOTENCY_WINDOW) -> IdempotencyRecord:
+        """Claim ``key`` within ``scope`` (the caller) for a request with this
+        fingerprint, unless a claim younger than ``window`` seconds holds it; returns
+        the claim that holds (this one, or the earlier: the first writer wins, also
+        between replicas)."""
+
+    async def idempotency_complete(self, scope: str, key: str, fingerprint: str,
+                                   response: list[dict[str, Any]]) -> None:
+        """Store the results of the request holding the claim (once; a later call
+        leaves them as they are)."""
+
+    async def idempotency_release(self, scope: str, key: str, fingerprint: str) -> None:
+        """Drop an unfinished claim of this fingerprint (its request was refused)."""
 
     async def store_event(self, kind: str, payload: dict[str, Any]) -> int:
         """Append an event (e.g. "dlr", "mo") to the embedded sink; returns its id."""
@@ -286,9 +314,11 @@ class CorrelationStore(Protocol):
         """``store_event`` for many events of one kind in one write; their ids, in order."""
 
     async def list_events(
-        self, kind: str | None = None, after_id: int = 0, limit: int = 100
+        self, kind: str | None = None, after_id: int = 0, limit: int = 100, *,
+        tenants: Sequence[str] | None = None,
     ) -> list[EventRecord]:
-        """Events with id > after_id (of one kind, or all), oldest first."""
+        """Events with id > after_id (of one kind, or all), oldest first; with
+        ``tenants``, only events about messages of those tenants."""
 
     async def accepted_ids(
         self, operator_id: str, created_before: float, limit: int

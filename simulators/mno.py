@@ -15,6 +15,7 @@ import logging
 import random
 import struct
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -440,11 +441,15 @@ class Mno:
 
     def inject_mo(self, source_addr: str, destination_addr: str, text: str | bytes, *,
                   system_id: str | None = None, data_coding: int | None = None,
-                  concat: Strategy = "udh") -> int:
+                  concat: Strategy = "udh", only_parts: Sequence[int] | None = None,
+                  reference: int | None = None) -> int:
         """Send a mobile-originated message, split as needed; returns the PDUs sent.
 
         ``text`` as str is encoded for ``data_coding`` (chosen if None); bytes are sent
         as they are. All parts go on one receiving bind (round-robin across binds).
+        ``only_parts`` (1-based) sends some parts only, under ``reference`` if given:
+        the rest can follow in a later call with the same reference (as after the
+        ESME restarted between two parts).
         """
         if system_id is not None and system_id not in self.accounts:
             raise MoError("system_id", f"unknown system_id {system_id!r}")
@@ -458,8 +463,12 @@ class Mno:
             payload = encode_text(text, data_coding)
         except ValueError as exc:
             raise MoError("text", str(exc)) from None
-        self._mo_reference = (self._mo_reference + 1) & 0xFF
-        parts = split_message(payload, data_coding, concat, self._mo_reference)
+        if reference is None:
+            self._mo_reference = (self._mo_reference + 1) & 0xFF
+            reference = self._mo_reference
+        parts = split_message(payload, data_coding, concat, reference)
+        if only_parts is not None:
+            parts = [parts[n - 1] for n in only_parts]
         for part in parts:
             target.send_deliver(encode(DeliverSm(
                 source_addr_ton=1, source_addr_npi=1, source_addr=source_addr,

@@ -23,6 +23,7 @@ def _run(coro: Coroutine[Any, Any, int]) -> int:
 async def _serve(config_path: str) -> int:
     from smppd.config import ConfigError, load_config
     from smppd.daemon import Daemon
+    from smppd.gc_tuning import tune_after_start
 
     try:
         config = load_config(config_path)
@@ -37,6 +38,7 @@ async def _serve(config_path: str) -> int:
         log.critical("start failed", extra={"event": "start_failed", "error": str(exc)})
         await daemon.stop()
         return 1
+    tune_after_start()
     await daemon.run_until_signalled()
     return 0
 

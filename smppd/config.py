@@ -375,6 +375,25 @@ class AuthToken(_Section):
     name: str = Field(min_length=1, max_length=64)  # for logs and audit; never the token
     sha256: Annotated[str, AfterValidator(lambda v: _sha256(v))]
     roles: list[Literal["read", "submit", "operate", "admin"]] = Field(min_length=1)
+    # The tenants a read/submit token acts for (None: every tenant).
+    tenants: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9._\-]{1,64}$")]] | None = Field(
+        default=None, min_length=1)
+
+    @model_validator(mode="after")
+    def _check(self) -> AuthToken:
+        if self.tenants is not None and {"operate", "admin"} & set(self.roles):
+            raise _Problems([(("tenants",), "operate and admin tokens are global:"
+                              " list tenants on read or submit tokens only")])
+        return self
+
+
+def _min_tps(value: float) -> float:
+    if value < MIN_TPS:  # a smaller rate overflows the token bucket's pacing
+        raise ValueError(f"must be at least {MIN_TPS} (one message in 1,000 s)")
+    return value
+
+
+MIN_TPS = 0.001
 
 
 def _sha256(value: str) -> str:
@@ -442,7 +461,7 @@ class OperatorSettings(_Section):
     """Per-operator settings that [defaults] may set; the field defaults are built in."""
 
     window: int = Field(default=10, ge=1)
-    tps: float = Field(default=50, gt=0)
+    tps: Annotated[float, AfterValidator(lambda v: _min_tps(v))] = Field(default=50, gt=0)
     enquire_link_interval: float = Field(default=30.0, gt=0)
     inactivity_timeout: float = Field(default=90.0, gt=0)  # > enquire_link_interval
     response_timeout: float = Field(default=30.0, gt=0)

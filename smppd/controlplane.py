@@ -27,7 +27,8 @@ log = logging.getLogger("smppd.controlplane")
 
 
 def authenticator(config: Config) -> Authenticator:
-    return Authenticator(Token(t.name, t.sha256, frozenset(t.roles))
+    return Authenticator(Token(t.name, t.sha256, frozenset(t.roles),
+                               None if t.tenants is None else frozenset(t.tenants))
                          for t in config.auth.tokens)
 
 

@@ -20,20 +20,22 @@ from pathlib import Path
 from typing import Any
 
 from aiohttp import web
+from pydantic import ValidationError
 
-from control.view import InputError, Unavailable
+from control.view import ANYONE, Caller, InputError, Unavailable
 from correlation.matcher import ReceiptMatcher
 from correlation.sqlite_store import SqliteStore
-from smppd.config import Config, OperatorConfig
+from smppd.config import Config, OperatorConfig, OperatorSettings
 from smppd.credentials import VaultCredentials
 from smppd.dispatch import Dispatcher
 from smppd.events import EventSink, ShadowSink, StoredEvents
-from smppd.message import MessageError
+from smppd.message import MessageError, problems_of
 from smppd.metrics import Metrics
 from smppd.nats_bus import NatsBus
 from smppd.notify import Notifier
 from smppd.operator import Operator
 from smppd.reload import Reloader
+from smppd.submissions import Submissions
 from smppd.watchdog import DEFAULT_PERIOD, LoopWatchdog, RateMeter, status_line, watchdog_period
 from vault.client import VaultError
 
@@ -59,6 +61,7 @@ class Daemon:
         self.dispatcher = Dispatcher(store, self.matcher, sink, self.metrics,
                                      max_unrecorded=config.store.max_unrecorded)
         self.matcher.on_late_match = self.dispatcher.late_match
+        self.submissions = Submissions(self.dispatcher, store)
         self.operators: dict[str, Operator] = {}
         self.redis: Any = None
         if config.redis is not None:
@@ -114,7 +117,9 @@ class Daemon:
             return PgStore(config.store.dsn.get_secret_value(), redis_url=redis_url,
                            redis_prefix=prefix)
         path = Path(config.sqlite_path)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # The state directory for the daemon's user only (systemd's StateDirectory= is
+        # 0700 too); the store's files are made 0600 by SqliteStore.
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         return SqliteStore(str(path))
 
     def _shared_bucket(self, op_cfg: Any) -> Any:
@@ -389,8 +394,23 @@ class Daemon:
         up = sum(1 for op in self.operators.values() if op.healthy)
         return status_line(up, len(self.operators), self.rate.rate)
 
-    def stores_reachable(self) -> bool:
-        return bool(getattr(self.store, "is_open", True))
+    async def dependencies(self) -> dict[str, str]:
+        """Each dependency this mode uses: "ok", or what is wrong with it. Asked
+        concurrently, each within CHECK_TIMEOUT seconds."""
+        checks: dict[str, Any] = {"store": self.store.ping()}
+        if self.redis is not None:
+            checks["redis"] = self.redis.ping()
+        if self.vault is not None and self.config.vault is not None:
+            checks["vault"] = _vault_health(self.config.vault.addr)
+        names = list(checks)
+        answers = await asyncio.gather(
+            *(asyncio.wait_for(checks[name], CHECK_TIMEOUT) for name in names),
+            return_exceptions=True)
+        found = {name: _verdict(answer) for name, answer in zip(names, answers, strict=True)}
+        if self.bus is not None:  # the client reconnects on its own: ask it
+            nc = self.bus.nc
+            found["nats"] = "ok" if nc is not None and nc.is_connected else "unreachable"
+        return found
 
     # -- GatewayView: what the control API sees --
 
@@ -399,11 +419,18 @@ class Daemon:
         self.export_counters()  # a scrape sees the counts of this moment
         return self.metrics.registry
 
-    def readiness(self) -> tuple[bool, dict[str, Any]]:
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """Ready: started, a bind up, and every dependency the message path needs
+        answering: the store (nothing is accepted without it) and NATS (the intake and
+        the receipts' way out). Redis and Vault are reported, not required: without
+        Redis each replica paces at its share of the TPS and lease answers come from
+        the database; without Vault the credentials read last keep working."""
         bound = {op.id: op.bound_count for op in self.operators.values()}
-        store_ok = self.stores_reachable()
-        ready = self.ready and store_ok and any(bound.values())
-        return ready, {"store": "ok" if store_ok else "unreachable", "binds_up": bound}
+        found = await self.dependencies()
+        required = [name for name in ("store", "nats") if name in found]
+        ready = (self.ready and any(bound.values())
+                 and all(found[name] == "ok" for name in required))
+        return ready, {**found, "required": required, "binds_up": bound}
 
     def operator_statuses(self) -> list[dict[str, Any]]:
         return [self._operator_view(op) for op in self.operators.values()]
@@ -442,6 +469,14 @@ class Daemon:
         op = self.operators.get(operator_id)
         if op is None:
             return None
+        # The whole change is checked as the config would be (every rule, cross-field
+        # ones too) before any of it applies.
+        changes = {k: v for k, v in (("tps", tps), ("window", window)) if v is not None}
+        current = {name: getattr(op.config, name) for name in OperatorSettings.model_fields}
+        try:
+            OperatorSettings.model_validate({**current, **changes})
+        except ValidationError as exc:
+            raise InputError(problems_of(exc)) from None
         if tps is not None:
             op.set_tps(tps)
             self.metrics.tps_limit.labels(op.id).set(op.limiter.limit)
@@ -459,7 +494,8 @@ class Daemon:
         return {"operator_id": operator_id, "paused": op.paused if op else False,
                 **found[0].status()}
 
-    async def submit(self, bodies: list[Any], idempotency_key: str | None) -> list[dict[str, Any]]:
+    async def submit(self, bodies: list[Any], idempotency_key: str | None,
+                     caller: Caller = ANYONE) -> list[dict[str, Any]]:
         if not self.dispatcher.accepting:
             raise Unavailable("shutting down: not accepting messages")
         prepared = []
@@ -473,10 +509,7 @@ class Daemon:
                 problems.extend((prefix + f, m) for f, m in exc.problems)
         if problems:
             raise InputError(problems)
-        accepted = await self.dispatcher.accept(prepared, idempotency_key)
-        return [{"message_id": a.message_id, "operator_id": a.operator_id or None,
-                 "parts": a.parts, "duplicate": a.duplicate,
-                 **({"rejected": a.rejected} if a.rejected else {})} for a in accepted]
+        return await self.submissions.submit(bodies, prepared, idempotency_key, caller)
 
     async def message(self, message_id: str) -> dict[str, Any] | None:
         found: dict[str, Any] | None = await self.store.get_message(message_id)
@@ -497,10 +530,35 @@ class Daemon:
         log.warning("log level changed", extra={"event": "log_level", "level": level})
         return {"level": level}
 
-    async def events(self, kind: str, after: int, limit: int) -> list[dict[str, Any]]:
-        records = await self.store.list_events(kind, after, limit)
+    async def events(self, kind: str, after: int, limit: int,
+                     tenants: frozenset[str] | None = None) -> list[dict[str, Any]]:
+        records = await self.store.list_events(
+            kind, after, limit, tenants=None if tenants is None else sorted(tenants))
         return [{"id": r.id, "kind": r.kind, "created_at": r.created_at, **r.payload}
                 for r in records]
+
+
+CHECK_TIMEOUT = 1.0  # seconds a readiness check may take
+
+
+def _verdict(answer: Any) -> str:
+    if isinstance(answer, TimeoutError | asyncio.TimeoutError):
+        return "timeout"
+    if isinstance(answer, BaseException):
+        return "unreachable"
+    return answer if isinstance(answer, str) else "ok"
+
+
+async def _vault_health(addr: str) -> str:
+    """Vault's /v1/sys/health: ok (active or standby), sealed, or unreachable."""
+    import aiohttp
+
+    timeout = aiohttp.ClientTimeout(total=CHECK_TIMEOUT)
+    async with aiohttp.ClientSession(timeout=timeout) as http, \
+            http.get(f"{addr.rstrip('/')}/v1/sys/health") as resp:
+        if resp.status in (200, 429, 472, 473):  # active, standby, DR / performance standby
+            return "ok"
+        return "sealed" if resp.status == 503 else f"http {resp.status}"
 
 
 def log_tasks() -> None:

@@ -120,19 +120,16 @@ class Dispatcher:
         msg = validate_message(raw)
         return msg, self.route(msg)
 
-    async def accept(self, items: Sequence[tuple[Outbound, Operator]],
-                     idempotency_key: str | None = None, *,
-                     dedupe: bool = False) -> list[Accepted]:
+    async def accept(self, items: Sequence[tuple[Outbound, Operator]], *,
+                     dedupe: bool = False,
+                     verdicts: dict[tuple[str, str], str] | None = None) -> list[Accepted]:
         """Store (durably) and queue validated messages. With ``dedupe`` a message
         whose id is already stored (a redelivered command) is answered as a
-        duplicate and neither stored nor queued again."""
+        duplicate and neither stored nor queued again. ``verdicts``: the lease
+        denials of ``lease_verdicts``, when the caller looked them up already."""
         if not self.accepting:
             raise RuntimeError("not accepting messages: shutting down")
-        if idempotency_key is not None:
-            existing = await self.store.idempotency_get(idempotency_key)
-            if existing is not None:
-                return [Accepted(existing, "", 0, duplicate=True)]
-        denied = await self._lease_verdicts(items)
+        denied = await self.lease_verdicts(items) if verdicts is None else verdicts
         start = self._accept_time(len(items))
         planned: list[tuple[MessageRecord, Operator, list[Part]]] = []
         for n, (msg, op) in enumerate(items):
@@ -162,7 +159,8 @@ class Dispatcher:
         for record, op, parts in planned:
             if stored is not None:
                 if record.message_id not in stored:
-                    accepted.append(Accepted(record.message_id, op.id, 0, duplicate=True))
+                    accepted.append(Accepted(record.message_id, op.id, len(parts),
+                                             duplicate=True))
                     continue
                 stored.discard(record.message_id)  # the same id twice in one batch
             if record.reason is not None:
@@ -173,8 +171,6 @@ class Dispatcher:
             sendable.append((record, op, parts))
             accepted.append(Accepted(record.message_id, op.id, len(parts)))
         self.backlog.queue_or_spill(sendable)  # right after the store write: in accept order
-        if idempotency_key is not None and planned:
-            await self.store.idempotency_put(idempotency_key, planned[0][0].message_id)
         for op, message_id, reason in rejected:
             await self.finish(op, message_id, REJECTED, reason, None)
         return accepted
@@ -191,7 +187,7 @@ class Dispatcher:
         """Accept times from now on come after ``at`` (a backlog stored before)."""
         self._last_accept = max(self._last_accept, at)
 
-    async def _lease_verdicts(self, items: Sequence[tuple[Outbound, Operator]],
+    async def lease_verdicts(self, items: Sequence[tuple[Outbound, Operator]],
                               ) -> dict[tuple[str, str], str]:
         """(source, tenant) -> reason code of each denied pair, checked once per batch."""
         denied: dict[tuple[str, str], str] = {}

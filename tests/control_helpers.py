@@ -22,7 +22,7 @@ from control.leases import MemoryCache
 from control.metrics import ControlMetrics
 from control.plane import ControlPlane
 from control.routing import Health
-from control.view import InputError
+from control.view import ANYONE, Caller, InputError
 
 OPERATORS = ("roshan", "etisalat", "mtn", "awcc", "salaam")
 TOKENS = {"reader": ("read-token", ["read"]), "submitter": ("submit-token", ["submit"]),
@@ -57,7 +57,7 @@ class FakeView:
         self.ops = {op: FakeOperator(op) for op in OPERATORS}
         self.messages: dict[str, dict[str, Any]] = {}
 
-    def readiness(self) -> tuple[bool, dict[str, Any]]:
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
         return True, {"store": "ok"}
 
     def operator_statuses(self) -> list[dict[str, Any]]:
@@ -92,7 +92,7 @@ class FakeView:
         return bind_status
 
     async def submit(self, bodies: list[Any], idempotency_key: str | None,
-                     ) -> list[dict[str, Any]]:
+                     caller: Caller = ANYONE) -> list[dict[str, Any]]:
         import jsonschema_rs
 
         from control.openapi import SCHEMAS
@@ -113,7 +113,8 @@ class FakeView:
     async def message(self, message_id: str) -> dict[str, Any] | None:
         return self.messages.get(message_id)
 
-    async def events(self, kind: str, after: int, limit: int) -> list[dict[str, Any]]:
+    async def events(self, kind: str, after: int, limit: int,
+                     tenants: frozenset[str] | None = None) -> list[dict[str, Any]]:
         return []
 
     async def reload(self) -> dict[str, Any]:

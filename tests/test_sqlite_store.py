@@ -205,20 +205,6 @@ async def test_orphans_found_under_any_key_and_taken_once(store: SqliteStore) ->
     assert await store.take_orphans("other", "123456") == [{"stat": "EXPIRED"}]
 
 
-async def test_idempotency_first_writer_wins(store: SqliteStore, path: str) -> None:
-    assert await store.idempotency_get("k1") is None
-    first, second = await asyncio.gather(
-        store.idempotency_put("k1", "m1"), store.idempotency_put("k1", "m2")
-    )
-    assert first == second == "m1"
-    await store.close()
-    again = await reopen(path)
-    try:
-        assert await again.idempotency_get("k1") == "m1"
-    finally:
-        await again.close()
-
-
 async def test_events_listed_by_kind_with_a_cursor(store: SqliteStore, clock: FakeClock) -> None:
     ids = [await store.store_event("dlr", {"n": n}) for n in range(3)]
     clock.advance(5)

@@ -15,7 +15,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import asyncpg
 import pytest
 import redis.asyncio as redis
 from conftest import FakeClock
@@ -335,38 +334,14 @@ async def test_pg_lookup_parts_probes_the_index(
     assert "Seq Scan on message_correlations" not in text, text
 
 
-async def test_pg_idempotency_keys_in_redis_then_postgres(
-    dsn: str, prefix: str, client: redis.Redis, pg_stores: PgStores
-) -> None:
-    store = await pg_stores.open(dsn, REDIS_URL, redis_prefix=prefix)
-    assert await store.idempotency_put("k1", "m1") == "m1"
-    assert await store.idempotency_put("k1", "m2") == "m1"  # the first writer still wins
-    assert await client.get(f"{prefix}~idem:k1") == b"m1"
-    ttl = await client.ttl(f"{prefix}~idem:k1")
-    assert 7 * 86400 - 60 < ttl <= 7 * 86400
-    conn = await asyncpg.connect(dsn)
-    try:
-        await conn.execute("DELETE FROM smpp.idempotency_keys WHERE key = 'k1'")
-        # A key only PostgreSQL has (Redis was down when it was stored): found, and refilled.
-        await conn.execute("INSERT INTO smpp.idempotency_keys VALUES ('k2', 'm2', now())")
-    finally:
-        await conn.close()
-    replica = await pg_stores.open(dsn, REDIS_URL, redis_prefix=prefix)
-    assert await replica.idempotency_get("k1") == "m1"  # answered by Redis
-    assert await replica.idempotency_get("k2") == "m2"
-    assert await client.get(f"{prefix}~idem:k2") == b"m2"
-    assert await replica.idempotency_get("k3") is None
-
-
-async def test_pg_idempotency_with_redis_down_uses_postgres(
+async def test_pg_replicas_claiming_one_idempotency_key_agree(
     dsn: str, pg_stores: PgStores
 ) -> None:
-    store = await pg_stores.open(dsn, DEAD_REDIS)
-    assert await store.idempotency_get("k1") is None
-    assert await store.idempotency_put("k1", "m1") == "m1"
-    assert await store.idempotency_put("k1", "m2") == "m1"
-    replica = await pg_stores.open(dsn, DEAD_REDIS)
-    assert await replica.idempotency_get("k1") == "m1"
+    one = await pg_stores.open(dsn, DEAD_REDIS)
+    two = await pg_stores.open(dsn, DEAD_REDIS)
+    claims = await asyncio.gather(*(store.idempotency_claim("a", "k", f"print-{n}")
+                                    for n, store in enumerate([one, two] * 5)))
+    assert len({claim.fingerprint for claim in claims}) == 1
 
 
 async def test_pg_replicas_racing_on_accept_new_store_each_id_once(

@@ -377,18 +377,47 @@ async def test_orphans_taken_oldest_first(store: CorrelationStore) -> None:
     assert await store.take_orphans("op", "k") == [{"n": n} for n in range(5)]
 
 
-async def test_idempotency_first_writer_wins(
+async def test_idempotency_claim_first_writer_wins_per_scope(
     store: CorrelationStore, open_store: OpenStore
 ) -> None:
-    assert await store.idempotency_get("k1") is None
     first, second = await asyncio.gather(
-        store.idempotency_put("k1", "m1"), store.idempotency_put("k1", "m2")
+        store.idempotency_claim("a", "k1", "print-1"), store.idempotency_claim("a", "k1", "print-2")
     )
-    assert first == second == "m1"
+    assert first.fingerprint == second.fingerprint == "print-1"
+    assert first.response is None  # the first request is not done yet
+    other = await store.idempotency_claim("b", "k1", "print-3")  # another caller's key
+    assert other.fingerprint == "print-3"
+    await store.idempotency_complete("a", "k1", "print-2", [{"message_id": "wrong"}])
+    await store.idempotency_complete("a", "k1", "print-1", [{"message_id": "m1"}])
+    await store.idempotency_complete("a", "k1", "print-1", [{"message_id": "later"}])
     await store.close()
     again = await open_store()
-    assert await again.idempotency_get("k1") == "m1"
-    assert await again.idempotency_put("k1", "m3") == "m1"
+    held = await again.idempotency_claim("a", "k1", "print-9")
+    assert (held.fingerprint, held.response) == ("print-1", [{"message_id": "m1"}])
+
+
+async def test_idempotency_key_held_48_hours_and_released_when_refused(
+    store: CorrelationStore, clock: FakeClock
+) -> None:
+    await store.idempotency_claim("a", "k", "print-1")
+    await store.idempotency_complete("a", "k", "print-1", [{"message_id": "m1"}])
+    clock.advance(48 * 3600 - 1)
+    assert (await store.idempotency_claim("a", "k", "print-2")).fingerprint == "print-1"
+    clock.advance(2)  # the window is over: the key is free again
+    taken = await store.idempotency_claim("a", "k", "print-2")
+    assert (taken.fingerprint, taken.response) == ("print-2", None)
+    await store.idempotency_release("a", "k", "print-1")  # not the holder: nothing happens
+    assert (await store.idempotency_claim("a", "k", "print-3")).fingerprint == "print-2"
+    await store.idempotency_release("a", "k", "print-2")
+    assert (await store.idempotency_claim("a", "k", "print-3")).fingerprint == "print-3"
+
+
+async def test_find_messages(store: CorrelationStore) -> None:
+    await store.accept([message("m1"), message("m2")])
+    found = await store.find_messages(["m2", "nope", "m1"])
+    assert sorted(found) == ["m1", "m2"] and found["m2"].message_id == "m2"
+    assert found["m1"].body == message("m1").body
+    assert await store.find_messages([]) == {}
 
 
 async def test_events_listed_by_kind_with_a_cursor(
@@ -406,6 +435,19 @@ async def test_events_listed_by_kind_with_a_cursor(
     assert [(e.id, e.kind, e.payload, e.created_at) for e in last] == [
         (mo, "mo", {"text": "hi"}, clock.now)
     ]
+
+
+async def test_events_of_some_tenants_only(store: CorrelationStore) -> None:
+    other = message("m2")
+    other.tenant_id = "t2"
+    await store.accept([message("m1"), other])
+    ids = [await store.store_event("dlr", {"message_id": m}) for m in ("m1", "m2", "m1")]
+    await store.store_event("mo", {"text": "no message id"})
+    mine = await store.list_events("dlr", tenants=["t1"])
+    assert [e.id for e in mine] == [ids[0], ids[2]]
+    assert [e.id for e in await store.list_events(None, tenants=["t2", "t9"])] == [ids[1]]
+    assert await store.list_events(None, tenants=[]) == []
+    assert len(await store.list_events(None)) == 4
 
 
 async def test_concurrent_calls_commit_together_and_a_bad_one_fails_alone(
