@@ -668,6 +668,7 @@ async def hostile(sizes: Sizes, keep: bool) -> Row:
             started = time.time()
             ids: list[str] = []
             n = 0
+            rss_half = 0.0  # RSS once half the PDUs are out: flat means end ~ half
             # Until every PDU is out, and for long enough that the session fed one byte
             # a second has met the daemon's dead-peer timeout (2 enquire_link intervals).
             while (not stats.exists() or json.loads(stats.read_text() or "{}").get(
@@ -675,6 +676,9 @@ async def hostile(sizes: Sizes, keep: bool) -> Row:
                    or time.time() - started < 3 * TIMERS["enquire_link_interval"]):
                 if not daemon.running:
                     break
+                if not rss_half and stats.exists() and json.loads(
+                        stats.read_text() or "{}").get("sent", 0) >= sizes.pdus // 2:
+                    rss_half = rss_mb(daemon.pid)
                 ids += await daemon.post(batch(sizes.good_rate // 10, start=n))
                 n += sizes.good_rate // 10
                 await asyncio.sleep(0.1)
@@ -691,7 +695,8 @@ async def hostile(sizes: Sizes, keep: bool) -> Row:
             log = daemon.log.read_text()
             extra = {
                 "crashes": 0 if alive and code == 0 else 1, "daemon_exit": code,
-                "rss_start_mb": round(rss_start, 1), "rss_end_mb": round(rss_end, 1),
+                "rss_start_mb": round(rss_start, 1), "rss_half_mb": round(rss_half, 1),
+                "rss_end_mb": round(rss_end, 1),
                 "pdus": counts["sent"], "answers_due": counts["answers_due"],
                 "answered": counts["answered"], "sessions": counts["connections"],
                 "closed_by_daemon": counts["closed_by_peer"], "fatal": counts["fatal"],
@@ -736,8 +741,9 @@ def table(rows: list[Row]) -> str:
                 f"unframeable PDUs and the stalls); {x['answered']:,} answers for "
                 f"{x['answers_due']:,} framed PDUs that call for one; crashes "
                 f"{x['crashes']} (exit {x['daemon_exit']}, {x['tracebacks']} tracebacks in "
-                f"{x['log_lines']:,} log lines); daemon RSS {x['rss_start_mb']} -> "
-                f"{x['rss_end_mb']} MB; the other operator delivered {x['good_delivered']:,} "
+                f"{x['log_lines']:,} log lines); daemon RSS {x['rss_start_mb']} MB at the "
+                f"start, {x['rss_half_mb']} at half the PDUs, {x['rss_end_mb']} at the end; "
+                f"the other operator delivered {x['good_delivered']:,} "
                 f"of {row.run.accepted if row.run else 0:,}.")
     return "\n".join(lines)
 

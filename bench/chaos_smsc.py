@@ -245,8 +245,10 @@ async def run_hostile(args: argparse.Namespace) -> None:
     hostile = Hostile(args.pdus, Path(args.stats), args.round)
     server = await asyncio.start_server(hostile.serve, "127.0.0.1", args.port)
     stop = asyncio.ensure_future(_until_signalled())
-    await asyncio.wait([stop, asyncio.ensure_future(hostile.done.wait())],
-                       return_when=asyncio.FIRST_COMPLETED)
+    done = asyncio.ensure_future(hostile.done.wait())
+    while not (stop.done() or done.done()):  # the counts so far, once a second
+        hostile.write_stats()
+        await asyncio.wait([stop, done], timeout=1.0, return_when=asyncio.FIRST_COMPLETED)
     hostile.write_stats()
     await stop
     hostile.write_stats()
