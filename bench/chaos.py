@@ -273,19 +273,43 @@ def write_config(directory: Path, operators: list[dict[str, Any]], api_port: int
 
 def read_journal(path: Path) -> list[tuple[float, str]]:
     """(time, destination) of each submit_sm the SMSC received, in order."""
+    return [(t, destination) for t, _, _, destination in _submits(path)]
+
+
+def _submits(path: Path) -> list[tuple[float, str, str, str]]:
+    """(time, conn, sequence, destination) of each submit_sm in the journal."""
     if not path.exists():
         return []
     entries = []
     for line in path.read_text().splitlines():
-        stamp, _, destination = line.split(" ", 2)
-        entries.append((float(stamp), destination))
+        stamp, conn, direction, sequence, rest = line.split(" ", 4)
+        if direction == "in":
+            entries.append((float(stamp), conn, sequence, rest))
     return entries
 
 
+def answered_duplicates(path: Path) -> int:
+    """Duplicates whose earlier copy the SMSC had answered with ESME_ROK: the daemon sent
+    them again although the SMSC had taken them (it had not stored the SMSC id yet)."""
+    answered = set()
+    for line in path.read_text().splitlines() if path.exists() else []:
+        _, conn, direction, sequence, status = line.split(" ", 4)
+        if direction == "out" and status == "0":
+            answered.add((conn, sequence))
+    seen: dict[str, bool] = {}  # destination -> an earlier copy was answered
+    count = 0
+    for _, conn, sequence, destination in _submits(path):
+        if destination in seen:
+            count += seen[destination]
+        seen[destination] = seen.get(destination, False) or (conn, sequence) in answered
+    return count
+
+
 def journal_count(path: Path) -> int:
+    """submit_sm received so far (cheap enough to poll)."""
     try:
         with open(path, "rb") as fh:
-            return sum(1 for _ in fh)
+            return sum(1 for line in fh if b" in " in line)
     except FileNotFoundError:
         return 0
 
@@ -529,7 +553,8 @@ async def link_fault(name: str, sizes: Sizes, keep: bool) -> Row:
             down = watch.first_down(began)
             detect = None if down is None else down - began
             recover = recovery(journal, ended, watch.first_up(ended)) if down else None
-            row = Row(name, run, detect, recover, extra={"daemon_exit": code})
+            row = Row(name, run, detect, recover, extra={
+                "daemon_exit": code, "duplicates_answered_before": answered_duplicates(journal)})
             return row
         finally:
             if daemon is not None:
@@ -620,7 +645,7 @@ async def daemon_killed(fraction: float, sizes: Sizes, keep: bool,
             await first.action("op", "resume")
             target = int(len(ids) * fraction)
             await wait_until(lambda: journal_count(journal) >= target, 120.0,
-                             f"{target} submitted", interval=0.005)
+                             f"{target} submitted", interval=0.02)
             killed = time.time()
             await first.kill()
             at_kill = journal_count(journal)
@@ -633,7 +658,8 @@ async def daemon_killed(fraction: float, sizes: Sizes, keep: bool,
             later = [t for t, _ in read_journal(journal) if t >= restarted]
             recover = later[0] - killed if later else None
             return Row(name, run, None, recover,
-                       extra={"submitted_at_kill": at_kill, "daemon_exit": code})
+                       extra={"submitted_at_kill": at_kill, "daemon_exit": code,
+                              "duplicates_answered_before": answered_duplicates(journal)})
         finally:
             await first.close()
             await second.close()

@@ -47,7 +47,9 @@ HEADER = struct.Struct(">IIII")
 
 
 class JournalRecorder(Recorder):
-    """Appends each submit_sm received to a file, at once; keeps nothing in memory."""
+    """Appends each submit_sm received and each submit_sm_resp sent to a file, at once;
+    keeps nothing in memory. Lines: ``time conn in sequence destination`` and
+    ``time conn out sequence status``."""
 
     def __init__(self, path: str) -> None:
         super().__init__(limit=1, enabled=True)
@@ -56,7 +58,12 @@ class JournalRecorder(Recorder):
     def record(self, now: float, direction: str, command_id: int, status: int, sequence: int,
                conn_id: int, **details: Any) -> None:
         if command_id == CommandId.SUBMIT_SM and direction == "in":
-            os.write(self._fd, f"{now:.6f} {conn_id} {details['destination_addr']}\n".encode())
+            line = f"{now:.6f} {conn_id} in {sequence} {details['destination_addr']}\n"
+        elif command_id == CommandId.SUBMIT_SM_RESP and direction == "out":
+            line = f"{now:.6f} {conn_id} out {sequence} {status}\n"
+        else:
+            return
+        os.write(self._fd, line.encode())
 
 
 async def run_normal(args: argparse.Namespace) -> None:
