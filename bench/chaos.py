@@ -289,8 +289,9 @@ def _submits(path: Path) -> list[tuple[float, str, str, str]]:
 
 
 def answered_duplicates(path: Path) -> int:
-    """Duplicates whose earlier copy the SMSC had answered with ESME_ROK: the daemon sent
-    them again although the SMSC had taken them (it had not stored the SMSC id yet)."""
+    """Duplicates whose earlier copy the SMSC had accepted (its ESME_ROK submit_sm_resp
+    is in the journal: written to the socket, or scheduled when the SMSC answers late).
+    Whether the daemon had read that answer, the SMSC cannot tell."""
     answered = set()
     for line in path.read_text().splitlines() if path.exists() else []:
         _, conn, direction, sequence, status = line.split(" ", 4)
