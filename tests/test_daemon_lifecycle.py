@@ -7,8 +7,10 @@ store after the process is gone, and the submit_sm PDUs the SMSC received.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import signal
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +19,7 @@ import aiohttp
 import pytest
 from e2e_helpers import (
     FINAL_STATES,
+    SMPPD,
     DaemonProcess,
     free_port,
     mno,
@@ -155,3 +158,33 @@ async def test_sigusr1_logs_where_every_task_waits(
         dump = [line for line in daemon.log.read_text().splitlines() if "waits in" in line]
         assert any("_housekeep (daemon.py" in line for line in dump), dump
         assert await daemon.signal(signal.SIGTERM) == 0  # still running, still stops cleanly
+
+
+async def test_a_failed_start_unbinds_and_exits_non_zero(tmp_path: Path) -> None:
+    """The API port is taken: the binds already up are unbound, the process exits 1."""
+    async with running_sim([mno("op")]) as sim:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            path = write_config(tmp_path, [operator("op", sim, binds=2)],
+                                api_port=taken.getsockname()[1])
+            log = tmp_path / "smppd.log"
+            with log.open("ab") as out:
+                proc = await asyncio.create_subprocess_exec(
+                    str(SMPPD), "--log-format", "json", "run", "--config", str(path),
+                    stdout=out, stderr=out, cwd=tmp_path)
+            try:
+                code = await asyncio.wait_for(proc.wait(), 30.0)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+                raise AssertionError("smppd kept running after start_failed:\n"
+                                     + log.read_text()) from None
+        assert code == 1, log.read_text()
+        assert '"start_failed"' in log.read_text()
+        recorder = sim.mno("op").recorder
+        binds_accepted = [e for e in recorder.entries("bind_transceiver_resp")
+                          if e["status"] == 0]
+        # every bind the SMSC accepted was unbound again; none is left holding the quota
+        assert len(recorder.entries("unbind")) == len(binds_accepted)
+        assert sim.mno("op").bound_count == 0
