@@ -393,6 +393,8 @@ class Daemon:
                     ("submits", self.metrics.submits.labels(op.id), bind.sent),
                     ("attempts", self.metrics.bind_attempts.labels(op.id, bind.name),
                      bind.attempts),
+                    ("stalls", self.metrics.bind_stalls.labels(op.id, bind.name),
+                     bind.stalls),
                 ):
                     key = (name, bind.name)
                     delta = count - self._exported.get(key, 0)

@@ -37,6 +37,7 @@ class OutboundPart:
     total: int
     frame: bytes  # the submit_sm, encoded once at accept with sequence number 0
     attempts: int = 0
+    in_doubt: int = 0  # sessions that ended with it written and unanswered (smppd.bind)
     sent_at: float = 0.0
     bind: str = ""
 
