@@ -422,7 +422,12 @@ class Daemon:
         bound = {op.id: op.bound_count for op in self.operators.values()}
         store_ok = self.stores_reachable()
         ready = self.ready and store_ok and any(bound.values())
-        return ready, {"store": "ok" if store_ok else "unreachable", "binds_up": bound}
+        failing = {op.id: [{"bind": b.name, "reason": b.error_reason, "error": b.last_error,
+                            "since": b.error_since} for b in op.binds if b.error_reason]
+                   for op in self.operators.values()}
+        return ready, {"store": "ok" if store_ok else "unreachable", "binds_up": bound,
+                       "bind_errors": {op_id: errors for op_id, errors in failing.items()
+                                       if errors}}
 
     def operator_statuses(self) -> list[dict[str, Any]]:
         return [op.status() for op in self.operators.values()]

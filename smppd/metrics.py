@@ -45,6 +45,9 @@ class Metrics:
         self.bind_stalls = Counter("smppd_bind_stalls",
                                    "Sessions given up for an overdue submit_sm_resp",
                                    ["operator", "bind"], registry=r)
+        self.bind_failing = Gauge("smppd_bind_failing",
+                                  "1 while the bind fails for this reason (e.g. ESME_RINVPASWD)",
+                                  ["operator", "bind", "reason"], registry=r)
         self.bind_attempts = Counter("smppd_bind_attempts", "Connect+bind attempts",
                                      ["operator", "bind"], registry=r)
         self.mo = Counter("smppd_mo_messages", "Mobile-originated messages", ["operator"],
