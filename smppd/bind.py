@@ -290,6 +290,9 @@ class BindWorker(BaseHandler):
             CONNECT_TIMEOUT,
         )
         self.conn = conn
+        # A paced submit must leave when its token is granted: none may wait behind
+        # unwritten bytes and then go out in a burst (see _send_loop).
+        conn.pause_on_any_backlog()
         outcome = "failed"
         try:
             await self._bind(conn)
@@ -407,6 +410,7 @@ class BindWorker(BaseHandler):
                 await op.wait_released()
             part = await queue.get()
             try:
+                await conn.drained()  # nothing of ours unwritten: this one leaves now
                 await limiter.acquire()
                 if not conn.is_open or not conn.state.bound or stalled():
                     op.requeue(part)
@@ -427,6 +431,9 @@ class BindWorker(BaseHandler):
                 except BaseException:
                     op.requeue(more)
                     raise
+            # On the wire at the moment the tokens were granted, not at the end of the
+            # loop iteration: the SMSC counts the TPS as they arrive (issue 13.5).
+            conn.flush()
 
     def _send(self, conn: SmppConnection, part: OutboundPart) -> None:
         part.sent_at = time.perf_counter()  # uvloop's loop.time() ticks in ms

@@ -124,7 +124,8 @@ class Daemon:
         from throttling.redis_bucket import RedisTokenBucket
 
         key = f"{self.config.redis.key_prefix}:bucket:{op_cfg.id}"
-        return RedisTokenBucket(self.redis, key, op_cfg.tps, replicas=self.config.redis.replicas)
+        return RedisTokenBucket(self.redis, key, op_cfg.tps, replicas=self.config.redis.replicas,
+                                headroom=op_cfg.tps_margin)
 
     # -- lifecycle --
 
