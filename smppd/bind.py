@@ -106,6 +106,10 @@ class BindWorker(BaseHandler):
         self._overdue: dict[int, Pending] = {}
         self._stall = asyncio.Event()  # set once this session is stalled
         self._protocol_error: str | None = None  # the last undecodable PDU's error
+        # The reason last logged at WARNING, and since when (monotonic) the current
+        # session is bound: a reason is warned again only after a stable session.
+        self._warned: str | None = None
+        self._bound_since: float | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._retire = asyncio.Event()  # set to leave the current session (failback, rebind)
@@ -232,18 +236,26 @@ class BindWorker(BaseHandler):
     # -- failures: what the API, /readyz, the metrics and the log show --
 
     def _failed(self, reason: str, error: str, *, warn: bool = True) -> None:
-        """Record why the bind is not working; WARNING only when the reason changes."""
+        """Record why the bind is not working. WARNING when the reason changes; a
+        session that flaps (bound briefly, lost for the same reason) is not a change,
+        one that stayed bound for ``reconnect_max`` is."""
+        bound_since, self._bound_since = self._bound_since, None
+        if (bound_since is not None
+                and time.monotonic() - bound_since >= self.operator.config.reconnect_max):
+            self._warned = None
+        if warn and reason != self._warned:
+            self._warned = reason
+            log.warning("bind failing", extra={
+                "event": "bind_failing", "bind": self.name, "operator": self.operator.id,
+                "host": self.host, "reason": reason, "error": error})
         if reason != self.error_reason:
             self.error_reason = reason
             self.error_since = time.time()
-            if warn:
-                log.warning("bind failing", extra={
-                    "event": "bind_failing", "bind": self.name, "operator": self.operator.id,
-                    "host": self.host, "reason": reason, "error": error})
             self.operator.events.bind_changed(self.operator)
         self.last_error = error
 
     def _recovered(self) -> None:
+        self._bound_since = time.monotonic()
         if self.error_reason is not None:
             log.info("bind recovered", extra={"event": "bind_recovered", "bind": self.name,
                                               "operator": self.operator.id,
@@ -505,6 +517,7 @@ class BindWorker(BaseHandler):
         # end settles the overdue ones too (_session).
         self._in_doubt(closed.abandoned, closed.reason)
         if closed.reason != "unbound" and self.state == "bound":
-            log.warning("session closed", extra={"event": "session_closed", "bind": self.name,
-                                                 "operator": self.operator.id,
-                                                 "reason": closed.reason})
+            # INFO: the WARNING for a lost session is bind_failing's, once per reason.
+            log.info("session closed", extra={"event": "session_closed", "bind": self.name,
+                                              "operator": self.operator.id,
+                                              "reason": closed.reason})

@@ -111,7 +111,7 @@ async def test_refused_credentials_are_warned_once_per_reason_and_shown(
 
 async def test_a_session_lost_to_bad_framing_says_why(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    """An SMSC that answers the bind and, in the same segment, sends a PDU whose
+    """An SMSC that answers each bind and, in the same segment, sends a PDU whose
     command_length cannot be right."""
     caplog.set_level(logging.INFO, logger="smppd.bind")
 
@@ -132,7 +132,8 @@ async def test_a_session_lost_to_bad_framing_says_why(
     try:
         path = write_config(tmp_path, [operator("op", [f"127.0.0.1:{port}"])])
         async with running_daemon(path):
-            await wait_for(lambda: records(caplog, "bind_retry"), what="a bind retry")
+            await wait_for(lambda: len(records(caplog, "bind_retry")) >= 3,
+                           what="three bind retries")
     finally:
         server.close()
         for writer in writers:
@@ -143,3 +144,7 @@ async def test_a_session_lost_to_bad_framing_says_why(
     retry = records(caplog, "bind_retry")[0]
     assert getattr(retry, "reason", None) == "framing_error"
     assert "command_length 5 outside 16.." in getattr(retry, "error", "")
+    # Bound, lost, bound, lost...: one WARNING for the reason, not one per session.
+    warnings = [r for r in caplog.records if r.levelno >= logging.WARNING
+                and r.name == "smppd.bind"]
+    assert [getattr(r, "event", None) for r in warnings] == ["bind_failing"]
