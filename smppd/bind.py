@@ -283,7 +283,8 @@ class BindWorker(BaseHandler):
 
     async def _session(self) -> str:
         """One connection from connect to close: "lost" if the peer or the network
-        ended it, "retired" if we left on purpose."""
+        ended it, "stalled" if we gave it up for an overdue answer, "retired" if we
+        left on purpose."""
         cfg = self.operator.config
         host, port = cfg.hosts[self.host_index]
         loop = asyncio.get_running_loop()
