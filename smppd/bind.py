@@ -195,7 +195,7 @@ class BindWorker(BaseHandler):
                 self.state = "no_credentials"
                 outcome = "refused"
             except NotLeaderError as exc:
-                self._failed("standby", str(exc), warn=False)  # another replica sends
+                self.last_error = str(exc)  # not a failure: another replica sends
                 self.state = "standby"
                 outcome = "refused"
             except BindRefusedError as exc:
@@ -235,7 +235,7 @@ class BindWorker(BaseHandler):
 
     # -- failures: what the API, /readyz, the metrics and the log show --
 
-    def _failed(self, reason: str, error: str, *, warn: bool = True) -> None:
+    def _failed(self, reason: str, error: str) -> None:
         """Record why the bind is not working. WARNING when the reason changes; a
         session that flaps (bound briefly, lost for the same reason) is not a change,
         one that stayed bound for ``reconnect_max`` is."""
@@ -243,7 +243,7 @@ class BindWorker(BaseHandler):
         if (bound_since is not None
                 and time.monotonic() - bound_since >= self.operator.config.reconnect_max):
             self._warned = None
-        if warn and reason != self._warned:
+        if reason != self._warned:
             self._warned = reason
             log.warning("bind failing", extra={
                 "event": "bind_failing", "bind": self.name, "operator": self.operator.id,
