@@ -141,6 +141,10 @@ class BindWorker(BaseHandler):
         self._retire.set()
         if self._task is None:
             return
+        if self.state in ("connecting", "binding"):
+            # Nothing sent yet to drain: do not wait for a connect or a bind_resp
+            # that may take a response timeout (or never come).
+            self._task.cancel()
         try:
             await asyncio.wait_for(asyncio.shield(self._task), drain_timeout + 5.0)
         except TimeoutError:
@@ -302,6 +306,9 @@ class BindWorker(BaseHandler):
             loop.create_connection(lambda: SmppConnection(session, self, loop), host, port),
             CONNECT_TIMEOUT,
         )
+        if self._stopping:  # stop() cancelled the connect, and wait_for let it finish
+            conn.abort()
+            return "retired"
         self.conn = conn
         # A paced submit must leave when its token is granted: none may wait behind
         # unwritten bytes and then go out in a burst (see _send_loop).
