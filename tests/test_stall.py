@@ -67,6 +67,10 @@ async def test_a_stalled_smsc_gets_nothing_more_and_the_api_says_stalled(
                 return bind if bind["state"] == "stalled" else None
 
             bind = await wait_for(stalled, 10.0, what="the bind shown as stalled")
+            async with http.get(f"http://127.0.0.1:{daemon.api_port}"
+                                "/v1/operators/op/binds/op%230") as resp:
+                detail = await resp.json()
+            assert resp.status == 200 and detail["state"] == "stalled", detail
             assert bind["last_error_reason"] == "stalled"
             assert "no submit_sm_resp" in bind["last_error"]
             frozen_conn = submits(sim, "op")[0]["conn"]
