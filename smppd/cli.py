@@ -34,9 +34,10 @@ async def _serve(config_path: str) -> int:
     try:
         await daemon.start()
     except Exception as exc:
-        # A daemon that cannot start all of itself says so and exits non-zero.
-        log.critical("start failed", extra={"event": "start_failed", "error": str(exc)})
-        await daemon.stop()
+        # A daemon that cannot start all of itself says so and exits non-zero; start()
+        # has already stopped (unbound, closed) whatever it had started.
+        log.critical("start failed", extra={"event": "start_failed",
+                                            "error": f"{type(exc).__name__}: {exc}"})
         return 1
     tune_after_start()
     await daemon.run_until_signalled()
