@@ -765,7 +765,8 @@ def table(rows: list[Row]) -> str:
             lines.append(
                 f"hostile SMSC: {x['pdus']:,} PDUs in {x['seconds']} s over {x['sessions']} "
                 f"sessions ({x['closed_by_daemon']} closed by the daemon, after {x['fatal']} "
-                f"unframeable PDUs and the stalls); {x['answered']:,} answers for "
+                f"unframeable PDUs and the one-byte-a-second sessions); {x['answered']:,} "
+                f"answers for "
                 f"{x['answers_due']:,} framed PDUs that call for one; crashes "
                 f"{x['crashes']} (exit {x['daemon_exit']}, {x['tracebacks']} tracebacks in "
                 f"{x['log_lines']:,} log lines); daemon RSS {x['rss_start_mb']} MB at the "
