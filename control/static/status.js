@@ -26,7 +26,8 @@
   }
 
   function pill(node, state) {
-    node.className = "pill " + String(state).replace(/[^a-z_]/g, "");
+    const keep = node.getAttribute("data-class") || "";  // classes of its own, e.g. op-state
+    node.className = ("pill " + String(state).replace(/[^a-z_]/g, "") + " " + keep).trim();
     node.textContent = String(state).replace(/_/g, " ");
   }
 
@@ -67,7 +68,7 @@
     const head = el("div", { "class": "op-head" });
     const name = el("h3", {}, op.name);
     const id = el("span", { "class": "op-id" }, op.id);
-    const state = el("span", { "class": "pill op-state" });
+    const state = el("span", { "class": "pill op-state", "data-class": "op-state" });
     head.append(name, id, state);
     const figures = el("dl", { "class": "op-figures" });
     const parts = { name, state, figures: {} };
@@ -76,7 +77,9 @@
                                 ["queued", "queued"], ["spilled", "spilled"],
                                 ["unmatched", "unmatched"], ["binds", "binds up"]]) {
       const dd = el("dd", { "data-figure": key });
-      figures.append(el("dt", {}, label), dd);
+      const pair = el("div");
+      pair.append(el("dt", {}, label), dd);
+      figures.append(pair);
       parts.figures[key] = dd;
     }
     const bar = el("div", { "class": "bar" });
