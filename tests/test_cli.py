@@ -14,7 +14,6 @@ from e2e_helpers import operator, write_config
 
 SMPPD = str(Path(sys.executable).parent / "smppd")
 REPO = Path(__file__).resolve().parent.parent
-DEMO_PORTS = (2775, 2776, 2777, 2778, 2779, 8080, 8780)  # conf/simulator.toml, conf/demo.toml
 
 
 def smppd(*args: str, cwd: Path | None = None, timeout: float = 60.0,
@@ -70,23 +69,9 @@ def test_run_with_bad_config_exits_non_zero(tmp_path: Path) -> None:
     assert "operators.op.tps" in result.stderr
 
 
-def _taken(port: int) -> bool:
-    with socket.socket() as sock:
-        # as the servers do: connections of an earlier run in TIME_WAIT are no obstacle
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind(("127.0.0.1", port))
-        except OSError:
-            return True
-    return False
-
-
 def test_demo_runs_and_prints_the_table(tmp_path: Path) -> None:
-    taken = [port for port in DEMO_PORTS if _taken(port)]
-    assert not taken, (f"the demo needs 127.0.0.1 ports {DEMO_PORTS}; taken now: {taken} "
-                       "(stop whatever listens there, e.g. another smppd demo or smppd-sim)")
     result = smppd("demo", "--exit", "--messages", "50", "--state-dir", str(tmp_path),
-                   cwd=tmp_path, timeout=90.0)
+                   "--api-port", "0", "--sim-port", "0", cwd=tmp_path, timeout=90.0)
     assert result.returncode == 0, result.stdout + result.stderr
     lines = result.stdout.splitlines()
     header = next(line for line in lines if line.startswith("operator"))
@@ -100,3 +85,110 @@ def test_demo_runs_and_prints_the_table(tmp_path: Path) -> None:
     assert all(int(row[1]) == int(row[2]) + int(row[3]) for row in rows.values()), result.stdout
     assert sum(int(row[2]) for row in rows.values()) > 25
     assert "50 messages, 50 with a final state" in result.stdout
+
+
+def test_demo_does_not_import_the_simulators() -> None:
+    code = ("import sys, smppd.demo, smppd.cli; "
+            "print(sorted(m for m in sys.modules if m.split('.')[0] == 'simulators'))")
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--api-port", "70000"], "argument --api-port: '70000' is not a port"),
+    (["--sim-port", "x"], "argument --sim-port: 'x' is not a port"),
+    (["--sim-port", "65534"], "--sim-port 65534: the five MNOs need ports up to 65538"),
+    (["--messages", "0"], "argument --messages: '0' is not a count"),
+])
+def test_demo_bad_options_name_the_option(tmp_path: Path, args: list[str], message: str) -> None:
+    result = smppd("demo", "--exit", "--state-dir", str(tmp_path), *args, cwd=tmp_path)
+    assert result.returncode in (1, 2)
+    assert message in result.stderr, result.stderr
+    assert result.stdout == ""
+
+
+def test_demo_refuses_a_port_in_use(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        for option in ("--api-port", "--sim-port"):
+            result = smppd("demo", "--exit", option, str(port), "--state-dir", str(tmp_path),
+                           cwd=tmp_path)
+            assert result.returncode == 1
+            assert f"smppd demo: {option} {port}:" in result.stderr, result.stderr
+            assert "in use" in result.stderr
+
+
+@pytest.mark.parametrize("command", ["smppd", "smppd-sim", "smppctl", "smppd-rotate",
+                                     "smppd-faultproxy"])
+def test_every_command_tells_its_version(command: str) -> None:
+    from importlib.metadata import version
+
+    result = subprocess.run([str(Path(sys.executable).parent / command), "--version"],
+                            capture_output=True, text=True, timeout=30, check=False)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"{command} {version('smppd')}"
+
+
+def test_subcommands_tell_the_version_and_take_global_options_after_them(
+        tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    for sub in ("run", "check-config", "migrate", "demo"):
+        result = smppd(sub, "--version")
+        assert (result.returncode, result.stdout.strip()) == (0, f"smppd {version('smppd')}")
+    path = write_config(tmp_path, [operator("op", ["127.0.0.1:2775"], tps=-1)])
+    result = smppd("run", "--config", str(path), "--log-format", "text", "--log-level", "debug")
+    assert result.returncode == 2
+    assert "operators.op.tps" in result.stderr
+    result = smppd("run", "--log-level", "LOUD")
+    assert result.returncode == 2
+    assert "argument --log-level: invalid choice: 'LOUD'" in result.stderr
+
+
+def test_check_config_run_and_migrate_take_the_config_the_same_way(tmp_path: Path) -> None:
+    good = write_config(tmp_path, [operator("op", ["127.0.0.1:2775"], binds=2)])
+    for args in (["check-config", str(good)], ["check-config", "--config", str(good)],
+                 ["check-config", "-c", str(good)]):
+        result = smppd(*args)
+        assert result.returncode == 0, result.stderr
+        assert "OK, 1 operator, 2 binds" in result.stdout
+    missing = str(tmp_path / "absent.toml")
+    for sub in ("check-config", "run", "migrate"):
+        from_env = smppd_env(sub, SMPPD_CONFIG=missing)
+        assert from_env.returncode == 2, (sub, from_env.stderr)
+        assert "absent.toml" in from_env.stderr, (sub, from_env.stderr)
+    result = smppd_env("check-config", SMPPD_CONFIG=str(good))
+    assert result.returncode == 0 and "OK, 1 operator" in result.stdout
+    result = smppd_env("check-config", "--config", str(good), SMPPD_CONFIG=missing)
+    assert result.returncode == 0, "--config wins over SMPPD_CONFIG"
+    result = smppd("check-config", str(good), "--config", missing)
+    assert result.returncode == 2
+    assert "give the file once" in result.stderr
+
+
+def smppd_env(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SMPPD_")}
+    return subprocess.run([SMPPD, *args], capture_output=True, text=True, timeout=60,
+                          cwd=REPO, env={**base, **env}, check=False)
+
+
+def test_every_option_has_help() -> None:
+    import argparse
+
+    from simulators.cli import parser as sim_parser
+    from smppd.cli import parser as smppd_parser
+
+    def walk(p: argparse.ArgumentParser, where: str) -> list[str]:
+        missing = []
+        for action in p._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                for name, child in action.choices.items():
+                    missing += walk(child, f"{where} {name}")
+            elif action.help is None:
+                missing.append(f"{where}: {action.dest}")
+        return missing
+
+    assert walk(smppd_parser(), "smppd") + walk(sim_parser(), "smppd-sim") == []

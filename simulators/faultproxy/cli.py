@@ -46,17 +46,29 @@ def _run_fast(main: Coroutine[Any, Any, None]) -> None:
         uvloop.run(main)
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("smppd")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="smppd-faultproxy",
         description="TCP fault proxy with Toxiproxy's HTTP API (drive it with toxiproxy-python)")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     parser.add_argument("--listen", default="127.0.0.1:8474",
                         help="host:port of the HTTP API (default 127.0.0.1:8474)")
     parser.add_argument("--config", help="JSON file: a list of proxies to create at start, "
                                          "as POST /populate takes")
-    parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--log-level", default="INFO", type=str.upper,
+                        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+                        help="log level (default: INFO)")
     args = parser.parse_args(argv)
-    logging.basicConfig(stream=sys.stdout, level=args.log_level.upper(),
+    logging.basicConfig(stream=sys.stdout, level=args.log_level,
                         format="%(asctime)s %(levelname)s %(name)s %(message)s")
     try:
         host, port = parse_address(args.listen, "--listen", any_port=True)
