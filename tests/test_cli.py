@@ -192,3 +192,46 @@ def test_every_option_has_help() -> None:
         return missing
 
     assert walk(smppd_parser(), "smppd") + walk(sim_parser(), "smppd-sim") == []
+
+
+def test_demo_from_a_built_wheel(tmp_path: Path) -> None:
+    """A normal install (a wheel, not this source tree): the demo finds its configs,
+    migrations and the simulator as installed files."""
+    import site
+    import sysconfig
+
+    wheels = tmp_path / "wheels"
+    built = subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", str(REPO),
+                            "-w", str(wheels)], capture_output=True, text=True, timeout=300,
+                           check=False)
+    assert built.returncode == 0, built.stderr
+    (wheel,) = wheels.glob("smppd-*.whl")
+    env_dir = tmp_path / "venv"
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(env_dir)], check=True,
+                   timeout=120)
+    python = env_dir / "bin" / "python"
+    # The dependencies come from this environment's site-packages; smppd itself only
+    # from the wheel (a path listed in a .pth does not run that folder's .pth files, so
+    # the editable install of this tree stays out).
+    purelib = Path(subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig."
+                                   "get_paths()['purelib'])"], capture_output=True, text=True,
+                                  check=True).stdout.strip())
+    deps = [sysconfig.get_paths()["purelib"], *site.getsitepackages()]
+    (purelib / "deps.pth").write_text("\n".join(dict.fromkeys(deps)) + "\n")
+    installed = subprocess.run([sys.executable, "-m", "pip", "--python", str(python), "install",
+                                "-q", "--no-deps", str(wheel)], capture_output=True, text=True,
+                               timeout=300, check=False)
+    assert installed.returncode == 0, installed.stderr
+    work = tmp_path / "elsewhere"
+    work.mkdir()
+    where = subprocess.run([str(python), "-c", "import smppd, control; print(smppd.__file__);"
+                            " print(control.__file__)"], capture_output=True, text=True,
+                           cwd=work, check=True).stdout.split()
+    assert all(Path(p).is_relative_to(env_dir) for p in where), where
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SMPPD_")}
+    result = subprocess.run([str(env_dir / "bin" / "smppd"), "demo", "--exit", "--messages",
+                             "20", "--api-port", "0", "--sim-port", "0", "--state-dir",
+                             str(tmp_path / "state")], capture_output=True, text=True,
+                            cwd=work, env=env, timeout=120, check=False)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "20 messages, 20 with a final state" in result.stdout
