@@ -166,11 +166,12 @@ class Daemon:
         self.notifier.ready(self.summary())
 
     async def _start_api(self) -> None:
+        from control.access import make_runner
         from control.app import create_app
         from smppd.controlplane import authenticator
 
         app = create_app(self, authenticator(self.config), self.config.api.metrics_public)
-        self.runner = web.AppRunner(app, access_log=None)
+        self.runner = make_runner(app, self.config.api.access_log)
         await self.runner.setup()
         host, port = self.config.api.listen
         site = web.TCPSite(self.runner, host, port)
