@@ -235,3 +235,47 @@ def test_demo_from_a_built_wheel(tmp_path: Path) -> None:
                             cwd=work, env=env, timeout=120, check=False)
     assert result.returncode == 0, result.stdout + result.stderr
     assert "20 messages, 20 with a final state" in result.stdout
+
+
+def test_demo_takes_free_ports_when_the_defaults_are_taken(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from smppd import demo
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        monkeypatch.setattr(demo, "API_PORT", port)
+        monkeypatch.setattr(demo, "SIM_PORT", port - 2)  # the MNOs' range covers it
+        assert demo.choose_ports(None, None) == (0, 0)
+        assert demo.choose_ports(0, 0) == (0, 0)
+
+
+def test_simulator_ports_and_ready_file(tmp_path: Path) -> None:
+    import json
+    import signal
+    import time
+
+    sim = str(Path(sys.executable).parent / "smppd-sim")
+    bad = subprocess.run([sim, "--ports-from", "70000"], capture_output=True, text=True,
+                         timeout=30, check=False)
+    assert bad.returncode == 2 and "argument --ports-from: '70000' is not a port" in bad.stderr
+    ready = tmp_path / "ready.json"
+    proc = subprocess.Popen([sim, "--config", str(REPO / "conf" / "simulator.toml"),
+                             "--ports-from", "0", "--admin-port", "0", "--ready-file",
+                             str(ready)], stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 20
+        while not ready.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, "no ready file"
+            time.sleep(0.05)
+        found = json.loads(ready.read_text())
+        assert [m["config_port"] for m in found["mnos"]] == [2775, 2776, 2777, 2778, 2779]
+        for mno in found["mnos"]:  # each listens where the file says
+            with socket.create_connection(("127.0.0.1", mno["port"]), timeout=5):
+                pass
+        assert found["admin_port"] not in (None, 8780)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0

@@ -186,3 +186,14 @@ async def test_status_page_and_assets_are_served_without_a_token(tmp_path: Path)
         async with http.get(url + "/v1/status",
                             headers={"Authorization": "Bearer operate-token"}) as resp:
             assert (await resp.json())["you"] == {"name": "oncall", "operate": True}
+
+
+def test_an_open_api_offers_the_actions_to_anyone() -> None:
+    import urllib.request
+
+    from control_helpers import serve_in_thread
+
+    with serve_in_thread(None) as (url, _), urllib.request.urlopen(url + "/v1/status") as resp:
+        body = json.loads(resp.read())
+    assert body["you"] == {"name": None, "operate": True}
+    assert len(body["operators"]) == 5
