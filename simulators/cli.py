@@ -15,6 +15,7 @@ import logging
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 
 from .config import ConfigError, SimConfig, load_config
@@ -96,10 +97,21 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+class UtcFormatter(logging.Formatter):
+    """Times in RFC 3339, UTC, to the millisecond (2026-12-03T09:15:02.123Z), as smppd's."""
+
+    default_time_format = "%Y-%m-%dT%H:%M:%S"
+    default_msec_format = "%s.%03dZ"
+
+    def converter(self, seconds: float | None) -> time.struct_time:
+        return time.gmtime(seconds)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    logging.basicConfig(stream=sys.stdout, level=args.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(UtcFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=args.log_level, handlers=[handler])
     try:
         original = load_config(args.config)
         if args.ports_from and args.ports_from + len(original.mnos) - 1 > 65535:

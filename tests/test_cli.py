@@ -261,10 +261,11 @@ def test_simulator_ports_and_ready_file(tmp_path: Path) -> None:
                          timeout=30, check=False)
     assert bad.returncode == 2 and "argument --ports-from: '70000' is not a port" in bad.stderr
     ready = tmp_path / "ready.json"
-    proc = subprocess.Popen([sim, "--config", str(REPO / "conf" / "simulator.toml"),
-                             "--ports-from", "0", "--admin-port", "0", "--ready-file",
-                             str(ready)], stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+    log = tmp_path / "sim.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([sim, "--config", str(REPO / "conf" / "simulator.toml"),
+                                 "--ports-from", "0", "--admin-port", "0", "--ready-file",
+                                 str(ready)], stdout=out, stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + 20
         while not ready.exists():
@@ -279,3 +280,8 @@ def test_simulator_ports_and_ready_file(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0
+    import re
+
+    first = log.read_text().splitlines()[0]  # RFC 3339 UTC times, as the daemon's
+    assert re.match(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z INFO simulators MNO roshan "
+                    r"listening on 127\.0\.0\.1:\d+$", first), first

@@ -8,6 +8,7 @@ import json
 import logging
 import signal
 import sys
+import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
@@ -55,6 +56,16 @@ def _version() -> str:
         return "unknown"
 
 
+class UtcFormatter(logging.Formatter):
+    """Times in RFC 3339, UTC, to the millisecond (2026-12-03T09:15:02.123Z), as smppd's."""
+
+    default_time_format = "%Y-%m-%dT%H:%M:%S"
+    default_msec_format = "%s.%03dZ"
+
+    def converter(self, seconds: float | None) -> time.struct_time:
+        return time.gmtime(seconds)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="smppd-faultproxy",
@@ -68,8 +79,9 @@ def main(argv: list[str] | None = None) -> int:
                         choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
                         help="log level (default: INFO)")
     args = parser.parse_args(argv)
-    logging.basicConfig(stream=sys.stdout, level=args.log_level,
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(UtcFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=args.log_level, handlers=[handler])
     try:
         host, port = parse_address(args.listen, "--listen", any_port=True)
         proxies = None if args.config is None else json.loads(Path(args.config).read_text("utf-8"))
