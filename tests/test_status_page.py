@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 from browser import Page, headless_chromium
-from e2e_helpers import mno, operator, running_daemon, running_sim, wait_bound, wait_for
+from e2e_helpers import free_port, mno, operator, running_daemon, running_sim, wait_for
 from e2e_helpers import submit as submit_direct
 
 from smppd.daemon import Daemon
@@ -42,12 +42,18 @@ async def gateway(tmp_path: Path) -> AsyncIterator[Daemon]:
     from e2e_helpers import write_config
 
     async with running_sim([mno("alpha", tps=1000), mno("beta", tps=1000)]) as sim:
+        # gamma's SMSC is down: its bind keeps failing and says so
         path = write_config(tmp_path, [operator("alpha", sim, prefix="937", tps=50),
                                        operator("beta", sim, prefix="938", tps=20,
-                                                binds=2)])
+                                                binds=2),
+                                       operator("gamma", [f"127.0.0.1:{free_port()}"],
+                                                prefix="939", tps=30)])
         path.write_text(path.read_text() + _auth_toml())
         async with running_daemon(path) as daemon:
-            await wait_bound(daemon)
+            await wait_for(lambda: all(daemon.operators[op].bound_count == want for op, want
+                                       in (("alpha", 1), ("beta", 2))), 10, what="binds up")
+            await wait_for(lambda: daemon.operators["gamma"].binds[0].last_error, 10,
+                           what="gamma's bind failing")
             yield daemon
 
 
@@ -79,8 +85,8 @@ async def test_status_page_renders_rates_and_pauses(tmp_path: Path) -> None:
         # A read token: operators and binds render, without the operator actions.
         await use_token(page, "read-token")
         await wait_for(lambda: page.evaluate(
-            "document.querySelectorAll('[data-operator]').length === 2"), 10,
-            what="two operator cards")
+            "document.querySelectorAll('[data-operator]').length === 3"), 10,
+            what="three operator cards")
         assert await page.evaluate("sessionStorage.getItem('smppd.token')") == "read-token"
         assert "read-token" not in await page.evaluate("location.href")
         for op_id, binds in (("alpha", 1), ("beta", 2)):
@@ -91,7 +97,12 @@ async def test_status_page_renders_rates_and_pauses(tmp_path: Path) -> None:
             host = await text(page, f"{card} tr[data-bind] td:nth-child(3)")
             assert host is not None and host.endswith("(primary)")
         assert await text(page, "[data-operator=beta] [data-figure=tps]") == "20"
-        assert await text(page, "#tps-limit") == "70"
+        assert await text(page, "#tps-limit") == "100"
+        # gamma: unbound, its bind's error and since when, and the error in the list
+        assert await text(page, "[data-operator=gamma] .op-state") == "unbound"
+        error = await text(page, "[data-operator=gamma] tr[data-bind] td.error")
+        assert error is not None and "ConnectionRefusedError" in error and "since 20" in error
+        assert "gamma#0" in (await text(page, "#errors") or "")
         assert await page.evaluate("document.querySelector('[data-operator=alpha] .actions')"
                                    ".hidden") is True
         assert await text(page, "#submit-rate") == "0"
@@ -179,10 +190,15 @@ async def test_status_page_and_assets_are_served_without_a_token(tmp_path: Path)
                             headers={"Authorization": "Bearer read-token"}) as resp:
             body: dict[str, Any] = await resp.json()
             assert resp.status == 200
-        assert [op["id"] for op in body["operators"]] == ["alpha", "beta"]
+        assert [op["id"] for op in body["operators"]] == ["alpha", "beta", "gamma"]
         assert body["you"] == {"name": "watcher", "operate": False}
-        assert body["totals"]["tps_limit"] == 70
+        assert body["totals"]["tps_limit"] == 100
         assert body["operators"][1]["binds"][0]["last_error_since"] is None
+        gamma = body["operators"][2]
+        assert gamma["state"] == "unbound"
+        assert "ConnectionRefusedError" in gamma["binds"][0]["last_error"]
+        assert gamma["binds"][0]["last_error_since"].endswith("Z")
+        assert any(e["source"] == "bind" and e["bind"] == "gamma#0" for e in body["errors"])
         async with http.get(url + "/v1/status",
                             headers={"Authorization": "Bearer operate-token"}) as resp:
             assert (await resp.json())["you"] == {"name": "oncall", "operate": True}
