@@ -66,8 +66,9 @@ SCHEMAS: dict[str, Any] = {
         "bind": {"type": "string"}, "state": {"type": "string"},
         "host": {"type": ["string", "null"]}, "on_primary": {"type": "boolean"},
         "window_in_use": {"type": "integer"}, "last_error": {"type": ["string", "null"]},
-        "last_error_since": {"type": ["string", "null"], "format": "date-time"},
-    }, ("bind", "state", "last_error_since"), extra=True),
+        "last_error_since": {"type": ["number", "null"],
+                             "description": "epoch seconds: when this failure began"},
+    }, ("bind", "state"), extra=True),
     "StatusOperator": _obj({
         "id": {"type": "string"}, "name": {"type": "string"},
         "state": {"enum": ["bound", "unbound", "paused"]},
@@ -86,10 +87,10 @@ SCHEMAS: dict[str, Any] = {
         "operators": {"type": "array", "items": _ref("StatusOperator")},
         "errors": {"type": "array", "items": _obj({
             "at": {"type": "string", "format": "date-time"},
-            "source": {"enum": ["bind", "log"]}, "level": {"type": "string"},
+            "level": {"type": "string"},
             "event": {"type": ["string", "null"]}, "operator": {"type": ["string", "null"]},
             "bind": {"type": ["string", "null"]}, "message": {"type": "string"}},
-            ("at", "source", "message"))},
+            ("at", "level", "message"))},
         "you": _obj({"name": {"type": ["string", "null"]}, "operate": {"type": "boolean"}},
                     ("operate",)),
     }, ("time", "totals", "operators", "errors", "you")),
@@ -243,9 +244,11 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("GET", "/v1/status"): {
         "summary": "What the status page shows: operators and binds, rates, queues, "
                    "unmatched receipts, the last errors",
-        "description": "Rates are per second over the last rate_window_seconds; a bind's "
-                       "last_error_since is when the daemon first saw that error. you.operate "
-                       "tells whether the caller may pause, resume and rebind.",
+        "description": "Operators and binds as GET /v1/operators shows them, with the "
+                       "submit and receipt rates per second over the last "
+                       "rate_window_seconds; errors are the last WARNING-or-worse log "
+                       "records, newest first. you.operate tells whether the caller may "
+                       "pause, resume and rebind.",
         "responses": {"200": _json(_ref("Status"))}},
     ("GET", "/v1/operators"): {
         "summary": "Operators with their binds",

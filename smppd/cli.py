@@ -23,6 +23,7 @@ def _run(coro: Coroutine[Any, Any, int]) -> int:
 async def _serve(config_path: str) -> int:
     from smppd.config import ConfigError, load_config
     from smppd.daemon import Daemon
+    from smppd.gc_tuning import tune_after_start
 
     try:
         config = load_config(config_path)
@@ -33,10 +34,12 @@ async def _serve(config_path: str) -> int:
     try:
         await daemon.start()
     except Exception as exc:
-        # A daemon that cannot start all of itself says so and exits non-zero.
-        log.critical("start failed", extra={"event": "start_failed", "error": str(exc)})
-        await daemon.stop()
+        # A daemon that cannot start all of itself says so and exits non-zero; start()
+        # has already stopped (unbound, closed) whatever it had started.
+        log.critical("start failed", extra={"event": "start_failed",
+                                            "error": f"{type(exc).__name__}: {exc}"})
         return 1
+    tune_after_start()
     await daemon.run_until_signalled()
     return 0
 

@@ -156,6 +156,16 @@ class SmppConnection(asyncio.Protocol):
             self._arm_timer()
         return sequence
 
+    def flush(self) -> None:
+        """Write what is queued now instead of at the end of this loop iteration."""
+        self._flush()
+
+    def pause_on_any_backlog(self) -> None:
+        """Report the transport busy (``drained`` waits) as soon as it holds any
+        unwritten byte, not only past 64 KiB."""
+        if self.transport is not None:
+            self.transport.set_write_buffer_limits(high=0)
+
     async def request(self, pdu: Pdu, *, check_status: bool = True) -> Pdu:
         """Send a request and wait for its response (bind, unbind, enquire_link, query)."""
         await self.wait_for_window()

@@ -132,38 +132,58 @@ class Daemon:
         from throttling.redis_bucket import RedisTokenBucket
 
         key = f"{self.config.redis.key_prefix}:bucket:{op_cfg.id}"
-        return RedisTokenBucket(self.redis, key, op_cfg.tps, replicas=self.config.redis.replicas)
+        return RedisTokenBucket(self.redis, key, op_cfg.tps, replicas=self.config.redis.replicas,
+                                headroom=op_cfg.tps_margin)
 
     # -- lifecycle --
 
     async def start(self) -> None:
-        await self.store.open()
+        """Start every part in order; if one fails, what was started is stopped again
+        in reverse (binds unbound, API closed, store closed) and the error raised, so
+        the process can exit non-zero with nothing left behind."""
         from smppd import controlplane
 
-        await controlplane.start(self.control, self.config)
-        resumed = await self.dispatcher.resume_pending()
-        if resumed:
-            log.info("resumed pending messages", extra={"event": "resumed", "count": resumed})
-        restored = await self.dispatcher.inbound.restore_mo_parts()
-        if restored:
-            log.info("restored parts of MO messages", extra={"event": "mo_parts_restored",
-                                                              "count": restored})
-        if self.vault is not None:
-            await self.vault.start(self.operators)
-        if self.bus is not None:  # before the binds: a leader takes commands at once
-            await self.bus.connect()
-            await self._prepare_intake()
-        for op in self.operators.values():
-            self.metrics.tps_limit.labels(op.id).set(op.limiter.limit)
-            self.start_operator(op)
-        await self._start_api()
-        if self.bus is not None:
-            self.bus.start_consumer(self.dispatcher)
-        self._housekeeping = asyncio.ensure_future(self._housekeep())
-        self._watchdog = asyncio.ensure_future(self._watch())
-        self.board.attach(*BOARD_LOGGERS)
-        self.ready = True
+        async with contextlib.AsyncExitStack() as started:
+            if self.redis is not None:
+                started.push_async_callback(self.redis.aclose)
+            await self.store.open()
+            started.push_async_callback(self.store.close)
+            await controlplane.start(self.control, self.config)
+            started.push_async_callback(self.control.stop)
+            resumed = await self.dispatcher.resume_pending()
+            if resumed:
+                log.info("resumed pending messages", extra={"event": "resumed", "count": resumed})
+            restored = await self.dispatcher.inbound.restore_mo_parts()
+            if restored:
+                log.info("restored parts of MO messages", extra={
+                    "event": "mo_parts_restored", "count": restored})
+            if self.vault is not None:
+                started.push_async_callback(self.vault.close)
+                await self.vault.start(self.operators)
+            if self.bus is not None:  # before the binds: a leader takes commands at once
+                started.push_async_callback(self.bus.close)
+                await self.bus.connect()
+                await self._prepare_intake()
+            started.push_async_callback(self._stop_binds)
+            for op in self.operators.values():
+                self.metrics.tps_limit.labels(op.id).set(op.limiter.limit)
+                self.start_operator(op)
+            started.push_async_callback(self._close_api)
+            await self._start_api()
+            if self.bus is not None:
+                self.bus.start_consumer(self.dispatcher)
+            self._housekeeping = asyncio.ensure_future(self._housekeep())
+            self._watchdog = asyncio.ensure_future(self._watch())
+            self.board.attach(*BOARD_LOGGERS)
+            self.ready = True
+            started.pop_all()  # from here on stop() owns the shutdown
         self.notifier.ready(self.summary())
+
+    async def _stop_binds(self) -> None:
+        """Unbind every operator (active/standby: leave its lease too), in reverse."""
+        drain = self.config.daemon.drain_timeout
+        await asyncio.gather(*(standby.close() for standby in reversed(self.standbys.values())))
+        await asyncio.gather(*(op.stop(drain) for op in reversed(self.operators.values())))
 
     async def _start_api(self) -> None:
         from control.access import make_runner
@@ -181,6 +201,11 @@ class Daemon:
             self.api_port = sockets[0].getsockname()[1]
         log.info("api listening", extra={"event": "api_listening", "port": self.api_port})
 
+    async def _close_api(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
+
     async def stop(self) -> None:
         """Ordered shutdown; safe to call twice."""
         if not self.ready:
@@ -191,17 +216,14 @@ class Daemon:
         self.dispatcher.accepting = False
         if self.bus is not None:
             await self.bus.stop_consumer()
-        drain = self.config.daemon.drain_timeout
-        await asyncio.gather(*(standby.close() for standby in self.standbys.values()))
-        await asyncio.gather(*(op.stop(drain) for op in self.operators.values()))
-        await self.dispatcher.settle(timeout=drain)
+        await self._stop_binds()
+        await self.dispatcher.settle(timeout=self.config.daemon.drain_timeout)
         for task in (self._housekeeping, self._watchdog):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        if self.runner is not None:
-            await self.runner.cleanup()
+        await self._close_api()
         await self.control.stop()
         if self.bus is not None:
             await self.bus.close()
@@ -388,6 +410,8 @@ class Daemon:
                     ("submits", self.metrics.submits.labels(op.id), bind.sent),
                     ("attempts", self.metrics.bind_attempts.labels(op.id, bind.name),
                      bind.attempts),
+                    ("stalls", self.metrics.bind_stalls.labels(op.id, bind.name),
+                     bind.stalls),
                 ):
                     key = (name, bind.name)
                     delta = count - self._exported.get(key, 0)
@@ -437,7 +461,12 @@ class Daemon:
         required = [name for name in ("store", "nats") if name in found]
         ready = (self.ready and any(bound.values())
                  and all(found[name] == "ok" for name in required))
-        return ready, {**found, "required": required, "binds_up": bound}
+        failing = {op.id: [{"bind": b.name, "reason": b.error_reason, "error": b.last_error,
+                            "since": b.error_since} for b in op.binds if b.error_reason]
+                   for op in self.operators.values()}
+        return ready, {**found, "required": required, "binds_up": bound,
+                       "bind_errors": {op_id: errors for op_id, errors in failing.items()
+                                       if errors}}
 
     def operator_statuses(self) -> list[dict[str, Any]]:
         return [self._operator_view(op) for op in self.operators.values()]

@@ -68,6 +68,12 @@ class Metrics:
         self.tps_limit = Gauge("smppd_tps_limit", "Configured TPS", ["operator"], registry=r)
         self.bind_up = Gauge("smppd_bind_up", "1 when the bind is bound", ["operator", "bind"],
                              registry=r)
+        self.bind_stalls = Counter("smppd_bind_stalls",
+                                   "Sessions given up for an overdue submit_sm_resp",
+                                   ["operator", "bind"], registry=r)
+        self.bind_failing = Gauge("smppd_bind_failing",
+                                  "1 while the bind fails for this reason (e.g. ESME_RINVPASWD)",
+                                  ["operator", "bind", "reason"], registry=r)
         self.bind_attempts = Counter("smppd_bind_attempts", "Connect+bind attempts",
                                      ["operator", "bind"], registry=r)
         self.mo = Counter("smppd_mo_messages", "Mobile-originated messages", ["operator"],

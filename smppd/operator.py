@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from smppd.bind import BindWorker
 from smppd.protocol.pdu import DeliverSm, Pdu
-from throttling import AdaptiveRate, TokenBucket
+from throttling import AdaptiveRate, Sleep, TokenBucket
 
 if TYPE_CHECKING:
     from smppd.config import OperatorConfig
@@ -37,6 +37,7 @@ class OutboundPart:
     total: int
     frame: bytes  # the submit_sm, encoded once at accept with sequence number 0
     attempts: int = 0
+    in_doubt: int = 0  # sessions that ended with it written and unanswered (smppd.bind)
     sent_at: float = 0.0
     bind: str = ""
 
@@ -121,17 +122,18 @@ class Operator:
         password: Callable[[], str | None],
         limiter: Any = None,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
     ) -> None:
         self.config = config
         self.id: str = config.id
         self.events = events
         self.password = password
         self.queue = PartQueue()
-        # A 2 % margin keeps network jitter from bunching two sends into one of the
-        # SMSC's one-second windows.
-        bucket = limiter if limiter is not None else TokenBucket(config.tps, headroom=0.02,
-                                                                 clock=clock)
-        self.limiter = AdaptiveRate(bucket, clock=clock)
+        # The margin (tps_margin) keeps jitter between our write and the SMSC's clock
+        # from bunching one send too many into one of its one-second windows.
+        self.bucket = limiter if limiter is not None else TokenBucket(
+            config.tps, headroom=config.tps_margin, clock=clock, sleep=sleep)
+        self.limiter = AdaptiveRate(self.bucket, clock=clock, sleep=sleep)
         self.window = config.window
         self.paused = False
         self._resumed = asyncio.Event()
@@ -260,6 +262,9 @@ class Operator:
 
     def set_tps(self, tps: float) -> None:
         self.limiter.set_limit(tps)
+
+    def set_tps_margin(self, margin: float) -> None:
+        self.bucket.set_headroom(margin)
 
     def set_window(self, window: int) -> None:
         self.window = window

@@ -167,6 +167,8 @@ class Reloader:
         if cfg.tps != old.tps:
             op.set_tps(cfg.tps)
             self.daemon.metrics.tps_limit.labels(op.id).set(op.limiter.limit)
+        if cfg.tps_margin != old.tps_margin:
+            op.set_tps_margin(cfg.tps_margin)
         if cfg.window != old.window:
             op.set_window(cfg.window)
         await self._resize_binds(op, cfg.binds)

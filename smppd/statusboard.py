@@ -4,9 +4,10 @@ the last errors.
 
 Rates come from the plain counters the binds and the dispatcher keep already
 (``bind.sent``, ``op.counters["receipts"]``), sampled once a second by the daemon's
-housekeeping and at each request, so the page costs the send path nothing. A bind's
-``last_error`` carries no time of its own: the board notes when it first saw each
-new one, which is the "since" the page shows (to within a second).
+housekeeping and at each request, so the page costs the send path nothing. Operators
+and binds are as ``GET /v1/operators`` shows them (a bind's ``last_error_since`` is
+its own, epoch seconds); the last errors are the daemon's WARNING-or-worse log
+records (a failing bind logs one per reason).
 """
 
 from __future__ import annotations
@@ -49,7 +50,7 @@ class RecentLog(logging.Handler):
         if detail:
             message = f"{message}: {mask_msisdns(str(detail))}"
         self.records.append({
-            "at": rfc3339(record.created), "wall": record.created, "source": "log",
+            "at": rfc3339(record.created), "wall": record.created,
             "level": record.levelname, "event": getattr(record, "event", None),
             "operator": getattr(record, "operator", None), "bind": getattr(record, "bind", None),
             "message": message,
@@ -70,9 +71,6 @@ class StatusBoard:
         # (monotonic time, {operator: (submits, receipts)}), oldest first
         self._samples: collections.deque[tuple[float, dict[str, tuple[int, int]]]] = (
             collections.deque())
-        self._errors: dict[str, tuple[str, float]] = {}  # bind -> (last_error, first seen)
-        self.bind_errors: collections.deque[dict[str, Any]] = collections.deque(
-            maxlen=KEEP_ERRORS)
         self.log = RecentLog()
 
     def attach(self, *loggers: str) -> None:
@@ -90,21 +88,6 @@ class StatusBoard:
         self._samples.append((now, counts))
         while len(self._samples) > 2 and now - self._samples[1][0] >= RATE_WINDOW:
             self._samples.popleft()
-        self._note_errors()
-
-    def _note_errors(self) -> None:
-        wall = self.wall()
-        for op in self.operators().values():
-            for bind in op.binds:
-                error = bind.last_error
-                if error is None:
-                    self._errors.pop(bind.name, None)
-                elif self._errors.get(bind.name, ("", 0.0))[0] != error:
-                    self._errors[bind.name] = (error, wall)
-                    self.bind_errors.append({
-                        "at": rfc3339(wall), "wall": wall, "source": "bind",
-                        "level": "ERROR", "event": "bind_error", "operator": op.id,
-                        "bind": bind.name, "message": mask_msisdns(error)})
 
     def _rates(self) -> dict[str, tuple[float, float]]:
         if len(self._samples) < 2:
@@ -131,12 +114,7 @@ class StatusBoard:
         for status in statuses:
             submit_rate, receipt_rate = rates.get(status["id"], (0.0, 0.0))
             unmatched = int(self.unmatched(status["id"]))
-            binds = []
-            for bind in status.get("binds", []):
-                seen = self._errors.get(bind["bind"])
-                since = rfc3339(seen[1]) if seen and bind.get("last_error") else None
-                binds.append({**bind, "last_error_since": since})
-            operators.append({**status, "binds": binds, "submit_rate": submit_rate,
+            operators.append({**status, "submit_rate": submit_rate,
                               "receipt_rate": receipt_rate, "receipts_unmatched": unmatched})
             totals["submit_rate"] += submit_rate
             totals["receipt_rate"] += receipt_rate
@@ -146,8 +124,7 @@ class StatusBoard:
                 totals[key] += status.get(key, 0)
         totals["submit_rate"] = round(totals["submit_rate"], 1)
         totals["receipt_rate"] = round(totals["receipt_rate"], 1)
-        errors = sorted([*self.bind_errors, *self.log.records], key=lambda e: e["wall"],
-                        reverse=True)[:KEEP_ERRORS]
+        errors = sorted(self.log.records, key=lambda e: e["wall"], reverse=True)
         now = self.wall()
         return {
             "time": rfc3339(now),

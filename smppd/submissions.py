@@ -105,7 +105,8 @@ class Submissions:
         given = [i for i, body in enumerate(bodies)
                  if keyed or (isinstance(body, dict) and body.get("message_id"))]
         await self._refuse_conflicts(items, given, single)
-        accepted = await self.dispatcher.accept(items, dedupe=True, verdicts=verdicts)
+        # Ids the daemon drew itself (uuid4) cannot be stored already: a plain insert.
+        accepted = await self.dispatcher.accept(items, dedupe=bool(given), verdicts=verdicts)
         await self._refuse_raced(items, accepted, single)
         return [{"message_id": a.message_id, "operator_id": a.operator_id or None,
                  "parts": a.parts, "duplicate": a.duplicate,

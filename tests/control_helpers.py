@@ -69,9 +69,7 @@ class FakeView:
 
     def status_snapshot(self) -> dict[str, Any]:
         operators = [{**op.status(), "submit_rate": 0.0, "receipt_rate": 0.0, "spilled": 0,
-                      "receipts_unmatched": 0,
-                      "binds": [{**b, "last_error_since": None} for b in op.status()["binds"]]}
-                     for op in self.ops.values()]
+                      "receipts_unmatched": 0} for op in self.ops.values()]
         totals = {"submit_rate": 0.0, "receipt_rate": 0.0,
                   "tps_limit": sum(op.tps for op in self.ops.values()), "queued": 0,
                   "spilled": 0, "in_flight": 0, "unmatched": 0, "receipts_held": 0}

@@ -1,5 +1,5 @@
 """The status board's arithmetic with injected clocks: rates over the last seconds,
-when a bind's error was first seen, warnings from the logs (MSISDNs masked)."""
+totals, warnings from the logs (MSISDNs masked)."""
 
 from __future__ import annotations
 
@@ -68,25 +68,6 @@ def test_rates_are_per_second_over_the_samples() -> None:
     assert board.snapshot(statuses(ops))["operators"][0]["submit_rate"] == 0.0
 
 
-def test_a_bind_error_keeps_the_time_it_was_first_seen() -> None:
-    clock = Clock()
-    bind = FakeBind("a#0")
-    ops = {"a": FakeOp("a", [bind])}
-    board = board_of(ops, clock)
-    bind.last_error = "ConnectionRefusedError: [Errno 111] Connection refused"
-    board.sample()
-    first_seen = rfc3339(1_796_288_400.0 + clock.now)
-    clock.now += 30.0
-    snap = board.snapshot(statuses(ops))
-    assert snap["operators"][0]["binds"][0]["last_error_since"] == first_seen
-    assert [(e["bind"], e["at"]) for e in snap["errors"]] == [("a#0", first_seen)]
-    bind.last_error = None  # bound again
-    clock.now += 1.0
-    snap = board.snapshot(statuses(ops))
-    assert snap["operators"][0]["binds"][0]["last_error_since"] is None
-    assert len(snap["errors"]) == 1  # the history stays
-
-
 def test_warnings_from_the_logs_are_listed_masked() -> None:
     clock = Clock()
     board = board_of({}, clock)
@@ -101,6 +82,20 @@ def test_warnings_from_the_logs_are_listed_masked() -> None:
     errors = board.snapshot([])["errors"]
     assert [(e["level"], e["event"], e["operator"], e["message"]) for e in errors] == [
         ("WARNING", "unmatched", "a", "receipt for 937******56 unmatched")]
+
+
+def test_the_error_detail_of_a_record_joins_its_message() -> None:
+    board = board_of({}, Clock())
+    board.attach("smppd.test_board")
+    try:
+        logging.getLogger("smppd.test_board").warning(
+            "bind failing", extra={"event": "bind_failing", "operator": "a", "bind": "a#0",
+                                   "error": "bind refused: ESME_RINVPASWD"})
+    finally:
+        board.detach("smppd.test_board")
+    (error,) = board.snapshot([])["errors"]
+    assert error["message"] == "bind failing: bind refused: ESME_RINVPASWD"
+    assert error["bind"] == "a#0"
 
 
 def test_rfc3339_is_utc_with_milliseconds() -> None:

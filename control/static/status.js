@@ -139,9 +139,10 @@
       const host = (b.host || "–") + (b.host ? (b.on_primary ? " (primary)" : " (backup)") : "");
       const err = el("td", { "class": b.last_error ? "error" : "muted" },
                      b.last_error ? b.last_error : "–");
-      if (b.last_error && b.last_error_since) {
-        err.append(el("br"), el("small", { "class": "muted", "title": b.last_error_since },
-                                "since " + b.last_error_since + " (" + ago(b.last_error_since) + ")"));
+      if (b.last_error && typeof b.last_error_since === "number") {
+        const since = new Date(b.last_error_since * 1000).toISOString();
+        err.append(el("br"), el("small", { "class": "muted" },
+                                "since " + since + " (" + ago(since) + ")"));
       }
       tr.append(el("td", {}, b.bind), stateCell, el("td", {}, host),
                 el("td", { "class": "hide-narrow" }, num(b.window_in_use, 0)), err);
