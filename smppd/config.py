@@ -260,6 +260,7 @@ class DaemonSection(_Section):
 class ApiSection(_Section):
     listen: ListenAddress = ("127.0.0.1", 8080)  # port 0 = any free port (tests)
     metrics_public: bool = True
+    access_log: bool = False  # a line per request (event http_access); needs a restart
 
 
 class StoreSection(_Section):
