@@ -10,14 +10,20 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
+import ssl
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 from aiohttp import web
 
-from .config import SimConfig
+from smppd.tls import TlsFileError, server_context
+
+from .config import ConfigError, MnoConfig, SimConfig
 from .mno import Mno
+from .tls import TlsServerProtocol
 
 log = logging.getLogger("simulators")
 
@@ -43,6 +49,15 @@ class SmscSimulator:
                 self.mnos[mno.name] = mno
                 self._servers.append(server)
                 log.info("MNO %s listening on %s:%d", mno.name, mno_config.host, mno.port)
+                context = _tls_context(mno_config)
+                if context is not None:
+                    server = await loop.create_server(
+                        functools.partial(TlsServerProtocol, context, mno.new_connection),
+                        mno_config.host, mno_config.tls_port)
+                    mno.tls_port = server.sockets[0].getsockname()[1]
+                    self._servers.append(server)
+                    log.info("MNO %s listening with TLS on %s:%d", mno.name, mno_config.host,
+                             mno.tls_port)
             if self.config.admin_port is not None:
                 await self._start_admin()
         except BaseException:
@@ -78,9 +93,27 @@ class SmscSimulator:
     def port_of(self, name: str) -> int:
         return self.mnos[name].port
 
+    def tls_port_of(self, name: str) -> int:
+        port = self.mnos[name].tls_port
+        if port is None:
+            raise KeyError(f"MNO {name} has no TLS listener (no tls_cert)")
+        return port
+
     async def __aenter__(self) -> SmscSimulator:
         await self.start()
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def _tls_context(config: MnoConfig) -> ssl.SSLContext | None:
+    if config.tls_cert is None:
+        return None
+    try:
+        return server_context(cert=Path(config.tls_cert),
+                              key=Path(config.tls_key) if config.tls_key else None,
+                              client_ca=Path(config.tls_client_ca) if config.tls_client_ca
+                              else None)
+    except TlsFileError as exc:
+        raise ConfigError(f"mno.{config.name}.{exc.key}", exc.message) from None
