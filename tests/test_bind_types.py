@@ -18,6 +18,7 @@ from e2e_helpers import (
     submit,
     wait_bound,
     wait_final,
+    wait_for,
     write_config,
 )
 
@@ -113,3 +114,24 @@ def test_a_bind_plan_that_cannot_work_names_the_key(tmp_path: Path, extra: str, 
 def test_bind_types_is_per_operator(tmp_path: Path) -> None:
     error = problem(tmp_path, '[defaults]\nbind_types = ["transceiver"]\n' + OP)
     assert error.key == "defaults.bind_types" and "each [[operators]]" in str(error)
+
+
+async def test_a_reload_to_a_transmitter_and_a_receiver(tmp_path: Path) -> None:
+    async with running_sim([mno("op")]) as sim:
+        path = write_config(tmp_path, [operator("op", sim)])
+        async with running_daemon(path) as daemon:
+            await wait_bound(daemon)
+            write_config(tmp_path, [tx_rx(sim)])
+            result = await daemon.reloader.reload(path)
+            assert result.ok, result.errors
+            assert "bind_types" in result.plan.rebind["op"]
+            smsc = sim.mno("op")
+
+            def shape() -> list[str]:
+                return sorted(h.bind_type or "" for h in smsc.handlers if h.conn.is_open
+                              and h.bind_type)
+            await wait_for(lambda: shape() == ["receiver", "transmitter"]
+                           and daemon.operators["op"].bound_count == 2,
+                           what="a transmitter and a receiver bound")
+            finals = await wait_final(daemon, await submit(daemon, 4))
+            assert {m["state"] for m in finals.values()} == {"DELIVERED"}

@@ -28,7 +28,7 @@ from e2e_helpers import (
 )
 from tls_certs import Issued, Pki
 
-from simulators import SmscSimulator
+from simulators import SimConfig, SmscSimulator
 from smppd.config import ConfigError, load_config
 from smppd.daemon import Daemon
 
@@ -286,3 +286,60 @@ def test_bad_api_tls_settings_name_the_key(tmp_path: Path, api: str, key: str) -
 def test_tls_keys_are_per_operator_not_defaults(tmp_path: Path) -> None:
     error = config_error(tmp_path, "[defaults]\ntls = true\n" + OP)
     assert error.key == "defaults.tls" and "each [[operators]]" in str(error)
+
+
+async def test_a_plain_port_named_with_tls_says_so(tmp_path: Path, smsc_ca: Issued,
+                                                   smsc_cert: Issued) -> None:
+    async with running_sim([tls_mno(smsc_cert)]) as sim:
+        path = write_config(tmp_path, [operator("op", sim, tls=True, tls_ca=str(smsc_ca.cert))])
+        async with running_daemon(path) as daemon:
+            bind = daemon.operators["op"].binds[0]
+            await wait_for(lambda: bind.error_reason == "tls_failed", what="tls_failed")
+            assert bind.last_error is not None and "is this its TLS port?" in bind.last_error
+
+
+async def test_a_reload_that_turns_tls_on_rebinds_over_tls(tmp_path: Path, smsc_ca: Issued,
+                                                           smsc_cert: Issued) -> None:
+    async with running_sim([tls_mno(smsc_cert)]) as sim:
+        path = write_config(tmp_path, [operator("op", sim)])
+        async with running_daemon(path) as daemon:
+            await wait_bound(daemon)
+            bind = daemon.operators["op"].binds[0]
+            assert bind.conn is not None and bind.conn.transport is not None
+            assert bind.conn.transport.get_extra_info("ssl_object") is None
+            write_config(tmp_path, [tls_operator(sim, smsc_ca)])
+            result = await daemon.reloader.reload(path)
+            assert result.ok, result.errors
+            assert {"hosts", "tls", "tls_ca"} <= set(result.plan.rebind["op"])
+
+            def on_tls() -> bool:
+                conn = bind.conn
+                return (bind.bound and conn is not None and conn.transport is not None
+                        and conn.transport.get_extra_info("ssl_object") is not None)
+            await wait_for(on_tls, what="bound over TLS")
+            finals = await wait_final(daemon, await submit(daemon, 2))
+            assert {f["state"] for f in finals.values()} == {"DELIVERED"}
+
+
+# --------------------------------------------------------------------------- simulator
+
+
+def test_simulator_tls_keys_need_a_certificate() -> None:
+    from simulators import ConfigError as SimConfigError
+    from simulators import parse_config
+
+    base = {"name": "op", "account": [{"system_id": "esme", "password": "pw"}]}
+    for key, value in (("tls_key", "/x.key"), ("tls_client_ca", "/ca.pem"), ("tls_port", 3550)):
+        with pytest.raises(SimConfigError) as info:
+            parse_config({"mno": [dict(base, **{key: value})]})
+        assert info.value.key == f"mno[0].{key}"
+
+
+async def test_simulator_with_a_missing_certificate_fails_to_start(tmp_path: Path) -> None:
+    from simulators import ConfigError as SimConfigError
+
+    sim = SmscSimulator(SimConfig(mnos=[mno("op", tls_cert=str(tmp_path / "none.pem"))],
+                                  admin_port=None))
+    with pytest.raises(SimConfigError) as info:
+        await sim.start()
+    assert info.value.key == "mno.op.tls_cert" and "file not found" in str(info.value)
