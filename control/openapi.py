@@ -63,7 +63,13 @@ SCHEMAS: dict[str, Any] = {
         "reason_code": {"enum": REASONS[1:]},
     }, ("index", "field", "source", "tenant_id", "reason_code")),
     "Bind": _obj({"bind": {"type": "string"}, "state": {"type": "string"},
-                  "host": {"type": "string"}}, ("bind", "state"), extra=True),
+                  "type": {"enum": ["transmitter", "receiver", "transceiver"],
+                           "description": "bind_type, or this bind's entry of bind_types"},
+                  "host": {"type": "string"},
+                  "last_error_reason": {"type": ["string", "null"],
+                                        "description": "e.g. connect_failed, timeout, "
+                                                       "tls_failed, ESME_RINVPASWD"}},
+                 ("bind", "state"), extra=True),
     "Operator": _obj({
         "id": {"type": "string"}, "name": {"type": "string"},
         "state": {"enum": ["bound", "unbound", "paused"]},

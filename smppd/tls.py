@@ -67,10 +67,17 @@ def _load_chain(context: ssl.SSLContext, cert: Path, key: Path | None) -> None:
         context.load_cert_chain(str(cert), str(key) if key is not None else None,
                                 password=_no_passphrase)
     except ssl.SSLError as exc:
-        field = "tls_key" if key is not None and "KEY" in str(exc.reason) else "tls_cert"
-        what = ("the key does not match the certificate" if exc.reason == "KEY_VALUES_MISMATCH"
-                else f"not a PEM certificate and unencrypted key ({exc.reason})")
-        raise TlsFileError(field, f"{key if field == 'tls_key' else cert}: {what}") from None
+        holder = key if key is not None else cert  # the file the key is in
+        if b"ENCRYPTED" in holder.read_bytes():
+            raise TlsFileError("tls_key" if key is not None else "tls_cert",
+                               f"{holder}: an encrypted private key; it must be unencrypted "
+                               "(a daemon has nobody to type its passphrase)") from None
+        if exc.reason == "KEY_VALUES_MISMATCH":
+            raise TlsFileError("tls_key", f"{key}: does not match the certificate "
+                                          f"{cert}") from None
+        detail = exc.reason or exc.strerror or str(exc)
+        raise TlsFileError("tls_cert", f"{cert}: not a PEM certificate with its unencrypted "
+                                       f"key ({detail})") from None
 
 
 def _no_passphrase() -> str:

@@ -269,8 +269,21 @@ def test_a_client_key_that_does_not_match_its_certificate(tmp_path: Path, pki: P
     one, two = pki.issue(ca, "one", client=True), pki.issue(ca, "two", client=True)
     error = config_error(tmp_path, OP + f'tls = true\ntls_cert = "{one.cert}"\n'
                                         f'tls_key = "{two.key}"\n')
-    assert error.key in ("operators.op.tls_key", "operators.op.tls_cert"), str(error)
-    assert "does not match" in str(error) or "KEY" in str(error)
+    assert error.key == "operators.op.tls_key", str(error)
+    assert "does not match the certificate" in str(error)
+
+
+def test_an_encrypted_client_key_is_refused_at_load(tmp_path: Path, pki: Pki) -> None:
+    from cryptography.hazmat.primitives import serialization
+
+    ours = pki.issue(pki.ca("ca"), "esme", client=True)
+    locked = tmp_path / "locked.key"
+    locked.write_bytes(ours.private_key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+        serialization.BestAvailableEncryption(b"passphrase")))
+    error = config_error(tmp_path, OP + f'tls = true\ntls_cert = "{ours.cert}"\n'
+                                        f'tls_key = "{locked}"\n')
+    assert error.key == "operators.op.tls_key" and "must be unencrypted" in str(error)
 
 
 @pytest.mark.parametrize(("api", "key"), [
