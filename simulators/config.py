@@ -278,7 +278,7 @@ def parse_mno(d: Mapping[str, Any], path: str) -> MnoConfig:
     for key in ("tls_key", "tls_client_ca", "tls_port"):
         if key in d and tls["tls_cert"] is None:
             raise ConfigError(f"{path}.{key}", "needs tls_cert (the TLS listener's certificate)")
-    return MnoConfig(
+    mno = MnoConfig(
         name=name,
         port=port,
         host=_take(d, "host", str, "127.0.0.1", path),
@@ -297,6 +297,12 @@ def parse_mno(d: Mapping[str, Any], path: str) -> MnoConfig:
         behaviour=parse_behaviour(_take(d, "behaviour", dict, {}, path), f"{path}.behaviour"),
         tls_port=tls_port, **tls,
     )
+    # The files are read now, so a bad one fails the load (imported here: .tls uses
+    # this module's types).
+    from .tls import tls_context
+
+    tls_context(mno, path)
+    return mno
 
 
 def parse_config(d: Mapping[str, Any]) -> SimConfig:

@@ -12,18 +12,14 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import ssl
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 from aiohttp import web
 
-from smppd.tls import TlsFileError, server_context
-
-from .config import ConfigError, MnoConfig, SimConfig
+from .config import SimConfig
 from .mno import Mno
-from .tls import TlsServerProtocol
+from .tls import TlsServerProtocol, tls_context
 
 log = logging.getLogger("simulators")
 
@@ -41,7 +37,7 @@ class SmscSimulator:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            for mno_config in self.config.mnos:
+            for index, mno_config in enumerate(self.config.mnos):
                 mno = Mno(mno_config, self.clock, loop)
                 server = await loop.create_server(mno.new_connection, mno_config.host,
                                                   mno_config.port)
@@ -49,7 +45,7 @@ class SmscSimulator:
                 self.mnos[mno.name] = mno
                 self._servers.append(server)
                 log.info("MNO %s listening on %s:%d", mno.name, mno_config.host, mno.port)
-                context = _tls_context(mno_config)
+                context = tls_context(mno_config, f"mno[{index}]")
                 if context is not None:
                     server = await loop.create_server(
                         functools.partial(TlsServerProtocol, context, mno.new_connection),
@@ -105,15 +101,3 @@ class SmscSimulator:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
-
-
-def _tls_context(config: MnoConfig) -> ssl.SSLContext | None:
-    if config.tls_cert is None:
-        return None
-    try:
-        return server_context(cert=Path(config.tls_cert),
-                              key=Path(config.tls_key) if config.tls_key else None,
-                              client_ca=Path(config.tls_client_ca) if config.tls_client_ca
-                              else None)
-    except TlsFileError as exc:
-        raise ConfigError(f"mno.{config.name}.{exc.key}", exc.message) from None

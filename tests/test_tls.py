@@ -350,9 +350,15 @@ def test_simulator_tls_keys_need_a_certificate() -> None:
 
 async def test_simulator_with_a_missing_certificate_fails_to_start(tmp_path: Path) -> None:
     from simulators import ConfigError as SimConfigError
+    from simulators import parse_config
 
     sim = SmscSimulator(SimConfig(mnos=[mno("op", tls_cert=str(tmp_path / "none.pem"))],
                                   admin_port=None))
     with pytest.raises(SimConfigError) as info:
         await sim.start()
-    assert info.value.key == "mno.op.tls_cert" and "file not found" in str(info.value)
+    assert info.value.key == "mno[0].tls_cert" and "file not found" in str(info.value)
+    raw = {"name": "op", "account": [{"system_id": "esme", "password": "pw"}],
+           "tls_cert": str(tmp_path / "none.pem")}
+    with pytest.raises(SimConfigError) as info:
+        parse_config({"mno": [raw]})  # at load already
+    assert info.value.key == "mno[0].tls_cert"
