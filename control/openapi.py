@@ -81,6 +81,38 @@ SCHEMAS: dict[str, Any] = {
             "properties": {"submit_resp_id": {"enum": ["hex"]},
                            "receipt_id": {"enum": ["decimal", "hex"]}}},
     }, ("id", "state", "tps_limit", "window"), extra=True),
+    "StatusBind": _obj({
+        "bind": {"type": "string"}, "state": {"type": "string"},
+        "host": {"type": ["string", "null"]}, "on_primary": {"type": "boolean"},
+        "window_in_use": {"type": "integer"}, "last_error": {"type": ["string", "null"]},
+        "last_error_since": {"type": ["number", "null"],
+                             "description": "epoch seconds: when this failure began"},
+    }, ("bind", "state"), extra=True),
+    "StatusOperator": _obj({
+        "id": {"type": "string"}, "name": {"type": "string"},
+        "state": {"enum": ["bound", "unbound", "paused"]},
+        "tps_limit": {"type": "number"}, "submit_rate": {"type": "number"},
+        "receipt_rate": {"type": "number"}, "queued": {"type": "integer"},
+        "spilled": {"type": "integer"}, "receipts_unmatched": {"type": "integer"},
+        "binds": {"type": "array", "items": _ref("StatusBind")},
+    }, ("id", "state", "tps_limit", "submit_rate", "receipt_rate", "binds"), extra=True),
+    "Status": _obj({
+        "time": {"type": "string", "format": "date-time"},
+        "started_at": {"type": "string", "format": "date-time"},
+        "uptime_seconds": {"type": "number"}, "rate_window_seconds": {"type": "number"},
+        "totals": _obj({k: {"type": "number"} for k in (
+            "submit_rate", "receipt_rate", "tps_limit", "queued", "spilled", "in_flight",
+            "unmatched", "receipts_held")}, ("submit_rate", "receipt_rate", "tps_limit")),
+        "operators": {"type": "array", "items": _ref("StatusOperator")},
+        "errors": {"type": "array", "items": _obj({
+            "at": {"type": "string", "format": "date-time"},
+            "level": {"type": "string"},
+            "event": {"type": ["string", "null"]}, "operator": {"type": ["string", "null"]},
+            "bind": {"type": ["string", "null"]}, "message": {"type": "string"}},
+            ("at", "level", "message"))},
+        "you": _obj({"name": {"type": ["string", "null"]}, "operate": {"type": "boolean"}},
+                    ("operate",)),
+    }, ("time", "totals", "operators", "errors", "you")),
     "MessageIn": _obj({
         "message_id": {"type": "string", "pattern": "^[A-Za-z0-9._:\\-]{1,64}$"},
         "tenant_id": TENANT, "source": SOURCE,
@@ -166,6 +198,11 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
+def _asset(summary: str, media_type: str) -> dict[str, Any]:
+    return {"summary": summary, "responses": {"200": {
+        "description": "OK", "content": {media_type: {"schema": {"type": "string"}}}}}}
+
+
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
@@ -220,6 +257,20 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                               "text/plain": {"schema": {"type": "string"}}}}}},
     ("GET", "/v1/openapi.json"): {"summary": "This document",
                                   "responses": {"200": _json(OPEN_OBJECT)}},
+    ("GET", "/"): _asset("The live status page (HTML; its data is GET /v1/status)",
+                         "text/html"),
+    ("GET", "/status"): _asset("The live status page (same as /)", "text/html"),
+    ("GET", "/status/status.css"): _asset("The status page's style sheet", "text/css"),
+    ("GET", "/status/status.js"): _asset("The status page's script", "text/javascript"),
+    ("GET", "/v1/status"): {
+        "summary": "What the status page shows: operators and binds, rates, queues, "
+                   "unmatched receipts, the last errors",
+        "description": "Operators and binds as GET /v1/operators shows them, with the "
+                       "submit and receipt rates per second over the last "
+                       "rate_window_seconds; errors are the last WARNING-or-worse log "
+                       "records, newest first. you.operate tells whether the caller may "
+                       "pause, resume and rebind.",
+        "responses": {"200": _json(_ref("Status"))}},
     ("GET", "/v1/operators"): {
         "summary": "Operators with their binds",
         "responses": {"200": _json(_obj({"operators": {"type": "array",
@@ -379,7 +430,8 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "responses": {"200": _json(_obj({"deleted": {"type": "string"}}, ("deleted",)))}},
 }
 
-OPEN_PATHS = {"/healthz", "/readyz", "/v1/openapi.json"}
+OPEN_PATHS = {"/healthz", "/readyz", "/v1/openapi.json", "/", "/status",
+              "/status/status.css", "/status/status.js"}
 
 
 def _roles(method: str, path: str) -> tuple[str, ...]:

@@ -262,6 +262,7 @@ class DaemonSection(_Section):
 class ApiSection(_Section):
     listen: ListenAddress = ("127.0.0.1", 8080)  # port 0 = any free port (tests)
     metrics_public: bool = True
+    access_log: bool = False  # a line per request (event http_access); needs a restart
     # HTTPS: the certificate (PEM, the key in it or in tls_key); with tls_client_ca
     # every client must present a certificate that CA signed (the platform's mTLS).
     tls_cert: Path | None = None

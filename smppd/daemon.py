@@ -35,6 +35,7 @@ from smppd.nats_bus import NatsBus
 from smppd.notify import Notifier
 from smppd.operator import Operator
 from smppd.reload import Reloader
+from smppd.statusboard import StatusBoard
 from smppd.submissions import Submissions
 from smppd.watchdog import DEFAULT_PERIOD, LoopWatchdog, RateMeter, status_line, watchdog_period
 from vault.client import VaultError
@@ -89,6 +90,8 @@ class Daemon:
         self.rate = RateMeter()  # submit_sm per second, for STATUS=
         self.reloader = Reloader(self)
         self._init_control()
+        self.board = StatusBoard(lambda: self.operators, unmatched=self._unmatched,
+                                 held=lambda: self.matcher.held_count)
         self.ready = False
 
     def _init_control(self) -> None:
@@ -171,6 +174,7 @@ class Daemon:
                 self.bus.start_consumer(self.dispatcher)
             self._housekeeping = asyncio.ensure_future(self._housekeep())
             self._watchdog = asyncio.ensure_future(self._watch())
+            self.board.attach(*BOARD_LOGGERS)
             self.ready = True
             started.pop_all()  # from here on stop() owns the shutdown
         self.notifier.ready(self.summary())
@@ -182,11 +186,12 @@ class Daemon:
         await asyncio.gather(*(op.stop(drain) for op in reversed(self.operators.values())))
 
     async def _start_api(self) -> None:
+        from control.access import make_runner
         from control.app import create_app
         from smppd.controlplane import authenticator
 
         app = create_app(self, authenticator(self.config), self.config.api.metrics_public)
-        self.runner = web.AppRunner(app, access_log=None)
+        self.runner = make_runner(app, self.config.api.access_log)
         await self.runner.setup()
         host, port = self.config.api.listen
         context = self.config.api.ssl_context()  # HTTPS, mutual TLS with tls_client_ca
@@ -209,6 +214,7 @@ class Daemon:
         if not self.ready:
             return
         self.ready = False
+        self.board.detach(*BOARD_LOGGERS)
         self.notifier.stopping()
         self.dispatcher.accepting = False
         if self.bus is not None:
@@ -276,6 +282,7 @@ class Daemon:
                 for bind in op.binds:
                     self.metrics.window_in_use.labels(op.id, bind.name).set(bind.window_in_use)
             self.rate.update(time.monotonic(), self._submits_total())
+            self.board.sample()
 
     async def _watch(self) -> None:
         """WATCHDOG=1 + STATUS= while the loop is responsive (see smppd.watchdog)."""
@@ -475,6 +482,13 @@ class Daemon:
         op = self.operators.get(operator_id)
         return self._operator_view(op) if op is not None else None
 
+    def status_snapshot(self) -> dict[str, Any]:
+        return self.board.snapshot(self.operator_statuses())
+
+    def _unmatched(self, operator_id: str) -> float:
+        return sum(s.value for m in self.metrics.unmatched.collect() for s in m.samples
+                   if s.name.endswith("_total") and s.labels.get("operator") == operator_id)
+
     def _operator_view(self, op: Operator) -> dict[str, Any]:
         return {**op.status(), "learned_id_forms": self.matcher.learned_id_forms(op.id)}
 
@@ -575,6 +589,7 @@ class Daemon:
 
 
 CHECK_TIMEOUT = 1.0  # seconds a readiness check may take
+BOARD_LOGGERS = ("smppd", "control")  # whose warnings the status page lists
 
 
 def _verdict(answer: Any) -> str:

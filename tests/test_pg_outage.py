@@ -5,15 +5,13 @@ matches once the database is back, and nothing is sent twice."""
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
-import toxiproxy
-from cut_proxy import dsn_via
+from cut_proxy import CutProxy, dsn_via
 from e2e_helpers import (
     _toml,
     mno,
@@ -28,8 +26,6 @@ from e2e_helpers import (
 )
 from test_store_contract import migrated_database
 
-from simulators.faultproxy import FaultProxy
-
 pytestmark = pytest.mark.services
 
 
@@ -40,20 +36,14 @@ def pg_dsn() -> Iterator[str]:
 
 
 @pytest.fixture
-async def database_link(pg_dsn: str) -> AsyncIterator[tuple[Any, str]]:
+async def database_link(pg_dsn: str) -> AsyncIterator[tuple[CutProxy, str]]:
     """A proxy between the daemon and PostgreSQL; yields it and the DSN through it."""
-    fp = FaultProxy()
-    await fp.start("127.0.0.1", 0)
-    server = toxiproxy.Toxiproxy()
-    server.update_api_consumer("127.0.0.1", fp.port)
     target = urlsplit(pg_dsn)
-    proxy = await asyncio.to_thread(server.create, name="pg", listen="127.0.0.1:0",
-                                    upstream=f"{target.hostname}:{target.port or 5432}")
-    port = int(proxy.listen.rsplit(":", 1)[1])
+    proxy = await CutProxy(target.hostname or "127.0.0.1", target.port or 5432).start()
     try:
-        yield proxy, dsn_via(pg_dsn, port)
+        yield proxy, dsn_via(pg_dsn, proxy.port)
     finally:
-        await fp.stop()
+        await proxy.close()
 
 
 def write_config(directory: Path, sim: Any, dsn: str) -> Path:
@@ -71,7 +61,7 @@ def write_config(directory: Path, sim: Any, dsn: str) -> Path:
 
 
 async def test_postgres_cut_while_submits_are_answered_strands_nothing(
-        tmp_path: Path, database_link: tuple[Any, str]) -> None:
+        tmp_path: Path, database_link: tuple[CutProxy, str]) -> None:
     proxy, dsn = database_link
     smsc = mno("op", receipt_delay_ms=50, record_limit=100_000)
     async with running_sim([smsc]) as sim, \
@@ -79,12 +69,12 @@ async def test_postgres_cut_while_submits_are_answered_strands_nothing(
         await wait_bound(daemon)
         ids = await submit(daemon, 300)  # 3 s of sending at 100 TPS
         await wait_for(lambda: len(submits(sim, "op")) >= 50, what="sending")
-        await asyncio.to_thread(proxy.disable)  # PostgreSQL gone for a while
+        await proxy.cut()  # PostgreSQL gone for a while
         # Every submit answered while the store is cut: their SMSC ids, receipts
         # and events wait in retries.
         await wait_for(lambda: len(submits(sim, "op")) == 300, 10.0,
                        what="answered while the store is cut")
-        await asyncio.to_thread(proxy.enable)
+        await proxy.restore()
         finals = await wait_final(daemon, ids, timeout=30.0)
         assert {m["state"] for m in finals.values()} == {"DELIVERED"}
     sent = [e["destination_addr"] for e in submits(sim, "op")]
