@@ -48,9 +48,28 @@ SCHEMAS: dict[str, Any] = {
         "accepted": {"type": "array", "items": {"type": "string"},
                      "description": "409 of a bulk that raced another request for a "
                                     "message id: the ids this request did accept"},
+        "denied": {"type": "array", "items": _ref("LeaseDenied"),
+                   "description": "403 (503: every one UNAVAILABLE) of a submit: each "
+                                  "message whose sender ValidateLease denied; nothing of "
+                                  "the request was stored"},
+        "reason_code": {"enum": REASONS[1:],
+                        "description": "a single message's submit refused by ValidateLease"},
     }, ("type", "title", "status")),
+    "LeaseDenied": _obj({
+        "index": {"type": "integer", "description": "the message's place in the request"},
+        "field": {"type": "string", "description": "source, or tenant_id for WRONG_TENANT "
+                                                   "(messages[i]. in a bulk)"},
+        "source": {"type": "string"}, "tenant_id": {"type": "string"},
+        "reason_code": {"enum": REASONS[1:]},
+    }, ("index", "field", "source", "tenant_id", "reason_code")),
     "Bind": _obj({"bind": {"type": "string"}, "state": {"type": "string"},
-                  "host": {"type": "string"}}, ("bind", "state"), extra=True),
+                  "type": {"enum": ["transmitter", "receiver", "transceiver"],
+                           "description": "bind_type, or this bind's entry of bind_types"},
+                  "host": {"type": "string"},
+                  "last_error_reason": {"type": ["string", "null"],
+                                        "description": "e.g. connect_failed, timeout, "
+                                                       "tls_failed, ESME_RINVPASWD"}},
+                 ("bind", "state"), extra=True),
     "Operator": _obj({
         "id": {"type": "string"}, "name": {"type": "string"},
         "state": {"enum": ["bound", "unbound", "paused"]},
@@ -107,10 +126,6 @@ SCHEMAS: dict[str, Any] = {
     "Accepted": _obj({
         "message_id": {"type": "string"}, "operator_id": {"type": ["string", "null"]},
         "parts": {"type": "integer"}, "duplicate": {"type": "boolean"},
-        "rejected": {"enum": [r for r in REASONS[1:] if r != "WRONG_TENANT"],
-                     "description": "the lease check denied it: stored REJECTED, not sent "
-                                    "(a sender leased to another tenant is a 422 naming "
-                                    "tenant_id instead)"},
     }, ("message_id", "parts", "duplicate"), extra=True),
     "Lease": _obj({
         "sender": {"type": "string"}, "tenant_id": {"type": "string"},
@@ -194,6 +209,12 @@ def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
 
 PROBLEM = {"description": "problem", "content": {"application/problem+json": {
     "schema": _ref("Problem")}}}
+
+
+LEASE_DENIED = {"description": "403: a sender not leased (or the token's tenants); 503: "
+                               "the lease could not be checked or the daemon cannot take "
+                               "messages now", "content": {"application/problem+json": {
+                                   "schema": _ref("Problem")}}}
 
 
 def _body(schema: dict[str, Any]) -> dict[str, Any]:
@@ -291,21 +312,30 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                    "operator_id is given)",
         "description": "A message_id already stored answers the original (duplicate: "
                        "true) when the message is the same, 409 when it is not. A sender "
-                       "leased to another tenant is a 422 naming tenant_id; a URL over "
-                       "8 KB anywhere a 414.",
+                       "ValidateLease denies is a 403 with its reason_code, naming source "
+                       "(tenant_id for WRONG_TENANT), and nothing is stored; 503 with "
+                       "Retry-After when the lease could not be checked (UNAVAILABLE). A "
+                       "URL over 8 KB anywhere is a 414.",
         "parameters": [IDEMPOTENCY_KEY],
         "requestBody": _body(_ref("MessageIn")),
-        "responses": {"202": _json(_ref("Accepted"), "accepted")}},
+        "responses": {"202": _json(_ref("Accepted"), "accepted"), "403": LEASE_DENIED,
+                      "503": LEASE_DENIED}},
     ("POST", "/v1/messages/bulk"): {
         "summary": "Submit up to 1000 messages (all or none: one bad message refuses the "
                    "request)",
+        "description": "Senders ValidateLease denies refuse the whole request, nothing "
+                       "stored: a 403 whose errors name each messages[i].source (or "
+                       "messages[i].tenant_id for WRONG_TENANT) and whose denied lists "
+                       "each one with its reason_code; a 503 with Retry-After when every "
+                       "denial is UNAVAILABLE.",
         "parameters": [IDEMPOTENCY_KEY],
         "requestBody": _body(_obj({"messages": {"type": "array", "minItems": 1,
                                                 "maxItems": 1000, "items": _ref("MessageIn")}},
                                   ("messages",), extra=True)),  # other keys are ignored
         "responses": {"202": _json(_obj({"accepted": {"type": "array",
                                                       "items": _ref("Accepted")}},
-                                        ("accepted",)), "accepted")}},
+                                        ("accepted",)), "accepted"),
+                      "403": LEASE_DENIED, "503": LEASE_DENIED}},
     ("GET", "/v1/messages/{id}"): {"summary": "A message's state and parts",
                                    "parameters": [_path_param("id")],
                                    "responses": {"200": _json(OPEN_OBJECT)}},

@@ -25,6 +25,7 @@ class InputError(Exception):
         self.status = status
         self.title = title
         self.extra: dict[str, Any] = {}  # more members of the problem document
+        self.headers: dict[str, str] = {}  # e.g. Retry-After on a 503
 
 
 class Unavailable(Exception):

@@ -90,6 +90,13 @@ class MnoConfig:
     record_limit: int = 10_000
     receipts: ReceiptConfig = field(default_factory=ReceiptConfig)
     behaviour: Behaviour = field(default_factory=Behaviour)
+    # A TLS listener on tls_port (0: any free port) beside the plain one, when
+    # tls_cert is set (PEM; the key in it or in tls_key). With tls_client_ca a client
+    # must present a certificate that CA signed.
+    tls_port: int = 0
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
 
 
 @dataclass(slots=True)
@@ -269,7 +276,14 @@ def parse_mno(d: Mapping[str, Any], path: str) -> MnoConfig:
     _positive(timeout, f"{path}.response_timeout")
     record_limit = _take(d, "record_limit", int, 10_000, path)
     _positive(record_limit, f"{path}.record_limit")
-    return MnoConfig(
+    tls_port = _take(d, "tls_port", int, 0, path)
+    if not 0 <= tls_port <= 65535:
+        raise ConfigError(f"{path}.tls_port", "must be 0..65535")
+    tls = {key: _take(d, key, str, None, path) for key in ("tls_cert", "tls_key", "tls_client_ca")}
+    for key in ("tls_key", "tls_client_ca", "tls_port"):
+        if key in d and tls["tls_cert"] is None:
+            raise ConfigError(f"{path}.{key}", "needs tls_cert (the TLS listener's certificate)")
+    mno = MnoConfig(
         name=name,
         port=port,
         host=_take(d, "host", str, "127.0.0.1", path),
@@ -287,7 +301,14 @@ def parse_mno(d: Mapping[str, Any], path: str) -> MnoConfig:
         record_limit=record_limit,
         receipts=parse_receipts(_take(d, "receipts", dict, {}, path), f"{path}.receipts"),
         behaviour=parse_behaviour(_take(d, "behaviour", dict, {}, path), f"{path}.behaviour"),
+        tls_port=tls_port, **tls,
     )
+    # The files are read now, so a bad one fails the load (imported here: .tls uses
+    # this module's types).
+    from .tls import tls_context
+
+    tls_context(mno, path)
+    return mno
 
 
 def parse_config(d: Mapping[str, Any]) -> SimConfig:

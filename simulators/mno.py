@@ -197,6 +197,7 @@ class Mno:
         self.clock = clock
         self.loop = loop
         self.port = config.port
+        self.tls_port: int | None = None  # once listening with TLS
         self.accounts: dict[str, Account] = {}
         self.handlers: set[SmscHandler] = set()
         self.recorder = Recorder(config.record_limit, config.record)

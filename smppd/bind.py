@@ -15,7 +15,11 @@ doubt a second time (docs/reliability.md).
 
 A failure (connect, bind refusal, lost session, stall) is kept as the bind's
 ``last_error`` with a short ``error_reason`` and the time it began, and logged at
-WARNING once per change of reason; each retry is logged at INFO.
+WARNING once per change of reason; each retry is logged at INFO. A TLS failure
+(the SMSC's certificate not trusted, a client certificate refused) is ``tls_failed``.
+
+Each bind has its type (``OperatorConfig.bind_plan``): a receiver never takes parts
+from the queue; it only answers what the SMSC delivers (receipts, MO).
 """
 
 from __future__ import annotations
@@ -34,6 +38,7 @@ from smppd.connection import (
     SmppConnection,
     SmppError,
 )
+from smppd.dialer import tls_failure
 from smppd.protocol.constants import CommandId, Status, status_name
 from smppd.protocol.pdu import (
     BindReceiver,
@@ -86,6 +91,19 @@ class BindRefusedError(Exception):
         self.status = status
 
 
+class _Probe(asyncio.Protocol):
+    """A connection opened only to see that the host answers, then closed."""
+
+    transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
 class BindWorker(BaseHandler):
     def __init__(self, operator: Operator, index: int) -> None:
         self.operator = operator
@@ -106,6 +124,7 @@ class BindWorker(BaseHandler):
         self._overdue: dict[int, Pending] = {}
         self._stall = asyncio.Event()  # set once this session is stalled
         self._protocol_error: str | None = None  # the last undecodable PDU's error
+        self._tls_error: str | None = None  # the TLS alert or error that ended the session
         # The reason last logged at WARNING, and since when (monotonic) the current
         # session is bound: a reason is warned again only after a stable session.
         self._warned: str | None = None
@@ -126,6 +145,12 @@ class BindWorker(BaseHandler):
     @property
     def window_in_use(self) -> int:
         return len(self.conn.session.window) if self.conn is not None else 0
+
+    @property
+    def bind_type(self) -> str:
+        plan = self.operator.config.bind_plan
+        # A bind past the plan (being removed by a reload) keeps the last type.
+        return plan[min(self.index, len(plan) - 1)]
 
     @property
     def host(self) -> str:
@@ -172,6 +197,7 @@ class BindWorker(BaseHandler):
     def status(self) -> dict[str, Any]:
         return {
             "bind": self.name,
+            "type": self.bind_type,
             "state": self.state,
             "host": self.host,
             "on_primary": self.host_index == 0,
@@ -269,6 +295,9 @@ class BindWorker(BaseHandler):
     def _describe(self, exc: BaseException) -> tuple[str, str]:
         """(reason, error) for a failed connect or bind."""
         text = f"{type(exc).__name__}: {exc}"
+        tls = tls_failure(exc) or (self._tls_error if isinstance(exc, OSError) else None)
+        if tls is not None:
+            return "tls_failed", f"TLS with {self.host} failed: {tls}"
         if isinstance(exc, ConnectionClosedError):
             closed = str(exc)  # the session's close reason, e.g. "framing_error"
             reason = closed if closed.isidentifier() else "connection_closed"
@@ -280,6 +309,9 @@ class BindWorker(BaseHandler):
         return "connect_failed", text
 
     def _session_lost(self, closed: Closed) -> None:
+        if self._tls_error is not None:
+            self._failed("tls_failed", f"TLS with {self.host} failed: {self._tls_error}")
+            return
         why = f"connection closed: {closed.reason}"
         if closed.reason == "framing_error" and self._protocol_error:
             why += f" ({self._protocol_error})"
@@ -296,14 +328,15 @@ class BindWorker(BaseHandler):
         self.attempts += 1
         self._stall.clear()
         self._protocol_error = None
+        self._tls_error = None
         session = Session(
             Role.ESME,
             window_size=self.operator.window,
             response_timeout=cfg.response_timeout,
             enquire_link_interval=cfg.enquire_link_interval,
         )
-        _, conn = await asyncio.wait_for(
-            loop.create_connection(lambda: SmppConnection(session, self, loop), host, port),
+        conn = await asyncio.wait_for(
+            self.operator.dialer.dial(host, port, lambda: SmppConnection(session, self, loop)),
             CONNECT_TIMEOUT,
         )
         if self._stopping:  # stop() cancelled the connect, and wait_for let it finish
@@ -340,7 +373,7 @@ class BindWorker(BaseHandler):
         password = self.operator.password()
         if password is None:
             raise NoCredentialsError(self.operator.credentials_status())
-        bind_cls = BIND_CLASSES[cfg.bind_type]
+        bind_cls = BIND_CLASSES[self.bind_type]
         guard = self.operator.bind_guard
         if guard is not None and not await guard():  # fencing: the lease is still ours
             raise NotLeaderError("not the leader of this operator's binds")
@@ -410,7 +443,7 @@ class BindWorker(BaseHandler):
                     f"(the last one: {why})"))
 
     def _sends(self) -> bool:
-        return self.operator.config.bind_type != "receiver"
+        return self.bind_type != "receiver"
 
     async def _drain(self, conn: SmppConnection, limit: float) -> None:
         with contextlib.suppress(TimeoutError, ConnectionClosedError):
@@ -462,19 +495,18 @@ class BindWorker(BaseHandler):
         self.sent += 1
 
     async def _probe_primary(self) -> None:
-        """While on a backup, look for the primary and fail back once it answers."""
+        """While on a backup, look for the primary and fail back once it answers (with
+        TLS: once its handshake succeeds)."""
         cfg = self.operator.config
         host, port = cfg.hosts[0]
         while True:
             await asyncio.sleep(cfg.primary_probe_interval)
             try:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(host, port),
-                                                   CONNECT_TIMEOUT)
+                probe = await asyncio.wait_for(
+                    self.operator.dialer.dial(host, port, _Probe), CONNECT_TIMEOUT)
             except (OSError, TimeoutError):
                 continue
-            writer.close()
-            with contextlib.suppress(OSError):
-                await writer.wait_closed()
+            probe.close()
             log.info("primary reachable, failing back",
                      extra={"event": "failback", "bind": self.name, "operator": self.operator.id})
             self._failback = True
@@ -521,6 +553,8 @@ class BindWorker(BaseHandler):
             self._protocol_error = f"{type(event.error).__name__}: {event.error}"
 
     def connection_closed(self, conn: SmppConnection, closed: Closed) -> None:
+        if conn is self.conn and conn.lost_error is not None:
+            self._tls_error = tls_failure(conn.lost_error)
         # Sent but never answered: in doubt (see _in_doubt). The bind's own session
         # end settles the overdue ones too (_session).
         self._in_doubt(closed.abandoned, closed.reason)

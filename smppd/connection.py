@@ -89,6 +89,7 @@ class SmppConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed: asyncio.Future[Closed] = self.loop.create_future()
         self.peer: tuple[Any, ...] | None = None
+        self.lost_error: Exception | None = None  # why the transport went (e.g. a TLS alert)
         self._flush_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._window_waiters: list[asyncio.Future[None]] = []
@@ -113,6 +114,7 @@ class SmppConnection(asyncio.Protocol):
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.lost_error = exc
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None

@@ -194,12 +194,15 @@ class Daemon:
         self.runner = make_runner(app, self.config.api.access_log)
         await self.runner.setup()
         host, port = self.config.api.listen
-        site = web.TCPSite(self.runner, host, port)
+        context = self.config.api.ssl_context()  # HTTPS, mutual TLS with tls_client_ca
+        site = web.TCPSite(self.runner, host, port, ssl_context=context)
         await site.start()
         sockets = getattr(site._server, "sockets", None)
         if sockets:
             self.api_port = sockets[0].getsockname()[1]
-        log.info("api listening", extra={"event": "api_listening", "port": self.api_port})
+        log.info("api listening", extra={
+            "event": "api_listening", "port": self.api_port, "tls": context is not None,
+            "client_certificates": self.config.api.tls_client_ca is not None})
 
     async def _close_api(self) -> None:
         if self.runner is not None:
@@ -310,6 +313,10 @@ class Daemon:
     def start_operator(self, op: Operator) -> None:
         """Bring an operator's binds up: at once, or (active/standby) once its lease
         is ours. At start and for an operator a reload adds."""
+        if op.config.tls and not op.config.tls_verify:
+            log.warning("TLS certificate verification is off for this operator: anyone on "
+                        "the path can pose as its SMSC", extra={
+                            "event": "tls_verify_off", "operator": op.id})
         standby = self.standbys.get(op.id)
         if standby is not None:
             standby.start()

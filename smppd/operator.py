@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from smppd.bind import BindWorker
+from smppd.dialer import Dialer, NetworkDialer
 from smppd.protocol.pdu import DeliverSm, Pdu
 from throttling import AdaptiveRate, Sleep, TokenBucket
 
@@ -123,8 +124,10 @@ class Operator:
         limiter: Any = None,
         clock: Callable[[], float] = time.monotonic,
         sleep: Sleep = asyncio.sleep,
+        dialer: Dialer | None = None,
     ) -> None:
         self.config = config
+        self._dialer = dialer  # None: TCP or TLS as the (current) config says
         self.id: str = config.id
         self.events = events
         self.password = password
@@ -164,6 +167,12 @@ class Operator:
         self.backlog_end: float | None = None
         # submit_sm -> submit_sm_resp seconds of the most recent responses (status, demo)
         self.latencies: collections.deque[float] = collections.deque(maxlen=10_000)
+
+    @property
+    def dialer(self) -> Dialer:
+        """How the binds connect; read at each connect, so a reload's TLS settings
+        apply at the next one (the SSLContext is the config's, built at load)."""
+        return self._dialer or NetworkDialer.for_operator(self.config)
 
     # -- lifecycle --
 
@@ -310,7 +319,8 @@ class Operator:
 
     @property
     def healthy(self) -> bool:
-        return self.bound_count > 0
+        """A bind that can submit is bound (a receiver alone sends nothing)."""
+        return any(bind.bound and bind.bind_type != "receiver" for bind in self.binds)
 
     def status(self) -> dict[str, Any]:
         return {
