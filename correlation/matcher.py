@@ -112,8 +112,6 @@ class ReceiptMatcher:
         self._held_order: deque[_Held] = deque()  # oldest first
         self.relations = IdRelations()
         self._auto: set[str] = set()  # operators whose receipt ids are read under "auto"
-        # Called with receipts matched at expiry (a submit stored by another replica).
-        self.on_late_match: Callable[[str, MatchResult], Awaitable[None]] | None = None
 
     @property
     def held_count(self) -> int:
@@ -208,9 +206,13 @@ class ReceiptMatcher:
             self._learn(operator_id, receipt, key)
         return [next(applied) if ref is not None else None for ref in refs]
 
-    async def expire_held(self, now: float) -> int:
+    async def expire_held(
+        self, now: float,
+        on_late_match: Callable[[str, MatchResult], Awaitable[None]] | None = None,
+    ) -> int:
         """Move receipts held longer than hold_seconds out of memory, trying their other
-        readings first; returns how many are left waiting in the orphan table."""
+        readings first; returns how many are left waiting in the orphan table. A receipt
+        that matches now (a submit stored by another replica) goes to ``on_late_match``."""
         moved = 0
         deadline = now - self._hold_seconds
         while self._held_order and self._held_order[0].held_at <= deadline:
@@ -228,8 +230,8 @@ class ReceiptMatcher:
                 (result,) = await self._apply_many([(ref, held.receipt)])
                 await self._store.drop_orphan(held.operator_id, held.keys[0], held.hold_id)
                 self._learn(held.operator_id, held.receipt, key)
-                if result is not None and self.on_late_match is not None:
-                    await self.on_late_match(held.operator_id, result)
+                if result is not None and on_late_match is not None:
+                    await on_late_match(held.operator_id, result)
                 continue
             if len(held.keys) > 1:
                 await self._store.widen_orphan(

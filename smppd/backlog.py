@@ -13,7 +13,7 @@ import asyncio
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, Protocol
 
-from correlation.store import ACCEPTED, FAILED, MessageRecord
+from correlation.store import ACCEPTED, FAILED, CorrelationStore, MessageRecord
 from smppd.metric_children import MetricChildren
 from smppd.metrics import Metrics
 from smppd.operator import Operator, OutboundPart
@@ -45,7 +45,7 @@ class Queueing(Protocol):
 
 
 class Backlog:
-    def __init__(self, queueing: Queueing, store: Any, metrics: Metrics,
+    def __init__(self, queueing: Queueing, store: CorrelationStore, metrics: Metrics,
                  children: MetricChildren, clock: Callable[[], float], *,
                  operators: Callable[[], Mapping[str, Operator]],
                  spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]]) -> None:

@@ -13,13 +13,15 @@ import asyncio
 import functools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine, Iterable, Sequence
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from correlation.store import ACCEPTED, REJECTED, MessageRecord
+from correlation.matcher import MatchResult
+from correlation.store import ACCEPTED, REJECTED, CorrelationStore, MessageRecord
 from smppd.backlog import Backlog
 from smppd.batcher import Batcher
+from smppd.config import OperatorConfig
 from smppd.durable import until_durable
 from smppd.events import DLR_SCHEMA, EventSink
 from smppd.inbound import Inbound
@@ -31,6 +33,7 @@ from smppd.protocol.constants import Status, status_name
 from smppd.protocol.errors import PduEncodeError
 from smppd.protocol.pdu import DeliverSm, Pdu, SubmitSm, encode
 from smppd.protocol.split import Part, SplitError, split_message
+from smppd.seams import CircuitRecord, LeaseCheck, Matcher, Selector
 
 log = logging.getLogger("smppd.dispatch")
 
@@ -55,23 +58,30 @@ class Accepted:
 
 
 class Dispatcher:
-    def __init__(self, store: Any, matcher: Any, sink: EventSink, metrics: Metrics,
-                 clock: Callable[[], float] = time.time, *,
+    """The pipeline; ``operators`` is the fleet's own dict (read at each use, so an
+    operator a reload adds or removes is seen at once), and the control plane's seams
+    come in here: ``selector`` (SelectOperator), ``lease_check`` (ValidateLease; None:
+    no check) and ``circuit`` (the breaker, told after each response)."""
+
+    def __init__(self, store: CorrelationStore, matcher: Matcher, sink: EventSink,
+                 metrics: Metrics, clock: Callable[[], float] = time.time, *,
+                 operators: Mapping[str, Operator] | None = None,
+                 selector: Selector | None = None, lease_check: LeaseCheck | None = None,
+                 circuit: CircuitRecord | None = None,
                  max_unrecorded: int = 10_000) -> None:
         self.store = store
         self.matcher = matcher
         self.sink = sink
         self.metrics = metrics
         self.clock = clock
-        self.operators: dict[str, Operator] = {}
+        self.operators: Mapping[str, Operator] = {} if operators is None else operators
         self.accepting = True
         self._last_accept = 0.0  # accept timestamps only increase (see _accept_time)
         # (source, source_ton, source_npi) -> the submit_sm's source fields
-        self._sources: dict[tuple[str, str, str], tuple[str, int, int]] = {}
+        self._sources: dict[tuple[str, int | str, int | str], tuple[str, int, int]] = {}
         self._references: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self.children = MetricChildren()
-        # (The operators are looked up at each use: the daemon and tests set the dict.)
         self.backlog = Backlog(self, store, metrics, self.children, clock,
                                operators=lambda: self.operators, spawn=self._spawn)
         self.inbound = Inbound(store, matcher, sink, metrics, self.children, clock,
@@ -89,11 +99,9 @@ class Dispatcher:
         self._holding_back = False
         self._response_metrics: dict[tuple[str, int], tuple[Any, Any]] = {}
         self._failing: dict[str, str] = {}  # bind -> reason of its smppd_bind_failing series
-        self.selector: Callable[[Outbound], str | None] | None = None  # SelectOperator seam
-        # ValidateLease seam: (sender, tenant) -> (allowed, reason code); None = no check
-        self.lease_check: Callable[[str, str], Awaitable[tuple[bool, str]]] | None = None
-        # circuit breaker seam: (operator, submit went well) after each response
-        self.circuit: Callable[[str, bool], None] | None = None
+        self.selector = selector
+        self.lease_check = lease_check
+        self.circuit = circuit
 
     # -- intake --
 
@@ -253,7 +261,7 @@ class Dispatcher:
             return None
         return outbound
 
-    def _source(self, source: str, cfg: Any) -> tuple[str, int, int]:
+    def _source(self, source: str, cfg: OperatorConfig) -> tuple[str, int, int]:
         """The submit_sm's source address, TON and NPI (cached: a few regular
         expressions per message otherwise, and senders repeat)."""
         key = (source, cfg.source_ton, cfg.source_npi)
@@ -265,7 +273,7 @@ class Dispatcher:
         return found
 
     @staticmethod
-    def _address(source: str, cfg: Any) -> tuple[str, int, int]:
+    def _address(source: str, cfg: OperatorConfig) -> tuple[str, int, int]:
         addr, ton, npi = ton_npi(source)
         if cfg.source_ton != "auto":
             ton = int(cfg.source_ton)
@@ -428,5 +436,5 @@ class Dispatcher:
     async def queue_stored(self, op: Operator, message_ids: Iterable[str]) -> int:
         return await self.backlog.queue_stored(op, message_ids)
 
-    async def late_match(self, operator_id: str, result: Any) -> None:
+    async def late_match(self, operator_id: str, result: MatchResult) -> None:
         await self.inbound.late_match(operator_id, result)

@@ -8,7 +8,10 @@ correlates everything and publishes nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from correlation.store import CorrelationStore
 
 DLR_SCHEMA = "smppd.dlr.v1"
 MO_SCHEMA = "smppd.mo.v1"
@@ -25,7 +28,7 @@ class EventSink(Protocol):
 class StoredEvents:
     """Embedded sink: events go into the store's events table."""
 
-    def __init__(self, store: Any) -> None:
+    def __init__(self, store: CorrelationStore) -> None:
         self._store = store
 
     async def publish(self, kind: str, event: dict[str, Any]) -> None:

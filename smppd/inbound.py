@@ -16,6 +16,7 @@ from collections import Counter
 from collections.abc import Callable, Coroutine, Mapping, Sequence
 from typing import Any
 
+from correlation.matcher import MatchResult
 from correlation.receipts import Receipt, ReceiptError, parse_receipt
 from correlation.store import CorrelationStore, MoPartRecord
 from smppd.batcher import Batcher
@@ -31,13 +32,14 @@ from smppd.protocol.constants import (
 )
 from smppd.protocol.encoding import decode_text
 from smppd.protocol.pdu import DeliverSm
+from smppd.seams import Matcher
 
 log = logging.getLogger("smppd.dispatch")  # its records keep the name they had
 UNPARSEABLE_LOG_PERIOD = 60.0  # seconds between two WARNINGs per operator
 
 
 class Inbound:
-    def __init__(self, store: CorrelationStore, matcher: Any, sink: EventSink, metrics: Metrics,
+    def __init__(self, store: CorrelationStore, matcher: Matcher, sink: EventSink, metrics: Metrics,
                  children: MetricChildren, clock: Callable[[], float], *,
                  operators: Callable[[], Mapping[str, Operator]],
                  spawn: Callable[[Coroutine[Any, Any, Any]], asyncio.Task[Any]],
@@ -56,7 +58,7 @@ class Inbound:
         self._delivered: Batcher[tuple[Operator, Any, DeliverSm]] = Batcher(
             self._deliver_batches, workers=workers, spawn=spawn)
 
-    async def late_match(self, operator_id: str, result: Any) -> None:
+    async def late_match(self, operator_id: str, result: MatchResult) -> None:
         """A held receipt matched at expiry (its submit was stored by another replica)."""
         op = self.operators().get(operator_id)
         if op is not None:
@@ -203,7 +205,7 @@ class Inbound:
         for conn, pdu, _ in receipts:
             conn.respond(pdu, pdu.response(status))
 
-    async def receipts_matched(self, op: Operator, results: Sequence[Any]) -> None:
+    async def receipts_matched(self, op: Operator, results: Sequence[MatchResult]) -> None:
         """Count and publish matched receipts: those of deliver_sm just received, and
         held ones whose submit_sm_resp has now been recorded."""
         if not results:

@@ -18,19 +18,18 @@ mode) are swapped in but reported as ``restart_required``.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
+from correlation.store import CorrelationStore
 from smppd.bind import BindWorker
 from smppd.config import Config, ConfigError, OperatorConfig, load_config
-
-if TYPE_CHECKING:
-    from smppd.daemon import Daemon
-    from smppd.operator import Operator
+from smppd.fleet import Fleet
+from smppd.notify import Notifier
+from smppd.operator import Operator
 
 log = logging.getLogger("smppd.reload")
 
@@ -100,52 +99,54 @@ def plan(old: Config, new: Config) -> Plan:
 
 
 class Reloader:
-    """Applies config reloads to a running daemon, one at a time."""
+    """Applies config reloads to the running fleet, one at a time."""
 
-    def __init__(self, daemon: Daemon) -> None:
-        self.daemon = daemon
+    def __init__(self, fleet: Fleet, store: CorrelationStore, notifier: Notifier) -> None:
+        self.fleet = fleet
+        self.store = store
+        self.notifier = notifier
         self._lock = asyncio.Lock()
 
     async def reload(self, path: str | Path | None = None) -> ReloadResult:
         async with self._lock:
-            notifier = self.daemon.notifier
+            notifier = self.notifier
             notifier.reloading()
             result = await self._reload(path)
             if result.ok:
-                notifier.ready(self.daemon.summary())
+                notifier.ready(self.fleet.summary())
             else:
                 first = f"{result.errors[0][0]}: {result.errors[0][1]}" if result.errors else ""
                 notifier.ready(f"reload failed, running the previous config ({first}); "
-                               + self.daemon.summary())
+                               + self.fleet.summary())
             return result
 
     async def _reload(self, path: str | Path | None) -> ReloadResult:
-        daemon = self.daemon
-        source = path or daemon.config.source_file
+        fleet = self.fleet
+        source = path or fleet.config.source_file
         if source is None:
             return self._rejected([("", "the running config was not loaded from a file")])
         try:
             new = load_config(source)
         except ConfigError as exc:  # messages never carry secret values
             return self._rejected(exc.problems, str(source))
-        changes = plan(daemon.config, new)
+        changes = plan(fleet.config, new)
         log.info("reloading", extra={"event": "reload", "added": changes.added,
                                      "removed": changes.removed,
                                      "retuned": sorted(changes.retuned),
                                      "rebind": sorted(changes.rebind),
                                      "restart_required": changes.restart_required})
-        daemon.config = new
+        fleet.config = new
         for op_cfg in new.operators:
             if op_cfg.id in changes.added:
-                await self._add(op_cfg)
+                await fleet.add(op_cfg)
             elif op_cfg.id in changes.retuned or op_cfg.id in changes.rebind:
-                await self._update(daemon.operators[op_cfg.id], op_cfg,
+                await self._update(fleet.operators[op_cfg.id], op_cfg,
                                    rebind=op_cfg.id in changes.rebind)
         failed = 0
         if changes.removed:
             counts = await asyncio.gather(*(self._remove(i) for i in changes.removed))
             failed = sum(counts)
-        log.info("reloaded", extra={"event": "reloaded", "operators": len(daemon.operators)})
+        log.info("reloaded", extra={"event": "reloaded", "operators": len(fleet.operators)})
         return ReloadResult(True, changes, failed_messages=failed)
 
     def _rejected(self, problems: list[tuple[str, str]], source: str = "") -> ReloadResult:
@@ -154,20 +155,13 @@ class Reloader:
                          "problems": [f"{k}: {m}" if k else m for k, m in problems]})
         return ReloadResult(False, errors=problems)
 
-    async def _add(self, cfg: OperatorConfig) -> None:
-        await self.daemon.follow_intake(cfg.id)  # standby mode: its own NATS consumer
-        op = self.daemon.make_operator(cfg)
-        self.daemon.metrics.tps_limit.labels(op.id).set(op.limiter.limit)
-        self.daemon.operators[op.id] = op
-        self.daemon.start_operator(op)  # standby mode: once its lease is ours
-
     async def _update(self, op: Operator, cfg: OperatorConfig, *, rebind: bool) -> None:
         old = op.config
         op.config = cfg  # status table and per-message settings are read from here
-        op.password = self.daemon.password_source(cfg)
+        op.password = self.fleet.password_source(cfg)
         if cfg.tps != old.tps:
             op.set_tps(cfg.tps)
-            self.daemon.metrics.tps_limit.labels(op.id).set(op.limiter.limit)
+            self.fleet.show_limit(op)
         if cfg.tps_margin != old.tps_margin:
             op.set_tps_margin(cfg.tps_margin)
         if cfg.window != old.window:
@@ -179,25 +173,25 @@ class Reloader:
                     bind.host_index = 0  # the old index may point past the new list
             # A standby has no session to rebind: it binds with the new settings once
             # it leads (and waiting for its binds would hold the reload up).
-            if self.daemon.runs_binds(op.id):
+            if self.fleet.runs_binds(op.id):
                 await op.rebind()
 
     async def _resize_binds(self, op: Operator, count: int) -> None:
         while len(op.binds) < count:
             bind = BindWorker(op, len(op.binds))
             op.binds.append(bind)
-            if self.daemon.runs_binds(op.id):  # a standby starts it with the others
+            if self.fleet.runs_binds(op.id):  # a standby starts it with the others
                 bind.start()
         extra = op.binds[count:]
         del op.binds[count:]
         # Parts in an extra bind's window go back on the queue when it closes.
-        await asyncio.gather(*(b.stop(self.daemon.config.daemon.drain_timeout) for b in extra))
+        await asyncio.gather(*(b.stop(self.fleet.config.daemon.drain_timeout) for b in extra))
 
     async def _remove(self, op_id: str) -> int:
         """Take the operator out of routing, let it send what it holds, unbind it."""
-        daemon = self.daemon
-        op = daemon.operators.pop(op_id)  # the dispatcher shares this dict: no new messages
-        drain = daemon.config.daemon.drain_timeout
+        fleet = self.fleet
+        op = fleet.operators.pop(op_id)  # the dispatcher shares this dict: no new messages
+        drain = fleet.config.daemon.drain_timeout
         deadline = time.monotonic() + drain
         # PartQueue has no "empty" event to wait on; a short poll, bounded by the drain timeout.
         while len(op.queue) and op.healthy and time.monotonic() < deadline:  # noqa: ASYNC110
@@ -205,14 +199,12 @@ class Reloader:
         await op.stop(drain)
         leftover = {part.message_id for part in op.queue.drain()}
         for message_id in leftover:
-            await daemon.store.set_message_state(message_id, "FAILED",
+            await self.store.set_message_state(message_id, "FAILED",
                                                  reason="operator removed by a config reload",
                                                  at=time.time())
         # Renewed until now so no peer binds while this one drains; released only
         # once the binds are down.
-        await daemon.close_standby(op_id)
-        with contextlib.suppress(KeyError):
-            daemon.metrics.tps_limit.remove(op_id)
+        await fleet.retire(op_id)
         if leftover:
             log.warning("operator removed with unsent messages",
                         extra={"event": "operator_removed", "operator": op_id,

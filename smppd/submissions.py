@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from control.view import Caller, InputError
-from correlation.store import MessageRecord
+from correlation.store import CorrelationStore, MessageRecord
 from smppd.dispatch import Accepted, Dispatcher
 from smppd.message import Outbound, relative_validity
 from smppd.operator import Operator
@@ -74,7 +74,7 @@ def _field(single: bool, index: int, name: str) -> str:
 
 
 class Submissions:
-    def __init__(self, dispatcher: Dispatcher, store: Any) -> None:
+    def __init__(self, dispatcher: Dispatcher, store: CorrelationStore) -> None:
         self.dispatcher = dispatcher
         self.store = store
 

@@ -159,7 +159,7 @@ async def test_sigusr1_logs_where_every_task_waits(
         daemon.proc.send_signal(signal.SIGUSR1)
         await wait_for(lambda: "waits in" in daemon.log.read_text(), what="the task dump")
         dump = [line for line in daemon.log.read_text().splitlines() if "waits in" in line]
-        assert any("_housekeep (daemon.py" in line for line in dump), dump
+        assert any("_housekeep (lifecycle.py" in line for line in dump), dump
         assert await daemon.signal(signal.SIGTERM) == 0  # still running, still stops cleanly
 
 

@@ -83,8 +83,7 @@ async def test_auto_receipt_form_tries_every_reading(
     async def on_late(operator_id: str, result: object) -> None:
         late.append(getattr(result, "message_id", ""))
 
-    matcher.on_late_match = on_late
-    assert await matcher.expire_held(clock.advance(HOLD)) == 0
+    assert await matcher.expire_held(clock.advance(HOLD), on_late) == 0
     assert late == ["m2"]
     got = await store.get_message("m2")
     assert got is not None and got["state"] == DELIVERED
@@ -294,8 +293,7 @@ async def test_all_digit_hex_submit_id_meets_its_decimal_receipt(
     async def on_late(operator_id: str, result: object) -> None:
         late.append(getattr(result, "message_id", ""))
 
-    matcher.on_late_match = on_late
-    assert await matcher.expire_held(clock.advance(HOLD)) == 0
+    assert await matcher.expire_held(clock.advance(HOLD), on_late) == 0
     assert late == ["m1"]
     assert await store.take_orphans("roshan", "1000000000") == []
 

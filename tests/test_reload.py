@@ -88,8 +88,7 @@ def all_bound(daemon: Daemon) -> bool:
 async def running(tmp_path: Path, sim: SmscSimulator) -> AsyncIterator[tuple[Daemon, Path]]:
     path = write(tmp_path / "smppd.toml", tmp_path / "state",
                  operator(sim, "alpha", "9370"), operator(sim, "beta", "9371"))
-    daemon = Daemon(load_config(path))
-    daemon.notifier = RecordingNotifier()
+    daemon = Daemon(load_config(path), notifier=RecordingNotifier())
     await daemon.start()
     await wait_for(lambda: all_bound(daemon), "binds up")
     yield daemon, path
