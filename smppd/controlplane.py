@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping
-from typing import Any
+
+from prometheus_client import CollectorRegistry
 
 from control.auth import Authenticator, Token
 from control.data import ControlData, make_data
@@ -22,6 +23,7 @@ from control.routing import Circuits, Health, SelectRequest
 from smppd.config import Config
 from smppd.message import Outbound
 from smppd.operator import Operator
+from smppd.seams import LeaseCheck, Selector
 
 log = logging.getLogger("smppd.controlplane")
 
@@ -39,8 +41,8 @@ def control_data(config: Config) -> ControlData:
                      sqlite_path=config.control_sqlite_path)
 
 
-def build(config: Config, registry: Any, operators: Callable[[], Mapping[str, Operator]],
-          circuits: Circuits) -> ControlPlane:
+def build(config: Config, registry: CollectorRegistry,
+          operators: Callable[[], Mapping[str, Operator]], circuits: Circuits) -> ControlPlane:
     data = control_data(config)
     leases = config.leases
     cache: Cache
@@ -78,7 +80,7 @@ async def start(plane: ControlPlane, config: Config) -> None:
     await plane.start()
 
 
-def selector(plane: ControlPlane) -> Callable[[Outbound], str | None]:
+def selector(plane: ControlPlane) -> Selector:
     def select(msg: Outbound) -> str | None:
         decision = plane.select_now(SelectRequest(msg.destination, msg.tenant_id, msg.source))
         return decision.operator_id if decision is not None else None
@@ -86,7 +88,7 @@ def selector(plane: ControlPlane) -> Callable[[Outbound], str | None]:
     return select
 
 
-def lease_check(plane: ControlPlane) -> Callable[[str, str], Any]:
+def lease_check(plane: ControlPlane) -> LeaseCheck:
     async def check(sender: str, tenant_id: str) -> tuple[bool, str]:
         result = await plane.validate(sender, tenant_id)
         if not result.allowed and not plane.enforce:

@@ -22,6 +22,7 @@ from correlation.store import ACCEPTED, REJECTED, CorrelationStore, MessageRecor
 from smppd.backlog import Backlog
 from smppd.batcher import Batcher
 from smppd.config import OperatorConfig
+from smppd.connection import SmppConnection
 from smppd.durable import until_durable
 from smppd.events import DLR_SCHEMA, EventSink
 from smppd.inbound import Inbound
@@ -323,7 +324,7 @@ class Dispatcher:
             self.circuit(op.id, False)
         self._spawn(self.finish(op, part.message_id, "UNKNOWN", reason, None))
 
-    def deliver_received(self, op: Operator, conn: Any, pdu: DeliverSm) -> None:
+    def deliver_received(self, op: Operator, conn: SmppConnection, pdu: DeliverSm) -> None:
         self.inbound.deliver_received(op, conn, pdu)
 
     def bind_changed(self, op: Operator) -> None:

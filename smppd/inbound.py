@@ -20,6 +20,7 @@ from correlation.matcher import MatchResult
 from correlation.receipts import Receipt, ReceiptError, parse_receipt
 from correlation.store import CorrelationStore, MoPartRecord
 from smppd.batcher import Batcher
+from smppd.connection import SmppConnection
 from smppd.events import DLR_SCHEMA, MO_SCHEMA, EventSink
 from smppd.metric_children import MetricChildren
 from smppd.metrics import Metrics
@@ -55,7 +56,7 @@ class Inbound:
         self.mo_parts = MoParts()
         # operator -> (when an unparseable receipt was last logged, how many since)
         self._unparseable_logged: dict[str, tuple[float, int]] = {}
-        self._delivered: Batcher[tuple[Operator, Any, DeliverSm]] = Batcher(
+        self._delivered: Batcher[tuple[Operator, SmppConnection, DeliverSm]] = Batcher(
             self._deliver_batches, workers=workers, spawn=spawn)
 
     async def late_match(self, operator_id: str, result: MatchResult) -> None:
@@ -64,21 +65,23 @@ class Inbound:
         if op is not None:
             await self.receipts_matched(op, [result])
 
-    def deliver_received(self, op: Operator, conn: Any, pdu: DeliverSm) -> None:
+    def deliver_received(self, op: Operator, conn: SmppConnection, pdu: DeliverSm) -> None:
         self._delivered.add((op, conn, pdu))
 
-    async def _deliver_batches(self, batch: list[tuple[Operator, Any, DeliverSm]]) -> None:
+    async def _deliver_batches(self, batch: list[tuple[Operator, SmppConnection, DeliverSm]],
+                               ) -> None:
         """Handle a batch of deliver_sm, per operator: one lookup, one receipt write
         and one event write, then all the responses."""
-        by_operator: dict[str, tuple[Operator, list[tuple[Any, DeliverSm]]]] = {}
+        by_operator: dict[str, tuple[Operator, list[tuple[SmppConnection, DeliverSm]]]] = {}
         for op, conn, pdu in batch:
             by_operator.setdefault(op.id, (op, []))[1].append((conn, pdu))
         for op, items in by_operator.values():
             await self._deliver_batch(op, items)
 
-    async def _deliver_batch(self, op: Operator, items: list[tuple[Any, DeliverSm]]) -> None:
-        receipts: list[tuple[Any, DeliverSm, Receipt]] = []
-        mos: list[tuple[Any, DeliverSm]] = []
+    async def _deliver_batch(self, op: Operator,
+                             items: list[tuple[SmppConnection, DeliverSm]]) -> None:
+        receipts: list[tuple[SmppConnection, DeliverSm, Receipt]] = []
+        mos: list[tuple[SmppConnection, DeliverSm]] = []
         for conn, pdu in items:
             if not pdu.esm_class & (ESM_DELIVERY_RECEIPT | ESM_INTERMEDIATE_NOTIFICATION):
                 mos.append((conn, pdu))
@@ -105,7 +108,7 @@ class Inbound:
             "event": "receipt_unparseable", "operator": operator_id, "field": field,
             "suppressed": suppressed})
 
-    async def _mos(self, op: Operator, mos: list[tuple[Any, DeliverSm]]) -> None:
+    async def _mos(self, op: Operator, mos: list[tuple[SmppConnection, DeliverSm]]) -> None:
         """MO messages of a batch: the parts of incomplete ones written to the store,
         one event write for every message that is whole, then every deliver_sm
         answered (a transient error if a write failed: the SMSC sends them again)."""
@@ -183,8 +186,8 @@ class Inbound:
             "text": decode_text(body, data_coding), "at": at,
         }
 
-    async def _receipts(self, op: Operator, receipts: list[tuple[Any, DeliverSm, Receipt]],
-                        ) -> None:
+    async def _receipts(self, op: Operator,
+                        receipts: list[tuple[SmppConnection, DeliverSm, Receipt]]) -> None:
         """Receipts of a batch: matched, or durable in the orphan table (a receipt that
         came before its submit_sm_resp, or on another bind), then every deliver_sm
         answered: OK, or a transient error if a write failed (the SMSC redelivers)."""

@@ -24,7 +24,7 @@ import hashlib
 import json
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import nats
 from nats.aio.client import Client
@@ -34,8 +34,13 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy, StreamConfig
 from nats.js.errors import APIError, NotFoundError
 
-from smppd.message import MessageError
+from smppd.message import MessageError, Outbound
 from smppd.nats_publish import AckedPublisher
+from smppd.seams import Commands
+
+if TYPE_CHECKING:
+    from smppd.config import NatsSection
+    from smppd.operator import Operator
 
 log = logging.getLogger("smppd.nats")
 
@@ -85,7 +90,7 @@ def parse_command(data: bytes, subject: str, prefix: str) -> dict[str, Any]:
 class NatsBus:
     """The JetStream side of the daemon: an EventSink plus the dispatch consumer."""
 
-    def __init__(self, settings: Any, *, shadow: bool = False) -> None:
+    def __init__(self, settings: NatsSection, *, shadow: bool = False) -> None:
         self.settings = settings
         self.shadow = shadow
         self.nc: Client | None = None
@@ -178,13 +183,13 @@ class NatsBus:
     def operator_consumer(self, op_id: str) -> str:
         return f"{self.settings.consumer}-{op_id}"
 
-    def start_consumer(self, dispatcher: Any) -> None:
+    def start_consumer(self, dispatcher: Commands) -> None:
         """The shared consumer on ``{dispatch_subject}.*``: every command in
         active/active mode, what no operator's own consumer covers in active/standby."""
         self._start_intake(self.settings.consumer, self._bind_shared,
                            lambda msgs: self._take_shared(dispatcher, msgs), dispatcher)
 
-    def start_operator(self, op_id: str, dispatcher: Any) -> None:
+    def start_operator(self, op_id: str, dispatcher: Commands) -> None:
         """Take the operator's commands through its own consumer (its lease is ours)."""
         durable = self.operator_consumer(op_id)
         self._start_intake(durable, lambda: self._bind_operator(op_id),
@@ -198,7 +203,7 @@ class NatsBus:
             await intake.stop()
 
     def _start_intake(self, durable: str, bind: Callable[[], Awaitable[Any]],
-                      handle: Callable[[list[Msg]], Awaitable[None]], dispatcher: Any) -> None:
+                      handle: Callable[[list[Msg]], Awaitable[None]], dispatcher: Commands) -> None:
         if durable in self.intakes:
             return
         limit = int(self.settings.max_queued)
@@ -275,7 +280,7 @@ class NatsBus:
         return await self.js.pull_subscribe_bind(durable=self.operator_consumer(op_id),
                                                  stream=self.settings.dispatch_stream)
 
-    async def retire_operator(self, op_id: str, dispatcher: Any) -> int:
+    async def retire_operator(self, op_id: str, dispatcher: Commands) -> int:
         """Drain the operator's own consumer, then delete it: the operator left the
         config (its commands are refused as unknown now) or the daemon runs
         active/active (they are taken as usual). Only for a replica holding the
@@ -313,7 +318,7 @@ class NatsBus:
             "drained": drained})
         return drained
 
-    async def _take_shared(self, dispatcher: Any, msgs: list[Msg]) -> None:
+    async def _take_shared(self, dispatcher: Commands, msgs: list[Msg]) -> None:
         if self.covered:
             mine = []
             for msg in msgs:
@@ -332,15 +337,15 @@ class NatsBus:
         return (first is not None and msg.metadata.sequence is not None
                 and int(msg.metadata.sequence.stream) >= first)
 
-    async def _take(self, dispatcher: Any, durable: str, msgs: list[Msg]) -> None:
+    async def _take(self, dispatcher: Commands, durable: str, msgs: list[Msg]) -> None:
         acked = await self._handle_batch(dispatcher, msgs)
         if acked:  # (not `+= await`: batches run at once)
             self.stored[durable] += acked
 
-    async def _handle_batch(self, dispatcher: Any, msgs: list[Msg]) -> int:
+    async def _handle_batch(self, dispatcher: Commands, msgs: list[Msg]) -> int:
         """Store a batch and ack it; returns how many valid commands were acked."""
         s = self.settings
-        valid: list[tuple[Msg, Any]] = []
+        valid: list[tuple[Msg, tuple[Outbound, Operator]]] = []
         for msg in msgs:
             try:
                 body = parse_command(msg.data, msg.subject, s.dispatch_subject)
@@ -512,7 +517,7 @@ def _event_id(kind: str, event: dict[str, Any]) -> str:
 class OperatorIntake:
     """An operator's own consumer as ``smppd.leader.Intake``: run while its lease is ours."""
 
-    def __init__(self, bus: NatsBus, op_id: str, dispatcher: Any) -> None:
+    def __init__(self, bus: NatsBus, op_id: str, dispatcher: Commands) -> None:
         self.bus = bus
         self.op_id = op_id
         self.dispatcher = dispatcher
