@@ -15,6 +15,7 @@ import contextlib
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from correlation.store import CorrelationStore
@@ -35,15 +36,22 @@ if TYPE_CHECKING:
 log = logging.getLogger("smppd.daemon")  # its records keep the name they had
 
 
-class Fleet:
-    """The operators, with what they are made from. ``config`` is the running config:
-    a reload swaps it here."""
+@dataclass
+class Running:
+    """The config in force: a reload swaps it here, and what follows reloads reads it
+    at each use (the fleet, the API, the webhooks)."""
 
-    def __init__(self, config: Config, dispatcher: Dispatcher, store: CorrelationStore,
+    config: Config
+
+
+class Fleet:
+    """The operators, with what they are made from."""
+
+    def __init__(self, running: Running, dispatcher: Dispatcher, store: CorrelationStore,
                  metrics: Metrics, *, operators: dict[str, Operator],
                  redis: Redis | None = None, vault: VaultCredentials | None = None,
                  bus: NatsBus | None = None) -> None:
-        self.config = config
+        self.running = running
         self.dispatcher = dispatcher
         self.store = store
         self.metrics = metrics
@@ -54,9 +62,17 @@ class Fleet:
         self.standbys: dict[str, Standby] = {}
         self.rate = RateMeter()  # submit_sm per second, for STATUS=
         self._exported: dict[tuple[str, str], int] = {}  # (metric, bind) -> count exported
-        for op_cfg in config.operators:
+        for op_cfg in running.config.operators:
             op = self.make_operator(op_cfg)
             self.operators[op.id] = op
+
+    @property
+    def config(self) -> Config:
+        return self.running.config
+
+    @config.setter
+    def config(self, config: Config) -> None:
+        self.running.config = config
 
     # -- making and running operators --
 

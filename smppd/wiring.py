@@ -26,7 +26,7 @@ from smppd.config import Config
 from smppd.credentials import VaultCredentials
 from smppd.dispatch import Dispatcher
 from smppd.events import EventSink, ShadowSink, StoredEvents
-from smppd.fleet import Fleet
+from smppd.fleet import Fleet, Running
 from smppd.metrics import Metrics
 from smppd.nats_bus import NatsBus
 from smppd.notify import Notifier
@@ -90,7 +90,7 @@ def build(config: Config, *, store: CorrelationStore | None = None,
         selector=controlplane.selector(control), circuit=circuits.record,
         lease_check=controlplane.lease_check(control) if config.leases is not None else None,
         max_unrecorded=config.store.max_unrecorded)
-    fleet = Fleet(config, dispatcher, store, metrics, operators=operators, redis=redis,
+    fleet = Fleet(Running(config), dispatcher, store, metrics, operators=operators, redis=redis,
                   vault=vault, bus=bus)
     notifier = Notifier() if notifier is None else notifier
     board = StatusBoard(lambda: operators, unmatched=lambda op_id: unmatched(metrics, op_id),
