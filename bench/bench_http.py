@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import multiprocessing as mp
 import os
@@ -329,61 +330,126 @@ def http_load(url: str, body: dict[str, Any], requests: int, concurrency: int,
     return result
 
 
-def open_loop(pipe: Connection, base: str, rate: float, seconds: float,
-              background: float) -> None:
-    """Control calls at a fixed schedule, plus background submits in bulks of 100."""
-    import aiohttp
+class _HttpConn(asyncio.Protocol):
+    """One keep-alive connection of the open-loop client: one request at a time,
+    answers parsed by Content-Length (the daemon always sends one)."""
+
+    def __init__(self, on_answer: Any) -> None:
+        self.on_answer = on_answer
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.waiting: tuple[str, float] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+
+    def send(self, request: bytes, kind: str, due: float) -> None:
+        assert self.transport is not None
+        self.waiting = (kind, due)
+        self.transport.write(request)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = self.buffer[:end]
+        length = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
+        size = end + 4 + (int(length[1]) if length else 0)
+        if len(self.buffer) < size or self.waiting is None:
+            return
+        self.buffer = self.buffer[size:]
+        kind, due = self.waiting
+        self.waiting = None
+        self.on_answer(self, kind, due, int(head[9:12]))
+
+
+def _request(path: str, body: bytes) -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def open_loop(pipe: Connection, port: int, rate: float, seconds: float) -> None:
+    """Control calls (half ValidateLease, half SelectOperator) at a fixed schedule over
+    64 keep-alive connections; a call waiting for a free connection is late, and its
+    latency (from its scheduled time) says so. A minimal HTTP client: the load must
+    cost far less than the server it measures."""
     import uvloop
 
-    validate = json.dumps({"sender": "SMPPD", "tenant_id": TENANT}).encode()
-    select = json.dumps({"destination": "+93791234567", "tenant_id": TENANT}).encode()
-    bulk = json.dumps({"messages": [message(False)] * 100}).encode()
-    headers = {"Content-Type": "application/json"}
+    requests = {
+        "validate": _request("/v1/leases/validate",
+                             json.dumps({"sender": "SMPPD", "tenant_id": TENANT}).encode()),
+        "select": _request("/v1/routing/select", json.dumps(
+            {"destination": "+93791234567", "tenant_id": TENANT}).encode()),
+    }
 
-    async def main() -> dict[str, Any]:
+    async def run_calls() -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         lat: dict[str, list[float]] = {"validate": [], "select": []}
         errors = 0
-        connector = aiohttp.TCPConnector(limit=0)
-        async with aiohttp.ClientSession(connector=connector) as http:
-            async def call(kind: str, due: float) -> None:
-                nonlocal errors
-                path, data = (("/v1/leases/validate", validate) if kind == "validate"
-                              else ("/v1/routing/select", select))
-                async with http.post(base + path, data=data, headers=headers) as resp:
-                    await resp.read()
-                    errors += resp.status != 200
-                lat[kind].append(loop.time() - due)
+        backlog: collections.deque[tuple[str, float]] = collections.deque()
+        free: list[_HttpConn] = []
+        total = int(rate * seconds)
+        answered = 0
+        finished = loop.create_future()
 
-            async def submitter() -> None:
-                if not background:
-                    return
-                interval = 100 / background
-                due = loop.time()
-                end = due + seconds
-                while due < end:
-                    async with http.post(base + "/v1/messages/bulk", data=bulk,
-                                         headers=headers) as resp:
-                        await resp.read()
-                    due += interval
-                    await asyncio.sleep(max(0.0, due - loop.time()))
+        def on_answer(conn: _HttpConn, kind: str, due: float, status: int) -> None:
+            nonlocal errors, answered
+            lat[kind].append(loop.time() - due)
+            errors += status != 200
+            answered += 1
+            if backlog:
+                kind, due = backlog.popleft()
+                conn.send(requests[kind], kind, due)
+            else:
+                free.append(conn)
+            if answered == total and not finished.done():
+                finished.set_result(None)
 
-            tasks: list[asyncio.Task[None]] = []
-            background_task = asyncio.create_task(submitter())
-            start = loop.time() + 0.5
-            n = int(rate * seconds)
-            for i in range(n):
-                due = start + i / rate
-                delay = due - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                tasks.append(asyncio.create_task(call("validate" if i % 2 else "select", due)))
-            await asyncio.gather(*tasks)
-            await background_task
+        for _ in range(64):
+            transport, conn = await loop.create_connection(lambda: _HttpConn(on_answer),
+                                                           "127.0.0.1", port)
+            conn.transport = transport
+            free.append(conn)
+        start = loop.time() + 0.2
+        sent = 0
+        while sent < total:
+            now = loop.time()
+            while sent < total and start + sent / rate <= now:
+                kind = "validate" if sent % 2 else "select"
+                due = start + sent / rate
+                if free:
+                    free.pop().send(requests[kind], kind, due)
+                else:
+                    backlog.append((kind, due))
+                sent += 1
+            await asyncio.sleep(0.0005)
+        await asyncio.wait_for(finished, 120)
         return {"errors": errors,
                 "validate": percentiles(lat["validate"]), "select": percentiles(lat["select"])}
 
-    pipe.send(uvloop.run(main()))
+    pipe.send(uvloop.run(run_calls()))
+
+
+def background_submits(url: str, rate: float, seconds: float) -> None:
+    """Bulks of 100 at ``rate`` messages/s (its own process), while control calls run."""
+    import aiohttp
+    import uvloop
+
+    bulk = json.dumps({"messages": [message(False)] * 100}).encode()
+
+    async def post_bulks() -> None:
+        loop = asyncio.get_running_loop()
+        async with aiohttp.ClientSession() as http:
+            due, end = loop.time(), loop.time() + seconds
+            while due < end:
+                async with http.post(url, data=bulk,
+                                     headers={"Content-Type": "application/json"}) as resp:
+                    await resp.read()
+                due += 100 / rate
+                await asyncio.sleep(max(0.0, due - loop.time()))
+
+    uvloop.run(post_bulks())
 
 
 # -- the runs -----------------------------------------------------------------------------
@@ -490,12 +556,20 @@ def control_run(args: argparse.Namespace, daemon: Daemon, pid: int,
                 sim_pid: int) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     pipe, child = ctx.Pipe()
-    proc = ctx.Process(target=open_loop,
-                       args=(child, daemon.url, args.rate, args.seconds, args.background))
+    port = int(daemon.url.rsplit(":", 1)[1])
+    proc = ctx.Process(target=open_loop, args=(child, port, args.rate, args.seconds))
+    submitter = None
+    if args.background:
+        submitter = ctx.Process(target=background_submits, args=(
+            daemon.url + "/v1/messages/bulk", args.background, args.seconds + 1.0))
+        submitter.start()
+        time.sleep(0.5)  # the messages flow before the first control call
     cpu0 = proc_cpu(pid)
     proc.start()
     found: dict[str, Any] = pipe.recv()
     proc.join()
+    if submitter is not None:
+        submitter.join()
     return {"rate": args.rate, "seconds": args.seconds, "background_per_s": args.background,
             "daemon_cpu_s": round(proc_cpu(pid) - cpu0, 2), **found}
 
