@@ -757,8 +757,9 @@ class SqliteStore:
         return count
 
     async def webhook_claim(self, now: float, limit: int, lease: float) -> list[WebhookRecord]:
-        rows: list[tuple[Any, ...]] = await self._call(_webhook_claim, now, limit, now + lease)
-        return sorted((_webhook_record(row) for row in rows), key=lambda r: r.id)
+        due: str = await self._call(_webhook_claim, now, limit, now + lease)
+        rows = json.loads(due)
+        return sorted((_webhook_record((*row, None)) for row in rows), key=lambda r: r.id)
 
     async def webhook_delivered(self, ids: Sequence[int]) -> None:
         if ids:
@@ -808,14 +809,18 @@ _ENQUEUE_MO = (
     " FROM json_each(?3) j JOIN json_each(?4) t ON t.key = j.key"
     " WHERE t.value IS NOT NULL ORDER BY j.key"
 )
-# The oldest waiting event of each message (and any MO) that is due: claimed by moving
-# next_at past the lease.
-_WEBHOOK_CLAIM = (
-    f"UPDATE webhook_outbox SET next_at = ?3 WHERE id IN (SELECT o.id FROM webhook_outbox o"  # noqa: S608
+# The oldest waiting event of each message (and any MO) that is due, as one row of JSON
+# (each row a query returns costs the writer a wait for the GIL); the writer then claims
+# them by moving next_at past the lease, in the same transaction.
+_WEBHOOK_DUE = (
+    "SELECT json_group_array(json_array(id, kind, tenant_id, url, body, created_at,"
+    " attempts, last_error)) FROM (SELECT * FROM webhook_outbox o"
     " WHERE o.dead_at IS NULL AND o.next_at <= ?1 AND (o.ordering_key IS NULL OR NOT EXISTS"
     " (SELECT 1 FROM webhook_outbox p WHERE p.ordering_key = o.ordering_key"
     " AND p.dead_at IS NULL AND p.id < o.id)) ORDER BY o.next_at LIMIT ?2)"
-    f" RETURNING {_WEBHOOK_COLUMNS}"
+)
+_WEBHOOK_CLAIM = (
+    "UPDATE webhook_outbox SET next_at = ? WHERE id IN (SELECT value ->> 0 FROM json_each(?))"
 )
 _WEBHOOK_RETRY = (
     "UPDATE webhook_outbox SET next_at = ?, last_error = ?, attempts = attempts + 1"
@@ -873,9 +878,11 @@ def _store_events_with_webhooks(conn: sqlite3.Connection, kind: str, array: str,
     return ids
 
 
-def _webhook_claim(conn: sqlite3.Connection, now: float, limit: int,
-                   until: float) -> list[tuple[Any, ...]]:
-    return conn.execute(_WEBHOOK_CLAIM, (now, limit, until)).fetchall()
+def _webhook_claim(conn: sqlite3.Connection, now: float, limit: int, until: float) -> str:
+    due: str = conn.execute(_WEBHOOK_DUE, (now, limit)).fetchone()[0]
+    if due != "[]":
+        conn.execute(_WEBHOOK_CLAIM, (until, due))
+    return due
 
 
 def _webhook_delivered(conn: sqlite3.Connection, ids: list[int]) -> None:

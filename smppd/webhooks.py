@@ -38,6 +38,9 @@ log = logging.getLogger("smppd.webhooks")
 
 DEPTH_PERIOD = 5.0  # seconds between refreshes of the outbox gauges
 LEASE_MARGIN = 30.0  # seconds a claim outlives the longest its delivery can take
+# Seconds a wake-up waits before claiming, so the events and answers of that moment are
+# claimed together: one claim per burst, not one per event (a claim is a store write).
+GATHER = 0.005
 
 
 class Tenants:
@@ -162,14 +165,19 @@ class Deliverer:
         self._loop_task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._depth_at = -math.inf
+        self._delivered = metrics.webhook_deliveries.labels("delivered")
+        self._retried = metrics.webhook_deliveries.labels("retried")
 
     # -- lifecycle --
 
     async def start(self) -> None:
         # No connection limit here: _HostLimits and [webhooks] in_flight bound it.
         # trust_env=False: a proxy from the environment would see every event.
-        self._session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
-                                              trust_env=False)
+        # No cookies, no decompression: a receiver's answer is only its status.
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0), trust_env=False,
+            cookie_jar=aiohttp.DummyCookieJar(), auto_decompress=False,
+            skip_auto_headers=("Accept", "Accept-Encoding"))
         self._loop_task = asyncio.ensure_future(self._run())
 
     async def stop(self) -> None:
@@ -226,6 +234,7 @@ class Deliverer:
                 continue  # more may be due: claim again once a slot frees (it wakes us)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), settings.poll_interval)
+                await asyncio.sleep(GATHER)
 
     async def _refresh_gauges(self) -> None:
         now = self._clock()
@@ -267,7 +276,7 @@ class Deliverer:
         outcome = await self._post(record, url, tenant, config)
         if outcome.ok:
             await self._store.webhook_delivered([record.id])
-            self._metrics.webhook_deliveries.labels("delivered").inc()
+            self._delivered.inc()
             return
         self._metrics.webhook_failures.labels(outcome.reason).inc()
         now = self._clock()
@@ -279,7 +288,7 @@ class Deliverer:
         delay = backoff(record.attempts + 1, settings.backoff_min, settings.backoff_max,
                         self._rand)
         await self._store.webhook_retry(record.id, min(now + delay, deadline), outcome.detail)
-        self._metrics.webhook_deliveries.labels("retried").inc()
+        self._retried.inc()
 
     async def _post(self, record: WebhookRecord, url: str, tenant: TenantConfig,
                     config: Config) -> webhook_http.Outcome:
