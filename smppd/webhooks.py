@@ -163,6 +163,7 @@ class Deliverer:
         self._wake = asyncio.Event()
         self._claimed: dict[int, asyncio.Task[None]] = {}
         self._loop_task: asyncio.Task[None] | None = None
+        self._closing = False
         self._session: aiohttp.ClientSession | None = None
         self._depth_at = -math.inf
         self._delivered = metrics.webhook_deliveries.labels("delivered")
@@ -184,9 +185,11 @@ class Deliverer:
         """Stop claiming, cancel the deliveries under way and give their claims back
         (due at once after a restart)."""
         if self._loop_task is not None:
-            self._loop_task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._loop_task
+            # Not cancelled mid-claim: a claim the store made but no one recorded would
+            # hold its rows for a whole lease. The loop ends at its next turn.
+            self._closing = True
+            self._wake.set()
+            await self._loop_task
             self._loop_task = None
         running = list(self._claimed.items())
         for _, task in running:
@@ -217,7 +220,7 @@ class Deliverer:
         return settings.timeout * rounds + LEASE_MARGIN
 
     async def _run(self) -> None:
-        while True:
+        while not self._closing:
             settings = self._config().webhooks
             self._wake.clear()
             free = settings.in_flight - len(self._claimed)
@@ -234,7 +237,8 @@ class Deliverer:
                 continue  # more may be due: claim again once a slot frees (it wakes us)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), settings.poll_interval)
-                await asyncio.sleep(GATHER)
+                if not self._closing:
+                    await asyncio.sleep(GATHER)
 
     async def _refresh_gauges(self) -> None:
         now = self._clock()

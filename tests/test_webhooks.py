@@ -28,10 +28,13 @@ from e2e_helpers import (
     write_config,
 )
 
+from correlation.pg_store import PgStore
+from correlation.sqlite_store import SqliteStore
+from correlation.store import MessageRecord
 from smppd import webhook_http
 from smppd.config import ConfigError, load_config
 from smppd.daemon import Daemon
-from smppd.webhooks import backoff
+from smppd.webhooks import Tenants, WebhookSink, backoff
 
 SECRET = "t1-webhook-secret-0123456789"
 T2_SECRET = "t2-webhook-secret-9876543210"
@@ -306,6 +309,79 @@ async def test_a_redirect_to_another_host_is_not_followed(tmp_path: Path) -> Non
         (hit,) = rx.hits
         assert (hit.path, hit.event["message_id"]) == ("/final", same) and verified(hit)
         assert failures(daemon, "redirect") >= 1
+
+
+@pytest.mark.services
+async def test_postgresql_store_outbox_end_to_end(tmp_path: Path) -> None:
+    from test_store_contract import fresh_database
+
+    async with fresh_database() as dsn, running_sim([mno("op")]) as sim, receiving() as rx:
+        path = config(tmp_path, sim)
+        rx.failing = 10**9  # the receiver answers 503 while the first daemon runs
+        first = Daemon(load_config(path), store=PgStore(dsn))
+        await first.start()
+        try:
+            await wait_bound(first)
+            ids = await submit(first, [message(n, callback_url=rx.url()) for n in range(5)])
+            await wait_final(first, ids)
+            await wait_for(lambda: failures(first, "http_5xx") >= 5, what="503s")
+        finally:
+            await first.stop()
+        rx.failing = 0
+        second = Daemon(load_config(path), store=PgStore(dsn))  # finds the outbox as left
+        await second.start()
+        try:
+            await wait_bound(second)
+            ids += await submit(second, [message(n, callback_url=rx.url())
+                                         for n in range(5, 10)])
+            await wait_for(lambda: len(rx.hits) == 10, what=lambda: f"{len(rx.hits)} hits")
+        finally:
+            await second.stop()
+    assert sorted(e["message_id"] for e in rx.events()) == sorted(ids)
+    assert all(verified(hit) for hit in rx.hits)
+
+
+class Published:
+    """The NATS sink's place: records what was published."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, dict[str, Any]]] = []
+
+    async def publish(self, kind: str, event: dict[str, Any]) -> None:
+        self.events.append((kind, event))
+
+    async def publish_many(self, kind: str, events: Any) -> None:
+        self.events.extend((kind, e) for e in events)
+
+
+async def test_over_another_sink_the_outbox_is_written_after_the_publish(
+    tmp_path: Path,
+) -> None:
+    path = write_config(tmp_path, [operator("op", ["127.0.0.1:2775"])])
+    with path.open("a") as fh:
+        fh.write(f'[[tenants]]\nid = "t1"\nsecret = "{SECRET}"\nmo_destinations = ["2020"]\n')
+    loaded = load_config(path)
+    store = SqliteStore(str(tmp_path / "s.sqlite"))
+    await store.open()
+    try:
+        await store.accept([MessageRecord(
+            message_id=m, tenant_id="t1", source="S", destination="93700000001",
+            data_coding=0, body=b"x", created_at=1.0, updated_at=1.0,
+            callback_url="http://hooks.example/" if m == "m1" else None) for m in ("m1", "m2")])
+        inner, woken = Published(), []
+        sink = WebhookSink(inner, store, Tenants(lambda: loaded), combined=False,
+                           on_queued=lambda: woken.append(1))
+        await sink.publish("dlr", {"message_id": "m1", "state": "DELIVERED"})
+        await sink.publish("dlr", {"message_id": "m2", "state": "DELIVERED"})  # no URL
+        await sink.publish_many("mo", [{"destination": "2020"}, {"destination": "3030"}])
+        assert [k for k, _ in inner.events] == ["dlr", "dlr", "mo", "mo"]
+        assert await store.list_events() == []  # the other sink has them, not the store
+        claimed = await store.webhook_claim(2e9, 10, 30)
+        assert [(r.kind, r.tenant_id, r.url) for r in claimed] == [
+            ("dlr", "t1", "http://hooks.example/"), ("mo", "t1", None)]
+        assert woken
+    finally:
+        await store.close()
 
 
 # --------------------------------------------------------------------------- refusals
