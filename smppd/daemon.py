@@ -538,6 +538,10 @@ class Daemon:
         if found is None:
             return None
         found.pop("body", None)  # the text is the tenant's business, not the API's
+        if found.get("callback_url"):  # its user:password or query may be a credential
+            from smppd.webhook_http import redacted
+
+            found["callback_url"] = redacted(found["callback_url"])
         return {k: v for k, v in found.items() if not isinstance(v, bytes)}
 
     async def reload(self) -> dict[str, Any]:

@@ -265,6 +265,8 @@ async def test_max_age_dead_letters_then_replay(tmp_path: Path) -> None:
             assert status == 200
             return body["dead"] if len(body["dead"]) == 3 else []
         letters = await wait_for(dead, what="three dead letters")
+        _, shown = await get(daemon, f"/v1/messages/{ids[0]}")
+        assert shown["callback_url"] == f"http://127.0.0.1:{port}/hook?..."
         assert {d["event"]["message_id"] for d in letters} == set(ids)
         for letter in letters:
             assert letter["tenant_id"] == "t1" and letter["kind"] == "dlr"
