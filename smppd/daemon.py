@@ -105,8 +105,8 @@ class Daemon:
         if self.webhooks is not None:
             from smppd.webhooks import CallbackGuard
 
-            self.dispatcher.callback_check = CallbackGuard(lambda: self.config,
-                                                           lambda: self.api_port)
+            self.dispatcher.callback_check = CallbackGuard(
+                lambda: self.config, lambda: self.api_port, self.webhooks.expect)
         self.dispatcher.circuit = self.circuits.record
         if self.config.leases is not None:
             self.dispatcher.lease_check = controlplane.lease_check(self.control)
@@ -121,7 +121,7 @@ class Daemon:
         deliverer = Deliverer(self.store, lambda: self.config, self.metrics)
         return deliverer, WebhookSink(sink, self.store, Tenants(lambda: self.config),
                                       combined=isinstance(sink, StoredEvents),
-                                      on_queued=deliverer.wake)
+                                      on_queued=deliverer.queued)
 
     @staticmethod
     def _make_store(config: Config) -> Any:

@@ -75,7 +75,7 @@ class WebhookSink:
     duplicate publish)."""
 
     def __init__(self, inner: EventSink, store: CorrelationStore, tenants: Tenants, *,
-                 combined: bool, on_queued: Callable[[], None]) -> None:
+                 combined: bool, on_queued: Callable[[WebhookTargets], None]) -> None:
         self.inner = inner
         self._store = store
         self._tenants = tenants
@@ -97,16 +97,18 @@ class WebhookSink:
             if targets is not None:
                 await self._store.webhook_enqueue(kind, events, targets)
         if targets is not None:
-            self._on_queued()
+            self._on_queued(targets)
 
 
 class CallbackGuard:
     """Dispatcher.callback_check: a message's callback_url must not point at this
     daemon's API, and its tenant must have a secret to sign with."""
 
-    def __init__(self, config: Callable[[], Config], api_port: Callable[[], int | None]) -> None:
+    def __init__(self, config: Callable[[], Config], api_port: Callable[[], int | None],
+                 accepted: Callable[[], None] = lambda: None) -> None:
         self._config = config
         self._api_port = api_port
+        self._accepted = accepted  # told of each URL let through
 
     def __call__(self, msg: Outbound) -> None:
         assert msg.callback_url is not None
@@ -118,6 +120,7 @@ class CallbackGuard:
         if config.tenant(msg.tenant_id) is None:
             raise MessageError([("callback_url", f"tenant {msg.tenant_id!r} has no "
                                  "[[tenants]] entry with a secret to sign webhooks with")])
+        self._accepted()
 
 
 def backoff(attempts: int, low: float, high: float, rand: Callable[[], float]) -> float:
@@ -164,6 +167,7 @@ class Deliverer:
         self._claimed: dict[int, asyncio.Task[None]] = {}
         self._loop_task: asyncio.Task[None] | None = None
         self._closing = False
+        self._expecting = False
         self._session: aiohttp.ClientSession | None = None
         self._depth_at = -math.inf
         self._delivered = metrics.webhook_deliveries.labels("delivered")
@@ -209,6 +213,19 @@ class Deliverer:
     def wake(self) -> None:
         """Events were queued: look for due deliveries now."""
         self._wake.set()
+
+    def expect(self) -> None:
+        """A message with its own callback_url was accepted: from now on every DLR write
+        wakes the worker (until then DLR writes of tenants without a default URL do not,
+        and what they queue, e.g. for messages of a previous run, is found by the
+        poll every ``poll_interval``)."""
+        self._expecting = True
+
+    def queued(self, targets: WebhookTargets) -> None:
+        """WebhookSink wrote events for these targets: wake up if they may have gone to
+        the outbox."""
+        if targets.owners is not None or targets.tenants or self._expecting:
+            self._wake.set()
 
     # -- the loop --
 

@@ -370,9 +370,9 @@ async def test_over_another_sink_the_outbox_is_written_after_the_publish(
             message_id=m, tenant_id="t1", source="S", destination="93700000001",
             data_coding=0, body=b"x", created_at=1.0, updated_at=1.0,
             callback_url="http://hooks.example/" if m == "m1" else None) for m in ("m1", "m2")])
-        inner, woken = Published(), []
+        inner, woken = Published(), []  # type: ignore[var-annotated]
         sink = WebhookSink(inner, store, Tenants(lambda: loaded), combined=False,
-                           on_queued=lambda: woken.append(1))
+                           on_queued=woken.append)
         await sink.publish("dlr", {"message_id": "m1", "state": "DELIVERED"})
         await sink.publish("dlr", {"message_id": "m2", "state": "DELIVERED"})  # no URL
         await sink.publish_many("mo", [{"destination": "2020"}, {"destination": "3030"}])
@@ -381,7 +381,7 @@ async def test_over_another_sink_the_outbox_is_written_after_the_publish(
         claimed = await store.webhook_claim(2e9, 10, 30)
         assert [(r.kind, r.tenant_id, r.url) for r in claimed] == [
             ("dlr", "t1", "http://hooks.example/"), ("mo", "t1", None)]
-        assert woken
+        assert len(woken) == 3 and woken[2].owners == ["t1", None]  # the DLRs and the MO
     finally:
         await store.close()
 
