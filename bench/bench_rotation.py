@@ -40,6 +40,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 from vault_fixtures import BaoServer, setup_approle, start_bao  # noqa: E402
 
+from control.view import InputError  # noqa: E402
 from simulators import AccountConfig, MnoConfig, ReceiptConfig, SimConfig  # noqa: E402
 from simulators.server import SmscSimulator  # noqa: E402
 from smppd.config import Config  # noqa: E402
@@ -114,11 +115,12 @@ class Load:
                                "destination": f"+{PREFIXES[op]}{n % 10_000_000:07d}",
                                "text": "Your code is 482913", "registered_delivery": True})
                 n += 1
-            for accepted in await self.daemon.submit(bodies, None):
-                if accepted.get("rejected"):
-                    self.rejected += 1
-                else:
-                    self.ids.append(accepted["message_id"])
+            try:
+                accepted = await self.daemon.submit(bodies, None)
+            except InputError:  # refused, nothing stored (e.g. a sender not leased: 403)
+                self.rejected += len(bodies)
+            else:
+                self.ids.extend(a["message_id"] for a in accepted)
             tick += 1
             delay = self.started + tick * self.TICK - time.perf_counter()
             if delay < 0:

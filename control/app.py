@@ -67,6 +67,7 @@ async def problems_middleware(request: web.Request, handler: Any) -> web.StreamR
         return await handler(request)  # type: ignore[no-any-return]
     except InputError as exc:
         response = problem(exc.status, exc.title, str(exc), exc.problems, exc.extra)
+        response.headers.update(exc.headers)
     except Forbidden as exc:
         response = problem(403, "Forbidden", str(exc), [(exc.field, str(exc))])
     except Unavailable as exc:

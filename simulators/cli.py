@@ -1,22 +1,60 @@
-"""``smppd-sim --config conf/simulator.toml``: run the SMSC simulator until SIGTERM/SIGINT."""
+"""``smppd-sim --config conf/simulator.toml``: run the SMSC simulator until SIGTERM/SIGINT.
+
+``--ports-from`` and ``--admin-port`` move the listeners off the config's ports (0: free
+ports), and ``--ready-file`` writes where each one listens once all are up, so a caller
+that started the simulator as a subprocess (``smppd demo``) knows where to connect.
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import json
 import logging
+import os
 import signal
 import sys
+import time
+from pathlib import Path
 
-from .config import ConfigError, load_config
+from .config import ConfigError, SimConfig, load_config
 from .loadgen import run_fast
 from .server import SmscSimulator
 
 log = logging.getLogger("simulators")
+LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-async def run(config_path: str) -> None:
-    config = load_config(config_path)
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("smppd")
+    except PackageNotFoundError:  # run from a source tree that was never installed
+        return "unknown"
+
+
+def with_ports(config: SimConfig, ports_from: int | None, admin_port: int | None) -> SimConfig:
+    """The config with the MNOs on ports_from, ports_from + 1, ... (in config order; 0:
+    each on a free port) and the admin API on admin_port (0: a free port)."""
+    mnos = config.mnos
+    if ports_from is not None:
+        mnos = [dataclasses.replace(m, port=ports_from + i if ports_from else 0)
+                for i, m in enumerate(mnos)]
+    return dataclasses.replace(config, mnos=mnos, admin_port=(
+        config.admin_port if admin_port is None else admin_port))
+
+
+def ready_document(sim: SmscSimulator, config: SimConfig, original: SimConfig) -> str:
+    mnos = [{"name": m.name, "host": m.host, "config_port": o.port, "port": sim.port_of(m.name)}
+            for m, o in zip(config.mnos, original.mnos, strict=True)]
+    return json.dumps({"pid": os.getpid(), "mnos": mnos, "admin_port": sim.admin_port})
+
+
+async def run(config: SimConfig, original: SimConfig | None = None,
+              ready_file: Path | None = None) -> None:
     sim = SmscSimulator(config)
     await sim.start()
     stop = asyncio.Event()
@@ -24,21 +62,64 @@ async def run(config_path: str) -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     try:
+        if ready_file is not None:  # written whole, then renamed: a reader never sees half
+            partial = ready_file.with_name(ready_file.name + ".partial")
+            partial.write_text(ready_document(sim, config, original or config))
+            partial.replace(ready_file)
         await stop.wait()
         log.info("stopping")
     finally:
         await sim.stop()
 
 
+def _port(text: str) -> int:
+    if not (text.isascii() and text.isdigit() and 0 <= int(text) <= 65535):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535; 0: a free one)")
+    return int(text)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="smppd-sim", description="SMSC (MNO) simulator: the "
+                                "MNOs of a TOML config on their own ports, and an admin API")
+    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
+    p.add_argument("--config", "-c", default="conf/simulator.toml",
+                   help="TOML config file (default: conf/simulator.toml)")
+    p.add_argument("--ports-from", type=_port, metavar="PORT",
+                   help="put the MNOs on PORT, PORT+1, ... in config order instead of their "
+                        "configured ports (0: each on a free port)")
+    p.add_argument("--admin-port", type=_port, metavar="PORT",
+                   help="the admin API's port instead of the configured one (0: a free port)")
+    p.add_argument("--ready-file", type=Path, metavar="FILE",
+                   help="once listening, write a JSON file with each MNO's port and the "
+                        "admin port")
+    p.add_argument("--log-level", default="INFO", type=str.upper, choices=LEVELS,
+                   help="log level (default: INFO)")
+    return p
+
+
+class UtcFormatter(logging.Formatter):
+    """Times in RFC 3339, UTC, to the millisecond (2026-12-03T09:15:02.123Z), as smppd's."""
+
+    default_time_format = "%Y-%m-%dT%H:%M:%S"
+    default_msec_format = "%s.%03dZ"
+
+    def converter(self, seconds: float | None) -> time.struct_time:
+        return time.gmtime(seconds)
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="smppd-sim", description="SMSC (MNO) simulator")
-    parser.add_argument("--config", default="conf/simulator.toml", help="TOML config file")
-    parser.add_argument("--log-level", default="INFO")
-    args = parser.parse_args(argv)
-    logging.basicConfig(stream=sys.stdout, level=args.log_level.upper(),
-                        format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    args = parser().parse_args(argv)
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(UtcFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
+    logging.basicConfig(level=args.log_level, handlers=[handler])
     try:
-        run_fast(run(args.config))
+        original = load_config(args.config)
+        if args.ports_from and args.ports_from + len(original.mnos) - 1 > 65535:
+            log.error("cannot start: --ports-from %d leaves no room for %d MNOs",
+                      args.ports_from, len(original.mnos))
+            return 2
+        config = with_ports(original, args.ports_from, args.admin_port)
+        run_fast(run(config, original, args.ready_file))
     except (ConfigError, OSError) as exc:
         log.error("cannot start: %s", exc)
         return 1

@@ -79,6 +79,9 @@ class MnoConfig:
     accounts: list[AccountConfig] = field(default_factory=list)
     submit_id_format: str = "decimal"
     receipt_id_format: str = "decimal"
+    # The counter's first value: a restarted SMSC given a higher one hands out ids its
+    # earlier life never did, as a real SMSC's persistent counter does.
+    first_id: int = 1
     window: int = 100
     enquire_link_interval: float = 30.0
     response_timeout: float = 30.0
@@ -87,6 +90,13 @@ class MnoConfig:
     record_limit: int = 10_000
     receipts: ReceiptConfig = field(default_factory=ReceiptConfig)
     behaviour: Behaviour = field(default_factory=Behaviour)
+    # A TLS listener on tls_port (0: any free port) beside the plain one, when
+    # tls_cert is set (PEM; the key in it or in tls_key). With tls_client_ca a client
+    # must present a certificate that CA signed.
+    tls_port: int = 0
+    tls_cert: str | None = None
+    tls_key: str | None = None
+    tls_client_ca: str | None = None
 
 
 @dataclass(slots=True)
@@ -256,6 +266,8 @@ def parse_mno(d: Mapping[str, Any], path: str) -> MnoConfig:
             parse_id_format(_take(d, key, str, "decimal", path))
         except ValueError as exc:
             raise ConfigError(f"{path}.{key}", str(exc)) from None
+    first_id = _take(d, "first_id", int, 1, path)
+    _positive(first_id, f"{path}.first_id")
     window = _take(d, "window", int, 100, path)
     _positive(window, f"{path}.window")
     interval = _take(d, "enquire_link_interval", (int, float), 30.0, path)
@@ -264,7 +276,14 @@ def parse_mno(d: Mapping[str, Any], path: str) -> MnoConfig:
     _positive(timeout, f"{path}.response_timeout")
     record_limit = _take(d, "record_limit", int, 10_000, path)
     _positive(record_limit, f"{path}.record_limit")
-    return MnoConfig(
+    tls_port = _take(d, "tls_port", int, 0, path)
+    if not 0 <= tls_port <= 65535:
+        raise ConfigError(f"{path}.tls_port", "must be 0..65535")
+    tls = {key: _take(d, key, str, None, path) for key in ("tls_cert", "tls_key", "tls_client_ca")}
+    for key in ("tls_key", "tls_client_ca", "tls_port"):
+        if key in d and tls["tls_cert"] is None:
+            raise ConfigError(f"{path}.{key}", "needs tls_cert (the TLS listener's certificate)")
+    mno = MnoConfig(
         name=name,
         port=port,
         host=_take(d, "host", str, "127.0.0.1", path),
@@ -273,6 +292,7 @@ def parse_mno(d: Mapping[str, Any], path: str) -> MnoConfig:
         accounts=accounts,
         submit_id_format=_take(d, "submit_id_format", str, "decimal", path),
         receipt_id_format=_take(d, "receipt_id_format", str, "decimal", path),
+        first_id=first_id,
         window=window,
         enquire_link_interval=float(interval),
         response_timeout=float(timeout),
@@ -281,7 +301,14 @@ def parse_mno(d: Mapping[str, Any], path: str) -> MnoConfig:
         record_limit=record_limit,
         receipts=parse_receipts(_take(d, "receipts", dict, {}, path), f"{path}.receipts"),
         behaviour=parse_behaviour(_take(d, "behaviour", dict, {}, path), f"{path}.behaviour"),
+        tls_port=tls_port, **tls,
     )
+    # The files are read now, so a bad one fails the load (imported here: .tls uses
+    # this module's types).
+    from .tls import tls_context
+
+    tls_context(mno, path)
+    return mno
 
 
 def parse_config(d: Mapping[str, Any]) -> SimConfig:

@@ -68,6 +68,7 @@ class Totals:
     receipts_dropped: int = 0  # no receiving bind and the waiting queue was full
     mo_sent: int = 0
     deliver_sm_resp_errors: int = 0
+    redeliveries: int = 0  # deliver_sm sent again after an ESME_RX_T_APPN
     per_account: dict[str, AccountCounters] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:

@@ -144,7 +144,7 @@ class SmscHandler(BaseHandler):
     def response_received(self, conn: SmppConnection, pending: Pending, pdu: Pdu) -> None:
         self.mno.on_response(self, pdu)
         if isinstance(pending.context, bytes):
-            self.mno.receipt_acked(pending.context, pdu.command_status)
+            self.mno.receipt_acked(self, pending.context, pdu.command_status)
         if self.backlog:
             self.flush_backlog()
 
@@ -184,6 +184,10 @@ class SmscHandler(BaseHandler):
                                 **message_details(pdu))
 
 
+# Seconds before a deliver_sm answered ESME_RX_T_APPN is sent again.
+REDELIVER_AFTER = 1.0
+
+
 class Mno:
     """One simulated operator."""
 
@@ -193,6 +197,7 @@ class Mno:
         self.clock = clock
         self.loop = loop
         self.port = config.port
+        self.tls_port: int | None = None  # once listening with TLS
         self.accounts: dict[str, Account] = {}
         self.handlers: set[SmscHandler] = set()
         self.recorder = Recorder(config.record_limit, config.record)
@@ -220,7 +225,7 @@ class Mno:
                                             for a in self.accounts.values()})
         self.random = random.Random(self.config.seed)
         self.receipt_maker = ReceiptMaker(self.config.receipts, self.random)
-        self._next_id = 0
+        self._next_id = self.config.first_id - 1
         self._mo_reference = 0
         self.recorder.clear()
         self.receipts.clear()
@@ -391,9 +396,14 @@ class Mno:
                                  system_id=handler.account.system_id if handler.account else None,
                                  **message_details(submit))
 
-    def receipt_acked(self, frame: bytes, status: int) -> None:
-        """A deliver_sm_resp came back: release a submit_sm_resp waiting for it (an error
-        status leaves the response waiting)."""
+    def receipt_acked(self, handler: SmscHandler, frame: bytes, status: int) -> None:
+        """A deliver_sm_resp came back: a transient error (ESME_RX_T_APPN) has the
+        deliver_sm sent again REDELIVER_AFTER seconds later, as SMSCs do; an OK releases
+        a submit_sm_resp waiting for it (any other error leaves it waiting)."""
+        if status == Status.ESME_RX_T_APPN:
+            self.counters.redeliveries += 1
+            self.receipts.push(REDELIVER_AFTER, _Receipt(handler, frame))
+            return
         if status or not self._response_after_ack:
             return
         waiting = self._response_after_ack.pop(id(frame), None)

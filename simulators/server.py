@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections.abc import Callable
@@ -18,6 +19,7 @@ from aiohttp import web
 
 from .config import SimConfig
 from .mno import Mno
+from .tls import TlsServerProtocol, tls_context
 
 log = logging.getLogger("simulators")
 
@@ -35,7 +37,7 @@ class SmscSimulator:
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
         try:
-            for mno_config in self.config.mnos:
+            for index, mno_config in enumerate(self.config.mnos):
                 mno = Mno(mno_config, self.clock, loop)
                 server = await loop.create_server(mno.new_connection, mno_config.host,
                                                   mno_config.port)
@@ -43,6 +45,15 @@ class SmscSimulator:
                 self.mnos[mno.name] = mno
                 self._servers.append(server)
                 log.info("MNO %s listening on %s:%d", mno.name, mno_config.host, mno.port)
+                context = tls_context(mno_config, f"mno[{index}]")
+                if context is not None:
+                    server = await loop.create_server(
+                        functools.partial(TlsServerProtocol, context, mno.new_connection),
+                        mno_config.host, mno_config.tls_port)
+                    mno.tls_port = server.sockets[0].getsockname()[1]
+                    self._servers.append(server)
+                    log.info("MNO %s listening with TLS on %s:%d", mno.name, mno_config.host,
+                             mno.tls_port)
             if self.config.admin_port is not None:
                 await self._start_admin()
         except BaseException:
@@ -77,6 +88,12 @@ class SmscSimulator:
 
     def port_of(self, name: str) -> int:
         return self.mnos[name].port
+
+    def tls_port_of(self, name: str) -> int:
+        port = self.mnos[name].tls_port
+        if port is None:
+            raise KeyError(f"MNO {name} has no TLS listener (no tls_cert)")
+        return port
 
     async def __aenter__(self) -> SmscSimulator:
         await self.start()

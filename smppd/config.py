@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import os
 import re
+import ssl
 import sys
 import tomllib
 from collections.abc import Mapping
@@ -40,6 +41,7 @@ from pydantic import (
 from pydantic.dataclasses import dataclass
 
 from smppd.protocol.constants import Npi, Status, Ton
+from smppd.tls import TlsFileError, client_context, server_context
 
 __all__ = [
     "DEFAULT_STATUS_TABLE",
@@ -260,6 +262,33 @@ class DaemonSection(_Section):
 class ApiSection(_Section):
     listen: ListenAddress = ("127.0.0.1", 8080)  # port 0 = any free port (tests)
     metrics_public: bool = True
+    access_log: bool = False  # a line per request (event http_access); needs a restart
+    # HTTPS: the certificate (PEM, the key in it or in tls_key); with tls_client_ca
+    # every client must present a certificate that CA signed (the platform's mTLS).
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_client_ca: Path | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> ApiSection:
+        problems: list[tuple[tuple[str, ...], str]] = []
+        for key in ("tls_key", "tls_client_ca"):
+            if getattr(self, key) is not None and self.tls_cert is None:
+                problems.append(((key,), "needs tls_cert (the API's own certificate)"))
+        if not problems and self.tls_cert is not None:
+            try:
+                self.ssl_context()  # a file that cannot be used fails the load, not the start
+            except TlsFileError as exc:
+                problems.append(((exc.key,), exc.message))
+        if problems:
+            raise _Problems(problems)
+        return self
+
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """The listener's TLS context; None: plain HTTP."""
+        if self.tls_cert is None:
+            return None
+        return server_context(cert=self.tls_cert, key=self.tls_key, client_ca=self.tls_client_ca)
 
 
 class StoreSection(_Section):
@@ -534,6 +563,10 @@ class OperatorSettings(_Section):
 
     window: int = Field(default=10, ge=1)
     tps: Annotated[float, AfterValidator(lambda v: _min_tps(v))] = Field(default=50, gt=0)
+    # Share of `tps` left unused so that jitter between our write and the SMSC's
+    # count cannot put more than `tps` into one of its one-second windows: 0.02 at
+    # 50 TPS paces 49 per second, which absorbs ~20 ms (docs/reliability.md).
+    tps_margin: float = Field(default=0.02, ge=0.0, le=0.5)
     enquire_link_interval: float = Field(default=30.0, gt=0)
     inactivity_timeout: float = Field(default=90.0, gt=0)  # > enquire_link_interval
     response_timeout: float = Field(default=30.0, gt=0)
@@ -618,6 +651,12 @@ def _one_or_list(value: Any) -> Any:
     return [value] if isinstance(value, str) else value
 
 
+BindType = Literal["transmitter", "receiver", "transceiver"]
+SENDING = frozenset({"transmitter", "transceiver"})
+RECEIVING = frozenset({"receiver", "transceiver"})
+TLS_KEYS = ("tls_ca", "tls_cert", "tls_key", "tls_server_name")
+
+
 class OperatorConfig(OperatorSettings):
     """One operator with every setting resolved (operator > [defaults] > built-in)."""
 
@@ -633,9 +672,22 @@ class OperatorConfig(OperatorSettings):
     password: Annotated[SecretStr, AfterValidator(_password_length)] | None = None  # demo only
     password_env: str | None = None  # name of an environment variable, read at load
     credentials: str | None = None  # "vault" (vault.path_template) or "vault:<path>"
+    # One type per bind, for accounts that want, say, a transmitter and a receiver:
+    # instead of bind_type and binds (see bind_plan).
+    bind_types: list[BindType] | None = Field(default=None, min_length=1)
+    # TLS to the SMSC. tls_ca: trust only this CA (default: the system's CAs);
+    # tls_cert / tls_key: a client certificate; tls_server_name: the name the SMSC's
+    # certificate must carry (default: each host's name).
+    tls: bool = False
+    tls_ca: Path | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    tls_server_name: Annotated[str, Field(min_length=1, pattern=r"^[^\s]+$")] | None = None
+    tls_verify: bool = True  # false: no certificate check at all (a WARNING at start)
 
     _password: SecretStr | None = PrivateAttr(default=None)
     _vault_path: str | None = PrivateAttr(default=None)
+    _ssl: ssl.SSLContext | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _cross_checks(self, info: ValidationInfo) -> OperatorConfig:
@@ -671,9 +723,48 @@ class OperatorConfig(OperatorSettings):
                                  'must be "vault" or "vault:<path>"'))
             elif sep:
                 self._vault_path = path.strip("/")
+        problems += self._bind_problems() + self._tls_problems()
         if problems:
             raise _Problems(problems)
         return self
+
+    def _bind_problems(self) -> list[tuple[tuple[str, ...], str]]:
+        if self.bind_types is not None:
+            # [defaults] never gives bind_type or binds to an operator with bind_types
+            # (Config._merge_defaults): these are the operator's own.
+            both = [k for k in ("bind_type", "binds") if k in self.model_fields_set]
+            if both:
+                return [((both[0],), "give bind_types (one type per bind) or bind_type "
+                         "and binds, not both")]
+            self.binds = len(self.bind_types)
+        if not SENDING & set(self.bind_plan):
+            key = "bind_types" if self.bind_types is not None else "bind_type"
+            return [((key,), "no bind can submit: at least one must be a transmitter or "
+                     "a transceiver")]
+        return []
+
+    def _tls_problems(self) -> list[tuple[tuple[str, ...], str]]:
+        if not self.tls:
+            given = [k for k in (*TLS_KEYS, "tls_verify") if k in self.model_fields_set]
+            return [((given[0],), "needs tls = true")] if given else []
+        if self.tls_key is not None and self.tls_cert is None:
+            return [(("tls_key",), "needs tls_cert (the client certificate)")]
+        try:
+            self._ssl = client_context(ca=self.tls_ca, cert=self.tls_cert, key=self.tls_key,
+                                       verify=self.tls_verify)
+        except TlsFileError as exc:
+            return [((exc.key,), exc.message)]
+        return []
+
+    @property
+    def bind_plan(self) -> list[str]:
+        """The type of each bind, in order: bind_types, or binds times bind_type."""
+        return list(self.bind_types) if self.bind_types else [self.bind_type] * self.binds
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """TLS to the SMSC (built once, at load); None: plain TCP."""
+        return self._ssl
 
     def password_value(self) -> str | None:
         """The SMPP bind password (file or environment); None when it comes from Vault."""
@@ -722,7 +813,11 @@ class Config(_Section):
         merged = []
         for op in operators:
             if isinstance(op, dict):
-                op = {**inherited, **op}
+                given = inherited
+                if "bind_types" in op:  # the operator lists its binds itself
+                    given = {k: v for k, v in inherited.items()
+                             if k not in ("bind_type", "binds")}
+                op = {**given, **op}
                 table, own = defaults.get("status_table"), op.get("status_table")
                 if isinstance(table, dict) and isinstance(own, dict) and own is not table:
                     op["status_table"] = {**table, **own}

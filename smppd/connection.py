@@ -89,6 +89,7 @@ class SmppConnection(asyncio.Protocol):
         self.transport: asyncio.Transport | None = None
         self.closed: asyncio.Future[Closed] = self.loop.create_future()
         self.peer: tuple[Any, ...] | None = None
+        self.lost_error: Exception | None = None  # why the transport went (e.g. a TLS alert)
         self._flush_scheduled = False
         self._timer: asyncio.TimerHandle | None = None
         self._window_waiters: list[asyncio.Future[None]] = []
@@ -113,6 +114,7 @@ class SmppConnection(asyncio.Protocol):
         return False  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self.lost_error = exc
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
@@ -155,6 +157,16 @@ class SmppConnection(asyncio.Protocol):
         if len(session.window) == 1:
             self._arm_timer()
         return sequence
+
+    def flush(self) -> None:
+        """Write what is queued now instead of at the end of this loop iteration."""
+        self._flush()
+
+    def pause_on_any_backlog(self) -> None:
+        """Report the transport busy (``drained`` waits) as soon as it holds any
+        unwritten byte, not only past 64 KiB."""
+        if self.transport is not None:
+            self.transport.set_write_buffer_limits(high=0)
 
     async def request(self, pdu: Pdu, *, check_status: bool = True) -> Pdu:
         """Send a request and wait for its response (bind, unbind, enquire_link, query)."""

@@ -35,6 +35,7 @@ from smppd.nats_bus import NatsBus
 from smppd.notify import Notifier
 from smppd.operator import Operator
 from smppd.reload import Reloader
+from smppd.statusboard import StatusBoard
 from smppd.submissions import Submissions
 from smppd.watchdog import DEFAULT_PERIOD, LoopWatchdog, RateMeter, status_line, watchdog_period
 from vault.client import VaultError
@@ -90,6 +91,8 @@ class Daemon:
         self.rate = RateMeter()  # submit_sm per second, for STATUS=
         self.reloader = Reloader(self)
         self._init_control()
+        self.board = StatusBoard(lambda: self.operators, unmatched=self._unmatched,
+                                 held=lambda: self.matcher.held_count)
         self.ready = False
 
     def _init_control(self) -> None:
@@ -147,75 +150,104 @@ class Daemon:
         from throttling.redis_bucket import RedisTokenBucket
 
         key = f"{self.config.redis.key_prefix}:bucket:{op_cfg.id}"
-        return RedisTokenBucket(self.redis, key, op_cfg.tps, replicas=self.config.redis.replicas)
+        return RedisTokenBucket(self.redis, key, op_cfg.tps, replicas=self.config.redis.replicas,
+                                headroom=op_cfg.tps_margin)
 
     # -- lifecycle --
 
     async def start(self) -> None:
-        await self.store.open()
+        """Start every part in order; if one fails, what was started is stopped again
+        in reverse (binds unbound, API closed, store closed) and the error raised, so
+        the process can exit non-zero with nothing left behind."""
         from smppd import controlplane
 
-        await controlplane.start(self.control, self.config)
-        resumed = await self.dispatcher.resume_pending()
-        if resumed:
-            log.info("resumed pending messages", extra={"event": "resumed", "count": resumed})
-        restored = await self.dispatcher.inbound.restore_mo_parts()
-        if restored:
-            log.info("restored parts of MO messages", extra={"event": "mo_parts_restored",
-                                                              "count": restored})
-        if self.vault is not None:
-            await self.vault.start(self.operators)
-        if self.bus is not None:  # before the binds: a leader takes commands at once
-            await self.bus.connect()
-            await self._prepare_intake()
-        for op in self.operators.values():
-            self.metrics.tps_limit.labels(op.id).set(op.limiter.limit)
-            self.start_operator(op)
-        await self._start_api()
-        if self.bus is not None:
-            self.bus.start_consumer(self.dispatcher)
-        if self.webhooks is not None:
-            await self.webhooks.start()
-        self._housekeeping = asyncio.ensure_future(self._housekeep())
-        self._watchdog = asyncio.ensure_future(self._watch())
-        self.ready = True
+        async with contextlib.AsyncExitStack() as started:
+            if self.redis is not None:
+                started.push_async_callback(self.redis.aclose)
+            await self.store.open()
+            started.push_async_callback(self.store.close)
+            await controlplane.start(self.control, self.config)
+            started.push_async_callback(self.control.stop)
+            resumed = await self.dispatcher.resume_pending()
+            if resumed:
+                log.info("resumed pending messages", extra={"event": "resumed", "count": resumed})
+            restored = await self.dispatcher.inbound.restore_mo_parts()
+            if restored:
+                log.info("restored parts of MO messages", extra={
+                    "event": "mo_parts_restored", "count": restored})
+            if self.vault is not None:
+                started.push_async_callback(self.vault.close)
+                await self.vault.start(self.operators)
+            if self.bus is not None:  # before the binds: a leader takes commands at once
+                started.push_async_callback(self.bus.close)
+                await self.bus.connect()
+                await self._prepare_intake()
+            started.push_async_callback(self._stop_binds)
+            for op in self.operators.values():
+                self.metrics.tps_limit.labels(op.id).set(op.limiter.limit)
+                self.start_operator(op)
+            started.push_async_callback(self._close_api)
+            await self._start_api()
+            if self.bus is not None:
+                self.bus.start_consumer(self.dispatcher)
+            if self.webhooks is not None:
+                started.push_async_callback(self.webhooks.stop)
+                await self.webhooks.start()
+            self._housekeeping = asyncio.ensure_future(self._housekeep())
+            self._watchdog = asyncio.ensure_future(self._watch())
+            self.board.attach(*BOARD_LOGGERS)
+            self.ready = True
+            started.pop_all()  # from here on stop() owns the shutdown
         self.notifier.ready(self.summary())
 
+    async def _stop_binds(self) -> None:
+        """Unbind every operator (active/standby: leave its lease too), in reverse."""
+        drain = self.config.daemon.drain_timeout
+        await asyncio.gather(*(standby.close() for standby in reversed(self.standbys.values())))
+        await asyncio.gather(*(op.stop(drain) for op in reversed(self.operators.values())))
+
     async def _start_api(self) -> None:
+        from control.access import make_runner
         from control.app import create_app
         from smppd.controlplane import authenticator
 
         app = create_app(self, authenticator(self.config), self.config.api.metrics_public)
-        self.runner = web.AppRunner(app, access_log=None)
+        self.runner = make_runner(app, self.config.api.access_log)
         await self.runner.setup()
         host, port = self.config.api.listen
-        site = web.TCPSite(self.runner, host, port)
+        context = self.config.api.ssl_context()  # HTTPS, mutual TLS with tls_client_ca
+        site = web.TCPSite(self.runner, host, port, ssl_context=context)
         await site.start()
         sockets = getattr(site._server, "sockets", None)
         if sockets:
             self.api_port = sockets[0].getsockname()[1]
-        log.info("api listening", extra={"event": "api_listening", "port": self.api_port})
+        log.info("api listening", extra={
+            "event": "api_listening", "port": self.api_port, "tls": context is not None,
+            "client_certificates": self.config.api.tls_client_ca is not None})
+
+    async def _close_api(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+            self.runner = None
 
     async def stop(self) -> None:
         """Ordered shutdown; safe to call twice."""
         if not self.ready:
             return
         self.ready = False
+        self.board.detach(*BOARD_LOGGERS)
         self.notifier.stopping()
         self.dispatcher.accepting = False
         if self.bus is not None:
             await self.bus.stop_consumer()
-        drain = self.config.daemon.drain_timeout
-        await asyncio.gather(*(standby.close() for standby in self.standbys.values()))
-        await asyncio.gather(*(op.stop(drain) for op in self.operators.values()))
-        await self.dispatcher.settle(timeout=drain)
+        await self._stop_binds()
+        await self.dispatcher.settle(timeout=self.config.daemon.drain_timeout)
         for task in (self._housekeeping, self._watchdog):
             if task is not None:
                 task.cancel()
                 with contextlib.suppress(asyncio.CancelledError):
                     await task
-        if self.runner is not None:
-            await self.runner.cleanup()
+        await self._close_api()
         await self.control.stop()
         if self.bus is not None:
             await self.bus.close()
@@ -273,6 +305,7 @@ class Daemon:
                 for bind in op.binds:
                     self.metrics.window_in_use.labels(op.id, bind.name).set(bind.window_in_use)
             self.rate.update(time.monotonic(), self._submits_total())
+            self.board.sample()
 
     async def _watch(self) -> None:
         """WATCHDOG=1 + STATUS= while the loop is responsive (see smppd.watchdog)."""
@@ -303,6 +336,10 @@ class Daemon:
     def start_operator(self, op: Operator) -> None:
         """Bring an operator's binds up: at once, or (active/standby) once its lease
         is ours. At start and for an operator a reload adds."""
+        if op.config.tls and not op.config.tls_verify:
+            log.warning("TLS certificate verification is off for this operator: anyone on "
+                        "the path can pose as its SMSC", extra={
+                            "event": "tls_verify_off", "operator": op.id})
         standby = self.standbys.get(op.id)
         if standby is not None:
             standby.start()
@@ -403,6 +440,8 @@ class Daemon:
                     ("submits", self.metrics.submits.labels(op.id), bind.sent),
                     ("attempts", self.metrics.bind_attempts.labels(op.id, bind.name),
                      bind.attempts),
+                    ("stalls", self.metrics.bind_stalls.labels(op.id, bind.name),
+                     bind.stalls),
                 ):
                     key = (name, bind.name)
                     delta = count - self._exported.get(key, 0)
@@ -452,7 +491,12 @@ class Daemon:
         required = [name for name in ("store", "nats") if name in found]
         ready = (self.ready and any(bound.values())
                  and all(found[name] == "ok" for name in required))
-        return ready, {**found, "required": required, "binds_up": bound}
+        failing = {op.id: [{"bind": b.name, "reason": b.error_reason, "error": b.last_error,
+                            "since": b.error_since} for b in op.binds if b.error_reason]
+                   for op in self.operators.values()}
+        return ready, {**found, "required": required, "binds_up": bound,
+                       "bind_errors": {op_id: errors for op_id, errors in failing.items()
+                                       if errors}}
 
     def operator_statuses(self) -> list[dict[str, Any]]:
         return [self._operator_view(op) for op in self.operators.values()]
@@ -460,6 +504,13 @@ class Daemon:
     def operator_status(self, operator_id: str) -> dict[str, Any] | None:
         op = self.operators.get(operator_id)
         return self._operator_view(op) if op is not None else None
+
+    def status_snapshot(self) -> dict[str, Any]:
+        return self.board.snapshot(self.operator_statuses())
+
+    def _unmatched(self, operator_id: str) -> float:
+        return sum(s.value for m in self.metrics.unmatched.collect() for s in m.samples
+                   if s.name.endswith("_total") and s.labels.get("operator") == operator_id)
 
     def _operator_view(self, op: Operator) -> dict[str, Any]:
         return {**op.status(), "learned_id_forms": self.matcher.learned_id_forms(op.id)}
@@ -576,6 +627,7 @@ class Daemon:
 
 
 CHECK_TIMEOUT = 1.0  # seconds a readiness check may take
+BOARD_LOGGERS = ("smppd", "control")  # whose warnings the status page lists
 
 
 def _verdict(answer: Any) -> str:

@@ -1,21 +1,31 @@
 """`smppd demo`: simulated MNOs, the daemon on embedded defaults, a sample batch.
 
-Starts the five simulated operators of conf/simulator.toml, the daemon with
-conf/demo.toml (SQLite in a fresh state directory), sends a batch of GSM 03.38,
-UCS2 and long messages across the operators' prefixes through the HTTP API, waits
-for the receipts and prints a per-operator table; then keeps serving the API until
-Ctrl-C (or exits with --exit).
+Starts the five simulated operators of the packaged simulator.toml (``smppd-sim`` as
+a subprocess, through its entry point: the daemon does not import the simulators),
+the daemon with the packaged demo.toml (SQLite in a fresh state directory), sends a
+batch of GSM 03.38, UCS2 and long messages across the operators' prefixes through
+the HTTP API, waits for the receipts and prints a per-operator table; then keeps
+serving the API (and the status page) until Ctrl-C, or exits with --exit.
+
+Ports: the API on 8080 and the MNOs on 2775..2779 when those are free, else on free
+ports; --api-port and --sim-port choose (0: free ports).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
+import shutil
 import signal
+import socket
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from importlib.resources import as_file, files
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import aiohttp
 
@@ -23,7 +33,15 @@ from correlation.store import FINAL_STATES
 from smppd.config import load_config
 from smppd.daemon import Daemon
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
+DATA = files("smppd") / "data"  # demo.toml and simulator.toml, shipped as package data
+API_PORT, SIM_PORT, MNO_COUNT = 8080, 2775, 5
+SIM_START = 15.0  # seconds the simulator may take to listen
+
+
+class DemoError(Exception):
+    """Why the demo cannot run; the message names the option to change."""
+
+
 TEXTS = [
     "Your verification code is 482913. It expires in 5 minutes.",
     "Salam! Your balance is 125.50 AFN. Recharge with *222# {promo} ~ 20% bonus €",
@@ -50,37 +68,143 @@ def sample_batch(prefixes: list[str], count: int) -> list[dict[str, Any]]:
     return batch
 
 
-async def run_demo(*, exit_after: bool, count: int, state_dir: str | None) -> int:
-    from simulators.config import load_config as load_sim_config
-    from simulators.server import SmscSimulator
+def free(host: str, port: int) -> bool:
+    with socket.socket() as sock:
+        # as the servers do: connections of an earlier run in TIME_WAIT are no obstacle
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            sock.bind((host, port))
+        except OSError:
+            return False
+    return True
 
-    sim = SmscSimulator(load_sim_config(CONF / "simulator.toml"))
-    config = load_config(CONF / "demo.toml")
-    config.daemon.state_dir = Path(state_dir or tempfile.mkdtemp(prefix="smppd-demo-"))
-    await sim.start()
-    daemon = Daemon(config)
+
+def choose_ports(api_port: int | None, sim_port: int | None) -> tuple[int, int]:
+    """The ports asked for (0: free ones), or the defaults when free, else 0."""
+    if api_port is None:
+        api_port = API_PORT if free("127.0.0.1", API_PORT) else 0
+    elif api_port and not free("127.0.0.1", api_port):
+        raise DemoError(f"--api-port {api_port}: the port is in use (0: a free one)")
+    if sim_port is None:
+        wanted = range(SIM_PORT, SIM_PORT + MNO_COUNT)
+        sim_port = SIM_PORT if all(free("127.0.0.1", p) for p in wanted) else 0
+    elif sim_port:
+        if sim_port + MNO_COUNT - 1 > 65535:
+            raise DemoError(f"--sim-port {sim_port}: the five MNOs need ports up to "
+                            f"{sim_port + MNO_COUNT - 1}; at most {65536 - MNO_COUNT}")
+        taken = [p for p in range(sim_port, sim_port + MNO_COUNT) if not free("127.0.0.1", p)]
+        if taken:
+            raise DemoError(f"--sim-port {sim_port}: the MNOs need ports {sim_port} to "
+                            f"{sim_port + MNO_COUNT - 1}; in use: "
+                            f"{', '.join(map(str, taken))} (0: free ones)")
+    return api_port, sim_port
+
+
+def simulator_command() -> list[str]:
+    """smppd-sim from the same installation as this smppd."""
+    beside = Path(sys.executable).parent / "smppd-sim"
+    found = str(beside) if beside.exists() else shutil.which("smppd-sim")
+    if found is None:
+        raise DemoError("smppd-sim not found beside this Python or on PATH (it is "
+                        "installed with smppd)")
+    return [found]
+
+
+@contextlib.asynccontextmanager
+async def simulator(state_dir: Path, sim_port: int) -> AsyncIterator[dict[int, int]]:
+    """The simulator subprocess; yields configured port -> port it listens on."""
+    ready = state_dir / "simulator-ready.json"
+    log_path = state_dir / "simulator.log"
+    log_file = _fresh(ready, log_path)
+    with as_file(DATA / "simulator.toml") as config, log_file:
+        proc = await asyncio.create_subprocess_exec(
+            *simulator_command(), "--config", str(config), "--ports-from", str(sim_port),
+            "--admin-port", "0", "--ready-file", str(ready), "--log-level", "WARNING",
+            stdin=asyncio.subprocess.DEVNULL, stdout=log_file, stderr=log_file)
+        try:
+            deadline = time.monotonic() + SIM_START
+            while not ready.exists():
+                if proc.returncode is not None or time.monotonic() > deadline:
+                    output = log_path.read_text(errors="replace").strip()
+                    raise DemoError(f"the simulator did not start (--sim-port {sim_port}): "
+                                    f"{output.splitlines()[-1] if output else 'no output'}")
+                await asyncio.sleep(0.05)
+            mnos = json.loads(ready.read_text())["mnos"]
+            yield {m["config_port"]: m["port"] for m in mnos}
+        finally:
+            if proc.returncode is None:
+                proc.terminate()
+                try:
+                    await asyncio.wait_for(proc.wait(), 10.0)
+                except TimeoutError:
+                    proc.kill()
+                    await proc.wait()
+
+
+def _fresh(ready: Path, log_path: Path) -> BinaryIO:
+    """No ready file of an earlier run; the simulator's log, opened for appending."""
+    ready.unlink(missing_ok=True)
+    return open(log_path, "ab")  # closed by the caller's with
+
+
+def _prepare(state_dir: str | None) -> tuple[Path, Any]:
+    """The state directory (a new temporary one unless given) and the packaged config."""
+    directory = Path(state_dir or tempfile.mkdtemp(prefix="smppd-demo-"))
+    directory.mkdir(parents=True, exist_ok=True)
+    with as_file(DATA / "demo.toml") as path:
+        config = load_config(path)
+    config.daemon.state_dir = directory
+    return directory, config
+
+
+async def run_demo(*, exit_after: bool, count: int, state_dir: str | None,
+                   api_port: int | None = None, sim_port: int | None = None) -> int:
     try:
-        await daemon.start()
-        await _wait_bound(daemon, 10.0)
-        url = f"http://127.0.0.1:{daemon.api_port}"
-        prefixes = [p for op in config.operators for p in op.prefixes]
-        started = time.monotonic()
-        ids = await _send(url, sample_batch(prefixes, count))
-        finals = await _wait_final(daemon, ids, 60.0)
-        elapsed = time.monotonic() - started
-        _print_table(daemon, finals, elapsed)
-        if exit_after:
-            return 0 if len(finals) == len(ids) else 1
-        print(f"\nAPI on {url} (try {url}/v1/operators); Ctrl-C to stop.", flush=True)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGINT, signal.SIGTERM):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
-        return 0
-    finally:
-        await daemon.stop()
-        await sim.stop()
+        return await _demo(exit_after, count, state_dir, api_port, sim_port)
+    except DemoError as exc:
+        print(f"smppd demo: {exc}", file=sys.stderr)
+        return 1
+
+
+async def _demo(exit_after: bool, count: int, state_dir: str | None,
+                api_port: int | None, sim_port: int | None) -> int:
+    api_port, sim_port = choose_ports(api_port, sim_port)
+    directory, config = _prepare(state_dir)
+    config.api.listen = (config.api.listen[0], api_port)
+    async with simulator(directory, sim_port) as ports:
+        for op in config.operators:  # each operator to where its MNO listens now
+            op.hosts = [(host, ports.get(port, port)) for host, port in op.hosts]
+        daemon = Daemon(config)
+        try:
+            try:
+                await daemon.start()
+            except OSError as exc:
+                raise DemoError(f"cannot serve the API on port {api_port} (--api-port): "
+                                f"{exc.strerror or exc}") from None
+            return await _show(daemon, config, exit_after, count)
+        finally:
+            await daemon.stop()
+
+
+async def _show(daemon: Daemon, config: Any, exit_after: bool, count: int) -> int:
+    await _wait_bound(daemon, 10.0)
+    url = f"http://127.0.0.1:{daemon.api_port}"
+    prefixes = [p for op in config.operators for p in op.prefixes]
+    started = time.monotonic()
+    ids = await _send(url, sample_batch(prefixes, count))
+    finals = await _wait_final(daemon, ids, 60.0)
+    elapsed = time.monotonic() - started
+    _print_table(daemon, finals, elapsed)
+    if exit_after:
+        return 0 if len(finals) == len(ids) else 1
+    print(f"\nAPI on {url} (try {url}/v1/operators), the status page on {url}/;"
+          " Ctrl-C to stop.", flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    return 0
 
 
 async def _wait_bound(daemon: Daemon, limit: float) -> None:

@@ -88,6 +88,7 @@ class Dispatcher:
         self.max_unrecorded = max_unrecorded
         self._holding_back = False
         self._response_metrics: dict[tuple[str, int], tuple[Any, Any]] = {}
+        self._failing: dict[str, str] = {}  # bind -> reason of its smppd_bind_failing series
         self.selector: Callable[[Outbound], str | None] | None = None  # SelectOperator seam
         # ValidateLease seam: (sender, tenant) -> (allowed, reason code); None = no check
         self.lease_check: Callable[[str, str], Awaitable[tuple[bool, str]]] | None = None
@@ -326,6 +327,16 @@ class Dispatcher:
     def bind_changed(self, op: Operator) -> None:
         for bind in op.binds:
             self.metrics.bind_up.labels(op.id, bind.name).set(1 if bind.bound else 0)
+            # One series per failing bind, labelled with why; gone once it binds.
+            before = self._failing.get(bind.name)
+            if before != bind.error_reason:
+                if before is not None:
+                    self.metrics.bind_failing.remove(op.id, bind.name, before)
+                if bind.error_reason is not None:
+                    self.metrics.bind_failing.labels(op.id, bind.name, bind.error_reason).set(1)
+                    self._failing[bind.name] = bind.error_reason
+                else:
+                    self._failing.pop(bind.name, None)
 
     def _metrics_for(self, operator_id: str, status: int) -> tuple[Any, Any]:
         """The labelled children for a response (a labels() lookup costs more than inc())."""

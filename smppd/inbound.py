@@ -210,10 +210,12 @@ class Inbound:
             return
         now = self.clock()
         events = []
-        by_stat: Counter[str] = Counter()
+        by_part_state: Counter[str] = Counter()
         by_final_state: Counter[str] = Counter()
         for result in results:
-            by_stat[result.stat] += 1
+            # Labelled with the part's state (DELIVERED, UNDELIVERABLE, ...): the words the
+            # API, the events and smppd_messages_final use, not the SMSC's stat (DELIVRD).
+            by_part_state[result.part_state] += 1
             if result.final:
                 by_final_state[result.message_state] += 1
             event = {
@@ -225,8 +227,8 @@ class Inbound:
             if network_error is not None:
                 event["network_error"] = network_error
             events.append(event)
-        for stat, count in by_stat.items():  # counted per batch: an inc() takes a lock
-            self.children.get(self.metrics.receipts, op.id, stat).inc(count)
+        for state, count in by_part_state.items():  # per batch: an inc() takes a lock
+            self.children.get(self.metrics.receipts, op.id, state).inc(count)
         for state, count in by_final_state.items():
             self.children.get(self.metrics.final_states, op.id, state).inc(count)
         op.counters["receipts"] += len(results)

@@ -1,21 +1,47 @@
 """Prometheus metrics of the daemon, recorded at the dispatcher and bind seams.
 
 Labels stay bounded: operator, bind, command, command_status, state. Never an
-MSISDN or a message id.
+MSISDN or a message id. A ``state`` label is always a message state (ACCEPTED,
+SUBMITTED, DELIVERED, UNDELIVERABLE, EXPIRED, REJECTED, FAILED, UNKNOWN), as in the
+API and the events; the SMSC's own receipt stat (DELIVRD, UNDELIV) stays in the events.
+Also on the registry: ``smppd_build_info`` (the version) and the process and Python
+metrics of prometheus_client (``process_*``, ``python_info``).
 """
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    Info,
+    PlatformCollector,
+    ProcessCollector,
+)
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 RECEIPT_BUCKETS = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
+
+
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("smppd")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
 
 
 class Metrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
+        self.build = Info("smppd_build", "The running smppd", registry=r)
+        self.build.info({"version": version()})
+        ProcessCollector(registry=r)  # CPU, memory, open files of this process (Linux)
+        PlatformCollector(registry=r)  # python_info: the interpreter's version
         self.accepted = Counter("smppd_messages_accepted", "Messages accepted", ["operator"],
                                 registry=r)
         self.submits = Counter("smppd_submits", "submit_sm sent", ["operator"], registry=r)
@@ -24,7 +50,7 @@ class Metrics:
         self.submit_latency = Histogram("smppd_submit_latency_seconds",
                                         "submit_sm to submit_sm_resp", ["operator"],
                                         buckets=LATENCY_BUCKETS, registry=r)
-        self.receipts = Counter("smppd_receipts", "Delivery receipts by state",
+        self.receipts = Counter("smppd_receipts", "Delivery receipts by the part state they set",
                                 ["operator", "state"], registry=r)
         self.unmatched = Counter("smppd_receipts_unmatched", "Receipts with no submit (yet)",
                                  ["operator"], registry=r)
@@ -42,6 +68,12 @@ class Metrics:
         self.tps_limit = Gauge("smppd_tps_limit", "Configured TPS", ["operator"], registry=r)
         self.bind_up = Gauge("smppd_bind_up", "1 when the bind is bound", ["operator", "bind"],
                              registry=r)
+        self.bind_stalls = Counter("smppd_bind_stalls",
+                                   "Sessions given up for an overdue submit_sm_resp",
+                                   ["operator", "bind"], registry=r)
+        self.bind_failing = Gauge("smppd_bind_failing",
+                                  "1 while the bind fails for this reason (e.g. ESME_RINVPASWD)",
+                                  ["operator", "bind", "reason"], registry=r)
         self.bind_attempts = Counter("smppd_bind_attempts", "Connect+bind attempts",
                                      ["operator", "bind"], registry=r)
         self.mo = Counter("smppd_mo_messages", "Mobile-originated messages", ["operator"],

@@ -17,8 +17,9 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from smppd.bind import BindWorker
+from smppd.dialer import Dialer, NetworkDialer
 from smppd.protocol.pdu import DeliverSm, Pdu
-from throttling import AdaptiveRate, TokenBucket
+from throttling import AdaptiveRate, Sleep, TokenBucket
 
 if TYPE_CHECKING:
     from smppd.config import OperatorConfig
@@ -37,6 +38,7 @@ class OutboundPart:
     total: int
     frame: bytes  # the submit_sm, encoded once at accept with sequence number 0
     attempts: int = 0
+    in_doubt: int = 0  # sessions that ended with it written and unanswered (smppd.bind)
     sent_at: float = 0.0
     bind: str = ""
 
@@ -121,17 +123,20 @@ class Operator:
         password: Callable[[], str | None],
         limiter: Any = None,
         clock: Callable[[], float] = time.monotonic,
+        sleep: Sleep = asyncio.sleep,
+        dialer: Dialer | None = None,
     ) -> None:
         self.config = config
+        self._dialer = dialer  # None: TCP or TLS as the (current) config says
         self.id: str = config.id
         self.events = events
         self.password = password
         self.queue = PartQueue()
-        # A 2 % margin keeps network jitter from bunching two sends into one of the
-        # SMSC's one-second windows.
-        bucket = limiter if limiter is not None else TokenBucket(config.tps, headroom=0.02,
-                                                                 clock=clock)
-        self.limiter = AdaptiveRate(bucket, clock=clock)
+        # The margin (tps_margin) keeps jitter between our write and the SMSC's clock
+        # from bunching one send too many into one of its one-second windows.
+        self.bucket = limiter if limiter is not None else TokenBucket(
+            config.tps, headroom=config.tps_margin, clock=clock, sleep=sleep)
+        self.limiter = AdaptiveRate(self.bucket, clock=clock, sleep=sleep)
         self.window = config.window
         self.paused = False
         self._resumed = asyncio.Event()
@@ -162,6 +167,12 @@ class Operator:
         self.backlog_end: float | None = None
         # submit_sm -> submit_sm_resp seconds of the most recent responses (status, demo)
         self.latencies: collections.deque[float] = collections.deque(maxlen=10_000)
+
+    @property
+    def dialer(self) -> Dialer:
+        """How the binds connect; read at each connect, so a reload's TLS settings
+        apply at the next one (the SSLContext is the config's, built at load)."""
+        return self._dialer or NetworkDialer.for_operator(self.config)
 
     # -- lifecycle --
 
@@ -261,6 +272,9 @@ class Operator:
     def set_tps(self, tps: float) -> None:
         self.limiter.set_limit(tps)
 
+    def set_tps_margin(self, margin: float) -> None:
+        self.bucket.set_headroom(margin)
+
     def set_window(self, window: int) -> None:
         self.window = window
         for bind in self.binds:
@@ -305,7 +319,8 @@ class Operator:
 
     @property
     def healthy(self) -> bool:
-        return self.bound_count > 0
+        """A bind that can submit is bound (a receiver alone sends nothing)."""
+        return any(bind.bound and bind.bind_type != "receiver" for bind in self.binds)
 
     def status(self) -> dict[str, Any]:
         return {

@@ -35,8 +35,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("smppd.reload")
 
 # Changes that need the sessions to bind again.
-REBIND_KEYS = ("hosts", "system_id", "bind_type", "system_type", "enquire_link_interval",
-               "inactivity_timeout", "response_timeout")
+REBIND_KEYS = ("hosts", "system_id", "bind_type", "bind_types", "system_type",
+               "enquire_link_interval", "inactivity_timeout", "response_timeout",
+               "tls", "tls_ca", "tls_cert", "tls_key", "tls_server_name", "tls_verify")
 # Sections read only at start.
 START_ONLY = ("api", "store", "redis", "nats", "vault")
 
@@ -167,6 +168,8 @@ class Reloader:
         if cfg.tps != old.tps:
             op.set_tps(cfg.tps)
             self.daemon.metrics.tps_limit.labels(op.id).set(op.limiter.limit)
+        if cfg.tps_margin != old.tps_margin:
+            op.set_tps_margin(cfg.tps_margin)
         if cfg.window != old.window:
             op.set_window(cfg.window)
         await self._resize_binds(op, cfg.binds)

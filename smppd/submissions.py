@@ -9,8 +9,13 @@ ids, tenants a token may act for, senders leased to another tenant.
 * A ``message_id`` that is already stored answers the original (``duplicate: true``)
   when the message is the same, and is a 409 naming the field when it is not, for
   whatever tenant stored it: never a second row, never a 500.
-* A sender leased to another tenant (``WRONG_TENANT``) is a 422 naming ``tenant_id``;
-  nothing of the request is stored.
+* A sender ValidateLease denies refuses the whole request, single or bulk, and
+  nothing of it is stored: a 403 with a problem naming each denied message
+  (``messages[i].source``, or ``messages[i].tenant_id`` for ``WRONG_TENANT``) and its
+  reason code in ``denied``; a 503 with Retry-After when every denial is
+  ``UNAVAILABLE`` (the check could not be made: the same request may pass later).
+  A dispatch command from NATS has no caller to answer: it is stored REJECTED with
+  the reason code instead (smppd.dispatch).
 """
 
 from __future__ import annotations
@@ -30,6 +35,16 @@ from smppd.operator import Operator
 # uuid5 namespace of the message ids derived from idempotency keys.
 _KEYED_IDS = uuid.UUID("5b0e6a57-52f1-4d2e-9b7c-2c7f6f1e9d35")
 WRONG_TENANT = "WRONG_TENANT"
+UNAVAILABLE = "UNAVAILABLE"
+# What each ValidateLease reason code tells the caller.
+_DENIED = {
+    "NOT_REGISTERED": "sender {source!r} is not registered to any tenant",
+    WRONG_TENANT: "sender {source!r} is leased to another tenant, not {tenant!r}",
+    "LEASE_SUSPENDED": "the lease of sender {source!r} is suspended",
+    "QUARANTINE_ACTIVE": "sender {source!r} is in quarantine",
+    UNAVAILABLE: "the lease of sender {source!r} could not be checked (lease cache and "
+                 "database unreachable); retry later",
+}
 
 
 def fingerprint(bodies: Sequence[Any]) -> str:
@@ -67,15 +82,9 @@ class Submissions:
                      key: str | None, caller: Caller) -> list[dict[str, Any]]:
         """Accept validated messages (``items``, from ``bodies``); the API's results."""
         single = len(bodies) == 1
-        verdicts = await self.dispatcher.lease_verdicts(items)
-        wrong = [(_field(single, i, "tenant_id"), f"sender {msg.source!r} is not leased to"
-                  f" tenant {msg.tenant_id!r}")
-                 for i, (msg, _) in enumerate(items)
-                 if verdicts.get((msg.source, msg.tenant_id)) == WRONG_TENANT]
-        if wrong:
-            raise InputError(wrong, title="Wrong tenant")
         if key is None:
-            return await self._accept(bodies, items, verdicts, single, keyed=False)
+            await self._refuse_denied(items, single)
+            return await self._accept(bodies, items, single, keyed=False)
         scope, print_ = scope_of(caller, items), fingerprint(bodies)
         claim = await self.store.idempotency_claim(scope, key, print_)
         if claim.fingerprint != print_:
@@ -90,7 +99,8 @@ class Submissions:
                 seed = f"{scope}\x1f{key}\x1f{claim.created_at!r}\x1f{index}"
                 msg.message_id = str(uuid.uuid5(_KEYED_IDS, seed))
         try:
-            results = await self._accept(bodies, items, verdicts, single, keyed=True)
+            await self._refuse_denied(items, single)  # after the claim: a replay is answered
+            results = await self._accept(bodies, items, single, keyed=True)
         except InputError:  # refused, nothing stored: the key is free for a corrected request
             await self.store.idempotency_release(scope, key, print_)
             raise
@@ -99,17 +109,47 @@ class Submissions:
                                  for r in results])
         return results
 
+    async def _refuse_denied(self, items: list[tuple[Outbound, Operator]],
+                             single: bool) -> None:
+        """403 (503 if the check could not be made) before anything is stored, naming
+        each message whose sender ValidateLease denies, with its reason code."""
+        verdicts = await self.dispatcher.lease_verdicts(items)
+        if not verdicts:
+            return
+        problems: list[tuple[str, str]] = []
+        denied: list[dict[str, Any]] = []
+        for i, (msg, _) in enumerate(items):
+            reason = verdicts.get((msg.source, msg.tenant_id))
+            if reason is None:
+                continue
+            field = _field(single, i, "tenant_id" if reason == WRONG_TENANT else "source")
+            text = _DENIED.get(reason, "sender {source!r} is not leased to {tenant!r}")
+            problems.append((field, f"{text.format(source=msg.source, tenant=msg.tenant_id)}"
+                                    f" ({reason})"))
+            denied.append({"index": i, "field": field, "source": msg.source,
+                           "tenant_id": msg.tenant_id, "reason_code": reason})
+        unavailable = all(d["reason_code"] == UNAVAILABLE for d in denied)
+        error = InputError(problems, status=503 if unavailable else 403,
+                           title="Lease check unavailable" if unavailable
+                           else "Sender not leased")
+        error.extra = {"denied": denied}
+        if single:
+            error.extra["reason_code"] = denied[0]["reason_code"]
+        if unavailable:
+            error.headers["Retry-After"] = "5"
+        raise error
+
     async def _accept(self, bodies: Sequence[Any], items: list[tuple[Outbound, Operator]],
-                      verdicts: dict[tuple[str, str], str], single: bool, *, keyed: bool,
-                      ) -> list[dict[str, Any]]:
+                      single: bool, *, keyed: bool) -> list[dict[str, Any]]:
         given = [i for i, body in enumerate(bodies)
                  if keyed or (isinstance(body, dict) and body.get("message_id"))]
         await self._refuse_conflicts(items, given, single)
-        accepted = await self.dispatcher.accept(items, dedupe=True, verdicts=verdicts)
+        # Ids the daemon drew itself (uuid4) cannot be stored already: a plain insert.
+        # Every sender passed the lease check (_refuse_denied): nothing to look up again.
+        accepted = await self.dispatcher.accept(items, dedupe=bool(given), verdicts={})
         await self._refuse_raced(items, accepted, single)
         return [{"message_id": a.message_id, "operator_id": a.operator_id or None,
-                 "parts": a.parts, "duplicate": a.duplicate,
-                 **({"rejected": a.rejected} if a.rejected else {})} for a in accepted]
+                 "parts": a.parts, "duplicate": a.duplicate} for a in accepted]
 
     async def _refuse_conflicts(self, items: list[tuple[Outbound, Operator]],
                                 given: list[int], single: bool) -> None:

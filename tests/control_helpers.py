@@ -67,6 +67,16 @@ class FakeView:
         op = self.ops.get(operator_id)
         return op.status() if op else None
 
+    def status_snapshot(self) -> dict[str, Any]:
+        operators = [{**op.status(), "submit_rate": 0.0, "receipt_rate": 0.0, "spilled": 0,
+                      "receipts_unmatched": 0} for op in self.ops.values()]
+        totals = {"submit_rate": 0.0, "receipt_rate": 0.0,
+                  "tps_limit": sum(op.tps for op in self.ops.values()), "queued": 0,
+                  "spilled": 0, "in_flight": 0, "unmatched": 0, "receipts_held": 0}
+        return {"time": "2026-12-03T09:00:00.000Z", "started_at": "2026-12-03T08:00:00.000Z",
+                "uptime_seconds": 3600.0, "rate_window_seconds": 5.0, "totals": totals,
+                "operators": operators, "errors": []}
+
     async def operator_action(self, operator_id: str, action: str) -> dict[str, Any] | None:
         op = self.ops.get(operator_id)
         if op is None:

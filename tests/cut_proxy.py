@@ -1,12 +1,20 @@
-"""A TCP proxy a test can cut: in front of PostgreSQL, NATS or Redis, ``cut()`` drops
-every connection and refuses new ones (as a dead host would), ``restore()`` listens
-again on the same port."""
+"""A link a test can cut, in front of PostgreSQL, NATS or Redis: one proxy of the
+project's fault proxy (``simulators.faultproxy``), driven with toxiproxy-python as a
+real Toxiproxy would be. ``cut()`` disables it (every connection dropped, new ones
+refused, as a dead host would), ``restore()`` enables it again on the same port."""
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
+import itertools
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
+
+import toxiproxy
+
+from simulators.faultproxy import FaultProxy
+
+_names = itertools.count(1)
 
 
 def dsn_via(dsn: str, port: int) -> str:
@@ -18,48 +26,29 @@ def dsn_via(dsn: str, port: int) -> str:
 
 class CutProxy:
     def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
+        self.target = f"{target_host}:{target_port}"
         self.port = 0
-        self._server: asyncio.Server | None = None
-        self._writers: set[asyncio.StreamWriter] = set()
+        self._server = FaultProxy()
+        self._proxy: Any = None
 
     async def start(self) -> CutProxy:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
-        self.port = self._server.sockets[0].getsockname()[1]
+        await self._server.start("127.0.0.1", 0)
+        self._proxy = await self._call(
+            toxiproxy.Toxiproxy().create, name=f"cut{next(_names)}", listen="127.0.0.1:0",
+            upstream=self.target)
+        self.port = int(self._proxy.listen.rsplit(":", 1)[1])
         return self
 
     async def cut(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-        for writer in list(self._writers):
-            writer.transport.abort()
-        self._writers.clear()
+        await self._call(self._proxy.disable)
 
     async def restore(self) -> None:
-        await self.start()
+        await self._call(self._proxy.enable)
+
+    async def _call(self, method: Any, **kwargs: Any) -> Any:
+        # The client keeps its server's address in class attributes: point it at ours.
+        toxiproxy.Toxiproxy().update_api_consumer("127.0.0.1", self._server.port)
+        return await asyncio.to_thread(method, **kwargs)
 
     async def close(self) -> None:
-        await self.cut()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.transport.abort()
-            return
-        self._writers.update((writer, up_writer))
-        await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
-
-    async def _pipe(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while data := await reader.read(65536):
-                writer.write(data)
-                await writer.drain()
-        except (OSError, asyncio.IncompleteReadError):
-            pass
-        finally:
-            self._writers.discard(writer)
-            with contextlib.suppress(OSError, RuntimeError):
-                writer.transport.abort()
+        await self._server.stop()

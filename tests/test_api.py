@@ -191,6 +191,22 @@ async def test_metrics_count_submits_and_hold_no_msisdn(api: Api) -> None:
     assert "1234567" not in text and body["message_id"] not in text
 
 
+async def test_metrics_build_process_python_and_one_state_vocabulary(api: Api) -> None:
+    from importlib.metadata import version
+
+    _, body, _ = await api.call("POST", "/v1/messages", json=GOOD)
+    await api.final(body["message_id"])
+    status, _, text = await api.call("GET", "/metrics")
+    assert status == 200
+    assert f'smppd_build_info{{version="{version("smppd")}"}} 1.0' in text
+    assert "process_resident_memory_bytes" in text and "process_cpu_seconds_total" in text
+    assert "python_info{" in text
+    # Receipts and final states in the message-state words of the API, not the SMSC's stat.
+    assert 'smppd_receipts_total{operator="op",state="DELIVERED"} 1.0' in text
+    assert 'smppd_messages_final_total{operator="op",state="DELIVERED"} 1.0' in text
+    assert "DELIVRD" not in text
+
+
 async def test_operators(api: Api) -> None:
     status, body, _ = await api.call("GET", "/v1/operators")
     assert status == 200

@@ -1,7 +1,8 @@
 """The API parts of issue 13, item 13: a URL over 8 KB is a problem, not aiohttp's
-plain-text 400; a sender leased to another tenant is a 422 naming tenant_id, not a
-202 rejected WRONG_TENANT; the state directory and SQLite files are the daemon's
-user's only (0700 / 0600) outside systemd too."""
+plain-text 400; a sender leased to another tenant is refused naming tenant_id, not a
+202 rejected WRONG_TENANT (a 403 since issue 17.4: tests/test_lease_refusal.py); the
+state directory and SQLite files are the daemon's user's only (0700 / 0600) outside
+systemd too."""
 
 from __future__ import annotations
 
@@ -35,19 +36,21 @@ async def test_a_url_over_8_kb_is_a_414_problem(api: Api, path: str, length: int
     assert status == 404  # a long id, well under the limit: the usual answer
 
 
-async def test_a_sender_leased_to_another_tenant_is_422_naming_tenant_id(api: Api) -> None:
+async def test_a_sender_leased_to_another_tenant_is_403_naming_tenant_id(api: Api) -> None:
     status, problem, _ = await api.call("POST", "/v1/messages", json=dict(GOOD, tenant_id="t2"))
-    assert status == 422 and fields_of(problem) == {"tenant_id"}, problem
+    assert status == 403 and fields_of(problem) == {"tenant_id"}, problem
+    assert problem["reason_code"] == "WRONG_TENANT"
     bulk = {"messages": [GOOD, dict(GOOD, tenant_id="t2")]}
     status, problem, _ = await api.call("POST", "/v1/messages/bulk", json=bulk)
-    assert status == 422 and fields_of(problem) == {"messages[1].tenant_id"}
+    assert status == 403 and fields_of(problem) == {"messages[1].tenant_id"}
     assert await api.daemon.store.pending_messages() == []
     assert api.sent() == 0
     status, body, _ = await api.call("POST", "/v1/messages", json=GOOD)
     assert status == 202 and "rejected" not in body
-    # An unregistered sender is the lease service's answer: stored REJECTED, as before.
-    status, body, _ = await api.call("POST", "/v1/messages", json=dict(GOOD, source="OTHER"))
-    assert status == 202 and body["rejected"] == "NOT_REGISTERED"
+    # An unregistered sender is refused the same way, with its reason code.
+    status, problem, _ = await api.call("POST", "/v1/messages", json=dict(GOOD, source="OTHER"))
+    assert status == 403 and problem["reason_code"] == "NOT_REGISTERED"
+    assert fields_of(problem) == {"source"}
 
 
 async def test_state_directory_and_sqlite_files_are_private(tmp_path: Path) -> None:

@@ -94,6 +94,7 @@ def test_example_conf_loads() -> None:
     assert config.operator("etisalat").vault_path == "smpp/operators/etisalat"
     assert config.operator("etisalat").password_value() is None
     assert config.operator("mtn").vault_path == "smpp/legacy/mtn"
+    assert config.operator("mtn").bind_plan == ["transmitter", "transmitter", "receiver"]
     assert config.operator("awcc").source_ton == 5
     roshan = config.operator("roshan")
     assert roshan.rule_for(0x45) == StatusRule(True, 2, 5.0)  # operator entry

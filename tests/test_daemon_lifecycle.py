@@ -7,8 +7,10 @@ store after the process is gone, and the submit_sm PDUs the SMSC received.
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import signal
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,12 +19,14 @@ import aiohttp
 import pytest
 from e2e_helpers import (
     FINAL_STATES,
+    SMPPD,
     DaemonProcess,
     free_port,
     mno,
     operator,
     running_sim,
     submits,
+    wait_bound,
     wait_for,
     write_config,
 )
@@ -30,6 +34,8 @@ from e2e_helpers import (
 from correlation.sqlite_store import SqliteStore
 from simulators import Behaviour
 from simulators.server import SmscSimulator
+from smppd.config import load_config
+from smppd.daemon import Daemon
 
 
 @pytest.fixture
@@ -155,3 +161,85 @@ async def test_sigusr1_logs_where_every_task_waits(
         dump = [line for line in daemon.log.read_text().splitlines() if "waits in" in line]
         assert any("_housekeep (daemon.py" in line for line in dump), dump
         assert await daemon.signal(signal.SIGTERM) == 0  # still running, still stops cleanly
+
+
+async def test_a_failed_start_unbinds_and_exits_non_zero(tmp_path: Path) -> None:
+    """The API port is taken: the binds already up are unbound, the process exits 1."""
+    async with running_sim([mno("op")]) as sim:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            path = write_config(tmp_path, [operator("op", sim, binds=2)],
+                                api_port=taken.getsockname()[1])
+            log = tmp_path / "smppd.log"
+            with log.open("ab") as out:
+                proc = await asyncio.create_subprocess_exec(
+                    str(SMPPD), "--log-format", "json", "run", "--config", str(path),
+                    stdout=out, stderr=out, cwd=tmp_path)
+            try:
+                code = await asyncio.wait_for(proc.wait(), 30.0)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+                raise AssertionError("smppd kept running after start_failed:\n"
+                                     + log.read_text()) from None
+        assert code == 1, log.read_text()
+        assert '"start_failed"' in log.read_text()
+        # none is left holding the quota (the binds were started before the API)
+        assert sim.mno("op").bound_count == 0
+
+
+class ApiFailsOnceBound(Daemon):
+    """The API fails to start only once every bind is up: the worst moment."""
+
+    async def _start_api(self) -> None:
+        await wait_bound(self)
+        raise OSError(98, "address already in use")
+
+
+async def test_a_start_failing_with_binds_up_unbinds_each(tmp_path: Path) -> None:
+    async with running_sim([mno("op")]) as sim:
+        path = write_config(tmp_path, [operator("op", sim, binds=2)])
+        daemon = ApiFailsOnceBound(load_config(path))
+        with pytest.raises(OSError):
+            await daemon.start()
+        recorder = sim.mno("op").recorder
+        accepted = [e for e in recorder.entries("bind_transceiver_resp") if e["status"] == 0]
+        assert len(accepted) == 2
+        assert len(recorder.entries("unbind")) == 2  # an orderly unbind, each
+        assert sim.mno("op").bound_count == 0
+
+
+async def test_a_failed_start_does_not_wait_for_a_silent_smsc(tmp_path: Path) -> None:
+    """The SMSC takes the connection and never answers the bind (a stopped process):
+    the failed start exits 1 at once, not after a response timeout or a drain."""
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read()
+        writer.close()
+
+    smsc = await asyncio.start_server(silent, "127.0.0.1", 0)
+    try:
+        with socket.socket() as taken:
+            taken.bind(("127.0.0.1", 0))
+            taken.listen()
+            port = smsc.sockets[0].getsockname()[1]
+            path = write_config(tmp_path, [operator("op", [f"127.0.0.1:{port}"],
+                                                    response_timeout=60.0,
+                                                    enquire_link_interval=60.0,
+                                                    inactivity_timeout=120.0)],
+                                api_port=taken.getsockname()[1], drain_timeout=30.0)
+            log = tmp_path / "smppd.log"
+            with log.open("ab") as out:
+                proc = await asyncio.create_subprocess_exec(
+                    str(SMPPD), "--log-format", "json", "run", "--config", str(path),
+                    stdout=out, stderr=out, cwd=tmp_path)
+            try:  # a bound, not a measurement: the old code needed drain_timeout + 5 s
+                code = await asyncio.wait_for(proc.wait(), 20.0)
+            except TimeoutError:
+                proc.kill()
+                await proc.wait()
+                raise AssertionError("smppd waited for the silent SMSC:\n"
+                                     + log.read_text()) from None
+        assert code == 1, log.read_text()
+    finally:
+        smsc.close()

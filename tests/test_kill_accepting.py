@@ -48,9 +48,12 @@ async def processes() -> AsyncIterator[list[DaemonProcess]]:
         await process.kill()
 
 
+_DESTINATIONS: dict[str, str] = {}
+
+
 def destination(message_id: str) -> str:
     """A destination of the message's own, so the SMSC's PDUs say which message it is."""
-    return f"+9370{abs(hash(message_id)) % 10**7:07d}"
+    return _DESTINATIONS.setdefault(message_id, f"+9370{len(_DESTINATIONS):07d}")
 
 
 def sent_counts(sim: SmscSimulator) -> collections.Counter[str]:

@@ -34,6 +34,7 @@ from control.leases import (
 from control.metrics import ControlMetrics
 from control.plane import ControlPlane
 from control.routing import Health, SelectRequest
+from control.view import InputError
 
 pytestmark = pytest.mark.services
 
@@ -353,8 +354,9 @@ async def test_sqlite_embedded_same_answers(tmp_path: Any) -> None:
 
 
 async def test_dispatch_lease_check_and_selector(tmp_path: Any) -> None:
-    """A denied sender ends REJECTED with the reason code and nothing reaches the SMSC;
-    an allowed one is routed by SelectOperator (a rule) and sent."""
+    """A denied sender is refused at submit with its reason code (nothing stored, nothing
+    reaches the SMSC); a dispatch command that reaches the dispatcher anyway (NATS) ends
+    REJECTED with it; an allowed one is routed by SelectOperator (a rule) and sent."""
     from e2e_helpers import (
         mno,
         operator,
@@ -382,11 +384,20 @@ async def test_dispatch_lease_check_and_selector(tmp_path: Any) -> None:
             await daemon.control.reload_routing()
             bodies = [{"tenant_id": "t1", "source": src, "destination": "+93701234567",
                        "text": "hi"} for src in ("GOOD", "BAD", "GOOD")]
-            accepted = await daemon.submit(bodies, None)
-            assert [a.get("rejected") for a in accepted] == [None, "NOT_REGISTERED", None]
+            with pytest.raises(InputError) as refused:
+                await daemon.submit(bodies, None)
+            assert refused.value.status == 403
+            assert refused.value.extra["denied"][0]["reason_code"] == "NOT_REGISTERED"
+            assert [f for f, _ in refused.value.problems] == ["messages[1].source"]
+            assert await daemon.store.pending_messages() == []
+            accepted = await daemon.submit([bodies[0], bodies[2]], None)
             assert {a["operator_id"] for a in accepted} == {"beta"}
-            finals = await wait_final(daemon, [a["message_id"] for a in accepted])
-            states = [finals[a["message_id"]]["state"] for a in accepted]
-            assert states == ["DELIVERED", "REJECTED", "DELIVERED"]
-            assert finals[accepted[1]["message_id"]]["reason"] == "NOT_REGISTERED"
-            assert len(submits(sim, "beta")) == 2 and submits(sim, "alpha") == []
+            items = [daemon.dispatcher.prepare(body) for body in bodies]
+            direct = await daemon.dispatcher.accept(items)  # as a NATS command is
+            assert [a.rejected for a in direct] == [None, "NOT_REGISTERED", None]
+            ids = [a["message_id"] for a in accepted] + [a.message_id for a in direct]
+            finals = await wait_final(daemon, ids)
+            states = [finals[i]["state"] for i in ids]
+            assert states == ["DELIVERED", "DELIVERED", "DELIVERED", "REJECTED", "DELIVERED"]
+            assert finals[direct[1].message_id]["reason"] == "NOT_REGISTERED"
+            assert len(submits(sim, "beta")) == 4 and submits(sim, "alpha") == []

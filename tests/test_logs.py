@@ -121,3 +121,87 @@ async def test_bad_log_level_is_refused(daemon: Daemon) -> None:
     assert status == 422 and body["errors"][0]["field"] == "level"
     status, body = await put_level(daemon, ["DEBUG"])
     assert status == 422
+
+
+RFC3339 = r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z"
+
+
+def test_json_lines_carry_rfc3339_utc_times(stream: io.StringIO) -> None:
+    import re
+
+    logging.getLogger("smppd.bind").info("bound", extra={"event": "bound"})
+    (line,) = lines(stream)
+    assert re.fullmatch(RFC3339, line["time"]), line["time"]
+
+
+def test_text_format_has_the_time_and_the_context_fields() -> None:
+    import re
+
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    buffer = io.StringIO()
+    setup_logging("INFO", json_lines=False, stream=buffer)
+    try:
+        logging.getLogger("smppd.bind").warning(
+            "session closed", extra={"event": "session_closed", "operator": "roshan",
+                                     "bind": "roshan#0", "error": "peer said: bye now",
+                                     "destination": "+93701234567"})
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in handlers:
+            root.addHandler(handler)
+        root.setLevel(level)
+    (line,) = buffer.getvalue().splitlines()
+    stamp, rest = line.split(" ", 1)
+    assert re.fullmatch(RFC3339, stamp), stamp
+    assert rest == ('WARNING smppd.bind session closed event=session_closed operator=roshan '
+                    'bind=roshan#0 error="peer said: bye now" destination=937*******67')
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+async def test_access_log_when_asked_for(tmp_path: Path, stream: io.StringIO,
+                                         enabled: bool) -> None:
+    import hashlib
+
+    config = Config.model_validate({
+        "daemon": {"state_dir": str(tmp_path)},
+        "api": {"listen": "127.0.0.1:0", "access_log": enabled},
+        "auth": {"tokens": [{"name": "ops-dashboard", "roles": ["read"],
+                             "sha256": hashlib.sha256(b"sekrit-token").hexdigest()}]},
+        "operators": [{"id": "alpha", "hosts": ["127.0.0.1:1"], "system_id": "esme",
+                       "password": "pw", "reconnect_min": 5.0, "reconnect_max": 5.0}]})
+    running = Daemon(config)
+    await running.start()
+    try:
+        url = f"http://127.0.0.1:{running.api_port}"
+        async with aiohttp.ClientSession() as http:
+            async with http.get(url + "/v1/operators/alpha?secret=93701234567",
+                                headers={"Authorization": "Bearer sekrit-token"}) as resp:
+                assert resp.status == 200
+            async with http.get(url + "/v1/admin/leases/93701234567") as resp:
+                assert resp.status == 401
+    finally:
+        await running.stop()
+    access = [line for line in lines(stream) if line.get("event") == "http_access"]
+    if not enabled:
+        assert access == []
+        return
+    first, second = access
+    assert first["message"] == "GET /v1/operators/alpha 200"  # no query string
+    assert {k: first[k] for k in ("method", "route", "status", "caller")} == {
+        "method": "GET", "route": "/v1/operators/{id}", "status": 200,
+        "caller": "ops-dashboard"}
+    assert first["duration_ms"] >= 0 and first["bytes"] > 0 and first["remote"] == "127.0.0.1"
+    assert second["message"] == "GET /v1/admin/leases/937******67 401"  # MSISDN masked
+    assert second["caller"] is None
+    assert "sekrit-token" not in stream.getvalue()
+
+
+def test_access_log_must_be_a_boolean(tmp_path: Path) -> None:
+    from smppd.config import ConfigError, load_config
+
+    path = tmp_path / "smppd.toml"
+    path.write_text('[api]\naccess_log = "loud"\n')
+    with pytest.raises(ConfigError, match=r"api\.access_log"):
+        load_config(path)

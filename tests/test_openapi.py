@@ -32,8 +32,9 @@ def test_document_is_openapi_31_and_covers_every_route() -> None:
     for path, ops in doc["paths"].items():
         for method, op in ops.items():
             assert op["responses"], (method, path)
-            assert ("security" in op) == (path not in ("/healthz", "/readyz", "/metrics",
-                                                       "/v1/openapi.json")), path
+            assert ("security" in op) == (path not in (
+                "/healthz", "/readyz", "/metrics", "/v1/openapi.json", "/", "/status",
+                "/status/status.css", "/status/status.js")), path
 
 
 def test_served_document_matches() -> None:

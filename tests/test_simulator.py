@@ -211,6 +211,19 @@ def test_id_formats(spec: str, n: int, expected: str) -> None:
     assert parse_id_format(spec)(n) == expected
 
 
+async def test_first_id_starts_the_counter(clock: Any) -> None:
+    # A restarted SMSC given first_id hands out none of the ids of its earlier life.
+    sim = await start(clock, first_id=5001, submit_id_format="decimal")
+    try:
+        conn, _, _ = await connect(sim.port_of("alpha"))
+        first, second = await submit(conn), await submit(conn)
+        assert isinstance(first, SubmitSmResp) and isinstance(second, SubmitSmResp)
+        assert (first.message_id, second.message_id) == ("5001", "5002")
+        conn.abort()
+    finally:
+        await sim.stop()
+
+
 def test_bad_id_format() -> None:
     with pytest.raises(ValueError, match="unknown id format"):
         parse_id_format("octal")
@@ -603,6 +616,7 @@ def test_shipped_config() -> None:
     ({"submit_id_format": "base64"}, "mno[0].submit_id_format"),
     ({"account": [{"system_id": "a", "password": "123456789"}]}, "mno[0].account[0].password"),
     ({"behaviour": {"black_hole": 1}}, "mno[0].behaviour.black_hole"),
+    ({"first_id": 0}, "mno[0].first_id"),
 ])
 def test_config_errors_name_the_key(change: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError) as info:

@@ -346,24 +346,32 @@ def test_set_limit_through_adaptive_resets_the_rate() -> None:
 
 def test_backoff_doubles_up_to_the_cap() -> None:
     backoff = Backoff(0.5, 30.0, random=lambda: 1.0)
-    assert [backoff.next_delay() for _ in range(9)] == [0.5, 1, 2, 4, 8, 16, 30, 30, 30]
+    assert [backoff.next_delay() for _ in range(8)] == [1, 2, 4, 8, 16, 30, 30, 30]
     backoff.reset()
-    assert backoff.next_delay() == 0.5
+    assert backoff.next_delay() == 1.0
+
+
+def test_backoff_base_is_a_minimum_for_every_delay() -> None:
+    # reconnect_min = 1.0: the first retries came 0.1 s and 0.2 s apart (issue 13.7)
+    backoff = Backoff(1.0, 60.0, random=lambda: 0.0)
+    assert [backoff.next_delay() for _ in range(5)] == [1.0] * 5
+    backoff.reset()
+    assert backoff.next_delay() == 1.0
 
 
 @given(st.lists(st.floats(0.0, 1.0, exclude_max=True), min_size=1, max_size=200))
-def test_backoff_delays_stay_within_full_jitter_bounds(draws: list[float]) -> None:
+def test_backoff_delays_stay_within_their_bounds(draws: list[float]) -> None:
     values = iter(draws)
     backoff = Backoff(0.2, 10.0, random=lambda: next(values))
     for n in range(len(draws)):
         delay = backoff.next_delay()
-        assert 0.0 <= delay < min(10.0, 0.2 * 2**n) + 1e-12
+        assert 0.2 <= delay < min(10.0, 0.2 * 2 ** (n + 1)) + 1e-12
 
 
 def test_backoff_never_overflows() -> None:
     backoff = Backoff(1.0, 60.0, factor=10.0, random=lambda: 0.5)
     for _ in range(10_000):
-        assert backoff.next_delay() <= 30.0
+        assert 1.0 <= backoff.next_delay() <= 60.0
 
 
 def test_backoff_refuses_bad_settings() -> None:

@@ -1,7 +1,9 @@
-"""Exponential back-off with full jitter, for reconnects.
+"""Exponential back-off with jitter above a minimum, for reconnects.
 
-Delay n (from 0) is uniform in [0, min(cap, base * factor**n)): "full jitter", which
-spreads many clients reconnecting to the same SMSC instead of having them retry in step.
+Delay n (from 0) is uniform in [base, min(cap, base * factor**(n + 1))): never
+shorter than ``base`` (a configured ``reconnect_min`` is a minimum for every retry),
+and jittered from the first retry on, which spreads many clients reconnecting to the
+same SMSC instead of having them retry in step.
 """
 
 from __future__ import annotations
@@ -25,7 +27,10 @@ class Backoff:
         self._cap = cap
         self._factor = factor
         self._random = random
-        self._ceiling = base
+        self._ceiling = self._first_ceiling()
+
+    def _first_ceiling(self) -> float:
+        return min(self._cap, self._base * self._factor)
 
     @property
     def ceiling(self) -> float:
@@ -34,10 +39,10 @@ class Backoff:
 
     def next_delay(self) -> float:
         """Seconds to wait before the next attempt; each call raises the ceiling."""
-        delay = self._random() * self._ceiling
+        delay = self._base + self._random() * (self._ceiling - self._base)
         self._ceiling = min(self._cap, self._ceiling * self._factor)
         return delay
 
     def reset(self) -> None:
         """After a success: start again from `base`."""
-        self._ceiling = self._base
+        self._ceiling = self._first_ceiling()

@@ -79,6 +79,11 @@ def _check_tps(tps: float) -> None:
         raise ValueError(f"TPS must be a positive finite number, got {tps!r}")
 
 
+def _check_headroom(headroom: float) -> None:
+    if not 0.0 <= headroom < 1.0:
+        raise ValueError(f"headroom must be in [0, 1), got {headroom!r}")
+
+
 class TokenBucket:
     """GCRA limiter; see the module docstring for the one-second-window proof.
 
@@ -100,8 +105,7 @@ class TokenBucket:
         _check_tps(rate)
         if burst is not None and not (burst >= 1 and burst == int(burst)):
             raise ValueError(f"burst must be a whole number >= 1, got {burst!r}")
-        if not 0.0 <= headroom < 1.0:
-            raise ValueError(f"headroom must be in [0, 1), got {headroom!r}")
+        _check_headroom(headroom)
         self._limit = rate
         self._rate = rate
         self._burst = int(burst or 1)
@@ -142,6 +146,11 @@ class TokenBucket:
     def set_rate(self, tps: float) -> None:
         _check_tps(tps)
         self._rate = min(tps, self._limit)
+        self._pace()
+
+    def set_headroom(self, headroom: float) -> None:
+        _check_headroom(headroom)
+        self._headroom = headroom
         self._pace()
 
     def try_acquire(self) -> float:

@@ -7,7 +7,11 @@ the in-process ``TokenBucket`` (see bucket.py), across replicas.
 
 At high rates one round trip per message would cap throughput, so ``acquire``
 reserves a few consecutive slots at once and hands them out locally at their
-times; the spacing between slots is still decided in Redis.
+times; the spacing between slots is still decided in Redis. Locally, two grants
+are never closer than one interval, and a slot is dropped once it is more than one
+interval past (or headroom / 2 seconds, 10 ms at 0.02, if that is longer): after a
+stall of the event loop the slots that fell due meanwhile would otherwise go out
+back to back, a burst the SMSC counts in one second.
 
 If Redis cannot be reached, the replica falls back to a local bucket at a
 conservative share (``limit / replicas``), and every switch between Redis and the
@@ -75,6 +79,8 @@ class RedisTokenBucket:
         self._sleep = sleep
         self._script = redis.register_script(GCRA_RESERVE)
         self._slots: collections.deque[float] = collections.deque()  # local monotonic times
+        self._last_grant = -math.inf  # local time of the last grant from a slot
+        self.stale_slots = 0  # slots dropped because they were past by an interval
         self._lock = asyncio.Lock()
         self._local: TokenBucket | None = None  # set while Redis is unreachable
         self._paused_until = 0.0
@@ -106,16 +112,32 @@ class RedisTokenBucket:
         if self._local is not None:
             self._local.set_limit(self._local_share())
 
+    def set_headroom(self, headroom: float) -> None:
+        if not 0.0 <= headroom < 1.0:
+            raise ValueError(f"headroom must be in [0, 1), got {headroom!r}")
+        self._headroom = headroom
+        self.set_rate(self._rate)
+
     def try_acquire(self) -> float:
         now = self._clock()
         if now < self._paused_until:
             return self._paused_until - now
         if self._local is not None:
             return self._local.try_acquire()
-        if self._slots:
-            wait = self._slots[0] - now
+        slots = self._slots
+        spacing = self._spacing()
+        if slots:
+            # A slot used late may meet another replica's next slots; up to half the
+            # headroom late (10 ms at 0.02), the budget still holds in every second.
+            stale = max(spacing, self._headroom / 2)
+            while slots and now - slots[0] > stale:
+                slots.popleft()
+                self.stale_slots += 1
+        if slots:
+            wait = max(slots[0], self._last_grant + spacing) - now
             if wait <= 0:
-                self._slots.popleft()
+                slots.popleft()
+                self._last_grant = now
                 return 0.0
             return wait
         return self._interval()  # nothing reserved: acquire() fetches more
@@ -137,6 +159,10 @@ class RedisTokenBucket:
 
     def _interval(self) -> float:
         return 1.0 / self._paced_rate()
+
+    def _spacing(self) -> float:
+        """The interval as Redis spaces slots (whole µs, rounded up, plus one)."""
+        return (math.ceil(1_000_000 * self._interval()) + 1) / 1_000_000
 
     def _paced_rate(self) -> float:
         target = self._rate * (1.0 - self._headroom)

@@ -113,13 +113,24 @@ def _prefix(template: str) -> str:
     return head
 
 
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("smppd")
+    except PackageNotFoundError:  # a source tree that was never installed
+        return "unknown"
+
+
 def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(
         prog="smppd-rotate",
         description="Rotate SMPP passwords in Vault KV v2 (and at the simulated SMSC).")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     p.add_argument("--vault-addr", default=os.environ.get("VAULT_ADDR"),
                    help="Vault/OpenBao URL (default: $VAULT_ADDR)")
-    p.add_argument("--auth", choices=("approle", "token"), default="approle")
+    p.add_argument("--auth", choices=("approle", "token"), default="approle",
+                   help="log in with an AppRole (default) or a token from --token-env")
     p.add_argument("--role-id", default=os.environ.get("SMPPD_VAULT_ROLE_ID"),
                    help="AppRole role_id (default: $SMPPD_VAULT_ROLE_ID)")
     cred_dir = os.environ.get("CREDENTIALS_DIRECTORY")
@@ -130,7 +141,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     p.add_argument("--token-env", default="VAULT_TOKEN",
                    help="environment variable holding the token for --auth token")
     p.add_argument("--mount", default="secret", help="KV v2 mount point")
-    p.add_argument("--path-template", default="smppd/operators/{operator_id}")
+    p.add_argument("--path-template", default="smppd/operators/{operator_id}",
+                   help="KV path of an operator's secret (default: "
+                        "smppd/operators/{operator_id})")
     who = p.add_mutually_exclusive_group(required=True)
     who.add_argument("--operator", action="append", metavar="ID",
                      help="an operator to rotate (repeatable)")
@@ -144,7 +157,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                    help="simulator MNO name of an operator (default: the operator id)")
     p.add_argument("--no-keep-old", dest="keep_old", action="store_false",
                    help="at the SMSC, accept only the new password (default: old and new)")
-    p.add_argument("-v", "--verbose", action="store_true")
+    p.add_argument("-v", "--verbose", action="store_true", help="log each step (INFO)")
     args = p.parse_args(argv)
     if not args.vault_addr or not args.vault_addr.startswith(("http://", "https://")):
         p.error("--vault-addr (or $VAULT_ADDR) must be an http:// or https:// URL")
