@@ -7,6 +7,7 @@
     python bench/bench_http.py --workload control --rate 2000    # ValidateLease, SelectOperator
     python bench/bench_http.py --workload single --mode distributed   # PostgreSQL + Redis
     python bench/bench_http.py --workload single --profile /tmp/stacks.txt  # py-spy
+    python bench/bench_http.py --workload receipts --webhook     # + a webhook receiver
 
 Three processes, as in production: the SMSC (the project's simulator, uvloop, nothing
 recorded, every submit answered and, for ``receipts``, a DELIVRD receipt 1-5 ms later),
@@ -23,6 +24,10 @@ daemon's peak RSS, and latency P50/P95/P99 as the load saw it.
   DELIVERED in the store (SQLite read-only, or PostgreSQL).
 - backlog: the operator paused, ``--count`` messages accepted in bulks, then resumed:
   drain rate at the SMSC and the daemon's RSS.
+- ``--webhook``: a fourth process, an HTTP receiver (uvloop, aiohttp) that checks each
+  POST's signature and answers 204, set as the tenant's ``callback_url`` in
+  ``[[tenants]]``: every DLR event is also POSTed to it. For ``receipts`` the run also
+  waits until the receiver has one delivery per message (``webhooks_per_s``).
 - control: open-loop ``--rate`` requests/s (half ValidateLease with a cache hit, half
   SelectOperator) for ``--seconds``, while ``--background`` messages/s are submitted in
   bulks; latency is measured from each request's scheduled time (no coordinated
@@ -137,11 +142,70 @@ class Smsc:
         self.proc.join(10)
 
 
+# -- the webhook receiver process ----------------------------------------------------------
+
+WEBHOOK_SECRET = "bench-webhook-secret-0123456789"
+
+
+def receiver(pipe: Connection) -> None:
+    import hashlib
+    import hmac
+
+    import uvloop
+    from aiohttp import web
+
+    async def main() -> None:
+        counts = {"ok": 0, "bad_signature": 0}
+
+        async def hook(request: web.Request) -> web.Response:
+            body = await request.read()
+            stamp = request.headers.get("X-Smppd-Timestamp", "")
+            mac = hmac.new(WEBHOOK_SECRET.encode(), stamp.encode() + b"." + body,
+                           hashlib.sha256).hexdigest()
+            good = hmac.compare_digest(request.headers.get("X-Smppd-Signature", ""),
+                                       "sha256=" + mac)
+            counts["ok" if good else "bad_signature"] += 1
+            return web.Response(status=204)
+
+        app = web.Application()
+        app.router.add_post("/hook", hook)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        pipe.send(port)
+        loop = asyncio.get_running_loop()
+        while (ask := await loop.run_in_executor(None, pipe.recv)) != "stop":
+            del ask  # "count": deliveries so far
+            pipe.send(dict(counts))
+        await runner.cleanup()
+
+    uvloop.run(main())
+
+
+class Receiver:
+    def __init__(self) -> None:
+        ctx = mp.get_context("spawn")
+        self.pipe, child = ctx.Pipe()
+        self.proc = ctx.Process(target=receiver, args=(child,), daemon=True)
+        self.proc.start()
+        self.url = f"http://127.0.0.1:{self.pipe.recv()}/hook"
+
+    def counts(self) -> dict[str, int]:
+        self.pipe.send("count")
+        found: dict[str, int] = self.pipe.recv()
+        return found
+
+    def stop(self) -> None:
+        self.pipe.send("stop")
+        self.proc.join(10)
+
+
 # -- the daemon process -------------------------------------------------------------------
 
 
 def write_config(directory: Path, smsc_port: int, api_port: int, mode: str,
-                 dsn: str | None, binds: int) -> Path:
+                 dsn: str | None, binds: int, webhook: str | None = None) -> Path:
     lines = [
         "[daemon]", f'mode = "{mode}"', f'state_dir = "{directory / "state"}"',
         "drain_timeout = 5.0",
@@ -159,6 +223,9 @@ def write_config(directory: Path, smsc_port: int, api_port: int, mode: str,
         'system_id = "bench"', 'password = "pw"', "tps = 1000000", "window = 100",
         f"binds = {binds}", 'submit_resp_id = "decimal"', 'receipt_id = "decimal"',
     ]
+    if webhook is not None:
+        lines += ["[[tenants]]", f'id = "{TENANT}"', f'secret = "{WEBHOOK_SECRET}"',
+                  f'callback_url = "{webhook}"']
     path = directory / "smppd.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -461,17 +528,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     dsn = create_database() if args.mode == "distributed" else None
     workdir = Path(tempfile.mkdtemp(prefix="bench-http-"))
     api_port = free_port()
-    config = write_config(workdir, sim.port, api_port, args.mode, dsn, args.binds)
+    hooks = Receiver() if args.webhook else None
+    config = write_config(workdir, sim.port, api_port, args.mode, dsn, args.binds,
+                          hooks.url if hooks is not None else None)
     try:
         if dsn is not None:
             migrate_database(config)
         daemon = Daemon(config, api_port, workdir / "smppd.log")
         try:
-            return measure(args, sim, daemon, workdir, dsn)
+            return measure(args, sim, daemon, workdir, dsn, hooks)
         finally:
             daemon.stop()
     finally:
         sim.stop()
+        if hooks is not None:
+            hooks.stop()
         if dsn is not None:
             drop_database(dsn)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -488,10 +559,10 @@ def wait_until(predicate: Any, timeout: float) -> float:
 
 
 def measure(args: argparse.Namespace, sim: Smsc, daemon: Daemon, workdir: Path,
-            dsn: str | None) -> dict[str, Any]:
+            dsn: str | None, hooks: Receiver | None = None) -> dict[str, Any]:
     pid, sim_pid = daemon.proc.pid, sim.proc.pid or 0
     result: dict[str, Any] = {"workload": args.workload, "mode": args.mode,
-                              "binds": args.binds}
+                              "binds": args.binds, "webhook": hooks is not None}
     base_accepted = sim.accepted()
     if args.workload == "control":
         return {**result, **control_run(args, daemon, pid, sim_pid)}
@@ -514,6 +585,10 @@ def measure(args: argparse.Namespace, sim: Smsc, daemon: Daemon, workdir: Path,
     if args.workload == "receipts":
         t_done = wait_until(lambda: delivered(workdir / "state", dsn) >= count, 300) - t0
         result["delivered_per_s"] = round(count / t_done, 1)
+        if hooks is not None:
+            t_hooks = wait_until(lambda: sum(hooks.counts().values()) >= count, 300) - t0
+            result["webhooks_per_s"] = round(count / t_hooks, 1)
+            result["webhooks"] = hooks.counts()
     cpu, sim_cpu = proc_cpu(pid) - cpu0, proc_cpu(sim_pid) - sim_cpu0
     return {**result, "messages": count, "per_request": per_request,
             "accepted_per_s": round(count / t_http, 1), "smsc_per_s": round(count / t_smsc, 1),
@@ -590,6 +665,8 @@ def main() -> None:
     parser.add_argument("--background", type=float, default=5000.0,
                         help="control: messages/s submitted meanwhile")
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--webhook", action="store_true",
+                        help="POST every DLR event to a receiver in another process")
     parser.add_argument("--profile", metavar="FILE",
                         help="py-spy collapsed stacks of the daemon during the load")
     args = parser.parse_args()
