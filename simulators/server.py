@@ -17,9 +17,9 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from .config import SimConfig
+from .config import SimConfig, tls_context
 from .mno import Mno
-from .tls import TlsServerProtocol, tls_context
+from .tls import TlsServerProtocol
 
 log = logging.getLogger("simulators")
 
