@@ -38,7 +38,7 @@ from smppd.connection import (
     SmppConnection,
     SmppError,
 )
-from smppd.dialer import Dialer, tls_failure
+from smppd.dialer import Dialer, Probe, tls_failure
 from smppd.parts import OutboundPart, PartQueue
 from smppd.protocol.constants import CommandId, Status, status_name
 from smppd.protocol.pdu import (
@@ -92,23 +92,11 @@ class BindRefusedError(Exception):
         self.status = status
 
 
-class _Probe(asyncio.Protocol):
-    """A connection opened only to see that the host answers, then closed."""
-
-    transport: asyncio.BaseTransport | None = None
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
-
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
-
-
 class BindOwner(Protocol):
     """What a bind needs of its operator (``smppd.operator.Operator``): its settings,
     the queue and bucket it shares with the other binds, and where to report."""
 
+    # its settings, read at each use (a reload changes them)
     @property
     def id(self) -> str: ...
     @property
@@ -117,6 +105,8 @@ class BindOwner(Protocol):
     def window(self) -> int: ...
     @property
     def dialer(self) -> Dialer: ...
+
+    # what every bind of the operator shares: the parts, the bucket, pause and hold-back
     @property
     def queue(self) -> PartQueue: ...
     @property
@@ -125,14 +115,18 @@ class BindOwner(Protocol):
     def paused(self) -> bool: ...
     @property
     def held_back(self) -> bool: ...
-    @property
-    def bind_guard(self) -> Callable[[], Awaitable[bool]] | None: ...
-    def password(self) -> str | None: ...
     async def wait_resumed(self) -> None: ...
     async def wait_released(self) -> None: ...
     def requeue(self, part: OutboundPart) -> None: ...
+
+    # binding: the password, the fencing check (active/standby), a refusal's report
+    @property
+    def bind_guard(self) -> Callable[[], Awaitable[bool]] | None: ...
+    def password(self) -> str | None: ...
     def credentials_refused(self, status: int) -> None: ...
     def credentials_status(self) -> str: ...
+
+    # what comes back, for the dispatcher (the operator passes it on to its events)
     def bind_changed(self) -> None: ...
     def submit_answered(self, part: OutboundPart, pdu: Pdu) -> None: ...
     def submit_unknown(self, part: OutboundPart, reason: str) -> None: ...
@@ -538,7 +532,7 @@ class BindWorker(BaseHandler):
             await asyncio.sleep(cfg.primary_probe_interval)
             try:
                 probe = await asyncio.wait_for(
-                    self.operator.dialer.dial(host, port, _Probe), CONNECT_TIMEOUT)
+                    self.operator.dialer.dial(host, port, Probe), CONNECT_TIMEOUT)
             except (OSError, TimeoutError):
                 continue
             probe.close()
