@@ -12,7 +12,7 @@ import tomllib
 from collections.abc import Mapping
 from dataclasses import field, fields
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     AfterValidator,
@@ -37,11 +37,8 @@ BIND_TYPES = frozenset({"transmitter", "receiver", "transceiver"})
 ReceiptStat = Literal["DELIVRD", "UNDELIV", "EXPIRED", "REJECTD"]
 IntermediateStat = Literal["ACCEPTD", "ENROUTE"]
 Route = Literal["same", "round_robin"]
-RECEIPT_STATS = get_args(ReceiptStat)
-INTERMEDIATE_STATS = get_args(IntermediateStat)
-ROUTES = get_args(Route)
 
-_CONFIG = ConfigDict(extra="forbid")
+_CONFIG = ConfigDict(extra="forbid")  # an unknown key is an error, named
 
 
 class ConfigError(ValueError):
@@ -254,14 +251,14 @@ class SimConfig:
 # --- the file --------------------------------------------------------------------
 
 
-@dataclass(config=ConfigDict(extra="forbid"))
+@dataclass(config=_CONFIG)
 class _AdminSection:
     host: StrictStr = "127.0.0.1"
     port: Port = 8780
     enabled: StrictBool = True
 
 
-@dataclass(config=ConfigDict(extra="forbid"))
+@dataclass(config=_CONFIG)
 class _SimFile:
     """The TOML's shape: ``[admin]`` and ``[[mno]]``."""
 
