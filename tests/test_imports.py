@@ -5,6 +5,8 @@ Modules are found on disk with pkgutil, so new ones are covered without editing 
 The import graph is read from the source with ``ast``: every ``import`` and ``from ...
 import``, including those inside functions and under ``if TYPE_CHECKING:``, since an
 import a type checker follows is as much a dependency for the reader as one Python runs.
+An import counts for the module it names: ``from a.b import c`` for ``a.b.c`` when that
+is a module, else for ``a.b`` (a package's ``__init__``).
 """
 
 from __future__ import annotations
@@ -126,7 +128,7 @@ def import_graph() -> dict[str, dict[str, int]]:
         targets: dict[str, int] = {}
         for edge in imports_of(module, modules):
             if edge.target in modules and edge.target != module:
-                targets.setdefault(edge.target, edge.line)
+                targets[edge.target] = min(targets.get(edge.target, edge.line), edge.line)
         graph[module] = targets
     return graph
 
