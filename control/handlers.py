@@ -8,6 +8,7 @@ checks the document against it.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any, Literal, TypeVar
@@ -23,6 +24,7 @@ from control.routing import SelectRequest
 from control.view import ANYONE, Caller, GatewayView, InputError, Unavailable
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+TENANT_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
 CALLER: web.RequestKey[Caller] = web.RequestKey("caller", Caller)
 READ = ("read",)
 OPERATE = ("operate",)
@@ -339,6 +341,33 @@ async def get_status(request: web.Request) -> web.Response:
     return web.json_response(snapshot, headers={"Cache-Control": "no-store"})
 
 
+# --------------------------------------------------------------------------- webhooks
+
+
+async def list_dead_webhooks(request: web.Request) -> web.Response:
+    from control.app import _integer
+
+    problems: list[tuple[str, str]] = []
+    after = _integer(request, "after", 0, 0, 2**63 - 1, problems)
+    limit = _integer(request, "limit", 100, 1, 1000, problems)
+    tenant = request.query.get("tenant_id")
+    if tenant is not None and not TENANT_ID.fullmatch(tenant):
+        problems.append(("tenant_id", "1 to 64 characters of A-Z a-z 0-9 . _ -"))
+    if problems:
+        raise InputError(problems, status=400)
+    tenants = None if tenant is None else frozenset({tenant})
+    dead = await _view(request).webhook_dead(after, limit, tenants)
+    return web.json_response({"dead": dead})
+
+
+async def replay_dead_webhook(request: web.Request) -> web.Response:
+    raw = request.match_info["id"]
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18) or \
+            not await _view(request).webhook_replay(int(raw)):
+        raise _not_found(f"dead webhook delivery {raw!r}")
+    return web.json_response({"replayed": int(raw)})
+
+
 async def get_openapi(request: web.Request) -> web.Response:
     from control.openapi import document
 
@@ -375,6 +404,8 @@ ROUTES: list[tuple[str, str, Handler, tuple[str, ...]]] = [
     ("POST", "/v1/admin/leases", put_lease, ADMIN),
     ("GET", "/v1/admin/leases/{sender}", get_lease, ADMIN),
     ("DELETE", "/v1/admin/leases/{sender}", delete_lease, ADMIN),
+    ("GET", "/v1/webhooks/dead", list_dead_webhooks, OPERATE),
+    ("POST", "/v1/webhooks/dead/{id}/replay", replay_dead_webhook, OPERATE),
 ]
 
 # Roles of the routes app.py registers itself; a route in neither table needs `read`

@@ -122,6 +122,11 @@ SCHEMAS: dict[str, Any] = {
         "operator_id": {"type": "string"}, "registered_delivery": {"type": "boolean"},
         "validity": {"type": "integer", "minimum": 60, "maximum": 604800},
         "priority": {"type": "integer", "minimum": 0, "maximum": 3},
+        "callback_url": {"type": "string", "maxLength": 2048,
+                         "pattern": "^[Hh][Tt][Tt][Pp][Ss]?://[!-\"$-~]+$",
+                         "description": "http(s) URL its DLR events are POSTed to, signed "
+                                        "with its tenant's secret (docs/webhooks.md); not "
+                                        "this daemon's API"},
     }, ("tenant_id", "source", "destination")),
     "Accepted": _obj({
         "message_id": {"type": "string"}, "operator_id": {"type": ["string", "null"]},
@@ -195,6 +200,16 @@ SCHEMAS: dict[str, Any] = {
         "candidates": {"type": "array", "items": _ref("Candidate")},
         "dry_run": {"type": "boolean"},
     }, ("operator_id", "rule", "prefix", "candidates", "dry_run")),
+    "DeadWebhook": _obj({
+        "id": {"type": "integer", "description": "the X-Smppd-Delivery id"},
+        "kind": {"enum": ["dlr", "mo"]}, "tenant_id": {"type": "string"},
+        "url": {"type": ["string", "null"], "description": "the message's callback_url "
+                "without credentials or query; null: the tenant's"},
+        "attempts": {"type": "integer"}, "last_error": {"type": ["string", "null"]},
+        "created_at": {"type": "number"}, "dead_at": {"type": ["number", "null"]},
+        "event": OPEN_OBJECT,
+    }, ("id", "kind", "tenant_id", "url", "attempts", "last_error", "created_at", "dead_at",
+        "event")),
 }
 
 
@@ -428,6 +443,19 @@ OPERATIONS: dict[tuple[str, str], dict[str, Any]] = {
     ("DELETE", "/v1/admin/leases/{sender}"): {
         "summary": "Delete a lease", "parameters": [_path_param("sender")],
         "responses": {"200": _json(_obj({"deleted": {"type": "string"}}, ("deleted",)))}},
+    ("GET", "/v1/webhooks/dead"): {
+        "summary": "Webhook deliveries given up ([webhooks] max_age passed), oldest first",
+        "parameters": [_query("tenant_id", TENANT),
+                       _query("after", {"type": "integer", "minimum": 0,
+                                        "maximum": 2**63 - 1}),
+                       _query("limit", {"type": "integer", "minimum": 1, "maximum": 1000})],
+        "responses": {"200": _json(_obj({"dead": {"type": "array",
+                                                  "items": _ref("DeadWebhook")}},
+                                        ("dead",)))}},
+    ("POST", "/v1/webhooks/dead/{id}/replay"): {
+        "summary": "Deliver a dead webhook again: due now, its attempts and age from zero",
+        "parameters": [_path_param("id", {"type": "string", "pattern": "^[0-9]{1,18}$"})],
+        "responses": {"200": _json(_obj({"replayed": {"type": "integer"}}, ("replayed",)))}},
 }
 
 OPEN_PATHS = {"/healthz", "/readyz", "/v1/openapi.json", "/", "/status",

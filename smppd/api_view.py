@@ -20,6 +20,7 @@ from control.view import ANYONE, Caller, InputError, Unavailable
 from smppd.config import OperatorSettings
 from smppd.message import MessageError, problems_of
 from smppd.operator import Operator
+from smppd.webhook_http import redacted
 from smppd.wiring import Components
 from vault.client import VaultError
 
@@ -179,6 +180,8 @@ class GatewayApi:
         if found is None:
             return None
         found.pop("body", None)  # the text is the tenant's business, not the API's
+        if found.get("callback_url"):  # its user:password or query may be a credential
+            found["callback_url"] = redacted(found["callback_url"])
         return {k: v for k, v in found.items() if not isinstance(v, bytes)}
 
     async def events(self, kind: str, after: int, limit: int,
@@ -187,6 +190,19 @@ class GatewayApi:
             kind, after, limit, tenants=None if tenants is None else sorted(tenants))
         return [{"id": r.id, "kind": r.kind, "created_at": r.created_at, **r.payload}
                 for r in records]
+
+    async def webhook_dead(self, after: int, limit: int,
+                           tenants: frozenset[str] | None = None) -> list[dict[str, Any]]:
+        webhooks = self.parts.webhooks
+        if webhooks is None:
+            return []
+        found: list[dict[str, Any]] = await webhooks.dead(
+            after, limit, None if tenants is None else sorted(tenants))
+        return found
+
+    async def webhook_replay(self, delivery_id: int) -> bool:
+        webhooks = self.parts.webhooks
+        return webhooks is not None and bool(await webhooks.replay(delivery_id))
 
     # -- administration --
 

@@ -31,6 +31,7 @@ class Daemon:
         self.matcher = parts.matcher
         self.bus = parts.bus
         self.sink = parts.sink
+        self.webhooks = parts.webhooks
         self.redis = parts.redis
         self.vault = parts.vault
         self.circuits = parts.circuits

@@ -29,12 +29,13 @@ from smppd.inbound import Inbound
 from smppd.message import MessageError, Outbound, relative_validity, ton_npi, validate_message
 from smppd.metric_children import MetricChildren
 from smppd.metrics import Metrics
-from smppd.operator import Operator, OutboundPart
+from smppd.operator import Operator
+from smppd.parts import OutboundPart
 from smppd.protocol.constants import Status, status_name
 from smppd.protocol.errors import PduEncodeError
 from smppd.protocol.pdu import DeliverSm, Pdu, SubmitSm, encode
 from smppd.protocol.split import Part, SplitError, split_message
-from smppd.seams import CircuitRecord, LeaseCheck, Matcher, Selector
+from smppd.seams import CallbackCheck, CircuitRecord, LeaseCheck, Matcher, Selector
 
 log = logging.getLogger("smppd.dispatch")
 
@@ -62,13 +63,15 @@ class Dispatcher:
     """The pipeline; ``operators`` is the fleet's own dict (read at each use, so an
     operator a reload adds or removes is seen at once), and the control plane's seams
     come in here: ``selector`` (SelectOperator), ``lease_check`` (ValidateLease; None:
-    no check) and ``circuit`` (the breaker, told after each response)."""
+    no check) and ``circuit`` (the breaker, told after each response); with webhooks,
+    ``callback_check`` refuses a callback_url the daemon will not POST to."""
 
     def __init__(self, store: CorrelationStore, matcher: Matcher, sink: EventSink,
                  metrics: Metrics, clock: Callable[[], float] = time.time, *,
                  operators: Mapping[str, Operator] | None = None,
                  selector: Selector | None = None, lease_check: LeaseCheck | None = None,
                  circuit: CircuitRecord | None = None,
+                 callback_check: CallbackCheck | None = None,
                  max_unrecorded: int = 10_000) -> None:
         self.store = store
         self.matcher = matcher
@@ -103,6 +106,7 @@ class Dispatcher:
         self.selector = selector
         self.lease_check = lease_check
         self.circuit = circuit
+        self.callback_check = callback_check
 
     # -- intake --
 
@@ -128,6 +132,8 @@ class Dispatcher:
 
     def prepare(self, raw: Any) -> tuple[Outbound, Operator]:
         msg = validate_message(raw)
+        if msg.callback_url is not None and self.callback_check is not None:
+            self.callback_check(msg)
         return msg, self.route(msg)
 
     async def accept(self, items: Sequence[tuple[Outbound, Operator]], *,
@@ -152,6 +158,7 @@ class Dispatcher:
                 operator_id=op.id, registered_delivery=int(msg.registered_delivery),
                 validity=relative_validity(msg.validity) if msg.validity else None,
                 priority=msg.priority, created_at=now, updated_at=now,
+                callback_url=msg.callback_url,
                 # Denied: stored REJECTED from the start, never ACCEPTED, so no read of
                 # the backlog (refill, restart, the lease holder's sweep) can send it.
                 state=ACCEPTED if reason is None else REJECTED, reason=reason,

@@ -72,6 +72,9 @@ class Lifecycle:
             await self._serve_api()
             if p.bus is not None:
                 p.bus.start_consumer(p.dispatcher)
+            if p.webhooks is not None:
+                started.push_async_callback(p.webhooks.stop)
+                await p.webhooks.start()
             self._housekeeping = asyncio.ensure_future(self._housekeep())
             self._watchdog = asyncio.ensure_future(self._watch())
             p.board.attach(*BOARD_LOGGERS)
@@ -103,6 +106,8 @@ class Lifecycle:
             await p.bus.close()
         if p.vault is not None:
             await p.vault.close()
+        if p.webhooks is not None:  # what is not delivered waits in the outbox
+            await p.webhooks.stop()
         await p.store.close()
         if p.redis is not None:
             await p.redis.aclose()

@@ -23,6 +23,8 @@ Selector = Callable[[Outbound], str | None]
 LeaseCheck = Callable[[str, str], Awaitable[tuple[bool, str]]]
 # The circuit breaker: (operator, the submit went well) after each response.
 CircuitRecord = Callable[[str, bool], None]
+# Refuses a callback_url the daemon will not POST to: raises MessageError naming it.
+CallbackCheck = Callable[[Outbound], None]
 # A held receipt matched at expiry (its submit was stored by another replica).
 LateMatch = Callable[[str, MatchResult], Awaitable[None]]
 

@@ -2,10 +2,10 @@
 each its collaborators through its constructor.
 
 The order follows what needs what: the store and the matcher; the event sink (NATS,
-the store, or nothing in shadow mode); the control plane's seams (routing, leases,
-circuits) and the dispatcher that uses them; then the operators, which report to
-the dispatcher, in a dict the dispatcher reads. Nothing here does I/O: opening,
-connecting and binding happen in ``smppd.lifecycle``.
+the store, or nothing in shadow mode), fed through the webhook outbox; the control
+plane's seams (routing, leases, circuits) and the dispatcher that uses them; then
+the operators, which report to the dispatcher, in a dict the dispatcher reads.
+Nothing here does I/O: opening, connecting and binding happen in ``smppd.lifecycle``.
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from smppd.operator import Operator
 from smppd.reload import Reloader
 from smppd.statusboard import StatusBoard
 from smppd.submissions import Submissions
+from smppd.webhooks import CallbackGuard, Deliverer, Tenants, WebhookSink
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -48,6 +49,7 @@ class Components:
     matcher: ReceiptMatcher
     bus: NatsBus | None  # the NATS connection: an event sink and the command intake
     sink: EventSink
+    webhooks: Deliverer | None  # the outbox worker (None in shadow mode)
     redis: Redis | None
     vault: VaultCredentials | None
     circuits: Circuits
@@ -66,6 +68,8 @@ def build(config: Config, *, store: CorrelationStore | None = None,
     """The daemon's parts for ``config``; ``store``, ``sink`` and ``notifier`` replace
     the ones the config names (tests)."""
     metrics = Metrics()
+    running = Running(config)
+    server = ApiServer(config)
     if store is None:
         store = make_store(config)
     matcher = ReceiptMatcher(store, clock=time.time,
@@ -76,6 +80,14 @@ def build(config: Config, *, store: CorrelationStore | None = None,
         sink = bus
     if sink is None:
         sink = ShadowSink() if config.daemon.shadow else StoredEvents(store)
+    webhooks: Deliverer | None = None
+    callback_check = None
+    if not isinstance(sink, ShadowSink):  # shadow mode publishes nothing: no webhooks either
+        webhooks = Deliverer(store, lambda: running.config, metrics)
+        sink = WebhookSink(sink, store, Tenants(lambda: running.config),
+                           combined=isinstance(sink, StoredEvents), on_queued=webhooks.queued)
+        callback_check = CallbackGuard(lambda: running.config, lambda: server.port,
+                                       webhooks.expect)
     redis = make_redis(config)
     vault: VaultCredentials | None = None
     if config.vault is not None and any(op.credentials for op in config.operators):
@@ -89,18 +101,19 @@ def build(config: Config, *, store: CorrelationStore | None = None,
         store, matcher, sink, metrics, operators=operators,
         selector=controlplane.selector(control), circuit=circuits.record,
         lease_check=controlplane.lease_check(control) if config.leases is not None else None,
-        max_unrecorded=config.store.max_unrecorded)
-    fleet = Fleet(Running(config), dispatcher, store, metrics, operators=operators, redis=redis,
+        callback_check=callback_check, max_unrecorded=config.store.max_unrecorded)
+    fleet = Fleet(running, dispatcher, store, metrics, operators=operators, redis=redis,
                   vault=vault, bus=bus)
     notifier = Notifier() if notifier is None else notifier
     board = StatusBoard(lambda: operators, unmatched=lambda op_id: unmatched(metrics, op_id),
                         held=lambda: matcher.held_count)
     return Components(
-        metrics=metrics, store=store, matcher=matcher, bus=bus, sink=sink, redis=redis,
+        metrics=metrics, store=store, matcher=matcher, bus=bus, sink=sink,
+        webhooks=webhooks, redis=redis,
         vault=vault, circuits=circuits, control=control, dispatcher=dispatcher,
         submissions=Submissions(dispatcher, store), fleet=fleet,
         reloader=Reloader(fleet, store, notifier), notifier=notifier, board=board,
-        server=ApiServer(config))
+        server=server)
 
 
 def make_store(config: Config) -> CorrelationStore:
