@@ -205,6 +205,11 @@ class BindWorker(BaseHandler):
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if not self._task.cancelled() or (current is not None and current.cancelling()):
+                raise  # this stop was cancelled itself
+            # The bind's task, cancelled above while connecting or binding: it is stopped.
 
     async def rebind(self) -> None:
         """Leave the current session gracefully (drain, unbind) and bind again."""
