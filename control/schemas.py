@@ -99,6 +99,14 @@ class Document(Open):
 
 class Reloaded(Open):
     reloaded: bool
+    added: list[str] | Absent = Field(default=None, description="operators started")
+    removed: list[str] | Absent = Field(default=None, description="operators stopped")
+    retuned: dict[str, list[str]] | Absent = Field(
+        default=None, description="operator id: the keys changed without a rebind")
+    rebound: list[str] | Absent = Field(default=None, description="operators rebound")
+    restart_required: list[str] | Absent = Field(
+        default=None, description="changed sections that take a restart")
+    failed_messages: int | Absent = None
 
 
 class LogLevelIn(BaseModel):
@@ -271,10 +279,20 @@ class BulkAccepted(Closed):
 
 class Message(Open):
     """A message's state and parts, as the store keeps them (not its text)."""
+    message_id: str
+    state: str
+    parts: list[dict[str, Any]] | Absent = None
+
+
+class Event(Open):
+    """A DLR or MO event: its cursor, kind and time, and the event's own members."""
+    id: int = Field(description="pass the last one seen as after")
+    kind: Literal["dlr", "mo"]
+    created_at: float
 
 
 class EventList(Closed):
-    events: list[dict[str, Any]]
+    events: list[Event]
 
 
 # --------------------------------------------------------------------------- routing, leases
