@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
@@ -30,13 +30,20 @@ from control.problems import (
     read_object,
 )
 from control.routing import SelectRequest
-from control.schemas import InvalidateIn, OperatorPatch, SelectIn, ValidateIn
+from control.schemas import (
+    EVENT_KIND,
+    LOG_LEVEL,
+    MAX_BULK,
+    InvalidateIn,
+    OperatorPatch,
+    SelectIn,
+    ValidateIn,
+)
 from control.view import Forbidden, GatewayView, InputError, Unavailable
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-MAX_BULK = 1000
-EVENT_KINDS = ("dlr", "mo")
-LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+EVENT_KINDS: tuple[str, ...] = get_args(EVENT_KIND)
+LOG_LEVELS: tuple[str, ...] = get_args(LOG_LEVEL)
 
 
 def _view(request: web.Request) -> GatewayView:
@@ -91,9 +98,7 @@ def _idempotency_key(request: web.Request) -> str | None:
 
 
 async def post_message(request: web.Request) -> web.Response:
-    body = await read_json(request)
-    if not isinstance(body, dict):
-        raise InputError([("body", "must be a JSON object")])
+    body = await read_object(request)
     who = caller(request)
     who.check(body.get("tenant_id"))
     results = await _view(request).submit([body], _idempotency_key(request), who)

@@ -1,5 +1,6 @@
 """What every handler of the control API shares: the app's keys, RFC 9457 problem
-documents (and the middleware that turns errors into them), and reading a JSON body.
+documents (and the middleware that turns errors into them), reading a JSON body and
+parsing it with its model, and integer query parameters.
 
 Nothing here logs a request body, so no MSISDN or secret reaches a log line.
 """

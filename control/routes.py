@@ -86,9 +86,10 @@ BAD_KEY = {400: "malformed JSON, or an Idempotency-Key that is not 1 to 128 visi
                 "ASCII characters"}
 
 
-def _action(action: h.Action, path: str, summary: str, **more: Any) -> Route:
+def _action(action: h.Action, path: str, summary: str,
+            errors: Mapping[int, str] = NO_OPERATOR) -> Route:
     return Route("POST", "/v1/operators/{id}/" + path, h.operator_action(action), OPERATE,
-                 summary, ("operators",), s.Operator, **{"errors": NO_OPERATOR, **more})
+                 summary, ("operators",), s.Operator, errors=errors)
 
 
 def _asset(path: str, summary: str, media_type: str) -> Route:

@@ -25,6 +25,8 @@ OPERATOR_STATE = Literal["bound", "unbound", "paused"]
 LEASE_KIND = Literal["MSISDN", "SHORT_CODE", "ALPHANUMERIC"]
 LEASE_STATE = Literal["ACTIVE", "SUSPENDED", "QUARANTINED", "RELEASED"]
 LOG_LEVEL = Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"]
+EVENT_KIND = Literal["dlr", "mo"]
+MAX_BULK = 1000  # messages in one POST /v1/messages/bulk; more is a 413
 # A sender: E.164 (9 to 15 digits), a short code (3 to 8 digits) or alphanumeric (up to
 # 11 characters, not all digits).
 SOURCE_FORMS: list[JsonValue] = [
@@ -263,7 +265,7 @@ class MessageIn(Closed):
 
 class BulkIn(BaseModel):
     model_config = ConfigDict(extra="allow")  # other keys are ignored
-    messages: list[MessageIn] = Field(min_length=1, max_length=1000)
+    messages: list[MessageIn] = Field(min_length=1, max_length=MAX_BULK)
 
 
 class Accepted(Open):
@@ -287,7 +289,7 @@ class Message(Open):
 class Event(Open):
     """A DLR or MO event: its cursor, kind and time, and the event's own members."""
     id: int = Field(description="pass the last one seen as after")
-    kind: Literal["dlr", "mo"]
+    kind: EVENT_KIND
     created_at: float
 
 
