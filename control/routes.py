@@ -20,6 +20,7 @@ from control import handlers as h
 from control import schemas as s
 from control.data import LeaseIn, PrefixIn, RuleIn
 from control.handlers import Handler
+from control.problems import MAX_BODY, MAX_DEPTH
 
 OPEN: tuple[str, ...] = ()
 READ = ("read",)
@@ -54,8 +55,8 @@ def _query(name: str, schema: dict[str, Any]) -> dict[str, Any]:
 
 
 # The errors of the shared machinery, merged into each route that uses it.
-BODY = {400: "malformed JSON, or nested deeper than 32 levels",
-        413: "the body is over 4 MiB",
+BODY = {400: f"malformed JSON, or nested deeper than {MAX_DEPTH} levels",
+        413: f"the body is over {MAX_BODY // 2**20} MiB",
         415: "Content-Type is not application/json",
         422: "the body is not valid: errors names each field"}
 PLANE = {503: "the control plane is not running, or its database or cache is away "
@@ -82,8 +83,8 @@ IDEMPOTENCY_KEY = {
                    "(duplicate: true) and stores nothing; another request under the key "
                    "is a 409 naming Idempotency-Key.",
     "schema": {"type": "string", "pattern": "^[!-~]{1,128}$"}}
-BAD_KEY = {400: "malformed JSON, or an Idempotency-Key that is not 1 to 128 visible "
-                "ASCII characters"}
+BAD_KEY = {400: f"{BODY[400]}, or an Idempotency-Key that is not 1 to 128 visible ASCII "
+                "characters"}
 
 
 def _action(action: h.Action, path: str, summary: str,
@@ -164,7 +165,7 @@ ROUTES: list[Route] = [
           ("messages",), s.BulkAccepted, status=202, request=s.BulkIn,
           errors={**BODY, **BAD_KEY, 403: LEASE_DENIED, 409: SUBMIT_409 + "; accepted "
                   "lists what a request that raced another did store", 503: LEASE_503,
-                  413: "the body is over 4 MiB, or has more than 1000 messages"},
+                  413: f"{BODY[413]}, or has more than {s.MAX_BULK} messages"},
           parameters=(IDEMPOTENCY_KEY,),
           description="Senders ValidateLease denies refuse the whole request, nothing "
                       "stored: a 403 whose errors name each messages[i].source (or "
