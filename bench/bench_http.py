@@ -7,6 +7,7 @@
     python bench/bench_http.py --workload control --rate 2000    # ValidateLease, SelectOperator
     python bench/bench_http.py --workload single --mode distributed   # PostgreSQL + Redis
     python bench/bench_http.py --workload single --profile /tmp/stacks.txt  # py-spy
+    python bench/bench_http.py --workload receipts --webhook     # + a webhook receiver
 
 Three processes, as in production: the SMSC (the project's simulator, uvloop, nothing
 recorded, every submit answered and, for ``receipts``, a DELIVRD receipt 1-5 ms later),
@@ -23,6 +24,10 @@ daemon's peak RSS, and latency P50/P95/P99 as the load saw it.
   DELIVERED in the store (SQLite read-only, or PostgreSQL).
 - backlog: the operator paused, ``--count`` messages accepted in bulks, then resumed:
   drain rate at the SMSC and the daemon's RSS.
+- ``--webhook``: a fourth process, an HTTP receiver (uvloop, aiohttp) that checks each
+  POST's signature and answers 204, set as the tenant's ``callback_url`` in
+  ``[[tenants]]``: every DLR event is also POSTed to it. For ``receipts`` the run also
+  waits until the receiver has one delivery per message (``webhooks_per_s``).
 - control: open-loop ``--rate`` requests/s (half ValidateLease with a cache hit, half
   SelectOperator) for ``--seconds``, while ``--background`` messages/s are submitted in
   bulks; latency is measured from each request's scheduled time (no coordinated
@@ -33,6 +38,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import json
 import multiprocessing as mp
 import os
@@ -136,11 +142,70 @@ class Smsc:
         self.proc.join(10)
 
 
+# -- the webhook receiver process ----------------------------------------------------------
+
+WEBHOOK_SECRET = "bench-webhook-secret-0123456789"
+
+
+def receiver(pipe: Connection) -> None:
+    import hashlib
+    import hmac
+
+    import uvloop
+    from aiohttp import web
+
+    async def main() -> None:
+        counts = {"ok": 0, "bad_signature": 0}
+
+        async def hook(request: web.Request) -> web.Response:
+            body = await request.read()
+            stamp = request.headers.get("X-Smppd-Timestamp", "")
+            mac = hmac.new(WEBHOOK_SECRET.encode(), stamp.encode() + b"." + body,
+                           hashlib.sha256).hexdigest()
+            good = hmac.compare_digest(request.headers.get("X-Smppd-Signature", ""),
+                                       "sha256=" + mac)
+            counts["ok" if good else "bad_signature"] += 1
+            return web.Response(status=204)
+
+        app = web.Application()
+        app.router.add_post("/hook", hook)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        port = free_port()
+        await web.TCPSite(runner, "127.0.0.1", port).start()
+        pipe.send(port)
+        loop = asyncio.get_running_loop()
+        while (ask := await loop.run_in_executor(None, pipe.recv)) != "stop":
+            del ask  # "count": deliveries so far
+            pipe.send(dict(counts))
+        await runner.cleanup()
+
+    uvloop.run(main())
+
+
+class Receiver:
+    def __init__(self) -> None:
+        ctx = mp.get_context("spawn")
+        self.pipe, child = ctx.Pipe()
+        self.proc = ctx.Process(target=receiver, args=(child,), daemon=True)
+        self.proc.start()
+        self.url = f"http://127.0.0.1:{self.pipe.recv()}/hook"
+
+    def counts(self) -> dict[str, int]:
+        self.pipe.send("count")
+        found: dict[str, int] = self.pipe.recv()
+        return found
+
+    def stop(self) -> None:
+        self.pipe.send("stop")
+        self.proc.join(10)
+
+
 # -- the daemon process -------------------------------------------------------------------
 
 
 def write_config(directory: Path, smsc_port: int, api_port: int, mode: str,
-                 dsn: str | None, binds: int) -> Path:
+                 dsn: str | None, binds: int, webhook: str | None = None) -> Path:
     lines = [
         "[daemon]", f'mode = "{mode}"', f'state_dir = "{directory / "state"}"',
         "drain_timeout = 5.0",
@@ -158,6 +223,9 @@ def write_config(directory: Path, smsc_port: int, api_port: int, mode: str,
         'system_id = "bench"', 'password = "pw"', "tps = 1000000", "window = 100",
         f"binds = {binds}", 'submit_resp_id = "decimal"', 'receipt_id = "decimal"',
     ]
+    if webhook is not None:
+        lines += ["[[tenants]]", f'id = "{TENANT}"', f'secret = "{WEBHOOK_SECRET}"',
+                  f'callback_url = "{webhook}"']
     path = directory / "smppd.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -329,61 +397,126 @@ def http_load(url: str, body: dict[str, Any], requests: int, concurrency: int,
     return result
 
 
-def open_loop(pipe: Connection, base: str, rate: float, seconds: float,
-              background: float) -> None:
-    """Control calls at a fixed schedule, plus background submits in bulks of 100."""
-    import aiohttp
+class _HttpConn(asyncio.Protocol):
+    """One keep-alive connection of the open-loop client: one request at a time,
+    answers parsed by Content-Length (the daemon always sends one)."""
+
+    def __init__(self, on_answer: Any) -> None:
+        self.on_answer = on_answer
+        self.transport: asyncio.Transport | None = None
+        self.buffer = b""
+        self.waiting: tuple[str, float] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
+
+    def send(self, request: bytes, kind: str, due: float) -> None:
+        assert self.transport is not None
+        self.waiting = (kind, due)
+        self.transport.write(request)
+
+    def data_received(self, data: bytes) -> None:
+        self.buffer += data
+        end = self.buffer.find(b"\r\n\r\n")
+        if end < 0:
+            return
+        head = self.buffer[:end]
+        length = re.search(rb"(?i)\r\ncontent-length:\s*(\d+)", head)
+        size = end + 4 + (int(length[1]) if length else 0)
+        if len(self.buffer) < size or self.waiting is None:
+            return
+        self.buffer = self.buffer[size:]
+        kind, due = self.waiting
+        self.waiting = None
+        self.on_answer(self, kind, due, int(head[9:12]))
+
+
+def _request(path: str, body: bytes) -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+def open_loop(pipe: Connection, port: int, rate: float, seconds: float) -> None:
+    """Control calls (half ValidateLease, half SelectOperator) at a fixed schedule over
+    64 keep-alive connections; a call waiting for a free connection is late, and its
+    latency (from its scheduled time) says so. A minimal HTTP client: the load must
+    cost far less than the server it measures."""
     import uvloop
 
-    validate = json.dumps({"sender": "SMPPD", "tenant_id": TENANT}).encode()
-    select = json.dumps({"destination": "+93791234567", "tenant_id": TENANT}).encode()
-    bulk = json.dumps({"messages": [message(False)] * 100}).encode()
-    headers = {"Content-Type": "application/json"}
+    requests = {
+        "validate": _request("/v1/leases/validate",
+                             json.dumps({"sender": "SMPPD", "tenant_id": TENANT}).encode()),
+        "select": _request("/v1/routing/select", json.dumps(
+            {"destination": "+93791234567", "tenant_id": TENANT}).encode()),
+    }
 
-    async def main() -> dict[str, Any]:
+    async def run_calls() -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         lat: dict[str, list[float]] = {"validate": [], "select": []}
         errors = 0
-        connector = aiohttp.TCPConnector(limit=0)
-        async with aiohttp.ClientSession(connector=connector) as http:
-            async def call(kind: str, due: float) -> None:
-                nonlocal errors
-                path, data = (("/v1/leases/validate", validate) if kind == "validate"
-                              else ("/v1/routing/select", select))
-                async with http.post(base + path, data=data, headers=headers) as resp:
-                    await resp.read()
-                    errors += resp.status != 200
-                lat[kind].append(loop.time() - due)
+        backlog: collections.deque[tuple[str, float]] = collections.deque()
+        free: list[_HttpConn] = []
+        total = int(rate * seconds)
+        answered = 0
+        finished = loop.create_future()
 
-            async def submitter() -> None:
-                if not background:
-                    return
-                interval = 100 / background
-                due = loop.time()
-                end = due + seconds
-                while due < end:
-                    async with http.post(base + "/v1/messages/bulk", data=bulk,
-                                         headers=headers) as resp:
-                        await resp.read()
-                    due += interval
-                    await asyncio.sleep(max(0.0, due - loop.time()))
+        def on_answer(conn: _HttpConn, kind: str, due: float, status: int) -> None:
+            nonlocal errors, answered
+            lat[kind].append(loop.time() - due)
+            errors += status != 200
+            answered += 1
+            if backlog:
+                kind, due = backlog.popleft()
+                conn.send(requests[kind], kind, due)
+            else:
+                free.append(conn)
+            if answered == total and not finished.done():
+                finished.set_result(None)
 
-            tasks: list[asyncio.Task[None]] = []
-            background_task = asyncio.create_task(submitter())
-            start = loop.time() + 0.5
-            n = int(rate * seconds)
-            for i in range(n):
-                due = start + i / rate
-                delay = due - loop.time()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                tasks.append(asyncio.create_task(call("validate" if i % 2 else "select", due)))
-            await asyncio.gather(*tasks)
-            await background_task
+        for _ in range(64):
+            transport, conn = await loop.create_connection(lambda: _HttpConn(on_answer),
+                                                           "127.0.0.1", port)
+            conn.transport = transport
+            free.append(conn)
+        start = loop.time() + 0.2
+        sent = 0
+        while sent < total:
+            now = loop.time()
+            while sent < total and start + sent / rate <= now:
+                kind = "validate" if sent % 2 else "select"
+                due = start + sent / rate
+                if free:
+                    free.pop().send(requests[kind], kind, due)
+                else:
+                    backlog.append((kind, due))
+                sent += 1
+            await asyncio.sleep(0.0005)
+        await asyncio.wait_for(finished, 120)
         return {"errors": errors,
                 "validate": percentiles(lat["validate"]), "select": percentiles(lat["select"])}
 
-    pipe.send(uvloop.run(main()))
+    pipe.send(uvloop.run(run_calls()))
+
+
+def background_submits(url: str, rate: float, seconds: float) -> None:
+    """Bulks of 100 at ``rate`` messages/s (its own process), while control calls run."""
+    import aiohttp
+    import uvloop
+
+    bulk = json.dumps({"messages": [message(False)] * 100}).encode()
+
+    async def post_bulks() -> None:
+        loop = asyncio.get_running_loop()
+        async with aiohttp.ClientSession() as http:
+            due, end = loop.time(), loop.time() + seconds
+            while due < end:
+                async with http.post(url, data=bulk,
+                                     headers={"Content-Type": "application/json"}) as resp:
+                    await resp.read()
+                due += 100 / rate
+                await asyncio.sleep(max(0.0, due - loop.time()))
+
+    uvloop.run(post_bulks())
 
 
 # -- the runs -----------------------------------------------------------------------------
@@ -395,17 +528,21 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     dsn = create_database() if args.mode == "distributed" else None
     workdir = Path(tempfile.mkdtemp(prefix="bench-http-"))
     api_port = free_port()
-    config = write_config(workdir, sim.port, api_port, args.mode, dsn, args.binds)
+    hooks = Receiver() if args.webhook else None
+    config = write_config(workdir, sim.port, api_port, args.mode, dsn, args.binds,
+                          hooks.url if hooks is not None else None)
     try:
         if dsn is not None:
             migrate_database(config)
         daemon = Daemon(config, api_port, workdir / "smppd.log")
         try:
-            return measure(args, sim, daemon, workdir, dsn)
+            return measure(args, sim, daemon, workdir, dsn, hooks)
         finally:
             daemon.stop()
     finally:
         sim.stop()
+        if hooks is not None:
+            hooks.stop()
         if dsn is not None:
             drop_database(dsn)
         shutil.rmtree(workdir, ignore_errors=True)
@@ -422,10 +559,10 @@ def wait_until(predicate: Any, timeout: float) -> float:
 
 
 def measure(args: argparse.Namespace, sim: Smsc, daemon: Daemon, workdir: Path,
-            dsn: str | None) -> dict[str, Any]:
+            dsn: str | None, hooks: Receiver | None = None) -> dict[str, Any]:
     pid, sim_pid = daemon.proc.pid, sim.proc.pid or 0
     result: dict[str, Any] = {"workload": args.workload, "mode": args.mode,
-                              "binds": args.binds}
+                              "binds": args.binds, "webhook": hooks is not None}
     base_accepted = sim.accepted()
     if args.workload == "control":
         return {**result, **control_run(args, daemon, pid, sim_pid)}
@@ -448,6 +585,10 @@ def measure(args: argparse.Namespace, sim: Smsc, daemon: Daemon, workdir: Path,
     if args.workload == "receipts":
         t_done = wait_until(lambda: delivered(workdir / "state", dsn) >= count, 300) - t0
         result["delivered_per_s"] = round(count / t_done, 1)
+        if hooks is not None:
+            t_hooks = wait_until(lambda: sum(hooks.counts().values()) >= count, 300) - t0
+            result["webhooks_per_s"] = round(count / t_hooks, 1)
+            result["webhooks"] = hooks.counts()
     cpu, sim_cpu = proc_cpu(pid) - cpu0, proc_cpu(sim_pid) - sim_cpu0
     return {**result, "messages": count, "per_request": per_request,
             "accepted_per_s": round(count / t_http, 1), "smsc_per_s": round(count / t_smsc, 1),
@@ -490,12 +631,20 @@ def control_run(args: argparse.Namespace, daemon: Daemon, pid: int,
                 sim_pid: int) -> dict[str, Any]:
     ctx = mp.get_context("spawn")
     pipe, child = ctx.Pipe()
-    proc = ctx.Process(target=open_loop,
-                       args=(child, daemon.url, args.rate, args.seconds, args.background))
+    port = int(daemon.url.rsplit(":", 1)[1])
+    proc = ctx.Process(target=open_loop, args=(child, port, args.rate, args.seconds))
+    submitter = None
+    if args.background:
+        submitter = ctx.Process(target=background_submits, args=(
+            daemon.url + "/v1/messages/bulk", args.background, args.seconds + 1.0))
+        submitter.start()
+        time.sleep(0.5)  # the messages flow before the first control call
     cpu0 = proc_cpu(pid)
     proc.start()
     found: dict[str, Any] = pipe.recv()
     proc.join()
+    if submitter is not None:
+        submitter.join()
     return {"rate": args.rate, "seconds": args.seconds, "background_per_s": args.background,
             "daemon_cpu_s": round(proc_cpu(pid) - cpu0, 2), **found}
 
@@ -516,6 +665,8 @@ def main() -> None:
     parser.add_argument("--background", type=float, default=5000.0,
                         help="control: messages/s submitted meanwhile")
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--webhook", action="store_true",
+                        help="POST every DLR event to a receiver in another process")
     parser.add_argument("--profile", metavar="FILE",
                         help="py-spy collapsed stacks of the daemon during the load")
     args = parser.parse_args()

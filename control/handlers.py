@@ -1,6 +1,6 @@
 """The control API's handlers: health, operators and their binds, messages, events,
 admin of the daemon, SelectOperator, ValidateLease, cache invalidation, admin CRUD of
-rules, prefixes and leases, and the status page.
+rules, prefixes and leases, dead webhook deliveries, and the status page.
 
 Each is declared once, with its roles, models and errors, in control/routes.py; a
 handler reads the daemon through the view (control/view.py) and reports bad input by
@@ -9,6 +9,7 @@ raising, which control/problems.py turns into a problem document.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
 from typing import Any, Literal, get_args
@@ -34,6 +35,7 @@ from control.schemas import (
     EVENT_KIND,
     LOG_LEVEL,
     MAX_BULK,
+    TENANT,
     InvalidateIn,
     OperatorPatch,
     SelectIn,
@@ -42,6 +44,7 @@ from control.schemas import (
 from control.view import Forbidden, GatewayView, InputError, Unavailable
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+TENANT_ID = re.compile(TENANT)
 EVENT_KINDS: tuple[str, ...] = get_args(EVENT_KIND)
 LOG_LEVELS: tuple[str, ...] = get_args(LOG_LEVEL)
 
@@ -350,6 +353,31 @@ async def delete_lease(request: web.Request) -> web.Response:
     if not await _plane(request).delete_lease(sender):
         raise _not_found("such lease")
     return web.json_response({"deleted": sender})
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+async def list_dead_webhooks(request: web.Request) -> web.Response:
+    problems: list[tuple[str, str]] = []
+    after = query_integer(request, "after", 0, 0, 2**63 - 1, problems)
+    limit = query_integer(request, "limit", 100, 1, 1000, problems)
+    tenant = request.query.get("tenant_id")
+    if tenant is not None and not TENANT_ID.fullmatch(tenant):
+        problems.append(("tenant_id", "1 to 64 characters of A-Z a-z 0-9 . _ -"))
+    if problems:
+        raise InputError(problems, status=400)
+    tenants = None if tenant is None else frozenset({tenant})
+    dead = await _view(request).webhook_dead(after, limit, tenants)
+    return web.json_response({"dead": dead})
+
+
+async def replay_dead_webhook(request: web.Request) -> web.Response:
+    raw = request.match_info["id"]
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18) or \
+            not await _view(request).webhook_replay(int(raw)):
+        raise _not_found(f"dead webhook delivery {raw!r}")
+    return web.json_response({"replayed": int(raw)})
 
 
 # --------------------------------------------------------------------------- status page

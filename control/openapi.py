@@ -31,7 +31,8 @@ TAGS = {"health": "Liveness, readiness and metrics",
         "events": "Delivery receipts and MO messages",
         "routing": "SelectOperator and the rules and prefixes it reads",
         "leases": "ValidateLease and the sender leases it reads",
-        "admin": "The daemon's config and log level"}
+        "admin": "The daemon's config and log level",
+        "webhooks": "Webhook deliveries given up, and their replay"}
 DESCRIPTION = (
     "Bind management, messages, SelectOperator, ValidateLease, cache invalidation and "
     "admin of routing data. Bearer tokens with roles read, submit, operate, admin (admin "

@@ -235,6 +235,16 @@ ROUTES: list[Route] = [
           s.Lease, errors={404: "no such lease", **PLANE}),
     Route("DELETE", "/v1/admin/leases/{sender}", h.delete_lease, ADMIN, "Delete a lease",
           ("leases",), s.Deleted, errors={404: "no such lease", **PLANE}),
+    # ------------------------------------------------------------------ webhooks
+    Route("GET", "/v1/webhooks/dead", h.list_dead_webhooks, OPERATE,
+          "Webhook deliveries given up ([webhooks] max_age passed), oldest first",
+          ("webhooks",), s.DeadList,
+          errors={400: "tenant_id, after or limit out of range (errors names it)", **STORE},
+          parameters=(_query("tenant_id", TENANT), CURSOR, PAGE)),
+    Route("POST", "/v1/webhooks/dead/{id}/replay", h.replay_dead_webhook, OPERATE,
+          "Deliver a dead webhook again: due now, its attempts and age from zero",
+          ("webhooks",), s.Replayed, errors={404: "no such dead delivery", **STORE},
+          path_schemas={"id": {"type": "string", "pattern": "^[0-9]{1,18}$"}}),
 ]
 
 _BY_KEY = {(r.method, r.path): r for r in ROUTES}

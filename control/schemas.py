@@ -261,6 +261,11 @@ class MessageIn(Closed):
     registered_delivery: bool | Absent = None
     validity: Annotated[int, Field(ge=60, le=604800)] | Absent = None
     priority: Annotated[int, Field(ge=0, le=3)] | Absent = None
+    callback_url: Annotated[str, Field(
+        max_length=2048, pattern=r"^[Hh][Tt][Tt][Pp][Ss]?://[!-\"$-~]+$")] | Absent = Field(
+        default=None, description="http(s) URL its DLR events are POSTed to, signed with "
+                                  "its tenant's secret (docs/webhooks.md); not this "
+                                  "daemon's API")
 
 
 class BulkIn(BaseModel):
@@ -400,3 +405,27 @@ class LeaseList(Closed):
 
 class Deleted(Closed):
     deleted: str
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+class DeadWebhook(Closed):
+    id: int = Field(description="the X-Smppd-Delivery id")
+    kind: EVENT_KIND
+    tenant_id: str
+    url: str | None = Field(description="the message's callback_url without credentials "
+                                        "or query; null: the tenant's")
+    attempts: int
+    last_error: str | None
+    created_at: float
+    dead_at: float | None
+    event: dict[str, Any]
+
+
+class DeadList(Closed):
+    dead: list[DeadWebhook]
+
+
+class Replayed(Closed):
+    replayed: int

@@ -100,6 +100,13 @@ class GatewayView(Protocol):
                      tenants: frozenset[str] | None = None) -> list[dict[str, Any]]:
         """Events after the cursor; with ``tenants``, only those of their messages."""
 
+    async def webhook_dead(self, after: int, limit: int,
+                           tenants: frozenset[str] | None = None) -> list[dict[str, Any]]:
+        """Dead webhook deliveries after the cursor, oldest first (of those tenants)."""
+
+    async def webhook_replay(self, delivery_id: int) -> bool:
+        """A dead delivery back in the outbox, due now; False: no such dead delivery."""
+
     async def reload(self) -> dict[str, Any]:
         """Re-read the config; raise InputError (nothing changed) when it is invalid."""
 

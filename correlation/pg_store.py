@@ -47,7 +47,10 @@ from correlation.store import (
     IdempotencyRecord,
     MessageRecord,
     MoPartRecord,
+    OutboxDepth,
     PartRef,
+    WebhookRecord,
+    WebhookTargets,
     aggregate_state,
 )
 
@@ -56,7 +59,7 @@ log = logging.getLogger(__name__)
 _MESSAGE_FIELDS = (
     "message_id", "tenant_id", "source", "destination", "data_coding", "body", "operator_id",
     "registered_delivery", "validity", "priority", "state", "attempts", "created_at",
-    "updated_at", "reason", "command_status", "receipt_stat", "receipt_err",
+    "updated_at", "reason", "command_status", "receipt_stat", "receipt_err", "callback_url",
 )  # fmt: skip
 _PART_FIELDS = (
     "message_id", "part", "total", "operator_id", "smsc_id", "smsc_key", "state",
@@ -75,7 +78,7 @@ def _select_list(fields: Sequence[str]) -> str:
 # Array types for unnest-ing message rows, one per field of _MESSAGE_FIELDS.
 _MESSAGE_ARRAY_TYPES = (
     "text", "text", "text", "text", "int2", "bytea", "text", "int2", "text", "int2", "text",
-    "int4", "float8", "float8", "text", "int8", "text", "text",
+    "int4", "float8", "float8", "text", "int8", "text", "text", "text",
 )  # fmt: skip
 
 
@@ -625,6 +628,144 @@ class PgStore:
         )
         return {row[0]: row[1] for row in rows}
 
+    # -- the webhook outbox --------------------------------------------------------------
+
+    async def store_events_with_webhooks(
+        self, kind: str, payloads: Sequence[dict[str, Any]], targets: WebhookTargets
+    ) -> list[int]:
+        if not payloads:
+            return []
+        texts = [json.dumps(payload) for payload in payloads]
+        now = self._clock()
+        result: list[int] = await self._call(
+            _store_events_with_webhooks, kind, texts, now, targets)
+        return result
+
+    async def webhook_enqueue(
+        self, kind: str, payloads: Sequence[dict[str, Any]], targets: WebhookTargets
+    ) -> int:
+        if not payloads:
+            return 0
+        texts = [json.dumps(payload) for payload in payloads]
+        count: int = await self._call(_webhook_enqueue, kind, texts, self._clock(), targets)
+        return count
+
+    async def webhook_claim(self, now: float, limit: int, lease: float) -> list[WebhookRecord]:
+        rows: list[asyncpg.Record] = await self._call(
+            _fetch, _WEBHOOK_CLAIM, now, limit, now + lease)
+        return sorted((WebhookRecord(**dict(row)) for row in rows), key=lambda r: r.id)
+
+    async def webhook_delivered(self, ids: Sequence[int]) -> None:
+        if ids:
+            await self._call(_webhook_delivered, list(ids))
+
+    async def webhook_retry(self, delivery_id: int, next_at: float, error: str) -> None:
+        await self._call(_execute, _WEBHOOK_RETRY, next_at, error, delivery_id)
+
+    async def webhook_kill(self, delivery_id: int, at: float, error: str) -> None:
+        await self._call(_execute, _WEBHOOK_KILL, at, error, delivery_id)
+
+    async def webhook_release(self, ids: Sequence[int], now: float) -> None:
+        if ids:
+            await self._call(_execute, _WEBHOOK_RELEASE, now, list(ids))
+
+    async def webhook_dead(self, after_id: int = 0, limit: int = 100, *,
+                           tenants: Sequence[str] | None = None) -> list[WebhookRecord]:
+        rows: list[asyncpg.Record] = await self._call(
+            _fetch, _WEBHOOK_DEAD, after_id, limit, None if tenants is None else list(tenants))
+        return [WebhookRecord(**dict(row)) for row in rows]
+
+    async def webhook_replay(self, delivery_id: int, now: float) -> bool:
+        rows: list[asyncpg.Record] = await self._call(_fetch, _WEBHOOK_REPLAY, now, delivery_id)
+        return bool(rows)
+
+    async def webhook_depth(self) -> OutboxDepth:
+        rows: list[asyncpg.Record] = await self._call(_fetch, _WEBHOOK_DEPTH)
+        waiting, oldest, dead = rows[0]
+        return OutboxDepth(waiting, oldest, dead)
+
+
+_WEBHOOK_COLUMNS = (
+    "id, kind, tenant_id, url, body, extract(epoch FROM created_at)::float8 AS created_at,"
+    " attempts, last_error, extract(epoch FROM dead_at)::float8 AS dead_at"
+)
+# DLR events: those of messages with a callback_url or of a tenant with a default one
+# ($4), keyed by message so they go out in order; in the events' order.
+_ENQUEUE_DLR = (
+    "INSERT INTO smpp.webhook_outbox (kind, ordering_key, tenant_id, url, body, created_at,"
+    " next_at, attempts) SELECT $1, m.message_id, m.tenant_id, m.callback_url, e.p,"
+    " to_timestamp($2), to_timestamp($2), 0 FROM unnest($3::text[]) WITH ORDINALITY AS e(p, i)"
+    " JOIN smpp.messages m ON m.message_id = e.p::jsonb ->> 'message_id'"
+    " WHERE m.callback_url IS NOT NULL OR m.tenant_id = ANY($4::text[]) ORDER BY e.i"
+)
+# MO events: $4 holds each event's tenant (NULL: not sent).
+_ENQUEUE_MO = (
+    "INSERT INTO smpp.webhook_outbox (kind, ordering_key, tenant_id, url, body, created_at,"
+    " next_at, attempts) SELECT $1, NULL, e.t, NULL, e.p, to_timestamp($2), to_timestamp($2),"
+    " 0 FROM unnest($3::text[], $4::text[]) WITH ORDINALITY AS e(p, t, i)"
+    " WHERE e.t IS NOT NULL ORDER BY e.i"
+)
+# The oldest waiting event of each message (and any MO) that is due, claimed by moving
+# next_at past the lease. SKIP LOCKED: replicas claiming at once take different rows; a
+# message's later event stays blocked while the earlier one exists, claimed or not.
+_WEBHOOK_CLAIM = (
+    "UPDATE smpp.webhook_outbox SET next_at = to_timestamp($3) WHERE id IN (SELECT o.id"  # noqa: S608
+    " FROM smpp.webhook_outbox o WHERE o.dead_at IS NULL AND o.next_at <= to_timestamp($1)"
+    " AND (o.ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM smpp.webhook_outbox p"
+    " WHERE p.ordering_key = o.ordering_key AND p.dead_at IS NULL AND p.id < o.id))"
+    f" ORDER BY o.next_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING {_WEBHOOK_COLUMNS}"
+)
+_WEBHOOK_RETRY = (
+    "UPDATE smpp.webhook_outbox SET next_at = to_timestamp($1), last_error = $2,"
+    " attempts = attempts + 1 WHERE id = $3"
+)
+_WEBHOOK_KILL = (
+    "UPDATE smpp.webhook_outbox SET dead_at = to_timestamp($1), last_error = $2,"
+    " attempts = attempts + 1 WHERE id = $3"
+)
+_WEBHOOK_RELEASE = (
+    "UPDATE smpp.webhook_outbox SET next_at = to_timestamp($1) WHERE dead_at IS NULL"
+    " AND id = ANY($2::bigint[])"
+)
+_WEBHOOK_DEAD = (
+    f"SELECT {_WEBHOOK_COLUMNS} FROM smpp.webhook_outbox WHERE dead_at IS NOT NULL"  # noqa: S608
+    " AND id > $1 AND ($3::text[] IS NULL OR tenant_id = ANY($3)) ORDER BY id LIMIT $2"
+)
+_WEBHOOK_REPLAY = (
+    "UPDATE smpp.webhook_outbox SET dead_at = NULL, last_error = NULL, attempts = 0,"
+    " next_at = to_timestamp($1), created_at = to_timestamp($1)"
+    " WHERE id = $2 AND dead_at IS NOT NULL RETURNING id"
+)
+_WEBHOOK_DEPTH = (
+    "SELECT count(*) FILTER (WHERE dead_at IS NULL),"
+    " extract(epoch FROM min(created_at) FILTER (WHERE dead_at IS NULL))::float8,"
+    " count(*) FILTER (WHERE dead_at IS NOT NULL) FROM smpp.webhook_outbox"
+)
+
+
+async def _webhook_enqueue(conn: asyncpg.Connection, kind: str, texts: list[str], at: float,
+                           targets: WebhookTargets) -> int:
+    if targets.owners is None:
+        status = await conn.execute(_ENQUEUE_DLR, kind, at, texts, list(targets.tenants))
+    else:
+        status = await conn.execute(_ENQUEUE_MO, kind, at, texts, list(targets.owners))
+    return int(status.rsplit(" ", 1)[-1])  # "INSERT 0 n"
+
+
+async def _store_events_with_webhooks(conn: asyncpg.Connection, kind: str, texts: list[str],
+                                      at: float, targets: WebhookTargets) -> list[int]:
+    ids = await _store_events(conn, [(kind, text, at) for text in texts])
+    await _webhook_enqueue(conn, kind, texts, at, targets)
+    return ids
+
+
+async def _webhook_delivered(conn: asyncpg.Connection, ids: list[int]) -> None:
+    await conn.execute("DELETE FROM smpp.webhook_outbox WHERE id = ANY($1::bigint[])", ids)
+
+
+async def _webhook_delivered_many(conn: asyncpg.Connection, calls: list[tuple[Any, ...]]) -> None:
+    await _webhook_delivered(conn, [i for (ids,) in calls for i in ids])
+
 
 # -- operations: run by the writer, inside the batch's transaction ------------------------
 
@@ -969,6 +1110,7 @@ _MANY: dict[_Op, _Many] = {
     _put_orphan: _put_orphan_many,
     _receipts: _receipts_many,
     _store_events: _store_events_many,
+    _webhook_delivered: _webhook_delivered_many,
 }
 
 
@@ -1005,6 +1147,11 @@ _PURGES: dict[str, str] = {
     "events": (
         "WITH d AS (DELETE FROM smpp.events WHERE id IN (SELECT id"
         " FROM smpp.events WHERE created_at < to_timestamp($1) LIMIT $2) RETURNING 1)"
+        " SELECT count(*), 0 FROM d"
+    ),
+    "webhook_outbox": (  # dead letters no one replayed
+        "WITH d AS (DELETE FROM smpp.webhook_outbox WHERE id IN (SELECT id"
+        " FROM smpp.webhook_outbox WHERE dead_at < to_timestamp($1) LIMIT $2) RETURNING 1)"
         " SELECT count(*), 0 FROM d"
     ),
     "idempotency_keys": (

@@ -40,7 +40,10 @@ from correlation.store import (
     IdempotencyRecord,
     MessageRecord,
     MoPartRecord,
+    OutboxDepth,
     PartRef,
+    WebhookRecord,
+    WebhookTargets,
     aggregate_state,
 )
 
@@ -63,7 +66,8 @@ CREATE TABLE IF NOT EXISTS messages (
     reason TEXT,
     command_status INTEGER,
     receipt_stat TEXT,
-    receipt_err TEXT
+    receipt_err TEXT,
+    callback_url TEXT  -- added after the first release: see _connect
 ) WITHOUT ROWID;
 -- Partial index: only ACCEPTED rows, so the backlog reads stay small as the table grows;
 -- per operator, oldest first (refills read one operator's backlog from a cursor).
@@ -132,12 +136,35 @@ CREATE TABLE IF NOT EXISTS idempotency_keys (
     PRIMARY KEY (scope, key)
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS idempotency_keys_created_at ON idempotency_keys (created_at);
+-- Events waiting to be POSTed to a webhook (smppd.webhooks), and the dead letters.
+CREATE TABLE IF NOT EXISTS webhook_outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,  -- never reused: the X-Smppd-Delivery id
+    kind TEXT NOT NULL,
+    ordering_key TEXT,  -- the message id (its events go out in order); NULL: MO, no order
+    tenant_id TEXT NOT NULL,
+    url TEXT,  -- the message's callback_url; NULL: the tenant's at delivery
+    body TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    next_at REAL NOT NULL,  -- due from then (a claim moves it past its lease)
+    attempts INTEGER NOT NULL,
+    last_error TEXT,
+    dead_at REAL  -- set: a dead letter
+);
+CREATE INDEX IF NOT EXISTS webhook_outbox_due ON webhook_outbox (next_at)
+    WHERE dead_at IS NULL;
+CREATE INDEX IF NOT EXISTS webhook_outbox_order ON webhook_outbox (ordering_key, id)
+    WHERE dead_at IS NULL;
+CREATE INDEX IF NOT EXISTS webhook_outbox_dead ON webhook_outbox (id)
+    WHERE dead_at IS NOT NULL;
 """
+# Columns added to tables of earlier releases (CREATE TABLE IF NOT EXISTS keeps an old
+# table as it is): table -> (column, its declaration).
+_ADDED_COLUMNS = (("messages", "callback_url", "TEXT"),)
 
 _MESSAGE_COLUMNS = (
     "message_id, tenant_id, source, destination, data_coding, body, operator_id,"
     " registered_delivery, validity, priority, state, attempts, created_at, updated_at,"
-    " reason, command_status, receipt_stat, receipt_err"
+    " reason, command_status, receipt_stat, receipt_err, callback_url"
 )
 _MESSAGE_FIELDS = tuple(c.strip() for c in _MESSAGE_COLUMNS.split(","))
 _PART_COLUMNS = (
@@ -300,6 +327,10 @@ class SqliteStore:
         conn.execute("PRAGMA busy_timeout=5000")
         conn.execute("PRAGMA wal_autocheckpoint=0")  # checkpoint() runs them, beside the writer
         conn.executescript(_SCHEMA)
+        for table, column, declaration in _ADDED_COLUMNS:
+            have = {row[1] for row in conn.execute(f"PRAGMA table_info({table})")}
+            if column not in have:
+                conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {declaration}")
         self._orphans = conn.execute("SELECT count(*) FROM orphan_receipts").fetchone()[0]
         self._conn = conn
 
@@ -703,6 +734,177 @@ class SqliteStore:
         )
         return [(message_id, created_at) for message_id, created_at in rows]
 
+    # -- the webhook outbox --------------------------------------------------------------
+
+    async def store_events_with_webhooks(
+        self, kind: str, payloads: Sequence[dict[str, Any]], targets: WebhookTargets
+    ) -> list[int]:
+        if not payloads:
+            return []
+        array = json.dumps(list(payloads))
+        result: list[int] = await self._call(
+            _store_events_with_webhooks, kind, array, len(payloads), self._clock(),
+            _outbox_args(targets))
+        return result
+
+    async def webhook_enqueue(
+        self, kind: str, payloads: Sequence[dict[str, Any]], targets: WebhookTargets
+    ) -> int:
+        if not payloads:
+            return 0
+        count: int = await self._call(_webhook_enqueue, kind, json.dumps(list(payloads)),
+                                      self._clock(), _outbox_args(targets))
+        return count
+
+    async def webhook_claim(self, now: float, limit: int, lease: float) -> list[WebhookRecord]:
+        due: str = await self._call(_webhook_claim, now, limit, now + lease)
+        rows = json.loads(due)
+        return sorted((_webhook_record((*row, None)) for row in rows), key=lambda r: r.id)
+
+    async def webhook_delivered(self, ids: Sequence[int]) -> None:
+        if ids:
+            await self._call(_webhook_delivered, list(ids))
+
+    async def webhook_retry(self, delivery_id: int, next_at: float, error: str) -> None:
+        await self._call(_execute, _WEBHOOK_RETRY, (next_at, error, delivery_id))
+
+    async def webhook_kill(self, delivery_id: int, at: float, error: str) -> None:
+        await self._call(_execute, _WEBHOOK_KILL, (at, error, delivery_id))
+
+    async def webhook_release(self, ids: Sequence[int], now: float) -> None:
+        if ids:
+            await self._call(_execute, _WEBHOOK_RELEASE, (now, json.dumps(list(ids))))
+
+    async def webhook_dead(self, after_id: int = 0, limit: int = 100, *,
+                           tenants: Sequence[str] | None = None) -> list[WebhookRecord]:
+        rows: list[tuple[Any, ...]] = await self._call(
+            _fetchall, _WEBHOOK_DEAD,
+            (after_id, limit, None if tenants is None else json.dumps(list(tenants))))
+        return [_webhook_record(row) for row in rows]
+
+    async def webhook_replay(self, delivery_id: int, now: float) -> bool:
+        changed: int = await self._call(_rowcount, _WEBHOOK_REPLAY, (now, now, delivery_id))
+        return changed > 0
+
+    async def webhook_depth(self) -> OutboxDepth:
+        rows: list[tuple[Any, ...]] = await self._call(_fetchall, _WEBHOOK_DEPTH, ())
+        waiting, oldest, dead = rows[0]
+        return OutboxDepth(waiting or 0, oldest, dead or 0)
+
+
+_WEBHOOK_COLUMNS = "id, kind, tenant_id, url, body, created_at, attempts, last_error, dead_at"
+# DLR events: those of messages with a callback_url or of a tenant with a default one
+# (?4, a JSON array), keyed by message so they go out in order.
+_ENQUEUE_DLR = (
+    "INSERT INTO webhook_outbox (kind, ordering_key, tenant_id, url, body, created_at,"
+    " next_at, attempts) SELECT ?1, m.message_id, m.tenant_id, m.callback_url, j.value, ?2,"
+    " ?2, 0 FROM json_each(?3) j JOIN messages m ON m.message_id = j.value ->> 'message_id'"
+    " WHERE m.callback_url IS NOT NULL OR m.tenant_id IN (SELECT value FROM json_each(?4))"
+    " ORDER BY j.key"
+)
+# MO events: ?4 holds each event's tenant (null: not sent), in the events' order.
+_ENQUEUE_MO = (
+    "INSERT INTO webhook_outbox (kind, ordering_key, tenant_id, url, body, created_at,"
+    " next_at, attempts) SELECT ?1, NULL, t.value, NULL, j.value, ?2, ?2, 0"
+    " FROM json_each(?3) j JOIN json_each(?4) t ON t.key = j.key"
+    " WHERE t.value IS NOT NULL ORDER BY j.key"
+)
+# The oldest waiting event of each message (and any MO) that is due, as one row of JSON
+# (each row a query returns costs the writer a wait for the GIL); the writer then claims
+# them by moving next_at past the lease, in the same transaction.
+_WEBHOOK_DUE = (
+    "SELECT json_group_array(json_array(id, kind, tenant_id, url, body, created_at,"
+    " attempts, last_error)) FROM (SELECT * FROM webhook_outbox o"
+    " WHERE o.dead_at IS NULL AND o.next_at <= ?1 AND (o.ordering_key IS NULL OR NOT EXISTS"
+    " (SELECT 1 FROM webhook_outbox p WHERE p.ordering_key = o.ordering_key"
+    " AND p.dead_at IS NULL AND p.id < o.id)) ORDER BY o.next_at LIMIT ?2)"
+)
+_WEBHOOK_CLAIM = (
+    "UPDATE webhook_outbox SET next_at = ? WHERE id IN (SELECT value ->> 0 FROM json_each(?))"
+)
+_WEBHOOK_RETRY = (
+    "UPDATE webhook_outbox SET next_at = ?, last_error = ?, attempts = attempts + 1"
+    " WHERE id = ?"
+)
+_WEBHOOK_KILL = (
+    "UPDATE webhook_outbox SET dead_at = ?, last_error = ?, attempts = attempts + 1"
+    " WHERE id = ?"
+)
+_WEBHOOK_RELEASE = (
+    "UPDATE webhook_outbox SET next_at = ? WHERE dead_at IS NULL"
+    " AND id IN (SELECT value FROM json_each(?))"
+)
+_WEBHOOK_DEAD = (
+    f"SELECT {_WEBHOOK_COLUMNS} FROM webhook_outbox WHERE dead_at IS NOT NULL"  # noqa: S608
+    " AND id > ?1 AND (?3 IS NULL OR tenant_id IN (SELECT value FROM json_each(?3)))"
+    " ORDER BY id LIMIT ?2"
+)
+_WEBHOOK_REPLAY = (
+    "UPDATE webhook_outbox SET dead_at = NULL, last_error = NULL, attempts = 0,"
+    " next_at = ?, created_at = ? WHERE id = ? AND dead_at IS NOT NULL"
+)
+_WEBHOOK_DEPTH = (
+    "SELECT count(*) FILTER (WHERE dead_at IS NULL),"
+    " min(created_at) FILTER (WHERE dead_at IS NULL),"
+    " count(*) FILTER (WHERE dead_at IS NOT NULL) FROM webhook_outbox"
+)
+
+
+def _outbox_args(targets: WebhookTargets) -> tuple[str, str | None]:
+    """(the tenants with a default URL, each MO event's tenant or None) as JSON."""
+    owners = None if targets.owners is None else json.dumps(list(targets.owners))
+    return json.dumps(list(targets.tenants)), owners
+
+
+def _webhook_record(row: Sequence[Any]) -> WebhookRecord:
+    delivery_id, kind, tenant_id, url, body, created_at, attempts, last_error, dead_at = row
+    return WebhookRecord(id=delivery_id, kind=kind, tenant_id=tenant_id, url=url, body=body,
+                         created_at=created_at, attempts=attempts, last_error=last_error,
+                         dead_at=dead_at)
+
+
+def _webhook_enqueue(conn: sqlite3.Connection, kind: str, array: str, at: float,
+                     targets: tuple[str, str | None]) -> int:
+    tenants, owners = targets
+    if owners is None:
+        return conn.execute(_ENQUEUE_DLR, (kind, at, array, tenants)).rowcount
+    return conn.execute(_ENQUEUE_MO, (kind, at, array, owners)).rowcount
+
+
+def _store_events_with_webhooks(conn: sqlite3.Connection, kind: str, array: str, count: int,
+                                at: float, targets: tuple[str, str | None]) -> list[int]:
+    ids = _store_events(conn, kind, array, count, at)
+    _webhook_enqueue(conn, kind, array, at, targets)
+    return ids
+
+
+def _webhook_claim(conn: sqlite3.Connection, now: float, limit: int, until: float) -> str:
+    due: str = conn.execute(_WEBHOOK_DUE, (now, limit)).fetchone()[0]
+    if due != "[]":
+        conn.execute(_WEBHOOK_CLAIM, (until, due))
+    return due
+
+
+def _webhook_delivered(conn: sqlite3.Connection, ids: list[int]) -> None:
+    conn.execute("DELETE FROM webhook_outbox WHERE id IN (SELECT value FROM json_each(?))",
+                 (json.dumps(ids),))
+
+
+def _webhook_delivered_many(conn: sqlite3.Connection, calls: list[tuple[Any, ...]]) -> None:
+    _webhook_delivered(conn, [i for (ids,) in calls for i in ids])
+
+
+def _execute(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> None:
+    conn.execute(sql, args)
+
+
+def _rowcount(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> int:
+    return conn.execute(sql, args).rowcount
+
+
+def _fetchall(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    return conn.execute(sql, args).fetchall()
+
 
 def _accepted_ids(
     conn: sqlite3.Connection, operator_id: str, created_before: float, limit: int
@@ -768,14 +970,14 @@ def _message_record(row: Sequence[Any]) -> MessageRecord:
     # builds one per spilled message.
     (message_id, tenant_id, source, destination, data_coding, body, operator_id,
      registered_delivery, validity, priority, state, attempts, created_at, updated_at,
-     reason, command_status, receipt_stat, receipt_err) = row
+     reason, command_status, receipt_stat, receipt_err, callback_url) = row
     return MessageRecord(
         message_id=message_id, tenant_id=tenant_id, source=source, destination=destination,
         data_coding=data_coding, body=body, operator_id=operator_id,
         registered_delivery=registered_delivery, validity=validity, priority=priority,
         state=state, attempts=attempts, created_at=created_at, updated_at=updated_at,
         reason=reason, command_status=command_status, receipt_stat=receipt_stat,
-        receipt_err=receipt_err,
+        receipt_err=receipt_err, callback_url=callback_url,
     )
 
 
@@ -784,14 +986,14 @@ def _backlog_item(item: list[Any]) -> tuple[MessageRecord, frozenset[int]]:
     _MESSAGE_FIELDS order, then the parts)."""
     (message_id, tenant_id, source, destination, data_coding, body, operator_id,
      registered_delivery, validity, priority, state, attempts, created_at, updated_at,
-     reason, command_status, receipt_stat, receipt_err, sent) = item
+     reason, command_status, receipt_stat, receipt_err, callback_url, sent) = item
     record = MessageRecord(
         message_id=message_id, tenant_id=tenant_id, source=source, destination=destination,
         data_coding=data_coding, body=bytes.fromhex(body), operator_id=operator_id,
         registered_delivery=registered_delivery, validity=validity, priority=priority,
         state=state, attempts=attempts, created_at=float(created_at),
         updated_at=float(updated_at), reason=reason, command_status=command_status,
-        receipt_stat=receipt_stat, receipt_err=receipt_err,
+        receipt_stat=receipt_stat, receipt_err=receipt_err, callback_url=callback_url,
     )
     return record, _part_numbers(sent) if sent is not None else _NO_PARTS
 
@@ -1202,4 +1404,5 @@ _MANY: dict[_Op, Callable[[sqlite3.Connection, list[tuple[Any, ...]]], list[Any]
     _submitted: _submitted_many,
     _submitted_rows: _submitted_rows_many,
     _receipts: _receipts_many,
+    _webhook_delivered: _webhook_delivered_many,
 }

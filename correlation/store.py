@@ -64,6 +64,7 @@ class MessageRecord:
     command_status: int | None = None
     receipt_stat: str | None = None
     receipt_err: str | None = None
+    callback_url: str | None = None  # where its DLR events are POSTed (smppd.webhooks)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -119,6 +120,39 @@ class IdempotencyRecord:
     fingerprint: str
     response: list[dict[str, Any]] | None
     created_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookTargets:
+    """Which events of a write also go to the webhook outbox.
+
+    DLR events (``owners`` None): the event of a message that has a ``callback_url``,
+    or whose tenant is in ``tenants`` (those with a default URL), ordered per message.
+    MO events: ``owners`` gives each event's tenant (None: not sent); no order."""
+
+    tenants: Sequence[str] = ()
+    owners: Sequence[str | None] | None = None
+
+
+@dataclass(slots=True, kw_only=True)
+class WebhookRecord:
+    """One event in the webhook outbox: waiting, being delivered, or dead."""
+
+    id: int  # increasing; also the X-Smppd-Delivery header (receivers dedupe on it)
+    kind: str  # "dlr" or "mo"
+    tenant_id: str
+    url: str | None  # the message's callback_url; None: the tenant's at delivery
+    body: str  # the event's JSON text, POSTed as it is
+    created_at: float  # when it was queued (or replayed): its age counts from here
+    attempts: int = 0
+    last_error: str | None = None
+    dead_at: float | None = None
+
+
+class OutboxDepth(NamedTuple):
+    waiting: int  # not delivered, not dead
+    oldest: float | None  # created_at of the oldest waiting one
+    dead: int
 
 
 class PartRef(NamedTuple):
@@ -337,3 +371,46 @@ class CorrelationStore(Protocol):
     async def accepted_backlog(self) -> dict[str | None, float]:
         """Operator id -> created_at of its newest ACCEPTED message, for every operator
         that has one (a restart resumes each operator's backlog from the store)."""
+
+    # -- the webhook outbox (smppd.webhooks): at least once, per message in order ------
+
+    async def store_events_with_webhooks(
+        self, kind: str, payloads: Sequence[dict[str, Any]], targets: WebhookTargets
+    ) -> list[int]:
+        """``store_events`` and ``webhook_enqueue`` in one transaction: an event is
+        in the outbox if and only if it is in the events table."""
+
+    async def webhook_enqueue(
+        self, kind: str, payloads: Sequence[dict[str, Any]], targets: WebhookTargets
+    ) -> int:
+        """Queue the events ``targets`` selects for delivery, due now; returns how many.
+        Durable before it returns."""
+
+    async def webhook_claim(self, now: float, limit: int, lease: float) -> list[WebhookRecord]:
+        """Take up to ``limit`` due deliveries for ``lease`` seconds (not due again
+        before then, for this or any replica): only the oldest undelivered, not dead,
+        event of each message, so a message's events go out one at a time in order."""
+
+    async def webhook_delivered(self, ids: Sequence[int]) -> None:
+        """These deliveries succeeded: out of the outbox."""
+
+    async def webhook_retry(self, delivery_id: int, next_at: float, error: str) -> None:
+        """A failed attempt: due again at ``next_at``, ``error`` kept (attempts + 1)."""
+
+    async def webhook_kill(self, delivery_id: int, at: float, error: str) -> None:
+        """Give up: the delivery goes to the dead letters (attempts + 1); the message's
+        later events are delivered."""
+
+    async def webhook_release(self, ids: Sequence[int], now: float) -> None:
+        """Claimed deliveries not attempted (shutdown): due again at ``now``."""
+
+    async def webhook_dead(self, after_id: int = 0, limit: int = 100, *,
+                           tenants: Sequence[str] | None = None) -> list[WebhookRecord]:
+        """Dead deliveries with id > after_id, oldest first (of those tenants only)."""
+
+    async def webhook_replay(self, delivery_id: int, now: float) -> bool:
+        """A dead delivery back in the outbox, due now, attempts and age from zero;
+        False if there is no dead delivery with that id."""
+
+    async def webhook_depth(self) -> OutboxDepth:
+        """How many deliveries wait (and since when), and how many are dead."""

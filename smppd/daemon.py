@@ -58,6 +58,7 @@ class Daemon:
             sink = self.bus
         if sink is None:
             sink = ShadowSink() if config.daemon.shadow else StoredEvents(store)
+        self.webhooks, sink = self._webhooks(sink)
         self.sink = sink
         self.dispatcher = Dispatcher(store, self.matcher, sink, self.metrics,
                                      max_unrecorded=config.store.max_unrecorded)
@@ -104,9 +105,26 @@ class Daemon:
         self.control = controlplane.build(self.config, self.metrics.registry,
                                           lambda: self.operators, self.circuits)
         self.dispatcher.selector = controlplane.selector(self.control)
+        if self.webhooks is not None:
+            from smppd.webhooks import CallbackGuard
+
+            self.dispatcher.callback_check = CallbackGuard(
+                lambda: self.config, lambda: self.api_port, self.webhooks.expect)
         self.dispatcher.circuit = self.circuits.record
         if self.config.leases is not None:
             self.dispatcher.lease_check = controlplane.lease_check(self.control)
+
+    def _webhooks(self, sink: EventSink) -> tuple[Any, EventSink]:
+        """The webhook outbox worker, and the sink that feeds it (shadow mode publishes
+        nothing: no webhooks either)."""
+        if isinstance(sink, ShadowSink):
+            return None, sink
+        from smppd.webhooks import Deliverer, Tenants, WebhookSink
+
+        deliverer = Deliverer(self.store, lambda: self.config, self.metrics)
+        return deliverer, WebhookSink(sink, self.store, Tenants(lambda: self.config),
+                                      combined=isinstance(sink, StoredEvents),
+                                      on_queued=deliverer.queued)
 
     @staticmethod
     def _make_store(config: Config) -> Any:
@@ -172,6 +190,9 @@ class Daemon:
             await self._start_api()
             if self.bus is not None:
                 self.bus.start_consumer(self.dispatcher)
+            if self.webhooks is not None:
+                started.push_async_callback(self.webhooks.stop)
+                await self.webhooks.start()
             self._housekeeping = asyncio.ensure_future(self._housekeep())
             self._watchdog = asyncio.ensure_future(self._watch())
             self.board.attach(*BOARD_LOGGERS)
@@ -232,6 +253,8 @@ class Daemon:
             await self.bus.close()
         if self.vault is not None:
             await self.vault.close()
+        if self.webhooks is not None:  # what is not delivered waits in the outbox
+            await self.webhooks.stop()
         await self.store.close()
         if self.redis is not None:
             await self.redis.aclose()
@@ -566,6 +589,10 @@ class Daemon:
         if found is None:
             return None
         found.pop("body", None)  # the text is the tenant's business, not the API's
+        if found.get("callback_url"):  # its user:password or query may be a credential
+            from smppd.webhook_http import redacted
+
+            found["callback_url"] = redacted(found["callback_url"])
         return {k: v for k, v in found.items() if not isinstance(v, bytes)}
 
     async def reload(self) -> dict[str, Any]:
@@ -579,6 +606,17 @@ class Daemon:
         logging.getLogger().setLevel(level)
         log.warning("log level changed", extra={"event": "log_level", "level": level})
         return {"level": level}
+
+    async def webhook_dead(self, after: int, limit: int,
+                           tenants: frozenset[str] | None = None) -> list[dict[str, Any]]:
+        if self.webhooks is None:
+            return []
+        found: list[dict[str, Any]] = await self.webhooks.dead(
+            after, limit, None if tenants is None else sorted(tenants))
+        return found
+
+    async def webhook_replay(self, delivery_id: int) -> bool:
+        return self.webhooks is not None and bool(await self.webhooks.replay(delivery_id))
 
     async def events(self, kind: str, after: int, limit: int,
                      tenants: frozenset[str] | None = None) -> list[dict[str, Any]]:

@@ -92,6 +92,9 @@ class Dispatcher:
         self.selector: Callable[[Outbound], str | None] | None = None  # SelectOperator seam
         # ValidateLease seam: (sender, tenant) -> (allowed, reason code); None = no check
         self.lease_check: Callable[[str, str], Awaitable[tuple[bool, str]]] | None = None
+        # Refuses a callback_url the daemon will not POST to (smppd.webhooks.CallbackGuard):
+        # raises MessageError naming callback_url.
+        self.callback_check: Callable[[Outbound], None] | None = None
         # circuit breaker seam: (operator, submit went well) after each response
         self.circuit: Callable[[str, bool], None] | None = None
 
@@ -119,6 +122,8 @@ class Dispatcher:
 
     def prepare(self, raw: Any) -> tuple[Outbound, Operator]:
         msg = validate_message(raw)
+        if msg.callback_url is not None and self.callback_check is not None:
+            self.callback_check(msg)
         return msg, self.route(msg)
 
     async def accept(self, items: Sequence[tuple[Outbound, Operator]], *,
@@ -143,6 +148,7 @@ class Dispatcher:
                 operator_id=op.id, registered_delivery=int(msg.registered_delivery),
                 validity=relative_validity(msg.validity) if msg.validity else None,
                 priority=msg.priority, created_at=now, updated_at=now,
+                callback_url=msg.callback_url,
                 # Denied: stored REJECTED from the start, never ACCEPTED, so no read of
                 # the backlog (refill, restart, the lease holder's sweep) can send it.
                 state=ACCEPTED if reason is None else REJECTED, reason=reason,

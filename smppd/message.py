@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import re
+import urllib.parse
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -25,6 +26,7 @@ ALPHANUMERIC = re.compile(r"^[A-Za-z0-9 ._&'\-]{1,11}$")
 MESSAGE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
 TENANT_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 MAX_PAYLOAD = 255 * 140  # the most a UDH split can carry
+MAX_URL = 2048  # characters of a callback_url
 
 
 class MessageError(ValueError):
@@ -52,6 +54,13 @@ class MessageIn(BaseModel):
     validity: int | None = Field(default=None, ge=60, le=7 * 24 * 3600,
                                  description="seconds the SMSC may keep trying")
     priority: int = Field(default=0, ge=0, le=3)
+    callback_url: str | None = Field(default=None, description="http(s) URL its DLR events "
+                                     "are POSTed to (smppd.webhooks)")
+
+    @field_validator("callback_url")
+    @classmethod
+    def _callback_url(cls, value: str | None) -> str | None:
+        return None if value is None else check_callback_url(value)
 
     @field_validator("message_id")
     @classmethod
@@ -87,6 +96,26 @@ class MessageIn(BaseModel):
         if self.data is not None and self.data_coding is None:
             raise ValueError("data needs data_coding")
         return self
+
+
+def check_callback_url(value: str) -> str:
+    """An absolute http(s) URL with a host, no fragment; raises ValueError saying why."""
+    if len(value) > MAX_URL:
+        raise ValueError(f"at most {MAX_URL} characters")
+    if not all("!" <= c <= "~" for c in value):
+        raise ValueError("must be visible ASCII (no spaces; a host name in punycode)")
+    try:
+        url = urllib.parse.urlsplit(value)
+        url.port  # noqa: B018 -- raises ValueError on a port that is not a number
+    except ValueError:
+        raise ValueError("not a valid URL") from None
+    if url.scheme not in ("http", "https"):
+        raise ValueError("must be an http:// or https:// URL")
+    if not url.hostname:
+        raise ValueError("must name a host")
+    if url.fragment:
+        raise ValueError("must not have a #fragment")
+    return value
 
 
 AddressForm = Literal["e164", "short_code", "alphanumeric"]
@@ -127,6 +156,7 @@ class Outbound:
     registered_delivery: bool
     validity: int | None
     priority: int
+    callback_url: str | None = None
 
 
 def validate_message(raw: Any) -> Outbound:
@@ -164,6 +194,7 @@ def validate_message(raw: Any) -> Outbound:
         registered_delivery=msg.registered_delivery,
         validity=msg.validity,
         priority=msg.priority,
+        callback_url=msg.callback_url,
     )
 
 

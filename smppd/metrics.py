@@ -80,3 +80,17 @@ class Metrics:
                           registry=r)
         self.queued = Gauge("smppd_queued_parts", "Parts waiting for a window slot",
                             ["operator"], registry=r)
+        # Webhooks (smppd.webhooks): outcome delivered | retried | dead; reason connect |
+        # timeout | http_4xx | http_5xx | redirect | error | no_callback.
+        self.webhook_deliveries = Counter("smppd_webhook_deliveries", "Webhook attempts by "
+                                          "outcome", ["outcome"], registry=r)
+        self.webhook_failures = Counter("smppd_webhook_failures", "Failed webhook attempts "
+                                        "by reason", ["reason"], registry=r)
+        self.webhook_latency = Histogram("smppd_webhook_latency_seconds", "Webhook POST to "
+                                         "its answer", buckets=LATENCY_BUCKETS, registry=r)
+        self.webhook_depth = Gauge("smppd_webhook_outbox_depth", "Webhook deliveries waiting "
+                                   "(not dead)", registry=r)
+        self.webhook_oldest = Gauge("smppd_webhook_outbox_oldest_seconds", "Age of the oldest "
+                                    "waiting webhook delivery (0: none)", registry=r)
+        self.webhook_dead = Gauge("smppd_webhook_dead_letters", "Webhook deliveries given up "
+                                  "(replayable through the API)", registry=r)

@@ -128,6 +128,16 @@ class FakeView:
                      tenants: frozenset[str] | None = None) -> list[dict[str, Any]]:
         return []
 
+    async def webhook_dead(self, after: int, limit: int,
+                           tenants: frozenset[str] | None = None) -> list[dict[str, Any]]:
+        dead = {"id": 1, "kind": "dlr", "tenant_id": "t1", "url": None, "attempts": 3,
+                "last_error": "max age reached; last: http 503", "created_at": 1.0,
+                "dead_at": 2.0, "event": {"schema": "smppd.dlr.v1", "message_id": "m1"}}
+        return [dead][:limit] if after < 1 and (tenants is None or "t1" in tenants) else []
+
+    async def webhook_replay(self, delivery_id: int) -> bool:
+        return delivery_id == 1
+
     async def reload(self) -> dict[str, Any]:
         return {"reloaded": True}
 

@@ -85,7 +85,8 @@ def test_demo_conf_loads() -> None:
 
 
 def test_example_conf_loads() -> None:
-    config = load_config(CONF / "smppd.example.toml", env={"ROSHAN_SMPP_PASSWORD": "pw"})
+    config = load_config(CONF / "smppd.example.toml",
+                         env={"ROSHAN_SMPP_PASSWORD": "pw", "ACME_WEBHOOK_SECRET": "s" * 16})
     assert config.daemon.mode == "distributed"
     assert config.redis is not None and config.nats is not None and config.vault is not None
     assert config.store.dsn is not None

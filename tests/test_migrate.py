@@ -54,6 +54,7 @@ async def test_applies_the_smpp_schema_once(dsn: str) -> None:
         "orphan_receipts",
         "orphan_keys",
         "mo_messages",
+        "webhook_outbox",
         "mo_parts",
         "events",
         "idempotency_keys",

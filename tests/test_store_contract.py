@@ -9,6 +9,7 @@ is unreachable the tests fail (they never skip).
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import secrets
 from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Coroutine, Iterator
@@ -35,7 +36,9 @@ from correlation.store import (
     CorrelationStore,
     MessageRecord,
     MoPartRecord,
+    OutboxDepth,
     PartRef,
+    WebhookTargets,
 )
 
 PG_DSN = os.environ.get("SMPPD_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
@@ -43,7 +46,8 @@ DEAD_REDIS = "redis://127.0.0.1:1/0"  # nothing listens on port 1
 REDIS_URL = os.environ.get("SMPPD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 SMPP_TABLES = (
     "smpp.messages, smpp.message_correlations, smpp.orphan_receipts, smpp.orphan_keys,"
-    " smpp.mo_messages, smpp.mo_parts, smpp.events, smpp.idempotency_keys"
+    " smpp.mo_messages, smpp.mo_parts, smpp.events, smpp.idempotency_keys,"
+    " smpp.webhook_outbox"
 )
 
 pytestmark = pytest.mark.services
@@ -484,3 +488,111 @@ async def test_mo_parts_kept_replaced_and_dropped(store: CorrelationStore) -> No
         part("b", 7, 1, b"x", 2.0), part("a", 7, 2, b"two", 3.0), part("a", 7, 1, b"\x00ONE", 4.0)]
     await store.drop_mo_parts([("op", "a", 7), ("op", "zz", 1)])
     assert await store.load_mo_parts() == [part("b", 7, 1, b"x", 2.0)]
+
+
+# -- the webhook outbox ------------------------------------------------------------------
+
+
+def _dlr(message_id: str, state: str, final: bool) -> dict[str, Any]:
+    return {"schema": "smppd.dlr.v1", "message_id": message_id, "state": state,
+            "final": final, "at": 1.5}
+
+
+async def _webhook_messages(store: CorrelationStore) -> None:
+    """m1: its own callback_url (tenant t1); m2: tenant t2, whose default URL is on;
+    m3: tenant t1, no URL (not sent)."""
+    own, default, none = message("m1"), message("m2"), message("m3")
+    own.callback_url = "https://hooks.example/dlr?k=1"
+    default.tenant_id = "t2"
+    await store.accept([own, default, none])
+
+
+async def test_outbox_takes_the_dlr_events_of_messages_with_a_url_in_one_write(
+    store: CorrelationStore, clock: FakeClock
+) -> None:
+    await _webhook_messages(store)
+    events = [_dlr("m1", "SUBMITTED", False), _dlr("m3", "DELIVERED", True),
+              _dlr("m2", "DELIVERED", True), _dlr("m1", "DELIVERED", True)]
+    ids = await store.store_events_with_webhooks("dlr", events, WebhookTargets(tenants=["t2"]))
+    assert len(ids) == 4 and [e.id for e in await store.list_events("dlr")] == ids
+    assert await store.webhook_depth() == OutboxDepth(3, clock.now, 0)
+    claimed = await store.webhook_claim(clock.now, 10, lease=30)
+    # One per message: m1's final waits for its intermediate.
+    assert [(r.tenant_id, r.url, json.loads(r.body)) for r in claimed] == [
+        ("t1", "https://hooks.example/dlr?k=1", events[0]), ("t2", None, events[2])]
+    assert all(r.kind == "dlr" and r.attempts == 0 and r.dead_at is None for r in claimed)
+    assert await store.webhook_claim(clock.now, 10, lease=30) == []  # leased, and blocked
+    await store.webhook_delivered([claimed[0].id])
+    (final,) = await store.webhook_claim(clock.now, 10, lease=30)
+    assert json.loads(final.body) == events[3] and final.id > claimed[0].id
+    clock.advance(31)  # the lease ran out without an answer: due again
+    again = await store.webhook_claim(clock.now, 10, lease=30)
+    assert sorted(r.id for r in again) == sorted([claimed[1].id, final.id])
+
+
+async def test_outbox_enqueue_alone_and_mo_by_owner(store: CorrelationStore,
+                                                    clock: FakeClock) -> None:
+    await _webhook_messages(store)
+    assert await store.webhook_enqueue("dlr", [_dlr("m3", "DELIVERED", True)],
+                                       WebhookTargets(tenants=["t2"])) == 0
+    mos = [{"schema": "smppd.mo.v1", "destination": d, "text": "hi"} for d in ("1", "2", "3")]
+    count = await store.webhook_enqueue("mo", mos, WebhookTargets(owners=["t1", None, "t2"]))
+    assert count == 2
+    claimed = await store.webhook_claim(clock.now, 10, lease=30)
+    assert [(r.kind, r.tenant_id, r.url, json.loads(r.body)) for r in claimed] == [
+        ("mo", "t1", None, mos[0]), ("mo", "t2", None, mos[2])]
+    assert await store.list_events() == []  # enqueue alone stores no event
+
+
+async def test_outbox_retry_dead_letter_and_replay(open_store: OpenStore,
+                                                   clock: FakeClock) -> None:
+    store = await open_store()
+    await _webhook_messages(store)
+    events = [_dlr("m1", "SUBMITTED", False), _dlr("m1", "DELIVERED", True),
+              _dlr("m2", "DELIVERED", True)]
+    await store.webhook_enqueue("dlr", events, WebhookTargets(tenants=["t2"]))
+    first, other = await store.webhook_claim(clock.now, 10, lease=30)
+    await store.webhook_retry(first.id, clock.now + 5, "http 503")
+    await store.webhook_retry(other.id, clock.now + 50, "connect")
+    assert await store.webhook_claim(clock.now + 4, 10, lease=30) == []
+    (retried,) = await store.webhook_claim(clock.now + 5, 10, lease=30)
+    assert (retried.id, retried.attempts, retried.last_error) == (first.id, 1, "http 503")
+    clock.advance(6)
+    await store.webhook_kill(first.id, clock.now, "max age: http 503")
+    # Dead, the intermediate no longer holds the final back.
+    (final,) = await store.webhook_claim(clock.now, 10, lease=30)
+    assert json.loads(final.body) == events[1]
+    await store.webhook_delivered([final.id])
+    assert await store.webhook_depth() == OutboxDepth(1, clock.now - 6, 1)
+    await store.close()
+    store = await open_store()  # a restart keeps the outbox and its dead letters
+    (dead,) = await store.webhook_dead()
+    assert (dead.id, dead.attempts, dead.last_error, dead.dead_at, dead.url) == (
+        first.id, 2, "max age: http 503", clock.now, "https://hooks.example/dlr?k=1")
+    assert await store.webhook_dead(tenants=["t2"]) == []
+    assert await store.webhook_dead(after_id=dead.id) == []
+    assert await store.webhook_replay(other.id, clock.now) is False  # not dead
+    assert await store.webhook_replay(dead.id, clock.now) is True
+    assert await store.webhook_replay(dead.id, clock.now) is False  # not dead any more
+    assert await store.webhook_dead() == []
+    (replayed,) = await store.webhook_claim(clock.now, 10, lease=30)
+    assert (replayed.id, replayed.attempts, replayed.created_at) == (dead.id, 0, clock.now)
+    await store.webhook_release([replayed.id], clock.now)  # shutdown: due again at once
+    assert [r.id for r in await store.webhook_claim(clock.now, 10, lease=30)] == [dead.id]
+
+
+async def test_outbox_claims_of_two_replicas_do_not_overlap(open_store: OpenStore,
+                                                            clock: FakeClock) -> None:
+    a, b = await open_store(), await open_store()
+    messages = [message(f"m{i}") for i in range(40)]
+    for m in messages:
+        m.callback_url = "http://hooks.example/"
+    await a.accept(messages)
+    events = [_dlr(m.message_id, s, s == "DELIVERED") for m in messages
+              for s in ("SUBMITTED", "DELIVERED")]
+    await a.webhook_enqueue("dlr", events, WebhookTargets())
+    got_a, got_b = await asyncio.gather(a.webhook_claim(clock.now, 25, 30),
+                                        b.webhook_claim(clock.now, 25, 30))
+    ids = [r.id for r in got_a + got_b]
+    assert len(ids) == len(set(ids)) == 40
+    assert {json.loads(r.body)["state"] for r in got_a + got_b} == {"SUBMITTED"}
