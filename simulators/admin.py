@@ -7,17 +7,17 @@ Passwords are never returned.
 from __future__ import annotations
 
 import json
-from typing import TYPE_CHECKING, Any, NoReturn
+from collections.abc import Mapping
+from typing import Any, NoReturn
 
 from aiohttp import web
 
 from .config import ConfigError, parse_behaviour, parse_passwords
 from .mno import Mno, MoError
 
-if TYPE_CHECKING:
-    from .server import SmscSimulator
-
-SIM_KEY: web.AppKey[SmscSimulator] = web.AppKey("simulator")
+# The simulator's MNOs by name (SmscSimulator.mnos, filled before the API starts): the
+# API steers the MNOs and needs nothing else of the simulator.
+MNOS_KEY: web.AppKey[Mapping[str, Mno]] = web.AppKey("mnos")
 
 
 def _fail(status: int, message: str, field: str | None = None) -> NoReturn:
@@ -34,7 +34,7 @@ def _http_error(status: int, body: dict[str, Any]) -> web.HTTPException:
 
 def _mno(request: web.Request) -> Mno:
     name = request.match_info["name"]
-    mno = request.app[SIM_KEY].mnos.get(name)
+    mno = request.app[MNOS_KEY].get(name)
     if mno is None:
         _fail(404, f"unknown MNO {name!r}", "name")
     return mno
@@ -51,8 +51,8 @@ async def _json_object(request: web.Request) -> dict[str, Any]:
 
 
 async def list_mnos(request: web.Request) -> web.Response:
-    sim = request.app[SIM_KEY]
-    return web.json_response({"mnos": [m.summary() for m in sim.mnos.values()]})
+    mnos = request.app[MNOS_KEY]
+    return web.json_response({"mnos": [m.summary() for m in mnos.values()]})
 
 
 async def get_counters(request: web.Request) -> web.Response:
@@ -160,9 +160,9 @@ async def post_reset(request: web.Request) -> web.Response:
     return web.json_response({"reset": mno.name})
 
 
-def make_app(sim: SmscSimulator) -> web.Application:
+def make_app(mnos: Mapping[str, Mno]) -> web.Application:
     app = web.Application()
-    app[SIM_KEY] = sim
+    app[MNOS_KEY] = mnos
     app.router.add_get("/mnos", list_mnos)
     app.router.add_get("/mnos/{name}/counters", get_counters)
     app.router.add_get("/mnos/{name}/pdus", get_pdus)

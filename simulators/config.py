@@ -1,22 +1,44 @@
-"""Simulator configuration: dataclasses, validated once at load from TOML or a dict.
+"""Simulator configuration: pydantic dataclasses, validated once at load from TOML or a dict.
 
 Every error is a ``ConfigError`` naming the offending key (``mno[1].receipts.delay_ms``).
+The dataclasses are also built directly in code (tests, benchmarks); then pydantic
+checks the types and the rules, but no file is read until the simulator starts.
 """
 
 from __future__ import annotations
 
+import ssl
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import field, fields
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    Strict,
+    StrictBool,
+    StrictInt,
+    StrictStr,
+    TypeAdapter,
+    ValidationError,
+    model_validator,
+)
+from pydantic.dataclasses import dataclass
+
+from smppd.tls import TlsFileError, server_context
 
 from .ids import parse_id_format
 
 BIND_TYPES = frozenset({"transmitter", "receiver", "transceiver"})
-RECEIPT_STATS = ("DELIVRD", "UNDELIV", "EXPIRED", "REJECTD")
-INTERMEDIATE_STATS = ("ACCEPTD", "ENROUTE")
-ROUTES = ("same", "round_robin")
+ReceiptStat = Literal["DELIVRD", "UNDELIV", "EXPIRED", "REJECTD"]
+IntermediateStat = Literal["ACCEPTD", "ENROUTE"]
+Route = Literal["same", "round_robin"]
+
+_CONFIG = ConfigDict(extra="forbid")  # an unknown key is an error, named
 
 
 class ConfigError(ValueError):
@@ -28,197 +50,315 @@ class ConfigError(ValueError):
         self.message = message
 
 
-@dataclass(slots=True)
+class _Problem(ValueError):
+    """Raised by a validator for a rule on the object as a whole; ``key`` is the field it
+    is reported under, relative to the object ("" for the object itself)."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(message)
+        self.key = key
+        self.message = message
+
+
+# --- value types -----------------------------------------------------------------
+
+Number = Annotated[float, Strict()]  # an int or a float; never a boolean or a string
+Port = Annotated[StrictInt, Field(ge=0, le=65535)]
+Positive = Annotated[StrictInt, Field(gt=0)]
+PositiveNumber = Annotated[Number, Field(gt=0)]
+
+
+def _id_format(spec: str) -> str:
+    parse_id_format(spec)  # ValueError naming the spec
+    return spec
+
+
+IdFormat = Annotated[StrictStr, AfterValidator(_id_format)]
+
+
+def _bind_types(value: Any) -> Any:
+    if isinstance(value, list | tuple | set | frozenset):
+        for kind in value:
+            if kind not in BIND_TYPES:
+                raise ValueError(f"{kind!r} is not one of {sorted(BIND_TYPES)}")
+        return frozenset(value)
+    return value  # pydantic reports the type
+
+
+_PASSWORDS_REQUIRED = "required: a password or a non-empty list of passwords"
+
+
+def _passwords(value: list[str]) -> list[str]:
+    if not value:
+        raise ValueError(_PASSWORDS_REQUIRED)
+    if not all(1 <= len(password) <= 8 for password in value):
+        raise ValueError("each password must be a string of 1..8 characters")
+    return value
+
+
+Passwords = Annotated[list[StrictStr], AfterValidator(_passwords)]
+
+
+def _one_password(data: Any) -> Any:
+    """``password`` (one) or ``passwords`` (a rotation window) in a file; the field is
+    ``passwords``. Errors about it are then reported under the key the file used."""
+    if isinstance(data, Mapping) and "password" in data:  # a file's (code passes ArgsKwargs)
+        if "passwords" in data:
+            raise _Problem("passwords", "give password or passwords, not both")
+        rest = {k: v for k, v in data.items() if k != "password"}
+        return {**rest, "passwords": [data["password"]]}
+    return data
+
+
+def _delay(value: Any) -> Any:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        value = [value, value]
+    if (not isinstance(value, list | tuple) or len(value) != 2
+            or not all(isinstance(x, int | float) and not isinstance(x, bool) and x >= 0
+                       for x in value)
+            or value[0] > value[1]):
+        raise ValueError("a number or [min, max] with 0 <= min <= max")
+    return (float(value[0]), float(value[1]))
+
+
+def _outcomes(value: dict[str, float]) -> dict[str, float]:
+    if not value or sum(value.values()) <= 0:
+        raise ValueError("at least one positive weight")
+    return value
+
+
+# --- the configuration -----------------------------------------------------------
+
+
+@dataclass(slots=True, config=_CONFIG)
 class AccountConfig:
-    system_id: str
-    passwords: list[str]
-    tps: int = 100
-    max_binds: int = 4
-    bind_types: frozenset[str] = BIND_TYPES
+    system_id: Annotated[StrictStr, Field(min_length=1, max_length=15)]
+    passwords: Passwords
+    tps: Positive = 100
+    max_binds: Positive = 4
+    bind_types: Annotated[frozenset[str], BeforeValidator(_bind_types)] = BIND_TYPES
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_file(cls, data: Any) -> Any:
+        return _one_password(data)
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, config=_CONFIG)
 class ReceiptConfig:
-    enabled: bool = True
-    delay_ms: tuple[float, float] = (50.0, 200.0)  # uniform min..max; equal means fixed
-    outcomes: dict[str, float] = field(default_factory=lambda: {"DELIVRD": 1.0})
-    intermediate: str | None = None  # ACCEPTD or ENROUTE sent before the final one
-    text: bool = True  # the appendix-B text in short_message
-    tlvs: bool = True  # receipted_message_id, message_state, network_error_code
-    route: str = "same"  # "same" bind when it can receive, else "round_robin"
+    enabled: StrictBool = True
+    # uniform min..max; equal means fixed
+    delay_ms: Annotated[tuple[float, float], BeforeValidator(_delay)] = (50.0, 200.0)
+    outcomes: Annotated[dict[ReceiptStat, Annotated[Number, Field(ge=0)]],
+                        AfterValidator(_outcomes)] = field(
+        default_factory=lambda: {"DELIVRD": 1.0})
+    intermediate: IntermediateStat | None = None  # sent before the final one
+    text: StrictBool = True  # the appendix-B text in short_message
+    tlvs: StrictBool = True  # receipted_message_id, message_state, network_error_code
+    route: Route = "same"  # "same" bind when it can receive, else "round_robin"
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, config=_CONFIG)
 class Behaviour:
     """Misbehaviours, switchable at runtime through the admin API."""
 
-    black_hole: bool = False  # never answer submit_sm
-    generic_nack: bool = False  # answer submit_sm with generic_nack
-    response_delay_ms: float = 0.0  # slow submit_sm_resp
-    drop_after: int | None = None  # abort the connection on the Nth next submit_sm
-    silent_enquire_link: bool = False  # no enquire_link_resp while bound
-    queue_full: bool = False  # every submit_sm gets ESME_RMSGQFUL
-    reject_binds: int | None = None  # every bind refused with this status
-    receipt_before_response: bool = False  # the receipt goes out before submit_sm_resp
+    black_hole: StrictBool = False  # never answer submit_sm
+    generic_nack: StrictBool = False  # answer submit_sm with generic_nack
+    response_delay_ms: Annotated[Number, Field(ge=0)] = 0.0  # slow submit_sm_resp
+    drop_after: StrictInt | None = None  # abort the connection on the Nth next submit_sm
+    silent_enquire_link: StrictBool = False  # no enquire_link_resp while bound
+    queue_full: StrictBool = False  # every submit_sm gets ESME_RMSGQFUL
+    reject_binds: StrictInt | None = None  # every bind refused with this status
+    receipt_before_response: StrictBool = False  # the receipt goes out before submit_sm_resp
     # ... and the submit_sm_resp only once the receipt's deliver_sm_resp came back (on
     # whichever bind the receipt went): an ESME that waits for the response to answer
     # the receipt stalls such an SMSC.
-    response_after_receipt_ack: bool = False
+    response_after_receipt_ack: StrictBool = False
+
+    @model_validator(mode="after")
+    def _check(self) -> Behaviour:
+        if self.drop_after is not None and self.drop_after < 1:
+            raise _Problem("drop_after", "must be >= 1 (or null to switch off)")
+        if self.reject_binds is not None and not 0 < self.reject_binds <= 0xFFFFFFFF:
+            raise _Problem("reject_binds", "a non-zero command_status (or null)")
+        return self
 
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, config=_CONFIG)
 class MnoConfig:
-    name: str
-    port: int = 0
-    host: str = "127.0.0.1"
-    networks: list[str] = field(default_factory=list)  # "412/40"
-    smsc_system_id: str = "SMSC"
-    accounts: list[AccountConfig] = field(default_factory=list)
-    submit_id_format: str = "decimal"
-    receipt_id_format: str = "decimal"
+    name: Annotated[StrictStr, Field(min_length=1)]
+    port: Port = 0
+    host: StrictStr = "127.0.0.1"
+    networks: list[StrictStr] = field(default_factory=list)  # "412/40"
+    smsc_system_id: StrictStr = "SMSC"
+    accounts: list[AccountConfig] = field(default_factory=list)  # [[mno.account]] in a file
+    submit_id_format: IdFormat = "decimal"
+    receipt_id_format: IdFormat = "decimal"
     # The counter's first value: a restarted SMSC given a higher one hands out ids its
     # earlier life never did, as a real SMSC's persistent counter does.
-    first_id: int = 1
-    window: int = 100
-    enquire_link_interval: float = 30.0
-    response_timeout: float = 30.0
-    seed: int = 0
-    record: bool = True
-    record_limit: int = 10_000
+    first_id: Positive = 1
+    window: Positive = 100
+    enquire_link_interval: PositiveNumber = 30.0
+    response_timeout: PositiveNumber = 30.0
+    seed: StrictInt = 0
+    record: StrictBool = True
+    record_limit: Positive = 10_000
     receipts: ReceiptConfig = field(default_factory=ReceiptConfig)
     behaviour: Behaviour = field(default_factory=Behaviour)
     # A TLS listener on tls_port (0: any free port) beside the plain one, when
     # tls_cert is set (PEM; the key in it or in tls_key). With tls_client_ca a client
     # must present a certificate that CA signed.
-    tls_port: int = 0
-    tls_cert: str | None = None
-    tls_key: str | None = None
-    tls_client_ca: str | None = None
+    tls_port: Port = 0
+    tls_cert: StrictStr | None = None
+    tls_key: StrictStr | None = None
+    tls_client_ca: StrictStr | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_file(cls, data: Any) -> Any:
+        if isinstance(data, Mapping):  # a file's: [[mno.account]] tables
+            if "accounts" in data:
+                raise _Problem("accounts", "unknown key")
+            if "account" in data:
+                data = {k: v for k, v in data.items() if k != "account"} | {
+                    "accounts": data["account"]}
+        return data
+
+    @model_validator(mode="after")
+    def _check(self) -> MnoConfig:
+        if not self.accounts:
+            raise _Problem("account", "at least one account")
+        ids = [a.system_id for a in self.accounts]
+        if len(set(ids)) != len(ids):
+            raise _Problem("account", "duplicate system_id")
+        if self.tls_cert is None:
+            for key, unset in (("tls_key", None), ("tls_client_ca", None), ("tls_port", 0)):
+                if getattr(self, key) != unset:
+                    raise _Problem(key, "needs tls_cert (the TLS listener's certificate)")
+        return self
 
 
-@dataclass(slots=True)
+@dataclass(slots=True, config=_CONFIG)
 class SimConfig:
     mnos: list[MnoConfig]
-    admin_host: str = "127.0.0.1"
-    admin_port: int | None = 8780  # None: no admin API; 0: any free port
+    admin_host: StrictStr = "127.0.0.1"
+    admin_port: Port | None = 8780  # None: no admin API; 0: any free port
 
 
-# --- parsing ---------------------------------------------------------------------
+# --- the file --------------------------------------------------------------------
 
 
-def _take(d: Mapping[str, Any], key: str, kind: type | tuple[type, ...], default: Any,
-          path: str) -> Any:
-    if key not in d:
-        return default
-    value = d[key]
-    kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool) and bool not in kinds:
-        raise ConfigError(f"{path}.{key}", f"expected {_kind_names(kinds)}, got a boolean")
-    if not isinstance(value, kinds):
-        raise ConfigError(f"{path}.{key}", f"expected {_kind_names(kinds)}, "
-                                           f"got {type(value).__name__}")
-    return value
+@dataclass(config=_CONFIG)
+class _AdminSection:
+    host: StrictStr = "127.0.0.1"
+    port: Port = 8780
+    enabled: StrictBool = True
 
 
-def _kind_names(kinds: tuple[type, ...]) -> str:
-    return " or ".join(k.__name__ for k in kinds)
+@dataclass(config=_CONFIG)
+class _SimFile:
+    """The TOML's shape: ``[admin]`` and ``[[mno]]``."""
+
+    mno: list[MnoConfig] = field(default_factory=list)
+    admin: _AdminSection = field(default_factory=_AdminSection)
+
+    @model_validator(mode="after")
+    def _check(self) -> _SimFile:
+        if not self.mno:
+            raise _Problem("mno", "at least one [[mno]]")
+        names = [m.name for m in self.mno]
+        if len(set(names)) != len(names):
+            raise _Problem("mno", "duplicate name")
+        ports = [m.port for m in self.mno if m.port]
+        if len(set(ports)) != len(ports):
+            raise _Problem("mno", "two MNOs on the same port")
+        return self
 
 
-def _reject_unknown(d: Mapping[str, Any], known: set[str], path: str) -> None:
-    for key in d:
-        if key not in known:
-            raise ConfigError(f"{path}.{key}", "unknown key")
+_FILE = TypeAdapter(_SimFile)
+_BEHAVIOUR = TypeAdapter(Behaviour)
+_PASSWORDS: TypeAdapter[list[str]] = TypeAdapter(Passwords)
 
 
-def _positive(value: float, key: str) -> None:
-    if value <= 0:
-        raise ConfigError(key, f"must be positive, got {value}")
+def _config_error(exc: ValidationError, path: str, raw: Any) -> ConfigError:
+    """The first problem pydantic found, under its dotted key below ``path``."""
+    error = exc.errors()[0]
+    # "[key]": an error in a dict's key, named by the key; accounts: the file's account
+    loc = ["account" if part == "accounts" else part for part in error["loc"]
+           if part != "[key]"]
+    cause = (error.get("ctx") or {}).get("error")
+    if isinstance(cause, _Problem):
+        if cause.key:
+            loc.append(cause.key)
+        return ConfigError(_join(path, loc), cause.message)
+    for index, part in enumerate(loc):
+        if part == "passwords" and _given_as_password(raw, loc[:index]):
+            loc = [*loc[:index], "password"]
+            break
+    return ConfigError(_join(path, loc), _message(error, loc))
 
 
-def parse_account(d: Mapping[str, Any], path: str) -> AccountConfig:
-    _reject_unknown(d, {"system_id", "password", "passwords", "tps", "max_binds", "bind_types"},
-                    path)
-    system_id = _take(d, "system_id", str, None, path)
-    if not system_id or len(system_id) > 15:
-        raise ConfigError(f"{path}.system_id", "required, 1..15 characters")
-    passwords = parse_passwords(d, path)
-    tps = _take(d, "tps", int, 100, path)
-    _positive(tps, f"{path}.tps")
-    max_binds = _take(d, "max_binds", int, 4, path)
-    _positive(max_binds, f"{path}.max_binds")
-    bind_types = _take(d, "bind_types", list, sorted(BIND_TYPES), path)
-    for kind in bind_types:
-        if kind not in BIND_TYPES:
-            raise ConfigError(f"{path}.bind_types", f"{kind!r} is not one of {sorted(BIND_TYPES)}")
-    return AccountConfig(system_id, passwords, tps, max_binds, frozenset(bind_types))
+def _given_as_password(raw: Any, loc: list[int | str]) -> bool:
+    for part in loc:
+        try:
+            raw = raw[part]
+        except (KeyError, IndexError, TypeError):
+            return False
+    return isinstance(raw, Mapping) and "password" in raw and "passwords" not in raw
+
+
+def _join(path: str, loc: list[int | str]) -> str:
+    text = path
+    for part in loc:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+    return text
+
+
+def _message(error: Any, loc: list[int | str]) -> str:
+    kind, msg = error["type"], str(error["msg"])
+    if kind in ("unexpected_keyword_argument", "extra_forbidden"):
+        return "unknown key"
+    if kind == "missing":
+        return _PASSWORDS_REQUIRED if loc[-1:] == ["passwords"] else "required"
+    if kind in ("dataclass_type", "dict_type"):
+        return "must be a table"
+    for old, new in (("Value error, ", ""), ("Input should be ", "must be "),
+                     ("String should have ", "must have ")):
+        if msg.startswith(old):
+            return new + msg[len(old):]
+    return msg
+
+
+def tls_context(config: MnoConfig, path: str) -> ssl.SSLContext | None:
+    """The MNO's TLS listener context (None: no TLS listener); ``path`` names the MNO
+    in a ConfigError."""
+    if config.tls_cert is None:
+        return None
+    try:
+        return server_context(cert=Path(config.tls_cert),
+                              key=Path(config.tls_key) if config.tls_key else None,
+                              client_ca=Path(config.tls_client_ca) if config.tls_client_ca
+                              else None)
+    except TlsFileError as exc:
+        raise ConfigError(f"{path}.{exc.key}", exc.message) from None
 
 
 def parse_passwords(d: Mapping[str, Any], path: str) -> list[str]:
     """``password`` (one) or ``passwords`` (a rotation window): each 1..8 characters."""
-    if "password" in d and "passwords" in d:
-        raise ConfigError(f"{path}.passwords", "give password or passwords, not both")
-    if "password" in d:
-        passwords = [_take(d, "password", str, "", path)]
-        key = f"{path}.password"
-    else:
-        passwords = _take(d, "passwords", list, None, path)
-        key = f"{path}.passwords"
-        if not passwords:
-            raise ConfigError(key, "required: a password or a non-empty list of passwords")
-    for password in passwords:
-        if not isinstance(password, str) or not 1 <= len(password) <= 8:
-            raise ConfigError(key, "each password must be a string of 1..8 characters")
-    return list(passwords)
-
-
-def parse_receipts(d: Mapping[str, Any], path: str) -> ReceiptConfig:
-    _reject_unknown(d, {f.name for f in fields(ReceiptConfig)}, path)
-    default = ReceiptConfig()
-    delay = _take(d, "delay_ms", (int, float, list), list(default.delay_ms), path)
-    if isinstance(delay, (int, float)):
-        delay = [delay, delay]
-    if len(delay) != 2 or not all(isinstance(x, (int, float)) and x >= 0 for x in delay) \
-            or delay[0] > delay[1]:
-        raise ConfigError(f"{path}.delay_ms", "a number or [min, max] with 0 <= min <= max")
-    outcomes = _take(d, "outcomes", dict, default.outcomes, path)
-    for stat, weight in outcomes.items():
-        if stat not in RECEIPT_STATS:
-            raise ConfigError(f"{path}.outcomes.{stat}", f"not one of {list(RECEIPT_STATS)}")
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
-            raise ConfigError(f"{path}.outcomes.{stat}", "weight must be a number >= 0")
-    if not outcomes or sum(outcomes.values()) <= 0:
-        raise ConfigError(f"{path}.outcomes", "at least one positive weight")
-    intermediate = _take(d, "intermediate", str, None, path)
-    if intermediate is not None and intermediate not in INTERMEDIATE_STATS:
-        raise ConfigError(f"{path}.intermediate", f"not one of {list(INTERMEDIATE_STATS)}")
-    route = _take(d, "route", str, "same", path)
-    if route not in ROUTES:
-        raise ConfigError(f"{path}.route", f"not one of {list(ROUTES)}")
-    return ReceiptConfig(
-        enabled=_take(d, "enabled", bool, True, path),
-        delay_ms=(float(delay[0]), float(delay[1])),
-        outcomes={k: float(v) for k, v in outcomes.items()},
-        intermediate=intermediate,
-        text=_take(d, "text", bool, True, path),
-        tlvs=_take(d, "tlvs", bool, True, path),
-        route=route,
-    )
-
-
-_BEHAVIOUR_KINDS: dict[str, tuple[type, ...]] = {
-    "black_hole": (bool,),
-    "generic_nack": (bool,),
-    "response_delay_ms": (int, float),
-    "drop_after": (int, type(None)),
-    "silent_enquire_link": (bool,),
-    "queue_full": (bool,),
-    "reject_binds": (int, type(None)),
-    "receipt_before_response": (bool,),
-    "response_after_receipt_ack": (bool,),
-}
+    try:
+        data = _one_password(d)
+    except _Problem as exc:
+        raise ConfigError(f"{path}.{exc.key}", exc.message) from None
+    key = f"{path}.password" if "password" in d else f"{path}.passwords"
+    if data.get("passwords") is None:
+        raise ConfigError(key, _PASSWORDS_REQUIRED)
+    try:
+        return _PASSWORDS.validate_python(data["passwords"])
+    except ValidationError as exc:
+        raise ConfigError(key, _message(exc.errors()[0], [])) from None
 
 
 def parse_behaviour(d: Mapping[str, Any], path: str = "behaviour",
@@ -226,108 +366,22 @@ def parse_behaviour(d: Mapping[str, Any], path: str = "behaviour",
     """A Behaviour from ``d``; keys not given keep ``base``'s values (PATCH semantics)."""
     if not isinstance(d, Mapping):
         raise ConfigError(path, "expected an object")
-    _reject_unknown(d, set(_BEHAVIOUR_KINDS), path)
-    values: dict[str, Any] = {}
-    for key, kinds in _BEHAVIOUR_KINDS.items():
-        if key in d:
-            values[key] = _take(d, key, kinds, None, path)
-    delay = values.get("response_delay_ms")
-    if delay is not None and delay < 0:
-        raise ConfigError(f"{path}.response_delay_ms", "must be >= 0")
-    drop = values.get("drop_after")
-    if drop is not None and drop < 1:
-        raise ConfigError(f"{path}.drop_after", "must be >= 1 (or null to switch off)")
-    reject = values.get("reject_binds")
-    if reject is not None and not 0 < reject <= 0xFFFFFFFF:
-        raise ConfigError(f"{path}.reject_binds", "a non-zero command_status (or null)")
-    return replace(base or Behaviour(), **values)
-
-
-_MNO_KEYS = {f.name for f in fields(MnoConfig)} - {"accounts"} | {"account"}
-
-
-def parse_mno(d: Mapping[str, Any], path: str) -> MnoConfig:
-    _reject_unknown(d, _MNO_KEYS, path)
-    name = _take(d, "name", str, "", path)
-    if not name:
-        raise ConfigError(f"{path}.name", "required")
-    port = _take(d, "port", int, 0, path)
-    if not 0 <= port <= 65535:
-        raise ConfigError(f"{path}.port", "must be 0..65535")
-    accounts_raw = _take(d, "account", list, [], path)
-    accounts = [parse_account(a, f"{path}.account[{i}]") for i, a in enumerate(accounts_raw)]
-    if not accounts:
-        raise ConfigError(f"{path}.account", "at least one account")
-    ids = [a.system_id for a in accounts]
-    if len(set(ids)) != len(ids):
-        raise ConfigError(f"{path}.account", "duplicate system_id")
-    for key in ("submit_id_format", "receipt_id_format"):
-        try:
-            parse_id_format(_take(d, key, str, "decimal", path))
-        except ValueError as exc:
-            raise ConfigError(f"{path}.{key}", str(exc)) from None
-    first_id = _take(d, "first_id", int, 1, path)
-    _positive(first_id, f"{path}.first_id")
-    window = _take(d, "window", int, 100, path)
-    _positive(window, f"{path}.window")
-    interval = _take(d, "enquire_link_interval", (int, float), 30.0, path)
-    _positive(interval, f"{path}.enquire_link_interval")
-    timeout = _take(d, "response_timeout", (int, float), 30.0, path)
-    _positive(timeout, f"{path}.response_timeout")
-    record_limit = _take(d, "record_limit", int, 10_000, path)
-    _positive(record_limit, f"{path}.record_limit")
-    tls_port = _take(d, "tls_port", int, 0, path)
-    if not 0 <= tls_port <= 65535:
-        raise ConfigError(f"{path}.tls_port", "must be 0..65535")
-    tls = {key: _take(d, key, str, None, path) for key in ("tls_cert", "tls_key", "tls_client_ca")}
-    for key in ("tls_key", "tls_client_ca", "tls_port"):
-        if key in d and tls["tls_cert"] is None:
-            raise ConfigError(f"{path}.{key}", "needs tls_cert (the TLS listener's certificate)")
-    mno = MnoConfig(
-        name=name,
-        port=port,
-        host=_take(d, "host", str, "127.0.0.1", path),
-        networks=list(_take(d, "networks", list, [], path)),
-        smsc_system_id=_take(d, "smsc_system_id", str, "SMSC", path),
-        accounts=accounts,
-        submit_id_format=_take(d, "submit_id_format", str, "decimal", path),
-        receipt_id_format=_take(d, "receipt_id_format", str, "decimal", path),
-        first_id=first_id,
-        window=window,
-        enquire_link_interval=float(interval),
-        response_timeout=float(timeout),
-        seed=_take(d, "seed", int, 0, path),
-        record=_take(d, "record", bool, True, path),
-        record_limit=record_limit,
-        receipts=parse_receipts(_take(d, "receipts", dict, {}, path), f"{path}.receipts"),
-        behaviour=parse_behaviour(_take(d, "behaviour", dict, {}, path), f"{path}.behaviour"),
-        tls_port=tls_port, **tls,
-    )
-    # The files are read now, so a bad one fails the load (imported here: .tls uses
-    # this module's types).
-    from .tls import tls_context
-
-    tls_context(mno, path)
-    return mno
+    try:
+        return _BEHAVIOUR.validate_python({**(base or Behaviour()).to_dict(), **d})
+    except ValidationError as exc:
+        raise _config_error(exc, path, d) from None
 
 
 def parse_config(d: Mapping[str, Any]) -> SimConfig:
-    _reject_unknown(d, {"admin", "mno"}, "config")
-    admin = _take(d, "admin", dict, {}, "config")
-    _reject_unknown(admin, {"host", "port", "enabled"}, "admin")
-    mnos = [parse_mno(m, f"mno[{i}]") for i, m in enumerate(_take(d, "mno", list, [], "config"))]
-    if not mnos:
-        raise ConfigError("mno", "at least one [[mno]]")
-    names = [m.name for m in mnos]
-    if len(set(names)) != len(names):
-        raise ConfigError("mno", "duplicate name")
-    ports = [m.port for m in mnos if m.port]
-    if len(set(ports)) != len(ports):
-        raise ConfigError("mno", "two MNOs on the same port")
-    enabled = _take(admin, "enabled", bool, True, "admin")
-    port = _take(admin, "port", int, 8780, "admin")
-    return SimConfig(mnos=mnos, admin_host=_take(admin, "host", str, "127.0.0.1", "admin"),
-                     admin_port=port if enabled else None)
+    try:
+        parsed = _FILE.validate_python(d, by_alias=True, by_name=False)
+    except ValidationError as exc:
+        raise _config_error(exc, "", d) from None
+    for index, mno in enumerate(parsed.mno):
+        tls_context(mno, f"mno[{index}]")  # the files are read now: a bad one fails the load
+    admin = parsed.admin
+    return SimConfig(mnos=parsed.mno, admin_host=admin.host,
+                     admin_port=admin.port if admin.enabled else None)
 
 
 def load_config(path: str | Path) -> SimConfig:

@@ -17,9 +17,9 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from .config import SimConfig
+from .config import SimConfig, tls_context
 from .mno import Mno
-from .tls import TlsServerProtocol, tls_context
+from .tls import TlsServerProtocol
 
 log = logging.getLogger("simulators")
 
@@ -63,7 +63,7 @@ class SmscSimulator:
     async def _start_admin(self) -> None:
         from .admin import make_app  # aiohttp app only when asked for
 
-        self._runner = web.AppRunner(make_app(self), access_log=None)
+        self._runner = web.AppRunner(make_app(self.mnos), access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, self.config.admin_host, self.config.admin_port)
         await site.start()

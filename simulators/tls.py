@@ -14,12 +14,7 @@ import asyncio
 import logging
 import ssl
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
-
-from smppd.tls import TlsFileError, server_context
-
-from .config import ConfigError, MnoConfig
 
 log = logging.getLogger("simulators.tls")
 
@@ -149,17 +144,3 @@ class _Plain(asyncio.Transport):
         transport = self._tls._transport
         if transport is not None:
             transport.set_write_buffer_limits(high, low)
-
-
-def tls_context(config: MnoConfig, path: str) -> ssl.SSLContext | None:
-    """The MNO's TLS listener context (None: no TLS listener); ``path`` names the MNO
-    in a ConfigError."""
-    if config.tls_cert is None:
-        return None
-    try:
-        return server_context(cert=Path(config.tls_cert),
-                              key=Path(config.tls_key) if config.tls_key else None,
-                              client_ca=Path(config.tls_client_ca) if config.tls_client_ca
-                              else None)
-    except TlsFileError as exc:
-        raise ConfigError(f"{path}.{exc.key}", exc.message) from None

@@ -16,7 +16,8 @@ from typing import Any, Protocol
 from correlation.store import ACCEPTED, FAILED, MessageRecord
 from smppd.metric_children import MetricChildren
 from smppd.metrics import Metrics
-from smppd.operator import Operator, OutboundPart
+from smppd.operator import Operator
+from smppd.parts import OutboundPart
 from smppd.protocol.split import Part, SplitError
 from smppd.spill import SpillFile
 

@@ -28,8 +28,8 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Iterable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from smppd.connection import (
     BaseHandler,
@@ -38,7 +38,8 @@ from smppd.connection import (
     SmppConnection,
     SmppError,
 )
-from smppd.dialer import tls_failure
+from smppd.dialer import Dialer, Probe, tls_failure
+from smppd.parts import OutboundPart, PartQueue
 from smppd.protocol.constants import CommandId, Status, status_name
 from smppd.protocol.pdu import (
     BindReceiver,
@@ -57,10 +58,10 @@ from smppd.protocol.session import (
     UnexpectedResponse,
 )
 from smppd.protocol.window import Pending
-from throttling import Backoff
+from throttling import AdaptiveRate, Backoff
 
 if TYPE_CHECKING:
-    from smppd.operator import Operator, OutboundPart
+    from smppd.config import OperatorConfig
 
 log = logging.getLogger("smppd.bind")
 
@@ -91,21 +92,49 @@ class BindRefusedError(Exception):
         self.status = status
 
 
-class _Probe(asyncio.Protocol):
-    """A connection opened only to see that the host answers, then closed."""
+class BindOwner(Protocol):
+    """What a bind needs of its operator (``smppd.operator.Operator``): its settings,
+    the queue and bucket it shares with the other binds, and where to report."""
 
-    transport: asyncio.BaseTransport | None = None
+    # its settings, read at each use (a reload changes them)
+    @property
+    def id(self) -> str: ...
+    @property
+    def config(self) -> OperatorConfig: ...
+    @property
+    def window(self) -> int: ...
+    @property
+    def dialer(self) -> Dialer: ...
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
+    # what every bind of the operator shares: the parts, the bucket, pause and hold-back
+    @property
+    def queue(self) -> PartQueue: ...
+    @property
+    def limiter(self) -> AdaptiveRate: ...
+    @property
+    def paused(self) -> bool: ...
+    @property
+    def held_back(self) -> bool: ...
+    async def wait_resumed(self) -> None: ...
+    async def wait_released(self) -> None: ...
+    def requeue(self, part: OutboundPart) -> None: ...
 
-    def close(self) -> None:
-        if self.transport is not None:
-            self.transport.close()
+    # binding: the password, the fencing check (active/standby), a refusal's report
+    @property
+    def bind_guard(self) -> Callable[[], Awaitable[bool]] | None: ...
+    def password(self) -> str | None: ...
+    def credentials_refused(self, status: int) -> None: ...
+    def credentials_status(self) -> str: ...
+
+    # what comes back, for the dispatcher (the operator passes it on to its events)
+    def bind_changed(self) -> None: ...
+    def submit_answered(self, part: OutboundPart, pdu: Pdu) -> None: ...
+    def submit_unknown(self, part: OutboundPart, reason: str) -> None: ...
+    def deliver_received(self, conn: SmppConnection, pdu: DeliverSm) -> None: ...
 
 
 class BindWorker(BaseHandler):
-    def __init__(self, operator: Operator, index: int) -> None:
+    def __init__(self, operator: BindOwner, index: int) -> None:
         self.operator = operator
         self.index = index
         self.name = f"{operator.id}#{index}"
@@ -245,7 +274,7 @@ class BindWorker(BaseHandler):
             if outcome in ("lost", "stalled", "failed"):
                 self._next_host()
             self.state = "backoff"
-            self.operator.events.bind_changed(self.operator)
+            self.operator.bind_changed()
             delay = self.backoff.next_delay()
             log.info("bind retry", extra={"event": "bind_retry", "bind": self.name,
                                           "operator": self.operator.id, "delay": round(delay, 3),
@@ -253,7 +282,7 @@ class BindWorker(BaseHandler):
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wait_stopping(), delay)
         self.state = "stopped"
-        self.operator.events.bind_changed(self.operator)
+        self.operator.bind_changed()
 
     async def _wait_stopping(self) -> None:
         while not self._stopping:
@@ -281,7 +310,7 @@ class BindWorker(BaseHandler):
         if reason != self.error_reason:
             self.error_reason = reason
             self.error_since = time.time()
-            self.operator.events.bind_changed(self.operator)
+            self.operator.bind_changed()
         self.last_error = error
 
     def _recovered(self) -> None:
@@ -352,7 +381,7 @@ class BindWorker(BaseHandler):
             self.state = "bound"
             self._recovered()
             self._bound_event.set()
-            self.operator.events.bind_changed(self.operator)
+            self.operator.bind_changed()
             log.info("bound", extra={"event": "bound", "bind": self.name,
                                      "operator": self.operator.id, "host": self.host})
             outcome = await self._serve(conn)
@@ -366,7 +395,7 @@ class BindWorker(BaseHandler):
             self._in_doubt([*self._overdue.values(), *conn.session.window.drain()], outcome)
             self._overdue.clear()
             self.conn = None
-            self.operator.events.bind_changed(self.operator)
+            self.operator.bind_changed()
 
     async def _bind(self, conn: SmppConnection) -> None:
         cfg = self.operator.config
@@ -438,7 +467,7 @@ class BindWorker(BaseHandler):
                 part.in_doubt += 1
                 op.requeue(part)
             else:
-                op.events.submit_unknown(op, part, (
+                op.submit_unknown(part, (
                     f"no response to submit_sm on {part.in_doubt + 1} sessions "
                     f"(the last one: {why})"))
 
@@ -503,7 +532,7 @@ class BindWorker(BaseHandler):
             await asyncio.sleep(cfg.primary_probe_interval)
             try:
                 probe = await asyncio.wait_for(
-                    self.operator.dialer.dial(host, port, _Probe), CONNECT_TIMEOUT)
+                    self.operator.dialer.dial(host, port, Probe), CONNECT_TIMEOUT)
             except (OSError, TimeoutError):
                 continue
             probe.close()
@@ -517,7 +546,7 @@ class BindWorker(BaseHandler):
 
     def request_received(self, conn: SmppConnection, pdu: Pdu) -> None:
         if isinstance(pdu, DeliverSm):
-            self.operator.events.deliver_received(self.operator, conn, pdu)
+            self.operator.deliver_received(conn, pdu)
         elif isinstance(pdu, DataSm):
             conn.respond(pdu, pdu.response(Status.ESME_RX_P_APPN))
         else:
@@ -525,7 +554,7 @@ class BindWorker(BaseHandler):
 
     def response_received(self, conn: SmppConnection, pending: Pending, pdu: Pdu) -> None:
         if pending.command_id == CommandId.SUBMIT_SM:
-            self.operator.events.submit_answered(self.operator, pending.context, pdu)
+            self.operator.submit_answered(pending.context, pdu)
 
     def request_expired(self, conn: SmppConnection, pending: Pending) -> None:
         if pending.command_id != CommandId.SUBMIT_SM or conn is not self.conn:
@@ -541,7 +570,7 @@ class BindWorker(BaseHandler):
         self._failed("stalled", f"stalled: no submit_sm_resp within "
                                 f"{self.operator.config.response_timeout:g} s; "
                                 f"{in_doubt} submits in doubt")
-        self.operator.events.bind_changed(self.operator)
+        self.operator.bind_changed()
 
     def session_event(self, conn: SmppConnection, event: Event) -> None:
         if type(event) is UnexpectedResponse:

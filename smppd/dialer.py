@@ -56,6 +56,20 @@ _HINTS = {
 }
 
 
+class Probe(asyncio.Protocol):
+    """A connection opened only to see that the host answers, then closed (a bind on a
+    backup looks for its primary so)."""
+
+    transport: asyncio.BaseTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+
+    def close(self) -> None:
+        if self.transport is not None:
+            self.transport.close()
+
+
 def tls_failure(exc: BaseException) -> str | None:
     """What went wrong in TLS, if ``exc`` is a TLS error (verification, handshake,
     an alert from the peer such as a missing client certificate)."""

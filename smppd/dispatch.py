@@ -26,7 +26,8 @@ from smppd.inbound import Inbound
 from smppd.message import MessageError, Outbound, relative_validity, ton_npi, validate_message
 from smppd.metric_children import MetricChildren
 from smppd.metrics import Metrics
-from smppd.operator import Operator, OutboundPart
+from smppd.operator import Operator
+from smppd.parts import OutboundPart
 from smppd.protocol.constants import Status, status_name
 from smppd.protocol.errors import PduEncodeError
 from smppd.protocol.pdu import DeliverSm, Pdu, SubmitSm, encode

@@ -13,11 +13,11 @@ import collections
 import logging
 import time
 from collections.abc import Awaitable, Callable, Container
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 from smppd.bind import BindWorker
 from smppd.dialer import Dialer, NetworkDialer
+from smppd.parts import OutboundPart, PartQueue
 from smppd.protocol.pdu import DeliverSm, Pdu
 from throttling import AdaptiveRate, Sleep, TokenBucket
 
@@ -27,20 +27,6 @@ if TYPE_CHECKING:
     from smppd.spill import SpillFile
 
 log = logging.getLogger("smppd.operator")
-
-
-@dataclass(slots=True, eq=False)
-class OutboundPart:
-    """One submit_sm of a message, waiting for (or holding) a window slot."""
-
-    message_id: str
-    part: int  # 1-based
-    total: int
-    frame: bytes  # the submit_sm, encoded once at accept with sequence number 0
-    attempts: int = 0
-    in_doubt: int = 0  # sessions that ended with it written and unanswered (smppd.bind)
-    sent_at: float = 0.0
-    bind: str = ""
 
 
 class OperatorEvents(Protocol):
@@ -53,65 +39,6 @@ class OperatorEvents(Protocol):
     def deliver_received(self, op: Operator, conn: SmppConnection, pdu: DeliverSm) -> None: ...
 
     def bind_changed(self, op: Operator) -> None: ...
-
-
-class PartQueue:
-    """FIFO of parts with put-back at the front (a part a dead bind could not send)."""
-
-    def __init__(self) -> None:
-        self._items: collections.deque[OutboundPart] = collections.deque()
-        self._waiters: collections.deque[asyncio.Future[None]] = collections.deque()
-        # Set while part of the operator's backlog waits in the store only (see
-        # ``Operator.spill``): called each time a part is taken and ``low_water`` or
-        # fewer are left.
-        self.on_low: Callable[[], None] | None = None
-        self.low_water = 0
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def put(self, part: OutboundPart) -> None:
-        self._items.append(part)
-        self._wake()
-
-    def put_front(self, part: OutboundPart) -> None:
-        self._items.appendleft(part)
-        self._wake()
-
-    def get_nowait(self) -> OutboundPart | None:
-        if not self._items:
-            return None
-        part = self._items.popleft()
-        if self.on_low is not None and len(self._items) <= self.low_water:
-            self.on_low()
-        return part
-
-    async def get(self) -> OutboundPart:
-        while not self._items:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    self._wake()  # pass the wake-up on to another getter
-                raise
-        part = self._items.popleft()
-        if self.on_low is not None and len(self._items) <= self.low_water:
-            self.on_low()
-        return part
-
-    def drain(self) -> list[OutboundPart]:
-        items = list(self._items)
-        self._items.clear()
-        return items
-
-    def _wake(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
 
 
 class Operator:
@@ -300,6 +227,20 @@ class Operator:
         if self.describe_credentials is not None:
             return self.describe_credentials()
         return "no credentials configured"
+
+    # -- what the binds report (smppd.bind.BindOwner), passed on to the events --
+
+    def bind_changed(self) -> None:
+        self.events.bind_changed(self)
+
+    def submit_answered(self, part: OutboundPart, pdu: Pdu) -> None:
+        self.events.submit_answered(self, part, pdu)
+
+    def submit_unknown(self, part: OutboundPart, reason: str) -> None:
+        self.events.submit_unknown(self, part, reason)
+
+    def deliver_received(self, conn: SmppConnection, pdu: DeliverSm) -> None:
+        self.events.deliver_received(self, conn, pdu)
 
     # -- state --
 

@@ -19,7 +19,7 @@ import tempfile
 import weakref
 from collections.abc import Iterable
 
-from smppd.operator import OutboundPart
+from smppd.parts import OutboundPart
 
 _HEAD = struct.Struct("<BBH")
 _LENGTH = struct.Struct(">I")

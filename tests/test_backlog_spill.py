@@ -33,7 +33,8 @@ from smppd.daemon import Daemon
 from smppd.dispatch import Dispatcher
 from smppd.events import StoredEvents
 from smppd.metrics import Metrics
-from smppd.operator import Operator, OutboundPart
+from smppd.operator import Operator
+from smppd.parts import OutboundPart
 from smppd.spill import SpillFile
 
 THREE_PARTS = "Long enough to need three segments of a GSM text. " * 7  # 357 characters

@@ -14,7 +14,8 @@ from e2e_helpers import PASSWORD, SYSTEM_ID, mno, running_sim, wait_for
 from simulators import Mno
 from smppd.config import Config
 from smppd.connection import SmppConnection
-from smppd.operator import Operator, OutboundPart
+from smppd.operator import Operator
+from smppd.parts import OutboundPart
 from smppd.protocol.pdu import DeliverSm, Pdu, SubmitSm, encode
 
 P = TypeVar("P", bound=asyncio.BaseProtocol)

@@ -11,7 +11,7 @@ import aiohttp
 import pytest
 
 from correlation.receipts import parse_receipt
-from simulators import ConfigError, SmscSimulator, load_config, parse_config
+from simulators import Behaviour, ConfigError, SmscSimulator, load_config, parse_config
 from simulators.counters import AccountCounters
 from simulators.ids import parse_id_format
 from simulators.receipts import SubmitView, peek_submit
@@ -617,11 +617,68 @@ def test_shipped_config() -> None:
     ({"account": [{"system_id": "a", "password": "123456789"}]}, "mno[0].account[0].password"),
     ({"behaviour": {"black_hole": 1}}, "mno[0].behaviour.black_hole"),
     ({"first_id": 0}, "mno[0].first_id"),
+    ({"account": [{"system_id": "a", "password": 5}]}, "mno[0].account[0].password"),
+    ({"account": [{"system_id": "a", "passwords": ["a", 5]}]}, "mno[0].account[0].passwords[1]"),
+    ({"account": []}, "mno[0].account"),
+    ({"accounts": []}, "mno[0].accounts"),  # the file's name is [[mno.account]]
+    ({"receipts": "fast"}, "mno[0].receipts"),
+    ({"port": True}, "mno[0].port"),
 ])
 def test_config_errors_name_the_key(change: dict[str, Any], key: str) -> None:
     with pytest.raises(ConfigError) as info:
         parse_config(sim_config(**change))
     assert info.value.key == key
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"tps_typo": 1}, "mno[0].tps_typo: unknown key"),
+    ({"behaviour": {"black_hole": 1}}, "mno[0].behaviour.black_hole: must be a valid boolean"),
+    ({"window": 0}, "mno[0].window: must be greater than 0"),
+    ({"account": [{"system_id": "a"}]},
+     "mno[0].account[0].passwords: required: a password or a non-empty list of passwords"),
+    ({"account": [{"system_id": "a", "password": "x", "passwords": ["y"]}]},
+     "mno[0].account[0].passwords: give password or passwords, not both"),
+    ({"account": [{"system_id": "a", "password": "123456789"}]},
+     "mno[0].account[0].password: each password must be a string of 1..8 characters"),
+    ({"receipts": {"outcomes": {"DELIVRD": 0}}},
+     "mno[0].receipts.outcomes: at least one positive weight"),
+    ({"receipts": {"intermediate": "DELIVRD"}},
+     "mno[0].receipts.intermediate: must be 'ACCEPTD' or 'ENROUTE'"),
+    ({"behaviour": {"reject_binds": 0}},
+     "mno[0].behaviour.reject_binds: a non-zero command_status (or null)"),
+])
+def test_config_errors_say_what_is_wrong(change: dict[str, Any], message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse_config(sim_config(**change))
+    assert str(info.value) == message
+
+
+def test_config_file_level_rules() -> None:
+    alpha = sim_config()["mno"][0]
+    cases = [({"mno": []}, "mno: at least one [[mno]]"),
+             ({"mno": [alpha, dict(alpha)]}, "mno: duplicate name"),
+             ({"mno": [alpha], "admin": {"port": "x"}}, "admin.port: must be a valid integer"),
+             ({"mno": [alpha], "extra": 1}, "extra: unknown key")]
+    for raw, message in cases:
+        with pytest.raises(ConfigError) as info:
+            parse_config(raw)
+        assert str(info.value) == message
+    config = parse_config({"mno": [alpha], "admin": {"enabled": False}})
+    assert config.admin_port is None and config.admin_host == "127.0.0.1"
+
+
+def test_config_defaults() -> None:
+    (mno,) = parse_config({"mno": [{"name": "a", "account": [
+        {"system_id": "e", "password": "pw"}]}]}).mnos
+    (account,) = mno.accounts
+    assert (mno.port, mno.host, mno.window, mno.first_id, mno.submit_id_format) == (
+        0, "127.0.0.1", 100, 1, "decimal")
+    assert (account.passwords, account.tps, account.max_binds) == (["pw"], 100, 4)
+    assert account.bind_types == {"transmitter", "receiver", "transceiver"}
+    assert mno.receipts.delay_ms == (50.0, 200.0) and mno.receipts.outcomes == {"DELIVRD": 1.0}
+    assert mno.behaviour.to_dict() == Behaviour().to_dict()
+    assert parse_config(sim_config(receipts={"delay_ms": 7})).mnos[0].receipts.delay_ms == (
+        7.0, 7.0)
 
 
 def test_command_ids_recorded_by_name() -> None:

@@ -1,0 +1,139 @@
+"""Field types and value checks shared by the sections: addresses, digits, TON/NPI,
+secret URLs, and the status table (what a submit_sm_resp status means)."""
+
+from __future__ import annotations
+
+import re
+from typing import Annotated, Any, Literal
+
+from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, SecretStr
+from pydantic.dataclasses import dataclass
+
+from smppd.protocol.constants import Npi, Status, Ton
+
+# SMPP v3.4 C-Octet String limits (without the terminating NUL).
+MAX_SYSTEM_ID = 15
+MAX_PASSWORD = 8
+MAX_SYSTEM_TYPE = 12
+
+
+def _host_port(value: Any, allow_port_zero: bool) -> tuple[str, int]:
+    if isinstance(value, tuple | list) and len(value) == 2:
+        host, port = value
+    elif isinstance(value, str):
+        host, sep, port_text = value.rpartition(":")
+        if not sep or not port_text.isdigit():
+            raise ValueError(f"{value!r} is not host:port")
+        port = int(port_text)
+        if host.startswith("[") and host.endswith("]"):  # [::1]:2775
+            host = host[1:-1]
+    else:
+        raise ValueError("must be a \"host:port\" string")
+    if not isinstance(host, str) or not host or any(c.isspace() for c in host):
+        raise ValueError(f"{value!r}: host is empty or has spaces")
+    low = 0 if allow_port_zero else 1
+    if not isinstance(port, int) or not low <= port <= 65535:
+        raise ValueError(f"{value!r}: port must be {low}..65535")
+    return host, port
+
+
+HostPort = Annotated[tuple[str, int], BeforeValidator(lambda v: _host_port(v, False))]
+ListenAddress = Annotated[tuple[str, int], BeforeValidator(lambda v: _host_port(v, True))]
+
+
+def _digits(min_len: int, max_len: int) -> AfterValidator:
+    def check(value: str) -> str:
+        if not (value.isascii() and value.isdigit() and min_len <= len(value) <= max_len):
+            size = f"{min_len}" if min_len == max_len else f"{min_len} to {max_len}"
+            raise ValueError(f"must be {size} digits")
+        return value
+
+    return AfterValidator(check)
+
+
+Prefix = Annotated[str, _digits(1, 15)]
+Mcc = Annotated[str, _digits(3, 3)]
+Mnc = Annotated[str, _digits(2, 3)]
+
+
+def check_operator_id(value: str) -> str:
+    if not re.fullmatch(r"[a-z0-9_-]+", value):
+        raise ValueError("must be lowercase letters, digits, '-' or '_'")
+    return value
+
+
+def _ton_or_auto(value: Any) -> Any:
+    if value == "auto":
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value in Ton._value2member_map_:
+        return value
+    raise ValueError(f"must be \"auto\" or a TON value {sorted(int(t) for t in Ton)}")
+
+
+def _npi_or_auto(value: Any) -> Any:
+    if value == "auto":
+        return value
+    if isinstance(value, int) and not isinstance(value, bool) and value in Npi._value2member_map_:
+        return value
+    raise ValueError(f"must be \"auto\" or an NPI value {sorted(int(n) for n in Npi)}")
+
+
+def _ton(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and value in Ton._value2member_map_:
+        return value
+    raise ValueError(f"must be a TON value {sorted(int(t) for t in Ton)}")
+
+
+def _npi(value: Any) -> Any:
+    if isinstance(value, int) and not isinstance(value, bool) and value in Npi._value2member_map_:
+        return value
+    raise ValueError(f"must be an NPI value {sorted(int(n) for n in Npi)}")
+
+
+TonOrAuto = Annotated[Literal["auto"] | int, BeforeValidator(_ton_or_auto)]
+NpiOrAuto = Annotated[Literal["auto"] | int, BeforeValidator(_npi_or_auto)]
+TonValue = Annotated[int, BeforeValidator(_ton)]
+NpiValue = Annotated[int, BeforeValidator(_npi)]
+
+
+def url_scheme(value: SecretStr | None, schemes: tuple[str, ...]) -> None:
+    """Check a secret URL's scheme without ever echoing the URL."""
+    if value is not None and not value.get_secret_value().startswith(schemes):
+        raise ValueError("must start with " + " or ".join(schemes))
+
+
+# --------------------------------------------------------------------------- status table
+
+
+@dataclass(frozen=True, config=ConfigDict(extra="forbid"))
+class StatusRule:
+    """What to do when a submit_sm_resp carries this command_status."""
+
+    transient: bool
+    retries: int = Field(default=5, ge=0)
+    delay: float = Field(default=1.0, ge=0)  # seconds before the first retry
+
+
+PERMANENT = StatusRule(False, 0, 0.0)
+
+DEFAULT_STATUS_TABLE: dict[int, StatusRule] = {
+    int(status): StatusRule(True, 5, 1.0)
+    for status in (Status.ESME_RTHROTTLED, Status.ESME_RMSGQFUL, Status.ESME_RSYSERR,
+                   Status.ESME_RX_T_APPN)
+}
+
+
+def status_code(key: Any) -> int:
+    """'0x58', '88' or 'ESME_RTHROTTLED' -> 0x58."""
+    if isinstance(key, int) and not isinstance(key, bool):
+        code = key
+    elif isinstance(key, str) and key in Status.__members__:
+        code = int(Status[key])
+    elif isinstance(key, str) and re.fullmatch(r"0[xX][0-9a-fA-F]+|[0-9]+", key):
+        code = int(key, 0) if key[:2].lower() == "0x" else int(key)
+    else:
+        raise ValueError(f"{key!r} is not a command_status (write \"0x58\", \"88\" or "
+                         "\"ESME_RTHROTTLED\")")
+    if not 0 < code <= 0xFFFFFFFF:
+        raise ValueError(f"{key!r}: command_status must be 1..0xFFFFFFFF")
+    return code
