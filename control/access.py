@@ -18,7 +18,7 @@ LOGGER = "smppd.access"
 
 class AccessLog(AbstractAccessLogger):
     def log(self, request: web.BaseRequest, response: web.StreamResponse, time: float) -> None:
-        from control.handlers import CALLER
+        from control.problems import CALLER
 
         route = None
         caller = None

@@ -1,9 +1,10 @@
-"""Control-plane endpoints: bind management, SelectOperator, ValidateLease, cache
-invalidation and admin CRUD for rules, prefixes and leases.
+"""The control API's handlers: health, operators and their binds, messages, events,
+admin of the daemon, SelectOperator, ValidateLease, cache invalidation, admin CRUD of
+rules, prefixes and leases, dead webhook deliveries, and the status page.
 
-``ROUTES`` is the one list of (method, path, handler, roles) these come from: the
-app registers it, the auth middleware reads the roles from it, and the OpenAPI test
-checks the document against it.
+Each is declared once, with its roles, models and errors, in control/routes.py; a
+handler reads the daemon through the view (control/view.py) and reports bad input by
+raising, which control/problems.py turns into a problem document.
 """
 
 from __future__ import annotations
@@ -11,35 +12,44 @@ from __future__ import annotations
 import re
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, get_args
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from control.auth import Authenticator, AuthError
 from control.data import LeaseIn, PrefixIn, RuleIn
 from control.leases import Reason
 from control.plane import ControlPlane, UnknownOperator
+from control.problems import (
+    DOCUMENT,
+    VIEW,
+    caller,
+    parse,
+    problem,
+    query_integer,
+    read_json,
+    read_object,
+)
 from control.routing import SelectRequest
-from control.view import ANYONE, Caller, GatewayView, InputError, Unavailable
+from control.schemas import (
+    EVENT_KIND,
+    LOG_LEVEL,
+    MAX_BULK,
+    TENANT,
+    InvalidateIn,
+    OperatorPatch,
+    SelectIn,
+    ValidateIn,
+)
+from control.view import Forbidden, GatewayView, InputError, Unavailable
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-TENANT_ID = re.compile(r"[A-Za-z0-9._\-]{1,64}")
-CALLER: web.RequestKey[Caller] = web.RequestKey("caller", Caller)
-READ = ("read",)
-OPERATE = ("operate",)
-ADMIN = ("admin",)
-
-
-def caller(request: web.Request) -> Caller:
-    """Who calls (set by the auth middleware; anyone when the API is open)."""
-    found: Caller = request.get(CALLER, ANYONE)
-    return found
+TENANT_ID = re.compile(TENANT)
+EVENT_KINDS: tuple[str, ...] = get_args(EVENT_KIND)
+LOG_LEVELS: tuple[str, ...] = get_args(LOG_LEVEL)
 
 
 def _view(request: web.Request) -> GatewayView:
-    from control.app import VIEW
-
     return request.app[VIEW]
 
 
@@ -54,53 +64,120 @@ def _not_found(what: str) -> web.HTTPNotFound:
     return web.HTTPNotFound(text=f"no {what}")
 
 
-async def _body(request: web.Request) -> dict[str, Any]:
-    from control.app import read_json
+# --------------------------------------------------------------------------- health, daemon
 
+
+async def healthz(request: web.Request) -> web.Response:
+    return web.json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    ready, detail = await _view(request).readiness()
+    return web.json_response({"ready": ready, **detail}, status=200 if ready else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    data = generate_latest(_view(request).registry)
+    return web.Response(body=data, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+async def list_operators(request: web.Request) -> web.Response:
+    return web.json_response({"operators": _view(request).operator_statuses()})
+
+
+async def get_operator(request: web.Request) -> web.Response:
+    status = _view(request).operator_status(request.match_info["id"])
+    if status is None:
+        return problem(404, "Not found", f"no operator {request.match_info['id']!r}")
+    return web.json_response(status)
+
+
+def _idempotency_key(request: web.Request) -> str | None:
+    key = request.headers.get("Idempotency-Key")
+    if key is not None and not (1 <= len(key) <= 128 and all("!" <= c <= "~" for c in key)):
+        raise InputError([("Idempotency-Key", "1 to 128 visible ASCII characters (no spaces)")],
+                         status=400)
+    return key
+
+
+async def post_message(request: web.Request) -> web.Response:
+    body = await read_object(request)
+    who = caller(request)
+    who.check(body.get("tenant_id"))
+    results = await _view(request).submit([body], _idempotency_key(request), who)
+    return web.json_response(results[0], status=202)
+
+
+async def post_bulk(request: web.Request) -> web.Response:
     body = await read_json(request)
-    if not isinstance(body, dict):
-        raise InputError([("body", "must be a JSON object")])
-    return body
+    messages = body.get("messages") if isinstance(body, dict) else None
+    if not isinstance(messages, list) or not messages:
+        raise InputError([("messages", "must be a non-empty array of messages")])
+    if len(messages) > MAX_BULK:
+        raise InputError([("messages", f"at most {MAX_BULK} messages per request")],
+                         status=413, title="Too many messages")
+    who = caller(request)
+    for index, message in enumerate(messages):
+        if isinstance(message, dict):
+            who.check(message.get("tenant_id"), f"messages[{index}].tenant_id")
+    results = await _view(request).submit(messages, _idempotency_key(request), who)
+    return web.json_response({"accepted": results}, status=202)
 
 
-M = TypeVar("M", bound=BaseModel)
+async def get_message(request: web.Request) -> web.Response:
+    found = await _view(request).message(request.match_info["id"])
+    if found is None:
+        return problem(404, "Not found", f"no message {request.match_info['id']!r}")
+    if not caller(request).may_act_for(str(found.get("tenant_id"))):
+        # Not naming the tenant: whose message it is is not this caller's business.
+        raise Forbidden("this token may not act for the tenant of this message")
+    return web.json_response(found)
 
 
-def _integral(value: Any) -> Any:
-    """JSON has one number type: 5.0 is the integer 5 (the models are strict otherwise)."""
-    if isinstance(value, float) and value.is_integer() and abs(value) < 2**53:
-        return int(value)
-    if isinstance(value, dict):
-        return {k: _integral(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_integral(v) for v in value]
-    return value
+async def list_events(request: web.Request) -> web.Response:
+    kind = request.query.get("kind", "dlr")
+    problems = []
+    if kind not in EVENT_KINDS:
+        problems.append(("kind", f"one of {', '.join(EVENT_KINDS)}"))
+    after = query_integer(request, "after", 0, 0, 2**63 - 1, problems)
+    limit = query_integer(request, "limit", 100, 1, 1000, problems)
+    if problems:
+        raise InputError(problems, status=400)
+    # A token limited to tenants sees the events of their messages only (no MO).
+    who = caller(request)
+    tenants = who.tenants
+    tenant = request.query.get("tenant_id")
+    if tenant is not None:
+        who.check(tenant)
+        tenants = frozenset({tenant})
+    events = await _view(request).events(kind, after, limit, tenants)
+    return web.json_response({"events": events})
 
 
-def parse(model: type[M], body: dict[str, Any]) -> M:
-    try:
-        return model.model_validate(_integral(body))
-    except ValidationError as exc:
-        problems = []
-        for err in exc.errors():
-            field = ".".join(str(p) for p in err["loc"]) or "body"
-            problems.append((field, str(err["msg"]).removeprefix("Value error, ")))
-        raise InputError(problems) from None
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+
+
+async def post_reload(request: web.Request) -> web.Response:
+    # An invalid config raises InputError (422, the problems by key); nothing changes.
+    return web.json_response(await _view(request).reload())
+
+
+async def put_log_level(request: web.Request) -> web.Response:
+    body = await read_json(request)
+    level = body.get("level") if isinstance(body, dict) else None
+    if not isinstance(level, str) or level.upper() not in LOG_LEVELS:
+        raise InputError([("level", f"one of {', '.join(LOG_LEVELS)}")])
+    return web.json_response(_view(request).set_log_level(level.upper()))
 
 
 # --------------------------------------------------------------------------- bind management
 
 
-class OperatorPatch(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
 
-    # At least one message in 1,000 s: a smaller rate overflows the bucket's pacing.
-    tps: float | None = Field(default=None, ge=0.001, le=100_000)
-    window: int | None = Field(default=None, ge=1, le=10_000)
+Action = Literal["pause", "resume", "rebind", "reload_credentials"]
 
 
-def _operator_action(action: Literal["pause", "resume", "rebind", "reload_credentials"],
-                     ) -> Handler:
+def operator_action(action: Action) -> Handler:
     async def handle(request: web.Request) -> web.Response:
         status = await _view(request).operator_action(request.match_info["id"], action)
         if status is None:
@@ -112,7 +189,7 @@ def _operator_action(action: Literal["pause", "resume", "rebind", "reload_creden
 
 
 async def patch_operator(request: web.Request) -> web.Response:
-    patch = parse(OperatorPatch, await _body(request))
+    patch = parse(OperatorPatch, await read_object(request))
     if patch.tps is None and patch.window is None:
         raise InputError([("body", "give tps, window or both")])
     status = _view(request).patch_operator(request.match_info["id"], patch.tps, patch.window)
@@ -132,32 +209,11 @@ async def get_bind(request: web.Request) -> web.Response:
 # --------------------------------------------------------------------------- routing, leases
 
 
-class SelectIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
 
-    destination: str = Field(pattern=r"^\+?[1-9][0-9]{6,14}$")
-    tenant_id: str = Field(pattern=r"^[A-Za-z0-9._\-]{1,64}$")
-    source: str | None = Field(default=None, min_length=1, max_length=20)
-    message_type: Literal["transactional", "promotional", "otp", "service"] | None = None
-
-
-class ValidateIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
-
-    sender: str = Field(min_length=1, max_length=20)
-    tenant_id: str = Field(pattern=r"^[A-Za-z0-9._\-]{1,64}$")
-
-
-class InvalidateIn(BaseModel):
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-    senders: list[str] = Field(default_factory=list, max_length=10_000)
-    all: bool = False
-    routing: bool = False
 
 
 async def post_select(request: web.Request) -> web.Response:
-    raw = await _body(request)
+    raw = await read_object(request)
     caller(request).check(raw.get("tenant_id"))
     body = parse(SelectIn, raw)
     req = SelectRequest(body.destination.lstrip("+"), body.tenant_id, body.source,
@@ -172,7 +228,7 @@ async def post_select(request: web.Request) -> web.Response:
 
 
 async def post_validate(request: web.Request) -> web.Response:
-    raw = await _body(request)
+    raw = await read_object(request)
     caller(request).check(raw.get("tenant_id"))
     body = parse(ValidateIn, raw)
     result = await _plane(request).validate(body.sender, body.tenant_id)
@@ -181,7 +237,7 @@ async def post_validate(request: web.Request) -> web.Response:
 
 
 async def post_invalidate(request: web.Request) -> web.Response:
-    body = parse(InvalidateIn, await _body(request))
+    body = parse(InvalidateIn, await read_object(request))
     if not (body.senders or body.all or body.routing):
         raise InputError([("body", "name senders, or set all or routing")])
     try:
@@ -224,7 +280,7 @@ async def list_rules(request: web.Request) -> web.Response:
 
 
 async def create_rule(request: web.Request) -> web.Response:
-    rule = parse(RuleIn, await _body(request))
+    rule = parse(RuleIn, await read_object(request))
     row = await _admin(_plane(request).put_rule(rule))
     return web.json_response(row.to_dict(), status=201)
 
@@ -238,7 +294,7 @@ async def get_rule(request: web.Request) -> web.Response:
 
 async def put_rule(request: web.Request) -> web.Response:
     rule_id = _int_id(request)
-    rule = parse(RuleIn, await _body(request))
+    rule = parse(RuleIn, await read_object(request))
     row = await _admin(_plane(request).put_rule(rule, rule_id))
     if row is None:
         raise _not_found(f"rule {rule_id}")
@@ -261,7 +317,7 @@ async def list_prefixes(request: web.Request) -> web.Response:
 
 
 async def put_prefix(request: web.Request) -> web.Response:
-    prefix = parse(PrefixIn, await _body(request))
+    prefix = parse(PrefixIn, await read_object(request))
     row = await _admin(_plane(request).put_prefix(prefix))
     return web.json_response(asdict(row))
 
@@ -280,7 +336,7 @@ async def list_leases(request: web.Request) -> web.Response:
 
 
 async def put_lease(request: web.Request) -> web.Response:
-    lease = parse(LeaseIn, await _body(request))
+    lease = parse(LeaseIn, await read_object(request))
     row = await _plane(request).put_lease(lease)
     return web.json_response(row.to_dict())
 
@@ -297,6 +353,31 @@ async def delete_lease(request: web.Request) -> web.Response:
     if not await _plane(request).delete_lease(sender):
         raise _not_found("such lease")
     return web.json_response({"deleted": sender})
+
+
+# --------------------------------------------------------------------------- webhooks
+
+
+async def list_dead_webhooks(request: web.Request) -> web.Response:
+    problems: list[tuple[str, str]] = []
+    after = query_integer(request, "after", 0, 0, 2**63 - 1, problems)
+    limit = query_integer(request, "limit", 100, 1, 1000, problems)
+    tenant = request.query.get("tenant_id")
+    if tenant is not None and not TENANT_ID.fullmatch(tenant):
+        problems.append(("tenant_id", "1 to 64 characters of A-Z a-z 0-9 . _ -"))
+    if problems:
+        raise InputError(problems, status=400)
+    tenants = None if tenant is None else frozenset({tenant})
+    dead = await _view(request).webhook_dead(after, limit, tenants)
+    return web.json_response({"dead": dead})
+
+
+async def replay_dead_webhook(request: web.Request) -> web.Response:
+    raw = request.match_info["id"]
+    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18) or \
+            not await _view(request).webhook_replay(int(raw)):
+        raise _not_found(f"dead webhook delivery {raw!r}")
+    return web.json_response({"replayed": int(raw)})
 
 
 # --------------------------------------------------------------------------- status page
@@ -341,128 +422,5 @@ async def get_status(request: web.Request) -> web.Response:
     return web.json_response(snapshot, headers={"Cache-Control": "no-store"})
 
 
-# --------------------------------------------------------------------------- webhooks
-
-
-async def list_dead_webhooks(request: web.Request) -> web.Response:
-    from control.app import _integer
-
-    problems: list[tuple[str, str]] = []
-    after = _integer(request, "after", 0, 0, 2**63 - 1, problems)
-    limit = _integer(request, "limit", 100, 1, 1000, problems)
-    tenant = request.query.get("tenant_id")
-    if tenant is not None and not TENANT_ID.fullmatch(tenant):
-        problems.append(("tenant_id", "1 to 64 characters of A-Z a-z 0-9 . _ -"))
-    if problems:
-        raise InputError(problems, status=400)
-    tenants = None if tenant is None else frozenset({tenant})
-    dead = await _view(request).webhook_dead(after, limit, tenants)
-    return web.json_response({"dead": dead})
-
-
-async def replay_dead_webhook(request: web.Request) -> web.Response:
-    raw = request.match_info["id"]
-    if not (raw.isascii() and raw.isdigit() and len(raw) <= 18) or \
-            not await _view(request).webhook_replay(int(raw)):
-        raise _not_found(f"dead webhook delivery {raw!r}")
-    return web.json_response({"replayed": int(raw)})
-
-
 async def get_openapi(request: web.Request) -> web.Response:
-    from control.openapi import document
-
-    return web.json_response(document())
-
-
-OPEN: tuple[str, ...] = ()
-ROUTES: list[tuple[str, str, Handler, tuple[str, ...]]] = [
-    ("GET", "/v1/openapi.json", get_openapi, OPEN),
-    ("GET", "/", status_asset, OPEN),
-    ("GET", "/status", status_asset, OPEN),
-    ("GET", "/status/status.css", status_asset, OPEN),
-    ("GET", "/status/status.js", status_asset, OPEN),
-    ("GET", "/v1/status", get_status, READ),
-    ("POST", "/v1/operators/{id}/pause", _operator_action("pause"), OPERATE),
-    ("POST", "/v1/operators/{id}/resume", _operator_action("resume"), OPERATE),
-    ("POST", "/v1/operators/{id}/rebind", _operator_action("rebind"), OPERATE),
-    ("POST", "/v1/operators/{id}/credentials/reload", _operator_action("reload_credentials"),
-     OPERATE),
-    ("PATCH", "/v1/operators/{id}", patch_operator, OPERATE),
-    ("GET", "/v1/operators/{id}/binds/{bind}", get_bind, READ),
-    ("POST", "/v1/routing/select", post_select, ("read", "submit")),
-    ("POST", "/v1/leases/validate", post_validate, ("read", "submit")),
-    ("POST", "/v1/cache/invalidate", post_invalidate, OPERATE),
-    ("GET", "/v1/admin/rules", list_rules, ADMIN),
-    ("POST", "/v1/admin/rules", create_rule, ADMIN),
-    ("GET", "/v1/admin/rules/{id}", get_rule, ADMIN),
-    ("PUT", "/v1/admin/rules/{id}", put_rule, ADMIN),
-    ("DELETE", "/v1/admin/rules/{id}", delete_rule, ADMIN),
-    ("GET", "/v1/admin/prefixes", list_prefixes, ADMIN),
-    ("POST", "/v1/admin/prefixes", put_prefix, ADMIN),
-    ("DELETE", "/v1/admin/prefixes/{prefix}", delete_prefix, ADMIN),
-    ("GET", "/v1/admin/leases", list_leases, ADMIN),
-    ("POST", "/v1/admin/leases", put_lease, ADMIN),
-    ("GET", "/v1/admin/leases/{sender}", get_lease, ADMIN),
-    ("DELETE", "/v1/admin/leases/{sender}", delete_lease, ADMIN),
-    ("GET", "/v1/webhooks/dead", list_dead_webhooks, OPERATE),
-    ("POST", "/v1/webhooks/dead/{id}/replay", replay_dead_webhook, OPERATE),
-]
-
-# Roles of the routes app.py registers itself; a route in neither table needs `read`
-# for GET and `admin` for anything else (see auth_middleware).
-BASE_ROLES: dict[tuple[str, str], tuple[str, ...]] = {
-    ("GET", "/healthz"): OPEN,
-    ("GET", "/readyz"): OPEN,
-    ("GET", "/v1/operators"): READ,
-    ("GET", "/v1/operators/{id}"): READ,
-    ("POST", "/v1/messages"): ("submit",),
-    ("POST", "/v1/messages/bulk"): ("submit",),
-    ("GET", "/v1/messages/{id}"): ("read", "submit"),
-    ("GET", "/v1/events"): READ,
-    ("POST", "/v1/admin/reload"): ADMIN,
-    ("PUT", "/v1/admin/log-level"): ADMIN,
-}
-
-
-def roles_for(method: str, path: str, metrics_public: bool) -> tuple[str, ...]:
-    if path == "/metrics":
-        return OPEN if metrics_public else READ
-    for m, p, _, roles in ROUTES:
-        if m == method and p == path:
-            return roles
-    found = BASE_ROLES.get(("GET" if method == "HEAD" else method, path))
-    if found is not None:
-        return found
-    return READ if method in ("GET", "HEAD") else ADMIN
-
-
-def auth_middleware(auth: Authenticator, metrics_public: bool) -> Any:
-    """401/403 problems for callers without the route's role; open routes pass."""
-
-    @web.middleware
-    async def middleware(request: web.Request, handler: Any) -> web.StreamResponse:
-        resource = request.match_info.route.resource
-        if auth.enabled and resource is not None:
-            roles = roles_for(request.method, resource.canonical, metrics_public)
-            if roles:
-                try:
-                    principal = auth.authorize(request.headers.get("Authorization"), roles)
-                    if principal is not None:
-                        request[CALLER] = Caller(principal.name, principal.tenants,
-                                                 principal.roles)
-                except AuthError as exc:
-                    from control.app import problem
-
-                    response = problem(exc.status, "Unauthorized" if exc.status == 401
-                                       else "Forbidden", exc.detail)
-                    if exc.status == 401:
-                        response.headers["WWW-Authenticate"] = 'Bearer realm="smppd"'
-                    return response
-        return await handler(request)  # type: ignore[no-any-return]
-
-    return middleware
-
-
-def add_routes(app: web.Application) -> None:
-    for method, path, handler, _ in ROUTES:
-        app.router.add_route(method, path, handler)
+    return web.json_response(request.app[DOCUMENT])

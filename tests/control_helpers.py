@@ -105,12 +105,13 @@ class FakeView:
                      caller: Caller = ANYONE) -> list[dict[str, Any]]:
         import jsonschema_rs
 
-        from control.openapi import SCHEMAS
+        from control.openapi import document
 
         out = []
         for body in bodies:  # as strict as the daemon's own validation, by the document
             problems = [(".".join(str(p) for p in e.instance_path) or "body", e.message)
-                        for e in jsonschema_rs.Draft202012Validator(SCHEMAS["MessageIn"])
+                        for e in jsonschema_rs.Draft202012Validator(
+                            document()["components"]["schemas"]["MessageIn"])
                         .iter_errors(body)]
             if problems:
                 raise InputError(problems)

@@ -37,6 +37,12 @@ def test_document_is_openapi_31_and_covers_every_route() -> None:
                 "/status/status.css", "/status/status.js")), path
 
 
+def test_document_is_valid_openapi_31() -> None:
+    from openapi_spec_validator import OpenAPIV31SpecValidator, validate
+
+    validate(document(), cls=OpenAPIV31SpecValidator)
+
+
 def test_served_document_matches() -> None:
     import json
     import urllib.request
