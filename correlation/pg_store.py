@@ -29,20 +29,70 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import asyncpg
 
-from correlation.batching import ReceiptRow, per_call, rows_of_calls, split_receipts
+from correlation.batching import ReceiptRow
 from correlation.migrate import migrate
+from correlation.pg_ops import (
+    _LOAD_MO_PARTS,
+    _accept,
+    _accept_new,
+    _drop_mo_parts,
+    _execute,
+    _fetch,
+    _get_message,
+    _idem_claim,
+    _idem_complete,
+    _idem_release,
+    _list_events,
+    _message_row,
+    _Op,
+    _put_mo_parts,
+    _put_orphan,
+    _receipt,
+    _receipts,
+    _run_one,
+    _run_ops,
+    _set_state,
+    _store_event,
+    _store_events,
+    _store_events_with_webhooks,
+    _Submit,
+    _submits_of,
+    _submitted,
+    _submitted_rows,
+    _webhook_delivered,
+    _webhook_enqueue,
+)
+from correlation.pg_retention import (
+    purge_older_than,
+)
+from correlation.pg_sql import (
+    _DROP_ORPHAN,
+    _MESSAGE_FIELDS,
+    _SELECT_MESSAGES,
+    _SELECT_PENDING,
+    _TAKE_ORPHANS,
+    _TAKE_ORPHANS_MANY,
+    _WEBHOOK_CLAIM,
+    _WEBHOOK_DEAD,
+    _WEBHOOK_DEPTH,
+    _WEBHOOK_KILL,
+    _WEBHOOK_RELEASE,
+    _WEBHOOK_REPLAY,
+    _WEBHOOK_RETRY,
+    _WIDEN_ORPHAN,
+    LOOKUP_MANY_SQL,
+    LOOKUP_SQL,
+    _select_list,
+)
 from correlation.redis_index import DEFAULT_PREFIX, DEFAULT_TTL_SECONDS, RedisIndex
 from correlation.store import (
     ACCEPTED,
-    FINAL_STATES,
     IDEMPOTENCY_WINDOW,
-    PENDING,
-    SUBMITTED,
     EventRecord,
     IdempotencyRecord,
     MessageRecord,
@@ -51,190 +101,9 @@ from correlation.store import (
     PartRef,
     WebhookRecord,
     WebhookTargets,
-    aggregate_state,
 )
 
 log = logging.getLogger(__name__)
-
-_MESSAGE_FIELDS = (
-    "message_id", "tenant_id", "source", "destination", "data_coding", "body", "operator_id",
-    "registered_delivery", "validity", "priority", "state", "attempts", "created_at",
-    "updated_at", "reason", "command_status", "receipt_stat", "receipt_err", "callback_url",
-)  # fmt: skip
-_PART_FIELDS = (
-    "message_id", "part", "total", "operator_id", "smsc_id", "smsc_key", "state",
-    "command_status", "stat", "err", "submitted_at", "done_at",
-)  # fmt: skip
-_TIMESTAMPS = frozenset({"created_at", "updated_at", "submitted_at", "done_at"})
-
-
-def _select_list(fields: Sequence[str]) -> str:
-    """Columns to select, timestamps as epoch seconds."""
-    return ", ".join(
-        f"extract(epoch FROM {f})::float8 AS {f}" if f in _TIMESTAMPS else f for f in fields
-    )
-
-
-# Array types for unnest-ing message rows, one per field of _MESSAGE_FIELDS.
-_MESSAGE_ARRAY_TYPES = (
-    "text", "text", "text", "text", "int2", "bytea", "text", "int2", "text", "int2", "text",
-    "int4", "float8", "float8", "text", "int8", "text", "text", "text",
-)  # fmt: skip
-
-
-def _unnest_select(fields: Sequence[str], types: Sequence[str]) -> str:
-    """SELECT the fields from one array parameter each ($1, $2, ...), timestamps
-    converted from epoch seconds."""
-    columns = ", ".join(f"to_timestamp({f})" if f in _TIMESTAMPS else f for f in fields)
-    arrays = ", ".join(f"${i}::{t}[]" for i, t in enumerate(types, 1))
-    return f"SELECT {columns} FROM unnest({arrays}) AS r({', '.join(fields)})"  # noqa: S608
-
-
-# Built once from the constant field lists above (no outside input): S608 does not apply.
-_INSERT_MESSAGES = (
-    f"INSERT INTO smpp.messages ({', '.join(_MESSAGE_FIELDS)})"
-    f" {_unnest_select(_MESSAGE_FIELDS, _MESSAGE_ARRAY_TYPES)}"
-)
-_INSERT_NEW_MESSAGES = (
-    _INSERT_MESSAGES + " ON CONFLICT (message_id) DO NOTHING RETURNING message_id"
-)
-_SELECT_MESSAGES = f"SELECT {_select_list(_MESSAGE_FIELDS)} FROM smpp.messages"  # noqa: S608
-_SELECT_PENDING = _SELECT_MESSAGES + " WHERE state = $1 ORDER BY created_at, message_id"
-_SELECT_MESSAGE = _SELECT_MESSAGES + " WHERE message_id = $1"
-_SELECT_PARTS = (
-    f"SELECT {_select_list(_PART_FIELDS)} FROM smpp.message_correlations"  # noqa: S608
-    " WHERE message_id = $1 ORDER BY part"
-)
-_SET_STATE = (
-    "UPDATE smpp.messages SET state = $2, updated_at = to_timestamp($3),"
-    " reason = coalesce($4, reason), command_status = coalesce($5, command_status),"
-    " attempts = coalesce($6, attempts) WHERE message_id = $1"
-)
-# A resubmit (after a restart) records the new id; a part that has a receipt keeps its state.
-# Each (message_id, part) at most once per statement (ON CONFLICT DO UPDATE needs that).
-_UPSERT_PARTS = (
-    "INSERT INTO smpp.message_correlations"
-    " (message_id, part, total, operator_id, smsc_id, smsc_key, state, submitted_at)"
-    " SELECT m, p, t, o, si, sk, $8, to_timestamp(a) FROM unnest($1::text[], $2::int2[],"
-    " $3::int2[], $4::text[], $5::text[], $6::text[], $7::float8[]) AS r(m, p, t, o, si, sk, a)"
-    " ON CONFLICT (message_id, part) DO UPDATE SET total = excluded.total,"
-    " operator_id = excluded.operator_id, smsc_id = excluded.smsc_id,"
-    " smsc_key = excluded.smsc_key, submitted_at = excluded.submitted_at,"
-    " state = CASE WHEN message_correlations.state = $9 THEN excluded.state"
-    " ELSE message_correlations.state END"
-)
-# A message is SUBMITTED once every part is (a single part needs no count). The first
-# qualifying row of each message sets it, as one UPDATE per row, in order, would.
-_SUBMIT_MESSAGES = (
-    "UPDATE smpp.messages m SET state = $6, operator_id = r.o, updated_at = to_timestamp(r.a)"
-    " FROM (SELECT DISTINCT ON (r.m) r.m, r.o, r.a"
-    " FROM unnest($1::text[], $2::text[], $3::float8[], $4::int2[])"
-    " WITH ORDINALITY AS r(m, o, a, t, i)"
-    " WHERE r.t = 1 OR (SELECT count(*) FROM smpp.message_correlations c"
-    " WHERE c.message_id = r.m AND c.state <> $5) >= r.t"
-    " ORDER BY r.m, r.t <> 1, r.i) r"
-    " WHERE m.message_id = r.m AND m.state = $7"
-)
-_FINALS = ", ".join(f"'{state}'" for state in sorted(FINAL_STATES))
-# One round trip for the common case: a single-part message takes its part's state.
-_FINAL_RECEIPT = (
-    "WITH p AS (UPDATE smpp.message_correlations"
-    " SET state = $3, stat = $4, err = $5, done_at = to_timestamp($6)"
-    " WHERE message_id = $1 AND part = $2 RETURNING total),"
-    " m AS (UPDATE smpp.messages SET state = $3, receipt_stat = $4, receipt_err = $5,"
-    " updated_at = to_timestamp($6)"
-    " WHERE message_id = $1 AND state <> $3 AND EXISTS (SELECT 1 FROM p WHERE total = 1))"
-    " SELECT total FROM p"
-)
-# The common case of a batch (see correlation.batching.split_receipts): final receipts,
-# each for a different single-part message, in one statement. Every row's part comes
-# back with its total, so a missing part answers None.
-_FINAL_RECEIPTS = (
-    "WITH r AS (SELECT * FROM unnest($1::text[], $2::int2[], $3::text[], $4::text[],"
-    " $5::text[], $6::float8[]) AS r(message_id, part, state, stat, err, at)),"
-    " p AS (UPDATE smpp.message_correlations c SET state = r.state, stat = r.stat,"
-    " err = r.err, done_at = to_timestamp(r.at) FROM r"
-    " WHERE c.message_id = r.message_id AND c.part = r.part"
-    " RETURNING c.message_id, c.total),"
-    " m AS (UPDATE smpp.messages m SET state = r.state, receipt_stat = r.stat,"
-    " receipt_err = r.err, updated_at = to_timestamp(r.at)"
-    " FROM r JOIN p ON p.message_id = r.message_id"
-    " WHERE m.message_id = r.message_id AND p.total = 1 AND m.state <> r.state)"
-    " SELECT message_id, total FROM p"
-)
-_INTERMEDIATE_RECEIPT = (
-    "UPDATE smpp.message_correlations SET stat = $3, err = $4"  # noqa: S608
-    f" WHERE message_id = $1 AND part = $2 AND state NOT IN ({_FINALS})"
-)
-_MESSAGE_AND_PARTS_STATES = (
-    "SELECT (SELECT state FROM smpp.messages WHERE message_id = $1) AS current,"
-    " array_agg(state ORDER BY part) AS states, (array_agg(total ORDER BY part))[1] AS total"
-    " FROM smpp.message_correlations WHERE message_id = $1"
-)
-_FINAL_MESSAGE = (
-    "UPDATE smpp.messages SET state = $2, receipt_stat = $3, receipt_err = $4,"
-    " updated_at = to_timestamp($5) WHERE message_id = $1 AND state <> $2"
-)
-# The newest submit under the first key that has one: one index probe per key.
-LOOKUP_SQL = (
-    "SELECT k.key, p.message_id, p.part, p.total"
-    " FROM unnest($2::text[]) WITH ORDINALITY AS k(key, i)"
-    " CROSS JOIN LATERAL (SELECT message_id, part, total FROM smpp.message_correlations"
-    " WHERE operator_id = $1 AND smsc_key = k.key ORDER BY submitted_at DESC LIMIT 1) p"
-    " ORDER BY k.i LIMIT 1"
-)
-# lookup_parts in one query: per key set (i), the newest submit under its first key
-# (lowest ord) that has one; key sets with none are left out.
-LOOKUP_MANY_SQL = (
-    "SELECT DISTINCT ON (k.i) k.i, k.key, p.message_id, p.part, p.total"
-    " FROM unnest($2::int4[], $3::text[], $4::int4[]) AS k(i, key, ord)"
-    " CROSS JOIN LATERAL (SELECT message_id, part, total FROM smpp.message_correlations"
-    " WHERE operator_id = $1 AND smsc_key = k.key ORDER BY submitted_at DESC LIMIT 1) p"
-    " ORDER BY k.i, k.ord"
-)
-_PUT_ORPHAN = (
-    "WITH o AS (INSERT INTO smpp.orphan_receipts (operator_id, receipt, created_at)"
-    " VALUES ($1, $3::jsonb, to_timestamp($4)) RETURNING id)"
-    " INSERT INTO smpp.orphan_keys (operator_id, smsc_key, orphan_id)"
-    " SELECT $1, k, o.id FROM o, unnest($2::text[]) AS k ON CONFLICT DO NOTHING"
-)
-# Deleting the receipt cascades to its keys (so it is taken once, under any key).
-_TAKE_ORPHANS = (
-    "DELETE FROM smpp.orphan_receipts o USING smpp.orphan_keys k"
-    " WHERE k.orphan_id = o.id AND k.operator_id = $1 AND k.smsc_key = $2"
-    " RETURNING o.id, o.receipt::text"
-)
-# Each receipt once, even when several of its keys are asked for.
-_TAKE_ORPHANS_MANY = (
-    "DELETE FROM smpp.orphan_receipts o USING smpp.orphan_keys k"
-    " WHERE k.orphan_id = o.id AND k.operator_id = $1 AND k.smsc_key = ANY($2::text[])"
-    " RETURNING o.id, k.smsc_key, o.receipt::text"
-)
-# An orphan put by the matcher carries its hold_id: found under the key it was put with.
-_DROP_ORPHAN = (
-    "DELETE FROM smpp.orphan_receipts o USING smpp.orphan_keys k"
-    " WHERE k.orphan_id = o.id AND k.operator_id = $1 AND k.smsc_key = $2"
-    " AND o.receipt->>'hold_id' = $3"
-)
-_WIDEN_ORPHAN = (
-    "INSERT INTO smpp.orphan_keys (operator_id, smsc_key, orphan_id)"
-    " SELECT $1, more.key, k.orphan_id FROM smpp.orphan_keys k"
-    " JOIN smpp.orphan_receipts o ON o.id = k.orphan_id, unnest($4::text[]) AS more(key)"
-    " WHERE k.operator_id = $1 AND k.smsc_key = $2 AND o.receipt->>'hold_id' = $3"
-    " ON CONFLICT DO NOTHING"
-)
-_EVENT_COLUMNS = "id, kind, payload::text, extract(epoch FROM created_at)::float8"
-# Ids are drawn as rows are inserted, in input order (ORDER BY i), and come back so.
-_INSERT_EVENTS = (
-    "INSERT INTO smpp.events (kind, payload, created_at)"
-    " SELECT k, p::jsonb, to_timestamp(a)"
-    " FROM unnest($1::text[], $2::text[], $3::float8[]) WITH ORDINALITY AS e(k, p, a, i)"
-    " ORDER BY i RETURNING id"
-)
-
-# An operation: fn(conn, *args), run by the writer inside the batch's transaction.
-_Op = Callable[..., Awaitable[Any]]
-_Submit = tuple[str, str, PartRef]  # (operator_id, smsc_key, part)
 
 
 class PgStore:
@@ -319,14 +188,14 @@ class PgStore:
             while self._queue:
                 batch = self._queue[: self._max_batch]
                 del self._queue[: self._max_batch]
-                ops = [(op, args) for op, args, _ in batch]
+                calls = [(op, args) for op, args, _ in batch]
                 try:
-                    results = await self._run_batch(ops)
+                    results = await self._run_batch(calls)
                 except Exception as exc:  # the connection itself failed: fail the whole batch
                     results = [(False, exc)] * len(batch)
                 # Index before answering: once record_submitted returns, every replica
                 # finds the part in Redis (when it is up).
-                await self._index_submits(ops, results)
+                await self._index_submits(calls, results)
                 for (_, _, future), (ok, value) in zip(batch, results, strict=True):
                     if future.cancelled():
                         continue
@@ -337,21 +206,21 @@ class PgStore:
         finally:
             self._flusher = None
 
-    async def _run_batch(self, ops: list[tuple[_Op, tuple[Any, ...]]]) -> list[tuple[bool, Any]]:
+    async def _run_batch(self, calls: list[tuple[_Op, tuple[Any, ...]]]) -> list[tuple[bool, Any]]:
         async with self.pool.acquire() as conn:
             try:
                 async with conn.transaction():
-                    return await _run_ops(conn, ops)
+                    return await _run_ops(conn, calls)
             except Exception:
                 log.debug("batch rolled back; rerunning its operations one by one")
-            return [await _run_one(conn, op, args) for op, args in ops]
+            return [await _run_one(conn, op, args) for op, args in calls]
 
     async def _index_submits(
-        self, ops: list[tuple[_Op, tuple[Any, ...]]], results: list[tuple[bool, Any]]
+        self, calls: list[tuple[_Op, tuple[Any, ...]]], results: list[tuple[bool, Any]]
     ) -> None:
         """Committed submits go to Redis, then leave the in-flight map (PostgreSQL has them)."""
         committed: list[_Submit] = []
-        for (op, args), (ok, _) in zip(ops, results, strict=True):
+        for (op, args), (ok, _) in zip(calls, results, strict=True):
             submits = _submits_of(op, args)
             if ok:
                 committed += submits
@@ -683,508 +552,3 @@ class PgStore:
         rows: list[asyncpg.Record] = await self._call(_fetch, _WEBHOOK_DEPTH)
         waiting, oldest, dead = rows[0]
         return OutboxDepth(waiting, oldest, dead)
-
-
-_WEBHOOK_COLUMNS = (
-    "id, kind, tenant_id, url, body, extract(epoch FROM created_at)::float8 AS created_at,"
-    " attempts, last_error, extract(epoch FROM dead_at)::float8 AS dead_at"
-)
-# DLR events: those of messages with a callback_url or of a tenant with a default one
-# ($4), keyed by message so they go out in order; in the events' order.
-_ENQUEUE_DLR = (
-    "INSERT INTO smpp.webhook_outbox (kind, ordering_key, tenant_id, url, body, created_at,"
-    " next_at, attempts) SELECT $1, m.message_id, m.tenant_id, m.callback_url, e.p,"
-    " to_timestamp($2), to_timestamp($2), 0 FROM unnest($3::text[]) WITH ORDINALITY AS e(p, i)"
-    " JOIN smpp.messages m ON m.message_id = e.p::jsonb ->> 'message_id'"
-    " WHERE m.callback_url IS NOT NULL OR m.tenant_id = ANY($4::text[]) ORDER BY e.i"
-)
-# MO events: $4 holds each event's tenant (NULL: not sent).
-_ENQUEUE_MO = (
-    "INSERT INTO smpp.webhook_outbox (kind, ordering_key, tenant_id, url, body, created_at,"
-    " next_at, attempts) SELECT $1, NULL, e.t, NULL, e.p, to_timestamp($2), to_timestamp($2),"
-    " 0 FROM unnest($3::text[], $4::text[]) WITH ORDINALITY AS e(p, t, i)"
-    " WHERE e.t IS NOT NULL ORDER BY e.i"
-)
-# The oldest waiting event of each message (and any MO) that is due, claimed by moving
-# next_at past the lease. SKIP LOCKED: replicas claiming at once take different rows; a
-# message's later event stays blocked while the earlier one exists, claimed or not.
-_WEBHOOK_CLAIM = (
-    "UPDATE smpp.webhook_outbox SET next_at = to_timestamp($3) WHERE id IN (SELECT o.id"  # noqa: S608
-    " FROM smpp.webhook_outbox o WHERE o.dead_at IS NULL AND o.next_at <= to_timestamp($1)"
-    " AND (o.ordering_key IS NULL OR NOT EXISTS (SELECT 1 FROM smpp.webhook_outbox p"
-    " WHERE p.ordering_key = o.ordering_key AND p.dead_at IS NULL AND p.id < o.id))"
-    f" ORDER BY o.next_at LIMIT $2 FOR UPDATE SKIP LOCKED) RETURNING {_WEBHOOK_COLUMNS}"
-)
-_WEBHOOK_RETRY = (
-    "UPDATE smpp.webhook_outbox SET next_at = to_timestamp($1), last_error = $2,"
-    " attempts = attempts + 1 WHERE id = $3"
-)
-_WEBHOOK_KILL = (
-    "UPDATE smpp.webhook_outbox SET dead_at = to_timestamp($1), last_error = $2,"
-    " attempts = attempts + 1 WHERE id = $3"
-)
-_WEBHOOK_RELEASE = (
-    "UPDATE smpp.webhook_outbox SET next_at = to_timestamp($1) WHERE dead_at IS NULL"
-    " AND id = ANY($2::bigint[])"
-)
-_WEBHOOK_DEAD = (
-    f"SELECT {_WEBHOOK_COLUMNS} FROM smpp.webhook_outbox WHERE dead_at IS NOT NULL"  # noqa: S608
-    " AND id > $1 AND ($3::text[] IS NULL OR tenant_id = ANY($3)) ORDER BY id LIMIT $2"
-)
-_WEBHOOK_REPLAY = (
-    "UPDATE smpp.webhook_outbox SET dead_at = NULL, last_error = NULL, attempts = 0,"
-    " next_at = to_timestamp($1), created_at = to_timestamp($1)"
-    " WHERE id = $2 AND dead_at IS NOT NULL RETURNING id"
-)
-_WEBHOOK_DEPTH = (
-    "SELECT count(*) FILTER (WHERE dead_at IS NULL),"
-    " extract(epoch FROM min(created_at) FILTER (WHERE dead_at IS NULL))::float8,"
-    " count(*) FILTER (WHERE dead_at IS NOT NULL) FROM smpp.webhook_outbox"
-)
-
-
-async def _webhook_enqueue(conn: asyncpg.Connection, kind: str, texts: list[str], at: float,
-                           targets: WebhookTargets) -> int:
-    if targets.owners is None:
-        status = await conn.execute(_ENQUEUE_DLR, kind, at, texts, list(targets.tenants))
-    else:
-        status = await conn.execute(_ENQUEUE_MO, kind, at, texts, list(targets.owners))
-    return int(status.rsplit(" ", 1)[-1])  # "INSERT 0 n"
-
-
-async def _store_events_with_webhooks(conn: asyncpg.Connection, kind: str, texts: list[str],
-                                      at: float, targets: WebhookTargets) -> list[int]:
-    ids = await _store_events(conn, [(kind, text, at) for text in texts])
-    await _webhook_enqueue(conn, kind, texts, at, targets)
-    return ids
-
-
-async def _webhook_delivered(conn: asyncpg.Connection, ids: list[int]) -> None:
-    await conn.execute("DELETE FROM smpp.webhook_outbox WHERE id = ANY($1::bigint[])", ids)
-
-
-async def _webhook_delivered_many(conn: asyncpg.Connection, calls: list[tuple[Any, ...]]) -> None:
-    await _webhook_delivered(conn, [i for (ids,) in calls for i in ids])
-
-
-# -- operations: run by the writer, inside the batch's transaction ------------------------
-
-
-def _message_row(message: MessageRecord) -> tuple[Any, ...]:
-    return tuple(getattr(message, f) for f in _MESSAGE_FIELDS)
-
-
-def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
-    """Rows as one list per column: the arrays an unnest statement takes."""
-    if not rows:
-        return [[] for _ in range(width)]
-    return [list(column) for column in zip(*rows, strict=True)]
-
-
-async def _run_ops(
-    conn: asyncpg.Connection, ops: list[tuple[_Op, tuple[Any, ...]]]
-) -> list[tuple[bool, Any]]:
-    """Run ops in order; a run of consecutive calls of one kind goes through its
-    variant for many calls (one statement, or one pipelined round trip)."""
-    results: list[tuple[bool, Any]] = []
-    i = 0
-    while i < len(ops):
-        op, args = ops[i]
-        many = _MANY.get(op)
-        if many is None:
-            results.append((True, await op(conn, *args)))
-            i += 1
-            continue
-        j = i + 1
-        while j < len(ops) and ops[j][0] is op:
-            j += 1
-        values = await many(conn, [a for _, a in ops[i:j]])
-        results.extend((True, v) for v in (values or [None] * (j - i)))
-        i = j
-    return results
-
-
-async def _run_one(conn: asyncpg.Connection, op: _Op, args: tuple[Any, ...]) -> tuple[bool, Any]:
-    try:
-        async with conn.transaction():
-            return True, await op(conn, *args)
-    except Exception as exc:  # handed to the caller's future
-        return False, exc
-
-
-async def _fetch(conn: asyncpg.Connection, sql: str, *args: Any) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
-    return rows
-
-
-async def _put_mo_parts(conn: asyncpg.Connection, parts: list[MoPartRecord]) -> None:
-    await conn.executemany(
-        "INSERT INTO smpp.mo_parts (operator_id, source, reference, seq, total, destination,"
-        " data_coding, body, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
-        " to_timestamp($9)) ON CONFLICT (operator_id, source, reference, seq) DO UPDATE SET"
-        " total = excluded.total, destination = excluded.destination,"
-        " data_coding = excluded.data_coding, body = excluded.body,"
-        " created_at = excluded.created_at", parts)
-
-
-async def _drop_mo_parts(conn: asyncpg.Connection, keys: list[tuple[str, str, int]]) -> None:
-    await conn.executemany(
-        "DELETE FROM smpp.mo_parts WHERE operator_id = $1 AND source = $2 AND reference = $3",
-        keys)
-
-
-_LOAD_MO_PARTS = (
-    "SELECT operator_id, source, reference, seq, total, destination, data_coding, body,"
-    " extract(epoch FROM created_at)::float8 FROM smpp.mo_parts ORDER BY created_at"
-)
-
-
-async def _execute(conn: asyncpg.Connection, sql: str, *args: Any) -> None:
-    await conn.execute(sql, *args)
-
-
-async def _accept(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> None:
-    await _accept_many(conn, [(rows,)])
-
-
-async def _accept_many(conn: asyncpg.Connection, calls: list[tuple[Any, ...]]) -> None:
-    # One INSERT over unnest-ed arrays: faster than executemany (see _submitted_many).
-    rows = rows_of_calls(calls)
-    if rows:
-        await conn.execute(_INSERT_MESSAGES, *_columns(rows, len(_MESSAGE_FIELDS)))
-
-
-async def _accept_new(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> list[str]:
-    answers: list[list[str]] = await _accept_new_many(conn, [(rows,)])
-    return answers[0]
-
-
-async def _accept_new_many(
-    conn: asyncpg.Connection, calls: list[tuple[Any, ...]]
-) -> list[list[str]]:
-    """One INSERT ... ON CONFLICT DO NOTHING for every call's rows: a row a concurrent
-    replica inserts first waits for its commit, then is skipped, so each id is stored
-    by exactly one call. Of several rows with one id, the first one is stored."""
-    first_of_id: dict[str, tuple[Any, ...]] = {}
-    for row in rows_of_calls(calls):
-        first_of_id.setdefault(row[0], row)
-    stored: set[str] = set()
-    if first_of_id:
-        # Inserted in id order: replicas storing the same ids lock them in the same
-        # order, so they wait for each other instead of deadlocking.
-        rows = [first_of_id[message_id] for message_id in sorted(first_of_id)]
-        columns = _columns(rows, len(_MESSAGE_FIELDS))
-        stored = {row[0] for row in await conn.fetch(_INSERT_NEW_MESSAGES, *columns)}
-    answers: list[list[str]] = []
-    for call_rows, *_ in calls:
-        mine = [row[0] for row in call_rows if row[0] in stored]
-        stored.difference_update(mine)  # a later repeat of the id is not stored again
-        answers.append(list(dict.fromkeys(mine)))
-    return answers
-
-
-async def _set_state(conn: asyncpg.Connection, *args: Any) -> None:
-    await conn.execute(_SET_STATE, *args)
-
-
-async def _set_state_many(conn: asyncpg.Connection, calls: list[tuple[Any, ...]]) -> None:
-    await conn.executemany(_SET_STATE, calls)
-
-
-async def _get_message(conn: asyncpg.Connection, message_id: str) -> dict[str, Any] | None:
-    row = await conn.fetchrow(_SELECT_MESSAGE, message_id)
-    if row is None:
-        return None
-    message = dict(row)
-    message["parts"] = [dict(p) for p in await conn.fetch(_SELECT_PARTS, message_id)]
-    return message
-
-
-async def _submitted(conn: asyncpg.Connection, *args: Any) -> None:
-    await _submitted_many(conn, [args])
-
-
-async def _submitted_many(conn: asyncpg.Connection, calls: list[tuple[Any, ...]]) -> None:
-    """Each call: (message_id, part, total, operator_id, smsc_id, smsc_key, at).
-
-    Two statements over unnest-ed arrays, whatever the number of parts: for 2,000
-    parts about 30% faster than executemany of one upsert and one update per part.
-    """
-    if not calls:
-        return
-    # A part submitted twice in the batch: its last submit wins, as it would one by one.
-    parts = list({(c[0], c[1]): c for c in calls}.values())
-    await conn.execute(_UPSERT_PARTS, *_columns(parts, 7), SUBMITTED, PENDING)
-    message_ids, _, totals, operators, _, _, ats = _columns(calls, 7)
-    await conn.execute(
-        _SUBMIT_MESSAGES, message_ids, operators, ats, totals, PENDING, SUBMITTED, ACCEPTED
-    )
-
-
-async def _submitted_rows(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> None:
-    await _submitted_many(conn, rows)
-
-
-async def _submitted_rows_many(conn: asyncpg.Connection, calls: list[tuple[Any, ...]]) -> None:
-    await _submitted_many(conn, rows_of_calls(calls))
-
-
-def _submits_of(op: _Op, args: tuple[Any, ...]) -> list[_Submit]:
-    """The parts a queued operation submits: (operator_id, smsc_key, part)."""
-    if op is _submitted:
-        rows: list[tuple[Any, ...]] = [args]
-    elif op is _submitted_rows:
-        rows = args[0]
-    else:
-        return []
-    return [(r[3], r[5], PartRef(r[0], r[1], r[2])) for r in rows]
-
-
-async def _receipt(
-    conn: asyncpg.Connection,
-    message_id: str,
-    part: int,
-    state: str,
-    stat: str | None,
-    err: str | None,
-    at: float,
-) -> str | None:
-    if state in FINAL_STATES:
-        total = await conn.fetchval(_FINAL_RECEIPT, message_id, part, state, stat, err, at)
-        if total is None:
-            return None
-        if total == 1:
-            return state
-    else:  # intermediate (ENROUTE, ACCEPTD): never undoes a final receipt
-        await conn.execute(_INTERMEDIATE_RECEIPT, message_id, part, stat, err)
-    return await _aggregate(conn, message_id, stat, err, at)
-
-
-async def _aggregate(
-    conn: asyncpg.Connection, message_id: str, stat: str | None, err: str | None, at: float
-) -> str | None:
-    """The message's state from its parts' after a receipt, stored if it changed."""
-    row = await conn.fetchrow(_MESSAGE_AND_PARTS_STATES, message_id)
-    if row is None or row["current"] is None or row["states"] is None:
-        return None
-    current: str = row["current"]
-    new_state = aggregate_state(current, row["states"], row["total"])
-    if new_state != current:
-        await conn.execute(_FINAL_MESSAGE, message_id, new_state, stat, err, at)
-    return new_state
-
-
-async def _receipts(conn: asyncpg.Connection, rows: list[ReceiptRow]) -> list[str | None]:
-    """Each row as ``_receipt`` would record it, in order; the common case (see
-    ``split_receipts``) in one statement, the rest one by one."""
-    answers: list[str | None] = [None] * len(rows)
-    set_based, in_order = split_receipts(rows)
-    set_based_answers = await _single_part_receipts(conn, [rows[i] for i in set_based])
-    for i, answer in zip(set_based, set_based_answers, strict=True):
-        answers[i] = answer
-    for i in in_order:
-        message_id, part, _, state, stat, err, at = rows[i]
-        answers[i] = await _receipt(conn, message_id, part, state, stat, err, at)
-    return answers
-
-
-async def _receipts_many(conn: asyncpg.Connection, calls: list[tuple[Any, ...]]) -> list[Any]:
-    return per_call(await _receipts(conn, rows_of_calls(calls)), calls)
-
-
-async def _single_part_receipts(
-    conn: asyncpg.Connection, rows: list[ReceiptRow]
-) -> list[str | None]:
-    """Final receipts, each for a different message: ``_receipt`` for each, set-based."""
-    if not rows:
-        return []
-    message_ids, parts, _, states, stats, errs, ats = _columns(rows, 7)
-    found = await conn.fetch(_FINAL_RECEIPTS, message_ids, parts, states, stats, errs, ats)
-    totals: dict[str, int] = {row["message_id"]: row["total"] for row in found}
-    answers: list[str | None] = []
-    for message_id, _, _, state, stat, err, at in rows:
-        total = totals.get(message_id)
-        if total is None or total == 1:
-            answers.append(None if total is None else state)
-        else:  # the receipt said one part, the table says more: aggregate, as _receipt does
-            answers.append(await _aggregate(conn, message_id, stat, err, at))
-    return answers
-
-
-async def _put_orphan(conn: asyncpg.Connection, *args: Any) -> None:
-    await conn.execute(_PUT_ORPHAN, *args)
-
-
-async def _put_orphan_many(conn: asyncpg.Connection, calls: list[tuple[Any, ...]]) -> None:
-    await conn.executemany(_PUT_ORPHAN, calls)
-
-
-async def _idem_claim(conn: asyncpg.Connection, scope: str, key: str, fingerprint: str,
-                      at: float, expired_before: float) -> asyncpg.Record:
-    # Two statements: the SELECT's fresh snapshot sees a row a concurrent replica
-    # committed while the INSERT waited for it. A claim older than the window is taken
-    # over as if absent.
-    await conn.execute(
-        "INSERT INTO smpp.idempotency_keys (scope, key, fingerprint, response, created_at)"
-        " VALUES ($1, $2, $3, NULL, to_timestamp($4)) ON CONFLICT (scope, key) DO UPDATE"
-        " SET fingerprint = excluded.fingerprint, response = NULL,"
-        " created_at = excluded.created_at"
-        " WHERE idempotency_keys.created_at < to_timestamp($5)",
-        scope, key, fingerprint, at, expired_before,
-    )
-    row: asyncpg.Record = await conn.fetchrow(
-        "SELECT fingerprint, response::text AS response,"
-        " extract(epoch FROM created_at)::float8 AS created_at"
-        " FROM smpp.idempotency_keys WHERE scope = $1 AND key = $2", scope, key,
-    )
-    return row
-
-
-async def _idem_complete(conn: asyncpg.Connection, scope: str, key: str, fingerprint: str,
-                         response: str) -> None:
-    await conn.execute(
-        "UPDATE smpp.idempotency_keys SET response = $4::jsonb WHERE scope = $1 AND key = $2"
-        " AND fingerprint = $3 AND response IS NULL", scope, key, fingerprint, response,
-    )
-
-
-async def _idem_release(conn: asyncpg.Connection, scope: str, key: str,
-                        fingerprint: str) -> None:
-    await conn.execute(
-        "DELETE FROM smpp.idempotency_keys WHERE scope = $1 AND key = $2 AND fingerprint = $3"
-        " AND response IS NULL", scope, key, fingerprint,
-    )
-
-
-async def _store_event(conn: asyncpg.Connection, kind: str, payload: str, at: float) -> int:
-    event_id: int = await conn.fetchval(
-        "INSERT INTO smpp.events (kind, payload, created_at)"
-        " VALUES ($1, $2::jsonb, to_timestamp($3)) RETURNING id",
-        kind,
-        payload,
-        at,
-    )
-    return event_id
-
-
-async def _store_events(conn: asyncpg.Connection, rows: list[tuple[str, str, float]]) -> list[int]:
-    """Each row: (kind, payload as JSON text, at); the ids, in the rows' order."""
-    return [row[0] for row in await conn.fetch(_INSERT_EVENTS, *_columns(rows, 3))]
-
-
-async def _store_events_many(
-    conn: asyncpg.Connection, calls: list[tuple[Any, ...]]
-) -> list[list[int]]:
-    return per_call(await _store_events(conn, rows_of_calls(calls)), calls)
-
-
-async def _list_events(
-    conn: asyncpg.Connection, kind: str | None, after_id: int, limit: int,
-    tenants: list[str] | None,
-) -> list[asyncpg.Record]:
-    # $1 / $4 IS NULL: all kinds / all tenants. A tenant's events are those whose
-    # message_id is one of its messages. Constant SQL text, parameters only.
-    rows: list[asyncpg.Record] = await conn.fetch(
-        f"SELECT {_EVENT_COLUMNS} FROM smpp.events e"  # noqa: S608
-        " WHERE ($1::text IS NULL OR kind = $1) AND id > $2 AND ($4::text[] IS NULL"
-        " OR EXISTS (SELECT 1 FROM smpp.messages m"
-        " WHERE m.message_id = e.payload ->> 'message_id' AND m.tenant_id = ANY($4)))"
-        " ORDER BY id LIMIT $3",
-        kind,
-        after_id,
-        limit,
-        tenants,
-    )
-    return rows
-
-
-# Calls with a variant for many calls: fn(conn, [args of each call]) -> one result per
-# call, or None when each call's result is None.
-_Many = Callable[[asyncpg.Connection, list[tuple[Any, ...]]], Awaitable[list[Any] | None]]
-_MANY: dict[_Op, _Many] = {
-    _accept: _accept_many,
-    _accept_new: _accept_new_many,
-    _submitted: _submitted_many,
-    _submitted_rows: _submitted_rows_many,
-    _set_state: _set_state_many,
-    _put_orphan: _put_orphan_many,
-    _receipts: _receipts_many,
-    _store_events: _store_events_many,
-    _webhook_delivered: _webhook_delivered_many,
-}
-
-
-# -- retention ---------------------------------------------------------------------------
-
-# Each deletes up to $2 rows older than $1 (epoch seconds) and says how many it deleted.
-_PURGES: dict[str, str] = {
-    # Finished messages (anything past ACCEPTED: a SUBMITTED one older than the retention
-    # period outlived its validity, no receipt will come) and their parts.
-    "messages": (
-        "WITH m AS (DELETE FROM smpp.messages WHERE message_id IN ("
-        " SELECT message_id FROM smpp.messages"
-        " WHERE updated_at < to_timestamp($1) AND state <> 'ACCEPTED' LIMIT $2)"
-        " RETURNING message_id),"
-        " p AS (DELETE FROM smpp.message_correlations c USING m"
-        " WHERE c.message_id = m.message_id RETURNING 1)"
-        " SELECT (SELECT count(*) FROM m), (SELECT count(*) FROM p)"
-    ),
-    "orphan_receipts": (
-        "WITH d AS (DELETE FROM smpp.orphan_receipts WHERE id IN (SELECT id"
-        " FROM smpp.orphan_receipts WHERE created_at < to_timestamp($1) LIMIT $2) RETURNING 1)"
-        " SELECT count(*), 0 FROM d"
-    ),
-    "mo_messages": (
-        "WITH d AS (DELETE FROM smpp.mo_messages WHERE id IN (SELECT id"
-        " FROM smpp.mo_messages WHERE received_at < to_timestamp($1) LIMIT $2) RETURNING 1)"
-        " SELECT count(*), 0 FROM d"
-    ),
-    "mo_parts": (  # incomplete MO messages whose other parts never came
-        "WITH d AS (DELETE FROM smpp.mo_parts WHERE ctid IN (SELECT ctid"
-        " FROM smpp.mo_parts WHERE created_at < to_timestamp($1) LIMIT $2) RETURNING 1)"
-        " SELECT count(*), 0 FROM d"
-    ),
-    "events": (
-        "WITH d AS (DELETE FROM smpp.events WHERE id IN (SELECT id"
-        " FROM smpp.events WHERE created_at < to_timestamp($1) LIMIT $2) RETURNING 1)"
-        " SELECT count(*), 0 FROM d"
-    ),
-    "webhook_outbox": (  # dead letters no one replayed
-        "WITH d AS (DELETE FROM smpp.webhook_outbox WHERE id IN (SELECT id"
-        " FROM smpp.webhook_outbox WHERE dead_at < to_timestamp($1) LIMIT $2) RETURNING 1)"
-        " SELECT count(*), 0 FROM d"
-    ),
-    "idempotency_keys": (
-        "WITH d AS (DELETE FROM smpp.idempotency_keys WHERE (scope, key) IN (SELECT scope,"
-        " key FROM smpp.idempotency_keys WHERE created_at < to_timestamp($1) LIMIT $2)"
-        " RETURNING 1) SELECT count(*), 0 FROM d"
-    ),
-}
-
-
-async def purge_older_than(
-    pool: asyncpg.Pool, days: float, *, now: float | None = None, batch_size: int = 10_000
-) -> dict[str, int]:
-    """Delete rows older than ``days``; returns the count per table.
-
-    Deleted: messages past ACCEPTED (final, or SUBMITTED with no receipt) last updated
-    before the cutoff, with their parts in ``message_correlations``; orphan receipts,
-    MO messages, events and idempotency keys created before it. ACCEPTED messages are
-    never purged (they still have to be sent). Keep ``days`` above the longest validity
-    period, so no receipt can still arrive for a purged part. Runs in transactions of
-    ``batch_size`` rows so replicas and the writer are not blocked; the daemon calls it
-    daily, and a run from two replicas at once is harmless.
-    """
-    cutoff = (time.time() if now is None else now) - days * 86400
-    counts = {table: 0 for table in _PURGES} | {"message_correlations": 0}
-    for table, sql in _PURGES.items():
-        while True:
-            row = await pool.fetchrow(sql, cutoff, batch_size)
-            assert row is not None
-            counts[table] += row[0]
-            if table == "messages":
-                counts["message_correlations"] += row[1]
-            if row[0] < batch_size:
-                break
-    log.info("purged rows older than %s days: %s", days, counts)
-    return counts

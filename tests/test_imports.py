@@ -28,16 +28,6 @@ PACKAGES = ("smppd", "control", "throttling", "correlation", "vault", "simulator
 DAEMON_PACKAGES = ("smppd", "control", "correlation")
 MAX_LINES = 600
 
-# Cycles being removed on other branches (issue 15); each entry is the exact set of
-# modules of one strongly connected component. A cycle not listed here fails at once,
-# and so does a listed one that grows. Empty these when those branches merge.
-KNOWN_CYCLES: tuple[frozenset[str], ...] = ()
-# Files above MAX_LINES being split on other branches (issue 15): the store facade. A
-# file not listed here fails at once.
-KNOWN_LONG_FILES: frozenset[str] = frozenset({
-    "correlation/pg_store.py",
-    "correlation/sqlite_store.py",
-})
 
 
 def discover() -> list[str]:
@@ -236,17 +226,7 @@ def test_the_cycle_finder_finds_a_cycle() -> None:
 
 
 def test_no_import_cycle() -> None:
-    new = [c for c in CYCLES if c not in KNOWN_CYCLES]
-    assert not new, "\n".join(describe(c, GRAPH) for c in new)
-
-
-@pytest.mark.parametrize("cycle", [
-    pytest.param(c, id="+".join(sorted(c)), marks=pytest.mark.xfail(
-        strict=False, reason="known cycle, removed on another branch of issue 15"))
-    for c in KNOWN_CYCLES
-])
-def test_known_cycle_is_gone(cycle: frozenset[str]) -> None:
-    assert cycle not in CYCLES, describe(cycle, GRAPH)
+    assert not CYCLES, "\n".join(describe(c, GRAPH) for c in CYCLES)
 
 
 def test_daemon_packages_do_not_import_the_simulators() -> None:
@@ -272,14 +252,6 @@ LINES = _line_counts()
 
 
 def test_no_source_file_above_600_lines() -> None:
-    long = {f: n for f, n in LINES.items() if n > MAX_LINES and f not in KNOWN_LONG_FILES}
+    long = {f: n for f, n in LINES.items() if n > MAX_LINES}
     assert not long, f"above {MAX_LINES} lines: {long}"
 
-
-@pytest.mark.parametrize("path", [
-    pytest.param(f, marks=pytest.mark.xfail(
-        strict=False, reason="known long file, split on another branch of issue 15"))
-    for f in sorted(KNOWN_LONG_FILES)
-])
-def test_known_long_file_is_split(path: str) -> None:
-    assert LINES.get(path, 0) <= MAX_LINES, f"{path}: {LINES[path]} lines"
