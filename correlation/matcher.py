@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from correlation.hot_index import HotIndex
 from correlation.id_relation import IdRelations
 from correlation.ids import IdForm, candidate_keys, normalise_id
 from correlation.receipts import DlrStatus, Receipt
@@ -50,6 +51,8 @@ from correlation.store import (
 )
 
 log = logging.getLogger("smppd.matcher")
+
+RECENT_SUBMITS = 20_000  # submits remembered in memory, the latest half at least
 
 # Receipt status -> part state; intermediate receipts leave the part SUBMITTED.
 PART_STATE_BY_STATUS: dict[DlrStatus, str] = {
@@ -112,6 +115,9 @@ class ReceiptMatcher:
         self._held_order: deque[_Held] = deque()  # oldest first
         self.relations = IdRelations()
         self._auto: set[str] = set()  # operators whose receipt ids are read under "auto"
+        # The latest submits this matcher recorded (or is recording), for receipts whose
+        # store lookup ran before the submit's write was visible to it.
+        self._recent = HotIndex(RECENT_SUBMITS)
 
     @property
     def held_count(self) -> int:
@@ -148,6 +154,8 @@ class ReceiptMatcher:
              self._submit_key(operator_id, smsc_id, id_form), now)
             for message_id, part, total, smsc_id in submits
         ]
+        for message_id, part, total, _, _, key, _ in rows:
+            self._recent.put_part(operator_id, key, message_id, part, total)
         await self._store.record_submitted_many(rows)
         held = self._held
         orphans = await self._store.take_orphans_many(operator_id, [row[5] for row in rows])
@@ -189,8 +197,13 @@ class ReceiptMatcher:
         if id_form == "auto":
             self._auto.add(operator_id)
         key_sets = [self._keys(operator_id, receipt.message_id, id_form) for receipt in receipts]
-        refs = await self._store.lookup_parts(operator_id, [keys[:1] for keys in key_sets])
-        # No await between the misses and their holds: a submit recorded meanwhile finds them.
+        looked_up = await self._store.lookup_parts(operator_id, [keys[:1] for keys in key_sets])
+        # A lookup that skips the store's queue (PostgreSQL's pool) can miss a submit
+        # recorded while it ran: the submits this matcher saw are asked too, in the step
+        # that holds the misses (no await between), so neither side can miss the other.
+        recent = self._recent
+        refs = [ref if ref is not None else recent.get(operator_id, keys[0])
+                for ref, keys in zip(looked_up, key_sets, strict=True)]
         now = self._clock()
         misses = [_Held(operator_id, keys, receipt, now)
                   for receipt, keys, ref in zip(receipts, key_sets, refs, strict=True)
@@ -199,12 +212,23 @@ class ReceiptMatcher:
             self._hold(held)
         if misses:
             await self._put_orphans(operator_id, misses)
-        found = [(ref, receipt, keys[0])
+        found = [(ref, receipt, keys)
                  for ref, receipt, keys in zip(refs, receipts, key_sets, strict=True) if ref]
-        applied = iter(await self._apply_many([(ref, receipt) for ref, receipt, _ in found]))
-        for _, receipt, key in found:
-            self._learn(operator_id, receipt, key)
-        return [next(applied) if ref is not None else None for ref in refs]
+        applied = await self._apply_many([(ref, receipt) for ref, receipt, _ in found])
+        # A part the store does not have (yet: its submit's write is still to come, or
+        # is being retried): the receipt is held and kept as an orphan, not dropped.
+        unknown = [_Held(operator_id, keys, receipt, now)
+                   for (_, receipt, keys), result in zip(found, applied, strict=True)
+                   if result is None]
+        for held in unknown:
+            self._hold(held)
+        if unknown:
+            await self._put_orphans(operator_id, unknown)
+        for (_, receipt, keys), result in zip(found, applied, strict=True):
+            if result is not None:
+                self._learn(operator_id, receipt, keys[0])
+        answers = iter(applied)
+        return [next(answers) if ref is not None else None for ref in refs]
 
     async def expire_held(
         self, now: float,

@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 from test_store_contract import message, migrated_database, truncate
 
+from correlation.hot_index import HotIndex
 from correlation.pg_store import PgStore
-from correlation.sqlite_store import SqliteStore, _HotIndex
+from correlation.sqlite_store import SqliteStore
 from correlation.store import FAILED, CorrelationStore, MessageRecord, PartRef
 
 
@@ -80,7 +81,7 @@ async def test_an_empty_backlog(store: CorrelationStore) -> None:
 
 
 def test_hot_index_keeps_between_half_and_all_of_its_size() -> None:
-    hot = _HotIndex(4)
+    hot = HotIndex(4)
 
     def kept() -> list[int]:
         return [i for i in range(20) if hot.get("op", f"k{i}") is not None]
@@ -95,7 +96,7 @@ def test_hot_index_keeps_between_half_and_all_of_its_size() -> None:
 
 
 def test_hot_index_keeps_multipart_refs_and_the_latest_submit() -> None:
-    hot = _HotIndex(100)
+    hot = HotIndex(100)
     hot.put("op", "k1", PartRef("m1", 2, 3))
     hot.put("op", "k2", PartRef("m2", 1, 1))
     hot.put("op", "k2", PartRef("m3", 1, 2))  # the same SMSC id again: the latest wins
@@ -104,6 +105,6 @@ def test_hot_index_keeps_multipart_refs_and_the_latest_submit() -> None:
 
 
 def test_hot_index_of_size_zero_keeps_nothing() -> None:
-    hot = _HotIndex(0)
+    hot = HotIndex(0)
     hot.put("op", "k1", PartRef("m1", 1, 1))
     assert hot.get("op", "k1") is None
