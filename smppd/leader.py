@@ -254,7 +254,7 @@ class BacklogSweep:
             await sleep(self.interval)
 
 
-class Intake(Protocol):
+class CommandSource(Protocol):
     """The operator's own source of dispatch commands (its NATS consumer)."""
 
     def start(self) -> None: ...
@@ -268,7 +268,7 @@ class OperatorLead:
     swept while leader; nothing of it kept in memory while a peer leads (the rows
     stay ACCEPTED for that peer)."""
 
-    def __init__(self, op: Operator, sweep: BacklogSweep, *, intake: Intake | None = None,
+    def __init__(self, op: Operator, sweep: BacklogSweep, *, intake: CommandSource | None = None,
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.op = op
         self.sweep = sweep

@@ -3,7 +3,7 @@
 - Streams are created if missing: dispatch commands on ``smpp.operator.{operatorId}``
   (plus ``smpp.dispatch.invalid``), receipts on ``sms.dlr.inbound``, MO on
   ``sms.mo.inbound``; the receipt and MO streams dedupe on ``Nats-Msg-Id``.
-- Durable pull consumers feed the dispatcher (``Intake``). Active/active: one,
+- Durable pull consumers feed the dispatcher (``PullConsumer``). Active/active: one,
   ``{consumer}`` on ``{dispatch_subject}.*``, shared by every replica. Active/standby:
   each operator has its own, ``{consumer}-{operatorId}`` on its subject, run only by
   the replica holding the operator's lease; the shared one stays on every replica as
@@ -96,7 +96,7 @@ class NatsBus:
         self.nc: Client | None = None
         self.js: JetStreamContext | None = None
         self.publisher: AckedPublisher | None = None
-        self.intakes: dict[str, Intake] = {}  # durable name -> its running intake
+        self.intakes: dict[str, PullConsumer] = {}  # durable name -> its running intake
         # Operator id -> first stream sequence its own consumer delivers: the shared
         # consumer acks that operator's commands from there on unread.
         self.covered: dict[str, int] = {}
@@ -132,7 +132,7 @@ class NatsBus:
 
     @property
     def paused(self) -> bool:
-        """Intake waits for room in the operators' queues."""
+        """A pull consumer waits for room in the operators' queues."""
         return any(intake.paused for intake in self.intakes.values())
 
     async def stop_consumer(self) -> None:
@@ -211,7 +211,7 @@ class NatsBus:
         def has_room() -> bool:
             return sum(len(op.queue) for op in dispatcher.operators.values()) < limit
 
-        intake = Intake(durable, bind, handle, has_room)
+        intake = PullConsumer(durable, bind, handle, has_room)
         self.intakes[durable] = intake
         intake.start()
 
@@ -385,7 +385,7 @@ class NatsBus:
         await msg.term()
 
 
-class Intake:
+class PullConsumer:
     """One durable pull consumer feeding the dispatcher.
 
     Fetched batches are handled up to ``BATCHES_IN_FLIGHT`` at once: a batch's
@@ -515,7 +515,8 @@ def _event_id(kind: str, event: dict[str, Any]) -> str:
 
 
 class OperatorIntake:
-    """An operator's own consumer as ``smppd.leader.Intake``: run while its lease is ours."""
+    """An operator's own consumer as ``smppd.leader.CommandSource``: run while its lease
+    is ours."""
 
     def __init__(self, bus: NatsBus, op_id: str, dispatcher: Commands) -> None:
         self.bus = bus
