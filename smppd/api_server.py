@@ -26,7 +26,7 @@ class ApiServer:
     async def start(self, view: GatewayView) -> None:
         from control.access import make_runner
         from control.app import create_app
-        from smppd.controlplane import authenticator
+        from smppd.control_wiring import authenticator
 
         api = self.config.api
         app = create_app(view, authenticator(self.config), api.metrics_public)

@@ -19,7 +19,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from smppd import controlplane
+from smppd import control_wiring
 from smppd.watchdog import DEFAULT_PERIOD, LoopWatchdog, watchdog_period
 from smppd.wiring import Components
 
@@ -49,7 +49,7 @@ class Lifecycle:
                 started.push_async_callback(p.redis.aclose)
             await p.store.open()
             started.push_async_callback(p.store.close)
-            await controlplane.start(p.control, p.fleet.config)
+            await control_wiring.start(p.control, p.fleet.config)
             started.push_async_callback(p.control.stop)
             resumed = await p.dispatcher.resume_pending()
             if resumed:

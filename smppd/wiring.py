@@ -20,7 +20,7 @@ from control.routing import Circuits
 from correlation.matcher import ReceiptMatcher
 from correlation.sqlite_store import SqliteStore
 from correlation.store import CorrelationStore
-from smppd import controlplane
+from smppd import control_wiring
 from smppd.api_server import ApiServer
 from smppd.config import Config
 from smppd.credentials import VaultCredentials
@@ -96,11 +96,11 @@ def build(config: Config, *, store: CorrelationStore | None = None,
     operators: dict[str, Operator] = {}  # filled by the fleet, read by the dispatcher
     routing = config.routing
     circuits = Circuits(routing.circuit_failures, routing.circuit_cooldown)
-    control = controlplane.build(config, metrics.registry, lambda: operators, circuits)
+    control = control_wiring.build(config, metrics.registry, lambda: operators, circuits)
     dispatcher = Dispatcher(
         store, matcher, sink, metrics, operators=operators,
-        selector=controlplane.selector(control), circuit=circuits.record,
-        lease_check=controlplane.lease_check(control) if config.leases is not None else None,
+        selector=control_wiring.selector(control), circuit=circuits.record,
+        lease_check=control_wiring.lease_check(control) if config.leases is not None else None,
         callback_check=callback_check, max_unrecorded=config.store.max_unrecorded)
     fleet = Fleet(running, dispatcher, store, metrics, operators=operators, redis=redis,
                   vault=vault, bus=bus)

@@ -25,7 +25,7 @@ from smppd.message import Outbound
 from smppd.operator import Operator
 from smppd.seams import LeaseCheck, Selector
 
-log = logging.getLogger("smppd.controlplane")
+log = logging.getLogger("smppd.controlplane")  # the name its log lines have always had
 
 
 def authenticator(config: Config) -> Authenticator:
