@@ -15,11 +15,13 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from throttling.backoff import Backoff
+
 T = TypeVar("T")
 
 log = logging.getLogger("smppd.dispatch")
 
-FIRST_PAUSE = 0.05  # seconds before the first retry
+FIRST_PAUSE = 0.05  # seconds: the shortest pause between two tries (jittered above)
 MAX_PAUSE = 5.0
 
 
@@ -28,7 +30,7 @@ async def until_durable(what: str, write: Callable[[], Awaitable[T]], *,
                         **context: Any) -> T:
     """``await write()`` until it returns; one WARNING when it first fails and one
     INFO when it is through, with the number of attempts."""
-    pause = FIRST_PAUSE
+    backoff = Backoff(FIRST_PAUSE, MAX_PAUSE)
     attempts = 0
     while True:
         attempts += 1
@@ -38,8 +40,7 @@ async def until_durable(what: str, write: Callable[[], Awaitable[T]], *,
             if attempts == 1:
                 log.warning("write failed, retrying until it is durable", extra={
                     "event": "write_retrying", "what": what, "error": repr(exc), **context})
-            await sleep(pause)
-            pause = min(MAX_PAUSE, pause * 2)
+            await sleep(backoff.next_delay())
             continue
         if attempts > 1:
             log.info("write durable after retries", extra={
