@@ -418,8 +418,7 @@ class SqliteStore:
     async def put_orphan(
         self, operator_id: str, smsc_keys: Sequence[str], receipt: dict[str, Any], at: float
     ) -> None:
-        self._orphans += 1
-        await self._call(ops._put_orphan, operator_id, tuple(smsc_keys), json.dumps(receipt), at)
+        await self.put_orphans(operator_id, [(smsc_keys, receipt, at)])
 
     async def put_orphans(
         self, operator_id: str, orphans: Sequence[tuple[Sequence[str], dict[str, Any], float]]

@@ -163,8 +163,9 @@ class Inbound:
                 events.append((part.operator_id, self._mo_event(
                     part.operator_id, part.source, part.destination, part.data_coding, body,
                     part.at)))
-        for operator_id, event in events:
-            await self.sink.publish_many("mo", [event])
+        if events:  # one write for all of them
+            await self.sink.publish_many("mo", [event for _, event in events])
+        for operator_id, _ in events:
             self.children.get(self.metrics.mo, operator_id).inc()
         await self._forget_mo(whole, dropped)
         return len(stored)
