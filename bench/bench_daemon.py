@@ -108,7 +108,7 @@ def _daemon_config(port: int, binds: int, state_dir: str) -> Any:
 
 async def _daemon_run(port: int, binds: int, count: int, e2e: bool, state_dir: str,
                       profile: str | None) -> dict[str, Any]:
-    from smppd.daemon import Daemon
+    from smppd.runtime.daemon import Daemon
 
     daemon = Daemon(_daemon_config(port, binds, state_dir))
     op = daemon.operators["bench"]

@@ -163,7 +163,7 @@ def daemon_config(port: int, binds: int, dsn: str, redis_prefix: str,
 
 
 def command(i: int) -> bytes:
-    from smppd.nats_bus import DISPATCH_SCHEMA
+    from smppd.cluster.nats_bus import DISPATCH_SCHEMA
 
     return json.dumps({"schema": DISPATCH_SCHEMA, "message": {
         "message_id": f"m{i:08d}", "tenant_id": "bench", "source": "SMPPD",
@@ -180,7 +180,7 @@ async def _run(port: int, sim_pid: int, binds: int, count: int,
 
     import nats
 
-    from smppd.daemon import Daemon
+    from smppd.runtime.daemon import Daemon
 
     tag = secrets.token_hex(4)
     names, redis_prefix = nats_names(tag), f"smppd_bench_{tag}"

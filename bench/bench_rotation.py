@@ -44,7 +44,7 @@ from control.view import InputError  # noqa: E402
 from simulators import AccountConfig, MnoConfig, ReceiptConfig, SimConfig  # noqa: E402
 from simulators.server import SmscSimulator  # noqa: E402
 from smppd.config import Config  # noqa: E402
-from smppd.daemon import Daemon  # noqa: E402
+from smppd.runtime.daemon import Daemon  # noqa: E402
 from vault import rotate  # noqa: E402
 
 OPERATORS = ["roshan", "etisalat", "mtn", "awcc", "salaam"]

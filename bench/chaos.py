@@ -58,7 +58,7 @@ import aiohttp
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from simulators.tally import Tally, tally
-from smppd.nats_bus import DISPATCH_SCHEMA
+from smppd.cluster.nats_bus import DISPATCH_SCHEMA
 
 BIN = Path(sys.executable).parent
 SMSC = Path(__file__).resolve().parent / "chaos_smsc.py"
@@ -773,7 +773,7 @@ DEPENDENCY_CUTS = {  # row name -> the proxies cut together
     "PostgreSQL cut": ("postgres",), "Redis cut": ("redis",), "NATS cut": ("nats",),
     "Vault cut": ("vault",), "PostgreSQL + Redis cut": ("postgres", "redis")}
 READY_NAME = {"postgres": "store", "redis": "redis", "nats": "nats", "vault": "vault"}
-REQUIRED = ("postgres", "nats")  # /readyz is 503 without them (smppd.daemon.readiness)
+REQUIRED = ("postgres", "nats")  # /readyz is 503 without them (smppd.runtime.daemon.readiness)
 
 
 @contextlib.asynccontextmanager

@@ -249,7 +249,7 @@ class Status(Closed):
 
 
 class MessageIn(Closed):
-    """The body of POST /v1/messages (the daemon validates it: smppd/message.py)."""
+    """The body of POST /v1/messages (the daemon validates it: smppd/intake/message.py)."""
     message_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9._:\-]{1,64}$")] | Absent = None
     tenant_id: str = Field(pattern=TENANT)
     source: str = Field(json_schema_extra={"anyOf": SOURCE_FORMS})

@@ -359,7 +359,7 @@ class CorrelationStore(Protocol):
     ) -> list[tuple[str, float]]:
         """The operator's ACCEPTED messages created before ``created_before``, oldest
         first, at most ``limit``: (message_id, created_at). The active/standby lease
-        holder sends them, whichever replica accepted them (smppd.leader)."""
+        holder sends them, whichever replica accepted them (smppd.cluster.leader)."""
 
     async def accepted_after(
         self, operator_id: str | None, after: tuple[float, str] | None, limit: int

@@ -31,7 +31,7 @@ from pydantic.dataclasses import dataclass
 
 from smppd.tls import TlsFileError, server_context
 
-from .ids import parse_id_format
+from .id_formats import parse_id_format
 
 BIND_TYPES = frozenset({"transmitter", "receiver", "transceiver"})
 ReceiptStat = Literal["DELIVRD", "UNDELIV", "EXPIRED", "REJECTD"]

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-from smppd.connection import BaseHandler, SmppConnection
+from smppd.link.connection import BaseHandler, SmppConnection
 from smppd.protocol.constants import HEADER_LEN, CommandId, Status
 from smppd.protocol.encoding import choose_coding, encode_text
 from smppd.protocol.errors import PduDecodeError
@@ -41,8 +41,8 @@ from smppd.protocol.window import Pending
 
 from .config import AccountConfig, Behaviour, MnoConfig
 from .counters import AccountCounters, Totals
-from .ids import parse_id_format
-from .receipts import DueQueue, ReceiptMaker, SubmitLike, peek_submit
+from .id_formats import parse_id_format
+from .receipt_maker import DueQueue, ReceiptMaker, SubmitLike, peek_submit
 from .recorder import Recorder, message_details
 
 log = logging.getLogger("simulators.mno")

@@ -1,9 +1,9 @@
 """The Protocols the daemon's parts meet through.
 
-Each part is handed its collaborators at construction (``smppd.wiring`` builds
+Each part is handed its collaborators at construction (``smppd.runtime.wiring`` builds
 them) typed by what it asks of them, not by the class that happens to answer: the
 store is a ``correlation.store.CorrelationStore``, the event sink a
-``smppd.events.EventSink``, and the rest are here.
+``smppd.intake.events.EventSink``, and the rest are here.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ from typing import Any, Protocol
 from correlation.ids import IdForm
 from correlation.matcher import MatchResult
 from correlation.receipts import Receipt
-from smppd.message import Outbound
-from smppd.operator import Operator
+from smppd.intake.message import Outbound
+from smppd.link.operator import Operator
 
 # SelectOperator: the operator the control plane's routing picks (None: the prefixes decide).
 Selector = Callable[[Outbound], str | None]

@@ -15,7 +15,7 @@ from e2e_helpers import mno, operator, running_sim, submits, wait_bound, wait_fo
 
 from simulators.server import SmscSimulator
 from smppd.config import load_config
-from smppd.daemon import Daemon
+from smppd.runtime.daemon import Daemon
 
 GOOD: dict[str, Any] = {"tenant_id": "t1", "source": "SMPPD", "destination": "+93701234567",
                         "text": "hello"}

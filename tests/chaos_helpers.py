@@ -23,7 +23,7 @@ import toxiproxy
 from simulators.faultproxy import FaultProxy
 from simulators.server import SmscSimulator
 from simulators.tally import Tally, tally
-from smppd.daemon import Daemon
+from smppd.runtime.daemon import Daemon
 
 T = TypeVar("T")
 

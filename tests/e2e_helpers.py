@@ -26,7 +26,7 @@ from correlation.store import FINAL_STATES
 from simulators import AccountConfig, Behaviour, MnoConfig, ReceiptConfig, SimConfig
 from simulators.server import SmscSimulator
 from smppd.config import load_config
-from smppd.daemon import Daemon
+from smppd.runtime.daemon import Daemon
 
 SYSTEM_ID = "esme"
 PASSWORD = "secret"

@@ -21,7 +21,7 @@ from e2e_helpers import (
 )
 
 from simulators.server import SmscSimulator
-from smppd.daemon import Daemon
+from smppd.runtime.daemon import Daemon
 
 GOOD: dict[str, Any] = {"tenant_id": "t1", "source": "SMPPD", "destination": "+93701234567",
                         "text": "hello"}

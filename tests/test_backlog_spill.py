@@ -29,13 +29,13 @@ from e2e_helpers import (
 from correlation.sqlite_store import SqliteStore
 from correlation.store import ACCEPTED, FAILED, MessageRecord
 from smppd.config import Config, load_config
-from smppd.daemon import Daemon
-from smppd.dispatch import Dispatcher
-from smppd.events import StoredEvents
+from smppd.intake.dispatch import Dispatcher
+from smppd.intake.events import StoredEvents
+from smppd.link.operator import Operator
+from smppd.link.parts import OutboundPart
+from smppd.link.spill import SpillFile
 from smppd.metrics import Metrics
-from smppd.operator import Operator
-from smppd.parts import OutboundPart
-from smppd.spill import SpillFile
+from smppd.runtime.daemon import Daemon
 
 THREE_PARTS = "Long enough to need three segments of a GSM text. " * 7  # 357 characters
 

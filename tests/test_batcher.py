@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from smppd.batcher import Batcher
+from smppd.intake.batcher import Batcher
 
 
 async def test_items_arriving_during_a_batch_form_the_next_batch() -> None:
@@ -44,8 +44,8 @@ async def test_items_arriving_during_a_batch_form_the_next_batch() -> None:
 async def test_shutdown_does_not_wait_forever_for_a_held_receipt() -> None:
     """A deliver_sm whose receipt is held waits for a submit that may never come; at
     shutdown settle() gives up on it after its timeout (the SMSC redelivers)."""
-    from smppd.dispatch import Dispatcher
-    from smppd.events import ShadowSink
+    from smppd.intake.dispatch import Dispatcher
+    from smppd.intake.events import ShadowSink
     from smppd.metrics import Metrics
 
     dispatcher = Dispatcher(None, None, ShadowSink(), Metrics())

@@ -27,9 +27,9 @@ from e2e_helpers import (
 )
 
 from simulators import Behaviour
-from smppd.daemon import Daemon
 from smppd.protocol.constants import Status
 from smppd.protocol.pdu import Bind, decode, encode
+from smppd.runtime.daemon import Daemon
 
 RECONNECT_MIN = 0.05
 

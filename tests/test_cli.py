@@ -88,7 +88,7 @@ def test_demo_runs_and_prints_the_table(tmp_path: Path) -> None:
 
 
 def test_demo_does_not_import_the_simulators() -> None:
-    code = ("import sys, smppd.demo, smppd.cli; "
+    code = ("import sys, smppd.runtime.demo, smppd.runtime.cli; "
             "print(sorted(m for m in sys.modules if m.split('.')[0] == 'simulators'))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                             check=True)
@@ -179,7 +179,7 @@ def test_every_option_has_help() -> None:
     import argparse
 
     from simulators.cli import parser as sim_parser
-    from smppd.cli import parser as smppd_parser
+    from smppd.runtime.cli import parser as smppd_parser
 
     def walk(p: argparse.ArgumentParser, where: str) -> list[str]:
         missing = []
@@ -239,7 +239,7 @@ def test_demo_from_a_built_wheel(tmp_path: Path) -> None:
 
 def test_demo_takes_free_ports_when_the_defaults_are_taken(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    from smppd import demo
+    from smppd.runtime import demo
 
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))

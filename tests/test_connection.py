@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from smppd.connection import (
+from smppd.link.connection import (
     BaseHandler,
     ConnectionClosedError,
     ResponseTimeoutError,

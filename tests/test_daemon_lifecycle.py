@@ -35,7 +35,7 @@ from correlation.sqlite_store import SqliteStore
 from simulators import Behaviour
 from simulators.server import SmscSimulator
 from smppd.config import load_config
-from smppd.daemon import Daemon
+from smppd.runtime.daemon import Daemon
 
 
 @pytest.fixture

@@ -1,4 +1,4 @@
-"""The dialer seam (smppd.dialer): a bind reaches its SMSC only through the
+"""The dialer seam (smppd.link.dialer): a bind reaches its SMSC only through the
 operator's dialer, so a test's in-memory pipe (here a socket pair straight into the
 simulator, no listening port) is the same code path as TCP and TLS."""
 
@@ -13,9 +13,9 @@ from e2e_helpers import PASSWORD, SYSTEM_ID, mno, running_sim, wait_for
 
 from simulators import Mno
 from smppd.config import Config
-from smppd.connection import SmppConnection
-from smppd.operator import Operator
-from smppd.parts import OutboundPart
+from smppd.link.connection import SmppConnection
+from smppd.link.operator import Operator
+from smppd.link.parts import OutboundPart
 from smppd.protocol.pdu import DeliverSm, Pdu, SubmitSm, encode
 
 P = TypeVar("P", bound=asyncio.BaseProtocol)

@@ -34,7 +34,7 @@ from simulators.faultproxy.toxics import (
     send_seconds,
     slice_sizes,
 )
-from smppd.connection import BaseHandler, ConnectionClosedError, SmppConnection
+from smppd.link.connection import BaseHandler, ConnectionClosedError, SmppConnection
 from smppd.protocol.constants import Status
 from smppd.protocol.pdu import BindTransceiver, EnquireLink
 from smppd.protocol.session import Role, Session

@@ -1,4 +1,4 @@
-"""The daemon's GC settings after start (smppd.gc_tuning)."""
+"""The daemon's GC settings after start (smppd.runtime.gc_tuning)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from smppd.gc_tuning import FIRST_THRESHOLD, tune_after_start
+from smppd.runtime.gc_tuning import FIRST_THRESHOLD, tune_after_start
 
 
 @pytest.fixture

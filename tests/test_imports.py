@@ -1,5 +1,6 @@
 """The import structure: every module imports on its own, no import cycle, no import of the
-simulators from the daemon's packages, no source file above 600 lines.
+simulators from the daemon's packages, the daemon's subpackages in layers (a lower one
+never imports a higher one), no source file above 600 lines.
 
 Modules are found on disk with pkgutil, so new ones are covered without editing this file.
 The import graph is read from the source with ``ast``: every ``import`` and ``from ...
@@ -188,7 +189,7 @@ CYCLES = strongly_connected(GRAPH)
 
 
 def test_discovery_finds_the_protocol_layer() -> None:
-    assert {"smppd", "smppd.protocol.pdu", "smppd.connection"} <= set(MODULES)
+    assert {"smppd", "smppd.protocol.pdu", "smppd.link.connection"} <= set(MODULES)
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -206,17 +207,17 @@ def test_the_graph_sees_every_kind_of_import() -> None:
         "from typing import TYPE_CHECKING\n"
         "import smppd.protocol.pdu\n"
         "from . import connection\n"
-        "from .protocol.constants import Status\n"
-        "from ..control import app\n"
+        "from ..protocol.constants import Status\n"
+        "from ...control import app\n"
         "if TYPE_CHECKING:\n"
-        "    from smppd.bind import BindWorker\n"
+        "    from smppd.link.bind import BindWorker\n"
         "def later():\n"
         "    import simulators.server\n"
     )
-    edges = imports_in(source, "smppd", set(MODULES))
+    edges = imports_in(source, "smppd.link", set(MODULES))
     assert {e.target for e in edges} == {
-        "typing", "smppd.protocol.pdu", "smppd.connection", "smppd.protocol.constants",
-        "control.app", "smppd.bind", "simulators.server"}
+        "typing", "smppd.protocol.pdu", "smppd.link.connection", "smppd.protocol.constants",
+        "control.app", "smppd.link.bind", "simulators.server"}
     assert [e.line for e in edges if e.target == "simulators.server"] == [9]
 
 
@@ -237,6 +238,45 @@ def test_daemon_packages_do_not_import_the_simulators() -> None:
         for edge in imports_of(m, modules) if edge.target.split(".")[0] == "simulators"
     ]
     assert not found, "\n".join(found)
+
+
+# smppd's subpackages, lowest first: each may import those before it, never one after it.
+# protocol: pure SMPP; link: a bind to an SMSC; intake: messages in and receipts back;
+# cluster and webhooks: to the platform and to HTTP callbacks; runtime: wiring, lifecycle,
+# CLI. smppd.config and the top-level modules (seams, metrics) are below all of them but
+# protocol.
+LAYERS = ("protocol", "config", "link", "intake", "cluster", "webhooks", "runtime")
+
+
+def layer_of(module: str) -> int | None:
+    parts = module.split(".")
+    if parts[0] != "smppd" or len(parts) < 2:
+        return None
+    if parts[1] in LAYERS:
+        return LAYERS.index(parts[1])
+    return None  # a top-level module of smppd (seams, metrics, smppctl): not layered
+
+
+def test_the_layers_name_every_subpackage() -> None:
+    subpackages = {m.split(".")[1] for m in MODULES
+                   if m.startswith("smppd.") and source_of(".".join(m.split(".")[:2])).name
+                   == "__init__.py"}
+    assert subpackages == set(LAYERS)
+
+
+def test_smppd_subpackages_import_only_lower_layers() -> None:
+    # cluster and webhooks are side by side: neither imports the other.
+    upward = []
+    for module in MODULES:
+        own = layer_of(module)
+        if own is None:
+            continue
+        for target, line in GRAPH[module].items():
+            other = layer_of(target)
+            if other is not None and other != own and (
+                    other > own or {LAYERS[own], LAYERS[other]} == {"cluster", "webhooks"}):
+                upward.append(f"{source_of(module).relative_to(ROOT)}:{line} imports {target}")
+    assert not upward, "\n".join(upward)
 
 
 def _line_counts() -> dict[str, int]:

@@ -11,7 +11,7 @@ import pytest
 from conftest import FakeClock
 from prometheus_client import CollectorRegistry
 
-from smppd.inbound import UNPARSEABLE_LOG_PERIOD, Inbound
+from smppd.intake.inbound import UNPARSEABLE_LOG_PERIOD, Inbound
 from smppd.metric_children import MetricChildren
 from smppd.metrics import Metrics
 from smppd.protocol.constants import ESM_DELIVERY_RECEIPT, Status

@@ -10,7 +10,7 @@ import smpplib.client
 import smpplib.command
 import smpplib.smpp
 
-from smppd.connection import BaseHandler, SmppConnection
+from smppd.link.connection import BaseHandler, SmppConnection
 from smppd.protocol import pdu as p
 from smppd.protocol.constants import ESM_DELIVERY_RECEIPT, Status, Tag
 from smppd.protocol.session import Role, Session

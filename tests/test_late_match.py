@@ -1,7 +1,7 @@
 """A receipt that comes before its submit is known here is held; when another replica
 (sharing the store) recorded the submit meanwhile, the receipt matches as its hold
 expires, and the daemon publishes the DLR event: the housekeeping hands the late
-match from the matcher to the dispatcher (smppd.lifecycle)."""
+match from the matcher to the dispatcher (smppd.runtime.lifecycle)."""
 
 from __future__ import annotations
 

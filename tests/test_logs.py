@@ -15,8 +15,8 @@ import aiohttp
 import pytest
 
 from smppd.config import Config
-from smppd.daemon import Daemon
-from smppd.logs import mask_msisdns, setup_logging
+from smppd.runtime.daemon import Daemon
+from smppd.runtime.logs import mask_msisdns, setup_logging
 
 ROOT = Path(__file__).resolve().parent.parent
 LEVELS = ("debug", "info", "warning", "error", "exception", "critical")

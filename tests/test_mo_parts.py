@@ -1,4 +1,4 @@
-"""Concatenated MO messages joined from their parts (smppd.mo_parts)."""
+"""Concatenated MO messages joined from their parts (smppd.intake.mo_parts)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from types import SimpleNamespace
 import pytest
 
 from correlation.sqlite_store import SqliteStore
-from smppd.dispatch import Dispatcher
+from smppd.intake.dispatch import Dispatcher
+from smppd.intake.mo_parts import Key, MoParts
 from smppd.metrics import Metrics
-from smppd.mo_parts import Key, MoParts
 from smppd.protocol.constants import Status
 from smppd.protocol.pdu import DeliverSm, DeliverSmResp
 from smppd.protocol.split import split_message

@@ -16,7 +16,7 @@ import pytest
 from e2e_helpers import mno, nats_names, operator, running_daemon, running_sim, submits, wait_for
 from e2e_helpers import write_config as write_base_config
 
-from smppd.nats_bus import DISPATCH_SCHEMA, InvalidCommand, parse_command
+from smppd.cluster.nats_bus import DISPATCH_SCHEMA, InvalidCommand, parse_command
 
 NATS_URL = os.environ.get("SMPPD_TEST_NATS_URL", "nats://127.0.0.1:4222")
 

@@ -12,7 +12,7 @@ import pytest
 from nats.js.api import StreamConfig
 from nats.js.errors import NoStreamResponseError
 
-from smppd.nats_publish import AckedPublisher
+from smppd.cluster.nats_publish import AckedPublisher
 
 NATS_URL = os.environ.get("SMPPD_TEST_NATS_URL", "nats://127.0.0.1:4222")
 

@@ -42,9 +42,9 @@ from test_store_contract import REDIS_URL, fresh_database, redis_prefix
 from correlation.migrate import migrate
 from correlation.sqlite_store import SqliteStore
 from simulators.server import SmscSimulator
+from smppd.cluster.leader import OperatorLead
 from smppd.config import load_config
-from smppd.daemon import Daemon
-from smppd.leader import OperatorLead
+from smppd.runtime.daemon import Daemon
 
 pytestmark = pytest.mark.services
 LEASE = 1.0

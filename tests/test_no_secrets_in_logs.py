@@ -19,7 +19,7 @@ from conftest import LOG_SCAN, SecretScan, conf_secrets, register_secret
 from simulators import AccountConfig, MnoConfig, ReceiptConfig, SimConfig
 from simulators.server import SmscSimulator
 from smppd.config import load_config
-from smppd.daemon import Daemon
+from smppd.runtime.daemon import Daemon
 
 GOOD = register_secret("Gd-7q!x")
 WRONG = register_secret("Wr-4z?k")

@@ -19,9 +19,9 @@ import pytest
 from simulators import AccountConfig, MnoConfig, ReceiptConfig, SimConfig
 from simulators.server import SmscSimulator
 from smppd.config import Config, load_config
-from smppd.daemon import Daemon
-from smppd.notify import Notifier
-from smppd.reload import plan
+from smppd.runtime.daemon import Daemon
+from smppd.runtime.notify import Notifier
+from smppd.runtime.reload import plan
 
 NAMES = ("alpha", "beta", "gamma")
 

@@ -34,7 +34,7 @@ from test_store_contract import REDIS_URL, fresh_database, redis_prefix
 from correlation.migrate import migrate
 from correlation.store import FINAL_STATES
 from simulators.server import SmscSimulator
-from smppd.leader import LeaderLease, Standby
+from smppd.cluster.leader import LeaderLease, Standby
 
 pytestmark = pytest.mark.services
 ACCOUNT = "esme"  # e2e_helpers.SYSTEM_ID

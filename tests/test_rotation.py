@@ -15,7 +15,7 @@ import pytest
 from vault_fixtures import BaoServer, bao, free_port, setup_approle  # noqa: F401
 
 from simulators import SmscSimulator, parse_config
-from smppd.connection import BaseHandler, SmppConnection
+from smppd.link.connection import BaseHandler, SmppConnection
 from smppd.protocol.constants import Status
 from smppd.protocol.pdu import BindTransceiver, Pdu
 from smppd.protocol.session import Role, Session

@@ -13,9 +13,9 @@ import pytest
 from correlation.receipts import parse_receipt
 from simulators import Behaviour, ConfigError, SmscSimulator, load_config, parse_config
 from simulators.counters import AccountCounters
-from simulators.ids import parse_id_format
-from simulators.receipts import SubmitView, peek_submit
-from smppd.connection import BaseHandler, ConnectionClosedError, SmppConnection
+from simulators.id_formats import parse_id_format
+from simulators.receipt_maker import SubmitView, peek_submit
+from smppd.link.connection import BaseHandler, ConnectionClosedError, SmppConnection
 from smppd.protocol.constants import ESM_DELIVERY_RECEIPT, ESM_UDHI, CommandId, Status, Tag
 from smppd.protocol.encoding import decode_text
 from smppd.protocol.pdu import (

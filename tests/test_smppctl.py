@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 from control_helpers import FakeView, authenticator, serve_in_thread
 
-from control.smppctl import API_ERROR, AUTH, OK, UNREACHABLE, USAGE, main
+from smppd.smppctl import API_ERROR, AUTH, OK, UNREACHABLE, USAGE, main
 
 
 @pytest.fixture(scope="module")
@@ -210,7 +210,7 @@ def test_global_options_after_the_command_and_version(live: tuple[str, FakeView]
 def test_every_option_has_help() -> None:
     import argparse
 
-    from control.smppctl import parser
+    from smppd.smppctl import parser
 
     def walk(p: argparse.ArgumentParser, where: str) -> list[str]:
         missing = []

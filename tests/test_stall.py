@@ -26,7 +26,7 @@ from e2e_helpers import (
 )
 
 from simulators.server import SmscSimulator
-from smppd.daemon import Daemon
+from smppd.runtime.daemon import Daemon
 
 WINDOW = 5
 

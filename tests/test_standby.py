@@ -27,13 +27,13 @@ from test_store_contract import REDIS_URL, fresh_database, message, redis_prefix
 from correlation.pg_store import PgStore
 from correlation.sqlite_store import SqliteStore
 from simulators.server import SmscSimulator
+from smppd.cluster.leader import BacklogSweep, LeaderLease, OperatorLead, Standby
 from smppd.config import Config, OperatorConfig, load_config
-from smppd.daemon import Daemon
-from smppd.dispatch import Dispatcher
-from smppd.events import ShadowSink
-from smppd.leader import BacklogSweep, LeaderLease, OperatorLead, Standby
+from smppd.intake.dispatch import Dispatcher
+from smppd.intake.events import ShadowSink
+from smppd.link.operator import Operator
 from smppd.metrics import Metrics
-from smppd.operator import Operator
+from smppd.runtime.daemon import Daemon
 
 pytestmark = pytest.mark.services
 LEASE = 1.0

@@ -22,7 +22,7 @@ from browser import Page, headless_chromium
 from e2e_helpers import free_port, mno, operator, running_daemon, running_sim, wait_for
 from e2e_helpers import submit as submit_direct
 
-from smppd.daemon import Daemon
+from smppd.runtime.daemon import Daemon
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
 TOKENS = {"watcher": ("read-token", ["read"]), "oncall": ("operate-token", ["operate"])}

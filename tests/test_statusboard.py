@@ -8,7 +8,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from smppd.statusboard import StatusBoard, rfc3339
+from smppd.runtime.statusboard import StatusBoard, rfc3339
 
 
 @dataclass

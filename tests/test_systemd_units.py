@@ -35,9 +35,9 @@ from control.metrics import ControlMetrics
 from simulators import AccountConfig, MnoConfig, ReceiptConfig, SimConfig
 from simulators.server import SmscSimulator
 from smppd.config import DaemonSection, load_config
-from smppd.daemon import Daemon
 from smppd.metrics import Metrics
-from smppd.watchdog import LoopWatchdog, RateMeter, status_line, watchdog_period
+from smppd.runtime.daemon import Daemon
+from smppd.runtime.watchdog import LoopWatchdog, RateMeter, status_line, watchdog_period
 
 ROOT = Path(__file__).resolve().parent.parent
 UNITS = ROOT / "systemd"

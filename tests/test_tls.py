@@ -30,7 +30,7 @@ from tls_certs import Issued, Pki
 
 from simulators import SimConfig, SmscSimulator
 from smppd.config import ConfigError, load_config
-from smppd.daemon import Daemon
+from smppd.runtime.daemon import Daemon
 
 
 @pytest.fixture

@@ -22,9 +22,9 @@ import pytest
 from e2e_helpers import operator, write_config
 
 from smppd.config import ConfigError, OperatorConfig, load_config
-from smppd.connection import SmppConnection
-from smppd.operator import Operator
-from smppd.parts import OutboundPart
+from smppd.link.connection import SmppConnection
+from smppd.link.operator import Operator
+from smppd.link.parts import OutboundPart
 from smppd.protocol.constants import CommandId
 from smppd.protocol.pdu import BindTransceiver, BindTransceiverResp, SubmitSm, encode
 from smppd.protocol.session import Role, Session

@@ -31,10 +31,10 @@ from e2e_helpers import (
 from correlation.pg_store import PgStore
 from correlation.sqlite_store import SqliteStore
 from correlation.store import MessageRecord
-from smppd import webhook_http
 from smppd.config import ConfigError, load_config
-from smppd.daemon import Daemon
-from smppd.webhooks import Tenants, WebhookSink, backoff
+from smppd.runtime.daemon import Daemon
+from smppd.webhooks import client as webhook_http
+from smppd.webhooks.delivery import Tenants, WebhookSink, backoff
 
 SECRET = "t1-webhook-secret-0123456789"
 T2_SECRET = "t2-webhook-secret-9876543210"

@@ -17,7 +17,7 @@ class RedisSection(Section):
     # falls back to limit / replicas, so the budget holds through the outage.
     replicas: int = Field(default=2, ge=1)
     # Active/standby binds: a replica holds an operator's binds only while it owns the
-    # lease {key_prefix}:leader:{operator_id} (see smppd.leader).
+    # lease {key_prefix}:leader:{operator_id} (see smppd.cluster.leader).
     standby: bool = False
     lease_time: float = Field(default=5.0, ge=0.5)  # seconds; renewed every lease_time / 3
     # The lease holder sends the operator's ACCEPTED messages that other replicas

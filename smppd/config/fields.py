@@ -4,6 +4,7 @@ secret URLs, and the status table (what a submit_sm_resp status means)."""
 from __future__ import annotations
 
 import re
+import urllib.parse
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, SecretStr
@@ -15,6 +16,7 @@ from smppd.protocol.constants import Npi, Status, Ton
 MAX_SYSTEM_ID = 15
 MAX_PASSWORD = 8
 MAX_SYSTEM_TYPE = 12
+MAX_URL = 2048  # characters of a callback_url
 
 
 def _host_port(value: Any, allow_port_zero: bool) -> tuple[str, int]:
@@ -137,3 +139,23 @@ def status_code(key: Any) -> int:
     if not 0 < code <= 0xFFFFFFFF:
         raise ValueError(f"{key!r}: command_status must be 1..0xFFFFFFFF")
     return code
+
+
+def check_callback_url(value: str) -> str:
+    """An absolute http(s) URL with a host, no fragment; raises ValueError saying why."""
+    if len(value) > MAX_URL:
+        raise ValueError(f"at most {MAX_URL} characters")
+    if not all("!" <= c <= "~" for c in value):
+        raise ValueError("must be visible ASCII (no spaces; a host name in punycode)")
+    try:
+        url = urllib.parse.urlsplit(value)
+        url.port  # noqa: B018 -- raises ValueError on a port that is not a number
+    except ValueError:
+        raise ValueError("not a valid URL") from None
+    if url.scheme not in ("http", "https"):
+        raise ValueError("must be an http:// or https:// URL")
+    if not url.hostname:
+        raise ValueError("must name a host")
+    if url.fragment:
+        raise ValueError("must not have a #fragment")
+    return value

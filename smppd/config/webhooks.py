@@ -16,6 +16,7 @@ from pydantic import (
 )
 
 from smppd.config.errors import Problems
+from smppd.config.fields import check_callback_url
 from smppd.config.sections import Section
 
 
@@ -56,8 +57,6 @@ class TenantConfig(Section):
     @field_validator("callback_url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
-        from smppd.message import check_callback_url
-
         return None if value is None else check_callback_url(value)
 
     @field_validator("mo_destinations")

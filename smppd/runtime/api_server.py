@@ -2,7 +2,7 @@
 HTTPS (mutual TLS with ``tls_client_ca``) when ``[api]`` has the keys.
 
 Made before the daemon starts (the webhook guard asks which port is ours), serving
-once ``start`` is given the view (``smppd.api_view``).
+once ``start`` is given the view (``smppd.runtime.api_view``).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class ApiServer:
     async def start(self, view: GatewayView) -> None:
         from control.access import make_runner
         from control.app import create_app
-        from smppd.control_wiring import authenticator
+        from smppd.runtime.control_wiring import authenticator
 
         api = self.config.api
         app = create_app(view, authenticator(self.config), api.metrics_public)

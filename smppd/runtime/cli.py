@@ -22,8 +22,8 @@ def _run(coro: Coroutine[Any, Any, int]) -> int:
 
 async def _serve(config_path: str) -> int:
     from smppd.config import ConfigError, load_config
-    from smppd.daemon import Daemon
-    from smppd.gc_tuning import tune_after_start
+    from smppd.runtime.daemon import Daemon
+    from smppd.runtime.gc_tuning import tune_after_start
 
     try:
         config = load_config(config_path)
@@ -47,7 +47,7 @@ async def _serve(config_path: str) -> int:
 async def _migrate(config_path: str, seed: bool) -> int:
     """Forward-only and idempotent; safe from several replicas at once."""
     from smppd.config import ConfigError, load_config
-    from smppd.migrations import apply_migrations
+    from smppd.runtime.migrations import apply_migrations
 
     try:
         config = load_config(config_path)
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     parser_ = parser()
     args = parser_.parse_args(argv)
 
-    from smppd.logs import setup_logging
+    from smppd.runtime.logs import setup_logging
 
     json_lines = args.log_format == "json"
     if args.command == "check-config":
@@ -167,7 +167,7 @@ def main(argv: list[str] | None = None) -> int:
         setup_logging(args.log_level, json_lines=json_lines)
         return _run(_migrate(config_path(args), args.seed))
     if args.command == "demo":
-        from smppd.demo import run_demo
+        from smppd.runtime.demo import run_demo
 
         setup_logging("WARNING" if args.log_level == "INFO" else args.log_level,
                       json_lines=json_lines, stream=sys.stderr)

@@ -5,7 +5,7 @@ One ``operators`` dict, shared with the dispatcher (routing sees an operator a
 reload adds or removes at once). In active/standby mode (``[redis] standby``) an
 operator's binds follow its leader lease (``standbys``), and with NATS each
 operator's commands reach its leader only (its own consumer, see
-``smppd.nats_bus``). ``smppd.reload`` applies a new config through this object.
+``smppd.cluster.nats_bus``). ``smppd.runtime.reload`` applies a new config through this object.
 """
 
 from __future__ import annotations
@@ -19,14 +19,14 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from correlation.store import CorrelationStore
+from smppd.cluster.leader import LeaderLease, Standby
+from smppd.cluster.nats_bus import NatsBus
 from smppd.config import Config, OperatorConfig
-from smppd.credentials import VaultCredentials
-from smppd.dispatch import Dispatcher
-from smppd.leader import LeaderLease, Standby
+from smppd.intake.dispatch import Dispatcher
+from smppd.link.credentials import VaultCredentials
+from smppd.link.operator import Operator
 from smppd.metrics import Metrics
-from smppd.nats_bus import NatsBus
-from smppd.operator import Operator
-from smppd.watchdog import RateMeter, status_line
+from smppd.runtime.watchdog import RateMeter, status_line
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -147,7 +147,7 @@ class Fleet:
     def _standby(self, op: Operator) -> Standby:
         """Active/standby: the operator's binds follow its leader lease in Redis, and
         the leader sends every ACCEPTED message of the operator, whoever accepted it."""
-        from smppd.leader import BacklogSweep, OperatorLead
+        from smppd.cluster.leader import BacklogSweep, OperatorLead
 
         redis = self.config.redis
         assert redis is not None
@@ -157,7 +157,7 @@ class Fleet:
                              interval=redis.sweep_interval, grace=redis.sweep_grace)
         intake = None
         if self.bus is not None:  # the operator's commands reach its leader only
-            from smppd.nats_bus import OperatorIntake
+            from smppd.cluster.nats_bus import OperatorIntake
 
             intake = OperatorIntake(self.bus, op.id, self.dispatcher)
         lead = OperatorLead(op, sweep, intake=intake)

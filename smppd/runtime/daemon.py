@@ -1,5 +1,5 @@
-"""The daemon: the parts ``smppd.wiring`` builds, started and stopped by
-``smppd.lifecycle``, seen by the control API through ``smppd.api_view``.
+"""The daemon: the parts ``smppd.runtime.wiring`` builds, started and stopped by
+``smppd.runtime.lifecycle``, seen by the control API through ``smppd.runtime.api_view``.
 
 ``Daemon(config)`` is the one object the command line, the demo and the tests hold:
 ``start()``, ``stop()``, ``run_until_signalled()``, the parts by name
@@ -13,12 +13,12 @@ from typing import Any
 
 from control.view import ANYONE, Caller
 from correlation.store import CorrelationStore
-from smppd.api_view import GatewayApi
 from smppd.config import Config
-from smppd.events import EventSink
-from smppd.lifecycle import Lifecycle
-from smppd.notify import Notifier
-from smppd.wiring import build
+from smppd.intake.events import EventSink
+from smppd.runtime.api_view import GatewayApi
+from smppd.runtime.lifecycle import Lifecycle
+from smppd.runtime.notify import Notifier
+from smppd.runtime.wiring import build
 
 
 class Daemon:

@@ -18,10 +18,10 @@ from pydantic import ValidationError
 from control.plane import ControlPlane
 from control.view import ANYONE, Caller, InputError, Unavailable
 from smppd.config import OperatorSettings
-from smppd.message import MessageError, problems_of
-from smppd.operator import Operator
-from smppd.webhook_http import redacted
-from smppd.wiring import Components
+from smppd.intake.message import MessageError, problems_of
+from smppd.link.operator import Operator
+from smppd.runtime.wiring import Components
+from smppd.webhooks.client import redacted
 from vault.client import VaultError
 
 log = logging.getLogger("smppd.daemon")  # its records keep the name they had

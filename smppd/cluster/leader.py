@@ -12,7 +12,7 @@ the next owner only binds after the old binds are gone; and each bind checks the
 token is still ours right before its bind PDU (the fencing check).
 
 The leader takes the operator's NATS dispatch commands (its own consumer runs
-only while the lease is ours, see ``smppd.nats_bus``) and sends the operator's
+only while the lease is ours, see ``smppd.cluster.nats_bus``) and sends the operator's
 messages, whichever replica accepted them: a replica may still store one ACCEPTED
 (an HTTP submit, a command older than the operator's consumer, a batch in hand when
 the lease was lost); a standby drops its queue (the rows stay ACCEPTED), and the
@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from correlation.store import CorrelationStore
-    from smppd.operator import Operator
+    from smppd.link.operator import Operator
 
 log = logging.getLogger("smppd.leader")
 

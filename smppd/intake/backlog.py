@@ -14,12 +14,12 @@ from collections.abc import Callable, Coroutine, Iterable, Mapping
 from typing import Any, Protocol
 
 from correlation.store import ACCEPTED, FAILED, CorrelationStore, MessageRecord
+from smppd.link.operator import Operator
+from smppd.link.parts import OutboundPart
+from smppd.link.spill import SpillFile
 from smppd.metric_children import MetricChildren
 from smppd.metrics import Metrics
-from smppd.operator import Operator
-from smppd.parts import OutboundPart
 from smppd.protocol.split import Part, SplitError
-from smppd.spill import SpillFile
 
 # Messages of the previous run read from the store at once (each read waits for the
 # GIL a few times, ~5 ms each while the loop is busy: few large reads), and parts
@@ -217,7 +217,7 @@ class Backlog:
             count += 1
         return count
 
-    # -- active/standby (smppd.leader) --
+    # -- active/standby (smppd.cluster.leader) --
 
     async def queue_stored(self, op: Operator, message_ids: Iterable[str]) -> int:
         """Queue on ``op`` stored messages that are still ACCEPTED and not queued here

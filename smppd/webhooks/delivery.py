@@ -28,11 +28,11 @@ from typing import Any
 import aiohttp
 
 from correlation.store import CorrelationStore, WebhookRecord, WebhookTargets
-from smppd import webhook_http
 from smppd.config import Config, TenantConfig
-from smppd.events import EventSink
-from smppd.message import MessageError, Outbound
+from smppd.intake.events import EventSink
+from smppd.intake.message import MessageError, Outbound
 from smppd.metrics import Metrics
+from smppd.webhooks import client as webhook_http
 
 log = logging.getLogger("smppd.webhooks")
 

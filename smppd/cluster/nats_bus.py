@@ -34,13 +34,13 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, ConsumerInfo, DeliverPolicy, StreamConfig
 from nats.js.errors import APIError, NotFoundError
 
-from smppd.message import MessageError, Outbound
-from smppd.nats_publish import AckedPublisher
+from smppd.cluster.nats_publish import AckedPublisher
+from smppd.intake.message import MessageError, Outbound
 from smppd.seams import Commands
 
 if TYPE_CHECKING:
     from smppd.config import NatsSection
-    from smppd.operator import Operator
+    from smppd.link.operator import Operator
 
 log = logging.getLogger("smppd.nats")
 
@@ -515,7 +515,7 @@ def _event_id(kind: str, event: dict[str, Any]) -> str:
 
 
 class OperatorIntake:
-    """An operator's own consumer as ``smppd.leader.CommandSource``: run while its lease
+    """An operator's own consumer as ``smppd.cluster.leader.CommandSource``: run while its lease
     is ours."""
 
     def __init__(self, bus: NatsBus, op_id: str, dispatcher: Commands) -> None:

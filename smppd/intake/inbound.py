@@ -19,13 +19,13 @@ from typing import Any
 from correlation.matcher import MatchResult
 from correlation.receipts import Receipt, ReceiptError, parse_receipt
 from correlation.store import CorrelationStore, MoPartRecord
-from smppd.batcher import Batcher
-from smppd.connection import SmppConnection
-from smppd.events import DLR_SCHEMA, MO_SCHEMA, EventSink
+from smppd.intake.batcher import Batcher
+from smppd.intake.events import DLR_SCHEMA, MO_SCHEMA, EventSink
+from smppd.intake.mo_parts import Key, MoParts
+from smppd.link.connection import SmppConnection
+from smppd.link.operator import Operator
 from smppd.metric_children import MetricChildren
 from smppd.metrics import Metrics
-from smppd.mo_parts import Key, MoParts
-from smppd.operator import Operator
 from smppd.protocol.constants import (
     ESM_DELIVERY_RECEIPT,
     ESM_INTERMEDIATE_NOTIFICATION,

@@ -1,4 +1,4 @@
-"""Start and stop the parts ``smppd.wiring`` built, in one uvloop event loop.
+"""Start and stop the parts ``smppd.runtime.wiring`` built, in one uvloop event loop.
 
 Start: open the store (fail loudly if it cannot), queue what a previous run
 accepted but did not submit, connect to NATS, start the binds, serve the API, take
@@ -19,9 +19,9 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
-from smppd import control_wiring
-from smppd.watchdog import DEFAULT_PERIOD, LoopWatchdog, watchdog_period
-from smppd.wiring import Components
+from smppd.runtime import control_wiring
+from smppd.runtime.watchdog import DEFAULT_PERIOD, LoopWatchdog, watchdog_period
+from smppd.runtime.wiring import Components
 
 log = logging.getLogger("smppd.daemon")  # its records keep the name they had
 
@@ -156,7 +156,7 @@ class Lifecycle:
             p.board.sample()
 
     async def _watch(self) -> None:
-        """WATCHDOG=1 + STATUS= while the loop is responsive (see smppd.watchdog)."""
+        """WATCHDOG=1 + STATUS= while the loop is responsive (see smppd.runtime.watchdog)."""
         notifier, fleet = self.parts.notifier, self.parts.fleet
         period = watchdog_period() or DEFAULT_PERIOD
         await LoopWatchdog(

@@ -19,7 +19,7 @@ from smppd.protocol.constants import ESM_UDHI, Tag
 from smppd.protocol.pdu import DeliverSm
 from smppd.protocol.split import parse_sar, parse_udh
 
-log = logging.getLogger(__name__)
+log = logging.getLogger("smppd.mo_parts")  # the name its records have always had
 
 Key = tuple[str, str, int]  # operator, source address, concatenation reference
 

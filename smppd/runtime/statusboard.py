@@ -19,10 +19,10 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from smppd.logs import mask_msisdns
+from smppd.runtime.logs import mask_msisdns
 
 if TYPE_CHECKING:
-    from smppd.operator import Operator
+    from smppd.link.operator import Operator
 
 RATE_WINDOW = 5.0  # seconds the rates are averaged over
 KEEP_ERRORS = 20

@@ -23,7 +23,7 @@ async def apply_migrations(config: Any, *, seed: bool = False) -> list[str]:
 async def _control_migrations(config: Any, seed: bool) -> list[str]:
     """Routing rules, prefixes and sender leases (ops_routing, numbering)."""
     from control.data import migrate as migrate_control
-    from smppd.control_wiring import control_data
+    from smppd.runtime.control_wiring import control_data
 
     data = control_data(config)
     try:

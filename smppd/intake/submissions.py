@@ -15,7 +15,7 @@ ids, tenants a token may act for, senders leased to another tenant.
   reason code in ``denied``; a 503 with Retry-After when every denial is
   ``UNAVAILABLE`` (the check could not be made: the same request may pass later).
   A dispatch command from NATS has no caller to answer: it is stored REJECTED with
-  the reason code instead (smppd.dispatch).
+  the reason code instead (smppd.intake.dispatch).
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ from typing import Any
 
 from control.view import Caller, InputError
 from correlation.store import CorrelationStore, MessageRecord
-from smppd.dispatch import Accepted, Dispatcher
-from smppd.message import Outbound, relative_validity
-from smppd.operator import Operator
+from smppd.intake.dispatch import Accepted, Dispatcher
+from smppd.intake.message import Outbound, relative_validity
+from smppd.link.operator import Operator
 
 # uuid5 namespace of the message ids derived from idempotency keys.
 _KEYED_IDS = uuid.UUID("5b0e6a57-52f1-4d2e-9b7c-2c7f6f1e9d35")

@@ -10,13 +10,13 @@ from __future__ import annotations
 import base64
 import binascii
 import re
-import urllib.parse
 import uuid
 from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from smppd.config.fields import check_callback_url
 from smppd.protocol.constants import Npi, Ton
 from smppd.protocol.encoding import EncodingError, choose_coding, encode_text
 
@@ -26,7 +26,6 @@ ALPHANUMERIC = re.compile(r"^[A-Za-z0-9 ._&'\-]{1,11}$")
 MESSAGE_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,64}$")
 TENANT_ID = re.compile(r"^[A-Za-z0-9._\-]{1,64}$")
 MAX_PAYLOAD = 255 * 140  # the most a UDH split can carry
-MAX_URL = 2048  # characters of a callback_url
 
 
 class MessageError(ValueError):
@@ -96,26 +95,6 @@ class MessageIn(BaseModel):
         if self.data is not None and self.data_coding is None:
             raise ValueError("data needs data_coding")
         return self
-
-
-def check_callback_url(value: str) -> str:
-    """An absolute http(s) URL with a host, no fragment; raises ValueError saying why."""
-    if len(value) > MAX_URL:
-        raise ValueError(f"at most {MAX_URL} characters")
-    if not all("!" <= c <= "~" for c in value):
-        raise ValueError("must be visible ASCII (no spaces; a host name in punycode)")
-    try:
-        url = urllib.parse.urlsplit(value)
-        url.port  # noqa: B018 -- raises ValueError on a port that is not a number
-    except ValueError:
-        raise ValueError("not a valid URL") from None
-    if url.scheme not in ("http", "https"):
-        raise ValueError("must be an http:// or https:// URL")
-    if not url.hostname:
-        raise ValueError("must name a host")
-    if url.fragment:
-        raise ValueError("must not have a #fragment")
-    return value
 
 
 AddressForm = Literal["e164", "short_code", "alphanumeric"]

@@ -31,15 +31,15 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
-from smppd.connection import (
+from smppd.link.connection import (
     BaseHandler,
     ConnectionClosedError,
     ResponseTimeoutError,
     SmppConnection,
     SmppError,
 )
-from smppd.dialer import Dialer, Probe, tls_failure
-from smppd.parts import OutboundPart, PartQueue
+from smppd.link.dialer import Dialer, Probe, tls_failure
+from smppd.link.parts import OutboundPart, PartQueue
 from smppd.protocol.constants import CommandId, Status, status_name
 from smppd.protocol.pdu import (
     BindReceiver,
@@ -83,7 +83,7 @@ class NoCredentialsError(Exception):
 
 
 class NotLeaderError(Exception):
-    """Active/standby: this replica no longer owns the operator's lease (smppd.leader)."""
+    """Active/standby: this replica no longer owns the operator's lease (smppd.cluster.leader)."""
 
 
 class BindRefusedError(Exception):
@@ -93,7 +93,7 @@ class BindRefusedError(Exception):
 
 
 class BindOwner(Protocol):
-    """What a bind needs of its operator (``smppd.operator.Operator``): its settings,
+    """What a bind needs of its operator (``smppd.link.operator.Operator``): its settings,
     the queue and bucket it shares with the other binds, and where to report."""
 
     # its settings, read at each use (a reload changes them)

@@ -25,11 +25,11 @@ from pathlib import Path
 from typing import Any
 
 from correlation.store import CorrelationStore
-from smppd.bind import BindWorker
 from smppd.config import Config, ConfigError, OperatorConfig, load_config
-from smppd.fleet import Fleet
-from smppd.notify import Notifier
-from smppd.operator import Operator
+from smppd.link.bind import BindWorker
+from smppd.link.operator import Operator
+from smppd.runtime.fleet import Fleet
+from smppd.runtime.notify import Notifier
 
 log = logging.getLogger("smppd.reload")
 

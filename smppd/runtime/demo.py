@@ -31,7 +31,7 @@ import aiohttp
 
 from correlation.store import FINAL_STATES
 from smppd.config import load_config
-from smppd.daemon import Daemon
+from smppd.runtime.daemon import Daemon
 
 DATA = files("smppd") / "data"  # demo.toml and simulator.toml, shipped as package data
 API_PORT, SIM_PORT, MNO_COUNT = 8080, 2775, 5

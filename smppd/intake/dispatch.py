@@ -2,9 +2,9 @@
 
 Accept: validate, pick the operator, write to the store (durable before the caller
 gets its 202 or its NATS ack), split and queue on the operator (or wait in its
-backlog: ``smppd.backlog``). Back from the operator: submit_sm_resp (record the
+backlog: ``smppd.intake.backlog``). Back from the operator: submit_sm_resp (record the
 SMSC id, retry a transient status per the status table, end the message on a
-permanent one), expiry (outcome unknown); deliver_sm go to ``smppd.inbound``.
+permanent one), expiry (outcome unknown); deliver_sm go to ``smppd.intake.inbound``.
 """
 
 from __future__ import annotations
@@ -19,18 +19,24 @@ from typing import Any
 
 from correlation.matcher import MatchResult
 from correlation.store import ACCEPTED, REJECTED, CorrelationStore, MessageRecord
-from smppd.backlog import Backlog
-from smppd.batcher import Batcher
 from smppd.config import OperatorConfig
-from smppd.connection import SmppConnection
-from smppd.durable import until_durable
-from smppd.events import DLR_SCHEMA, EventSink
-from smppd.inbound import Inbound
-from smppd.message import MessageError, Outbound, relative_validity, ton_npi, validate_message
+from smppd.intake.backlog import Backlog
+from smppd.intake.batcher import Batcher
+from smppd.intake.durable import until_durable
+from smppd.intake.events import DLR_SCHEMA, EventSink
+from smppd.intake.inbound import Inbound
+from smppd.intake.message import (
+    MessageError,
+    Outbound,
+    relative_validity,
+    ton_npi,
+    validate_message,
+)
+from smppd.link.connection import SmppConnection
+from smppd.link.operator import Operator
+from smppd.link.parts import OutboundPart
 from smppd.metric_children import MetricChildren
 from smppd.metrics import Metrics
-from smppd.operator import Operator
-from smppd.parts import OutboundPart
 from smppd.protocol.constants import Status, status_name
 from smppd.protocol.errors import PduEncodeError
 from smppd.protocol.pdu import DeliverSm, Pdu, SubmitSm, encode
@@ -436,7 +442,7 @@ class Dispatcher:
                 await asyncio.gather(*pending, return_exceptions=True)
                 return
 
-    # -- delegated: stored backlog (smppd.backlog), held receipts (smppd.inbound) --
+    # -- delegated: stored backlog (smppd.intake.backlog), held receipts (smppd.intake.inbound) --
 
     async def resume_pending(self) -> int:
         return await self.backlog.resume_pending()

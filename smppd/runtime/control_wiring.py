@@ -21,8 +21,8 @@ from control.metrics import ControlMetrics
 from control.plane import ControlPlane
 from control.routing import Circuits, Health, SelectRequest
 from smppd.config import Config
-from smppd.message import Outbound
-from smppd.operator import Operator
+from smppd.intake.message import Outbound
+from smppd.link.operator import Operator
 from smppd.seams import LeaseCheck, Selector
 
 log = logging.getLogger("smppd.controlplane")  # the name its log lines have always had

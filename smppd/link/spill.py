@@ -19,7 +19,7 @@ import tempfile
 import weakref
 from collections.abc import Iterable
 
-from smppd.parts import OutboundPart
+from smppd.link.parts import OutboundPart
 
 _HEAD = struct.Struct("<BBH")
 _LENGTH = struct.Struct(">I")

@@ -15,16 +15,16 @@ import time
 from collections.abc import Awaitable, Callable, Container
 from typing import TYPE_CHECKING, Any, Protocol
 
-from smppd.bind import BindWorker
-from smppd.dialer import Dialer, NetworkDialer
-from smppd.parts import OutboundPart, PartQueue
+from smppd.link.bind import BindWorker
+from smppd.link.dialer import Dialer, NetworkDialer
+from smppd.link.parts import OutboundPart, PartQueue
 from smppd.protocol.pdu import DeliverSm, Pdu
 from throttling import AdaptiveRate, Sleep, TokenBucket
 
 if TYPE_CHECKING:
     from smppd.config import OperatorConfig
-    from smppd.connection import SmppConnection
-    from smppd.spill import SpillFile
+    from smppd.link.connection import SmppConnection
+    from smppd.link.spill import SpillFile
 
 log = logging.getLogger("smppd.operator")
 
@@ -80,11 +80,11 @@ class Operator:
         self.bind_guard: Callable[[], Awaitable[bool]] | None = None
         self.counters: collections.Counter[str] = collections.Counter()
         # Active/standby only (``track_queued``): message id -> wall-clock time it was
-        # first queued here, so the lease holder's sweep (smppd.leader.BacklogSweep)
+        # first queued here, so the lease holder's sweep (smppd.cluster.leader.BacklogSweep)
         # knows which ACCEPTED messages it holds already. Pruned by that sweep.
         self.queued_ids: dict[str, float] | None = None
         self._wall: Callable[[], float] = time.time
-        # Embedded mode (smppd.dispatch): while ``spilled``, accepted messages do not
+        # Embedded mode (smppd.intake.dispatch): while ``spilled``, accepted messages do not
         # join the queue but wait for room, first the previous run's backlog in the
         # store, read from ``backlog_cursor`` (created_at, message_id) on up to
         # ``backlog_end`` (created_at; None once read), then the parts in ``spill_file``.
@@ -228,7 +228,7 @@ class Operator:
             return self.describe_credentials()
         return "no credentials configured"
 
-    # -- what the binds report (smppd.bind.BindOwner), passed on to the events --
+    # -- what the binds report (smppd.link.bind.BindOwner), passed on to the events --
 
     def bind_changed(self) -> None:
         self.events.bind_changed(self)

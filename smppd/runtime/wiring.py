@@ -5,7 +5,7 @@ The order follows what needs what: the store and the matcher; the event sink (NA
 the store, or nothing in shadow mode), fed through the webhook outbox; the control
 plane's seams (routing, leases, circuits) and the dispatcher that uses them; then
 the operators, which report to the dispatcher, in a dict the dispatcher reads.
-Nothing here does I/O: opening, connecting and binding happen in ``smppd.lifecycle``.
+Nothing here does I/O: opening, connecting and binding happen in ``smppd.runtime.lifecycle``.
 """
 
 from __future__ import annotations
@@ -20,21 +20,21 @@ from control.routing import Circuits
 from correlation.matcher import ReceiptMatcher
 from correlation.sqlite_store import SqliteStore
 from correlation.store import CorrelationStore
-from smppd import control_wiring
-from smppd.api_server import ApiServer
+from smppd.cluster.nats_bus import NatsBus
 from smppd.config import Config
-from smppd.credentials import VaultCredentials
-from smppd.dispatch import Dispatcher
-from smppd.events import EventSink, ShadowSink, StoredEvents
-from smppd.fleet import Fleet, Running
+from smppd.intake.dispatch import Dispatcher
+from smppd.intake.events import EventSink, ShadowSink, StoredEvents
+from smppd.intake.submissions import Submissions
+from smppd.link.credentials import VaultCredentials
+from smppd.link.operator import Operator
 from smppd.metrics import Metrics
-from smppd.nats_bus import NatsBus
-from smppd.notify import Notifier
-from smppd.operator import Operator
-from smppd.reload import Reloader
-from smppd.statusboard import StatusBoard
-from smppd.submissions import Submissions
-from smppd.webhooks import CallbackGuard, Deliverer, Tenants, WebhookSink
+from smppd.runtime import control_wiring
+from smppd.runtime.api_server import ApiServer
+from smppd.runtime.fleet import Fleet, Running
+from smppd.runtime.notify import Notifier
+from smppd.runtime.reload import Reloader
+from smppd.runtime.statusboard import StatusBoard
+from smppd.webhooks.delivery import CallbackGuard, Deliverer, Tenants, WebhookSink
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

@@ -1,7 +1,7 @@
 """What waits to be sent to an operator: a part (one submit_sm) and the queue of them.
 
-Its own module so that the operator (``smppd.operator``), its binds (``smppd.bind``)
-and the spill file (``smppd.spill``) all use it without importing one another.
+Its own module so that the operator (``smppd.link.operator``), its binds (``smppd.link.bind``)
+and the spill file (``smppd.link.spill``) all use it without importing one another.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ class OutboundPart:
     total: int
     frame: bytes  # the submit_sm, encoded once at accept with sequence number 0
     attempts: int = 0
-    in_doubt: int = 0  # sessions that ended with it written and unanswered (smppd.bind)
+    in_doubt: int = 0  # sessions that ended with it written and unanswered (smppd.link.bind)
     sent_at: float = 0.0
     bind: str = ""
 
