@@ -1027,7 +1027,7 @@ async def dependency_cut(name: str, sizes: Sizes, keep: bool) -> Row:
 
 class BulkClients:
     """Clients posting bulks of ``size`` messages with ids of their own until the daemon
-    dies (the logic of tests/test_kill_accepting.py)."""
+    dies (the logic of tests/services/test_kill_accepting.py)."""
 
     def __init__(self, url: str, size: int = 50) -> None:
         self.url, self.size = url, size

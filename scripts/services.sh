@@ -45,7 +45,7 @@ if ! port_open "$NATS_PORT"; then
     -a 127.0.0.1 -p "$NATS_PORT" -js -sd /var/lib/nats-server -l /var/log/nats-server.log
   wait_port "$NATS_PORT" || { echo "services: NATS did not come up on :$NATS_PORT" >&2; exit 1; }
 fi
-# Headless Chromium for the status page's browser test (tests/test_status_page.py)
+# Headless Chromium for the status page's browser test (tests/unit/test_status_page.py)
 if ! command -v chromium >/dev/null; then
   apt_install chromium
   command -v chromium >/dev/null || { echo "services: chromium did not install" >&2; exit 1; }

@@ -25,7 +25,7 @@ def clock() -> FakeClock:
 
 
 # ---------------------------------------------------------------------------------
-# Secrets never in a log line (issue 7; checked by tests/test_no_secrets_in_logs.py).
+# Secrets never in a log line (issue 7; checked by tests/unit/test_no_secrets_in_logs.py).
 # Every log record of the whole run is formatted as the daemon's JSON line (without
 # the MSISDN mask: stricter) and searched for the known test secrets; a hit fails
 # the session in pytest_sessionfinish. Tests that invent a secret call
@@ -108,3 +108,17 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
                 reporter.write_line(message, red=True)
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
 # --------------------------------------------------------------- end of the log scan
+
+
+# ---------------------------------------------------------------------------------
+# Two folders: tests/unit needs no server; tests/services talks to PostgreSQL, Redis,
+# NATS or OpenBao. Every test in tests/services carries the ``services`` marker, so
+# ``pytest -m "not services"`` (or ``pytest tests/unit``) runs where no server is up.
+
+_SERVICES = Path(__file__).resolve().parent / "services"
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if _SERVICES in item.path.parents:
+            item.add_marker(pytest.mark.services)

@@ -1,4 +1,4 @@
-"""What tests/test_chaos_deps.py drives and counts: a load of HTTP bulk submits and NATS
+"""What tests/services/test_chaos_deps.py drives and counts: a load of HTTP bulk submits and NATS
 dispatch commands, /readyz sampled beside it, and the store read straight from
 PostgreSQL (not through the proxy the daemon uses).
 
@@ -19,7 +19,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-from test_nats_bus import command
+from servers import command
 
 _numbers = itertools.count()
 

@@ -11,7 +11,7 @@ from typing import Any
 import asyncpg
 import pytest
 import redis.asyncio as redis
-from test_store_contract import REDIS_URL, redis_prefix
+from servers import REDIS_URL, redis_prefix
 
 from correlation.pg_store import PgStore
 from correlation.store import SUBMITTED

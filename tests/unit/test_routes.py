@@ -19,7 +19,7 @@ from control.auth import IMPLIED
 from control.openapi import document
 from control.routes import ROUTES, Route
 
-CONTROL = Path(__file__).resolve().parent.parent / "control"
+CONTROL = Path(__file__).resolve().parents[2] / "control"
 Client = tuple[aiohttp.ClientSession, str, FakeView]
 
 

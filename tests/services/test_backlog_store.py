@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
-from test_store_contract import message, migrated_database, truncate
+from servers import migrated_database
+from test_store_contract import message, truncate
 
 from correlation.hot_index import HotIndex
 from correlation.pg_store import PgStore

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from test_store_contract import fresh_database
+from servers import fresh_database
 
 pytestmark = pytest.mark.services
 

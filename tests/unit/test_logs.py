@@ -18,7 +18,7 @@ from smppd.config import Config
 from smppd.runtime.daemon import Daemon
 from smppd.runtime.logs import mask_msisdns, setup_logging
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 LEVELS = ("debug", "info", "warning", "error", "exception", "critical")
 
 

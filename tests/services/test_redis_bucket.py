@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import time
 import uuid
 from fractions import Fraction
 
 import pytest
 import redis.asyncio as aioredis
+from servers import REDIS_URL
 
 from throttling.redis_bucket import SWITCH_PAUSE, RedisTokenBucket
-
-REDIS_URL = os.environ.get("SMPPD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
 
 
 def max_in_any_window(times: list[float], width: float = 1.0) -> int:

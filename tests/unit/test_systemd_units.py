@@ -39,7 +39,7 @@ from smppd.metrics import Metrics
 from smppd.runtime.daemon import Daemon
 from smppd.runtime.watchdog import LoopWatchdog, RateMeter, status_line, watchdog_period
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 UNITS = ROOT / "systemd"
 INSTALL_BIN = "/opt/smppd/venv/bin/"
 VENV_BIN = str(Path(sys.executable).parent) + "/"

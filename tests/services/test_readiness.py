@@ -5,7 +5,6 @@ NATS behind a proxy that is cut, Redis on a port nothing listens on."""
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,11 +15,9 @@ import pytest
 from api_fixtures import Api, serving
 from cut_proxy import CutProxy, dsn_via
 from e2e_helpers import free_port, nats_names, wait_for
-from test_store_contract import migrated_database
+from servers import NATS_URL, migrated_database
 
 from correlation.pg_store import PgStore
-
-NATS_URL = os.environ.get("SMPPD_TEST_NATS_URL", "nats://127.0.0.1:4222")
 
 
 async def _ready(api: Api) -> tuple[int, dict[str, Any]]:

@@ -13,7 +13,7 @@ import pytest
 from e2e_helpers import operator, write_config
 
 SMPPD = str(Path(sys.executable).parent / "smppd")
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def smppd(*args: str, cwd: Path | None = None, timeout: float = 60.0,

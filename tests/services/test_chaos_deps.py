@@ -52,8 +52,7 @@ from e2e_helpers import (
     wait_bound,
     wait_for,
 )
-from test_nats_bus import NATS_URL
-from test_store_contract import REDIS_URL, migrated_database
+from servers import NATS_URL, REDIS_URL, migrated_database
 from vault_fixtures import BaoServer, bao, setup_approle  # noqa: F401
 
 from simulators.server import SmscSimulator

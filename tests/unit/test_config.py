@@ -17,7 +17,7 @@ from smppd.config import (
 )
 from smppd.protocol.constants import Status
 
-CONF = Path(__file__).resolve().parent.parent / "conf"
+CONF = Path(__file__).resolve().parents[2] / "conf"
 SECRET = "s3cr3t!x"
 
 BASE = f"""

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING
 import asyncpg
 import pytest
 import redis.asyncio as redis
-from test_store_contract import DEAD_REDIS, REDIS_URL, message, migrated_database, truncate
+from servers import DEAD_REDIS, REDIS_URL, migrated_database
+from test_store_contract import message, truncate
 
 from correlation.pg_store import LOOKUP_SQL, purge_older_than
 from correlation.redis_index import RedisIndex
@@ -28,7 +29,7 @@ pytest_plugins = ["pg_fixtures"]  # prefix, client, pg_stores, explain_on_20000_
 if TYPE_CHECKING:
     from pg_fixtures import PgStores
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DAY = 86400.0
 
 

@@ -30,7 +30,7 @@ from correlation.store import (
     aggregate_state,
 )
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 def message(message_id: str, at: float = 1000.0) -> MessageRecord:

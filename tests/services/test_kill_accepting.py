@@ -30,7 +30,7 @@ from e2e_helpers import (
     wait_for,
     write_config,
 )
-from test_nats_bus import NATS_URL, command
+from servers import NATS_URL, command
 
 from correlation.sqlite_store import SqliteStore
 from simulators.server import SmscSimulator

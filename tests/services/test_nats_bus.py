@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
 from pathlib import Path
 from typing import Any
 
@@ -15,22 +14,9 @@ import nats
 import pytest
 from e2e_helpers import mno, nats_names, operator, running_daemon, running_sim, submits, wait_for
 from e2e_helpers import write_config as write_base_config
+from servers import NATS_URL, command
 
 from smppd.cluster.nats_bus import DISPATCH_SCHEMA, InvalidCommand, parse_command
-
-NATS_URL = os.environ.get("SMPPD_TEST_NATS_URL", "nats://127.0.0.1:4222")
-
-
-def command(message_id: str, destination: str = "+93700000001", **fields: Any) -> bytes:
-    message = {
-        "message_id": message_id,
-        "tenant_id": "t1",
-        "source": "SMPPD",
-        "destination": destination,
-        "text": "hello",
-        **fields,
-    }
-    return json.dumps({"schema": DISPATCH_SCHEMA, "message": message}).encode()
 
 
 @pytest.fixture

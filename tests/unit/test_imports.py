@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("smppd", "control", "throttling", "correlation", "vault", "simulators")
 # The daemon's own packages: the simulators are a test and demo tool they never import.
 DAEMON_PACKAGES = ("smppd", "control", "correlation")

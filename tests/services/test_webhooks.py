@@ -315,7 +315,7 @@ async def test_a_redirect_to_another_host_is_not_followed(tmp_path: Path) -> Non
 
 @pytest.mark.services
 async def test_postgresql_store_outbox_end_to_end(tmp_path: Path) -> None:
-    from test_store_contract import fresh_database
+    from servers import fresh_database
 
     async with fresh_database() as dsn, running_sim([mno("op")]) as sim, receiving() as rx:
         path = config(tmp_path, sim)

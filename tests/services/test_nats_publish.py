@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import uuid
 from collections.abc import AsyncIterator
 from typing import Any
@@ -11,10 +10,9 @@ import nats
 import pytest
 from nats.js.api import StreamConfig
 from nats.js.errors import NoStreamResponseError
+from servers import NATS_URL
 
 from smppd.cluster.nats_publish import AckedPublisher
-
-NATS_URL = os.environ.get("SMPPD_TEST_NATS_URL", "nats://127.0.0.1:4222")
 
 
 @pytest.fixture

@@ -34,10 +34,9 @@ from e2e_helpers import (
 )
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
-from test_nats_bus import NATS_URL, command
+from servers import NATS_URL, REDIS_URL, command, fresh_database, redis_prefix
 from test_replicas import states
 from test_standby import Replica as StoreReplica
-from test_store_contract import REDIS_URL, fresh_database, redis_prefix
 
 from correlation.migrate import migrate
 from correlation.sqlite_store import SqliteStore

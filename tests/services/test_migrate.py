@@ -8,7 +8,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-from test_store_contract import fresh_database
+from servers import fresh_database
 
 from correlation.migrate import MigrationError, load_migrations, migrate
 

@@ -21,7 +21,7 @@ from smppd.protocol.pdu import BindTransceiver, Pdu
 from smppd.protocol.session import Role, Session
 from vault.rotate import ALPHABET, new_password, run
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 5.0
 
 

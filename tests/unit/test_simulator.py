@@ -36,7 +36,7 @@ from smppd.protocol.pdu import (
 from smppd.protocol.session import Closed, Role, Session
 from smppd.protocol.split import parse_udh
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 5.0
 
 

@@ -29,7 +29,7 @@ import asyncpg
 import pytest
 import redis.asyncio as aioredis
 from e2e_helpers import DaemonProcess, _toml, free_port, mno, operator, running_sim, wait_for
-from test_store_contract import REDIS_URL, fresh_database, redis_prefix
+from servers import REDIS_URL, fresh_database, redis_prefix
 
 from correlation.migrate import migrate
 from correlation.store import FINAL_STATES

@@ -1,6 +1,6 @@
 """The API parts of issue 13, item 13: a URL over 8 KB is a problem, not aiohttp's
 plain-text 400; a sender leased to another tenant is refused naming tenant_id, not a
-202 rejected WRONG_TENANT (a 403 since issue 17.4: tests/test_lease_refusal.py); the
+202 rejected WRONG_TENANT (a 403 since issue 17.4: tests/unit/test_lease_refusal.py); the
 state directory and SQLite files are the daemon's user's only (0700 / 0600) outside
 systemd too."""
 

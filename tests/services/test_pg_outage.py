@@ -24,7 +24,7 @@ from e2e_helpers import (
     wait_final,
     wait_for,
 )
-from test_store_contract import migrated_database
+from servers import migrated_database
 
 pytestmark = pytest.mark.services
 

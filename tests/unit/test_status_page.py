@@ -24,7 +24,7 @@ from e2e_helpers import submit as submit_direct
 
 from smppd.runtime.daemon import Daemon
 
-DOCS = Path(__file__).resolve().parent.parent / "docs"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
 TOKENS = {"watcher": ("read-token", ["read"]), "oncall": ("operate-token", ["operate"])}
 
 

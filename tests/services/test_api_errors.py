@@ -16,7 +16,7 @@ from aiohttp import web
 from api_fixtures import GOOD, Api, fields_of, serving
 from control_helpers import make_view
 from cut_proxy import CutProxy, dsn_via
-from test_store_contract import migrated_database
+from servers import migrated_database
 
 from control.app import create_app
 from correlation.pg_store import PgStore
