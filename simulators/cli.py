@@ -15,8 +15,10 @@ import logging
 import os
 import signal
 import sys
-import time
 from pathlib import Path
+
+from smppd.runtime.logs import UtcFormatter
+from smppd.version import version
 
 from .config import ConfigError, SimConfig, load_config
 from .loadgen import run_fast
@@ -26,14 +28,6 @@ log = logging.getLogger("simulators")
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-def version() -> str:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as dist_version
-
-    try:
-        return dist_version("smppd")
-    except PackageNotFoundError:  # run from a source tree that was never installed
-        return "unknown"
 
 
 def with_ports(config: SimConfig, ports_from: int | None, admin_port: int | None) -> SimConfig:
@@ -97,14 +91,6 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
-class UtcFormatter(logging.Formatter):
-    """Times in RFC 3339, UTC, to the millisecond (2026-12-03T09:15:02.123Z), as smppd's."""
-
-    default_time_format = "%Y-%m-%dT%H:%M:%S"
-    default_msec_format = "%s.%03dZ"
-
-    def converter(self, seconds: float | None) -> time.struct_time:
-        return time.gmtime(seconds)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -20,18 +20,12 @@ from prometheus_client import (
     ProcessCollector,
 )
 
+from smppd.version import version
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 RECEIPT_BUCKETS = (0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0)
 
 
-def version() -> str:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as dist_version
-
-    try:
-        return dist_version("smppd")
-    except PackageNotFoundError:  # a source tree that was never installed
-        return "unknown"
 
 
 class Metrics:

@@ -33,6 +33,8 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any, TextIO
 
+from smppd.version import version
+
 OK, API_ERROR, USAGE, UNREACHABLE, AUTH = 0, 1, 2, 3, 4
 
 
@@ -193,13 +195,6 @@ def _deleted(body: Any, out: TextIO) -> None:
 # --------------------------------------------------------------------------- commands
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("smppd")
-    except PackageNotFoundError:  # a source tree that was never installed
-        return "unknown"
 
 
 def _globals(p: argparse.ArgumentParser, *, top: bool) -> None:
@@ -217,7 +212,7 @@ def _globals(p: argparse.ArgumentParser, *, top: bool) -> None:
                    help="print the API's JSON instead of tables, for scripts")
     p.add_argument("--timeout", type=_seconds, default=default(10.0), metavar="SECONDS",
                    help="give up on the API after this long (default: 10)")
-    p.add_argument("--version", action="version", version=f"smppctl {_version()}")
+    p.add_argument("--version", action="version", version=f"smppctl {version()}")
 
 
 def _seconds(text: str) -> float:

@@ -8,10 +8,12 @@ import json
 import logging
 import signal
 import sys
-import time
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
+
+from smppd.runtime.logs import UtcFormatter
+from smppd.version import version
 
 from .api import FaultProxy
 from .errors import FieldError
@@ -47,30 +49,15 @@ def _run_fast(main: Coroutine[Any, Any, None]) -> None:
         uvloop.run(main)
 
 
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("smppd")
-    except PackageNotFoundError:  # a source tree that was never installed
-        return "unknown"
 
 
-class UtcFormatter(logging.Formatter):
-    """Times in RFC 3339, UTC, to the millisecond (2026-12-03T09:15:02.123Z), as smppd's."""
-
-    default_time_format = "%Y-%m-%dT%H:%M:%S"
-    default_msec_format = "%s.%03dZ"
-
-    def converter(self, seconds: float | None) -> time.struct_time:
-        return time.gmtime(seconds)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="smppd-faultproxy",
         description="TCP fault proxy with Toxiproxy's HTTP API (drive it with toxiproxy-python)")
-    parser.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     parser.add_argument("--listen", default="127.0.0.1:8474",
                         help="host:port of the HTTP API (default 127.0.0.1:8474)")
     parser.add_argument("--config", help="JSON file: a list of proxies to create at start, "

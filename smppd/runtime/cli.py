@@ -9,6 +9,8 @@ import sys
 from collections.abc import Coroutine
 from typing import Any
 
+from smppd.version import version
+
 log = logging.getLogger("smppd")
 
 
@@ -69,14 +71,6 @@ DEFAULT_CONFIG = "/etc/smppd/smppd.toml"
 LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
-def version() -> str:
-    from importlib.metadata import PackageNotFoundError
-    from importlib.metadata import version as dist_version
-
-    try:
-        return dist_version("smppd")
-    except PackageNotFoundError:  # a source tree that was never installed
-        return "unknown"
 
 
 def _port(text: str) -> int:

@@ -56,6 +56,13 @@ class JsonLines(JsonFormatter):
         return rfc3339(record)
 
 
+class UtcFormatter(logging.Formatter):
+    """A plain format string's ``asctime`` in RFC 3339 UTC (the simulators' logs)."""
+
+    def formatTime(self, record: logging.LogRecord, datefmt: str | None = None) -> str:
+        return rfc3339(record)
+
+
 class TextLines(logging.Formatter):
     """``TIME LEVEL LOGGER MESSAGE key=value ...``: the context fields after the message,
     values with spaces or quotes quoted, one record per line."""
