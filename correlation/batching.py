@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any, TypeVar
 
 from correlation.store import FINAL_STATES
@@ -47,3 +47,25 @@ def per_call(values: Sequence[T], calls: Sequence[tuple[Any, ...]]) -> list[list
         answers.append(list(values[start : start + len(rows)]))
         start += len(rows)
     return answers
+
+
+# An operation fn(conn, *args), run in the batch's transaction (SQLite: sync; PostgreSQL:
+# a coroutine), and its variant for many calls: fn(conn, [args of each call]) -> one
+# result per call, or None when each call's result is None.
+Op = Callable[..., Any]
+
+
+def runs(
+    calls: Sequence[tuple[Op, tuple[Any, ...]]], many: Mapping[Op, Any]
+) -> Iterator[tuple[Op, list[tuple[Any, ...]]]]:
+    """The calls as runs, in order: consecutive calls of an op that has a variant in
+    ``many`` together (it costs about half per call), any other call alone."""
+    i = 0
+    while i < len(calls):
+        op = calls[i][0]
+        j = i + 1
+        if op in many:
+            while j < len(calls) and calls[j][0] is op:
+                j += 1
+        yield op, [args for _, args in calls[i:j]]
+        i = j

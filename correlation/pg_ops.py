@@ -1,5 +1,5 @@
-"""The distributed store's operations: fn(conn, *args), run by its writer inside
-the batch's transaction (correlation.pg_store)."""
+"""The distributed store's operations (``correlation.facade.StoreOps``): fn(conn, *args),
+run by its writer inside the batch's transaction (correlation.pg_store)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,12 @@ from typing import Any
 
 import asyncpg
 
-from correlation.batching import ReceiptRow, per_call, rows_of_calls, split_receipts
+from correlation.batching import Op, ReceiptRow, per_call, rows_of_calls, runs, split_receipts
 from correlation.pg_sql import (
+    _ACCEPTED_AFTER,
+    _ACCEPTED_BACKLOG,
+    _ACCEPTED_IDS,
+    _DROP_ORPHAN,
     _ENQUEUE_DLR,
     _ENQUEUE_MO,
     _EVENT_COLUMNS,
@@ -24,10 +28,24 @@ from correlation.pg_sql import (
     _MESSAGE_FIELDS,
     _PUT_ORPHAN,
     _SELECT_MESSAGE,
+    _SELECT_MESSAGES,
     _SELECT_PARTS,
+    _SELECT_PENDING,
     _SET_STATE,
     _SUBMIT_MESSAGES,
+    _TAKE_ORPHANS,
+    _TAKE_ORPHANS_MANY,
     _UPSERT_PARTS,
+    _WEBHOOK_CLAIM,
+    _WEBHOOK_DEAD,
+    _WEBHOOK_DEPTH,
+    _WEBHOOK_KILL,
+    _WEBHOOK_RELEASE,
+    _WEBHOOK_REPLAY,
+    _WEBHOOK_RETRY,
+    _WIDEN_ORPHAN,
+    LOOKUP_MANY_SQL,
+    LOOKUP_SQL,
 )
 from correlation.store import (
     ACCEPTED,
@@ -37,43 +55,73 @@ from correlation.store import (
     MessageRecord,
     MoPartRecord,
     PartRef,
+    WebhookRecord,
     WebhookTargets,
     aggregate_state,
 )
 
-# An operation: fn(conn, *args), run by the writer inside the batch's transaction.
-_Op = Callable[..., Awaitable[Any]]
-_Submit = tuple[str, str, PartRef]  # (operator_id, smsc_key, part)
+Submit = tuple[str, str, PartRef]  # (operator_id, smsc_key, part)
 
-async def _webhook_enqueue(conn: asyncpg.Connection, kind: str, texts: list[str], at: float,
-                           targets: WebhookTargets) -> int:
+
+def _count(status: str) -> int:
+    return int(status.rsplit(" ", 1)[-1])  # "INSERT 0 n", "DELETE n"
+
+
+async def webhook_enqueue(conn: asyncpg.Connection, kind: str, texts: list[str], at: float,
+                          targets: WebhookTargets) -> int:
     if targets.owners is None:
         status = await conn.execute(_ENQUEUE_DLR, kind, at, texts, list(targets.tenants))
     else:
         status = await conn.execute(_ENQUEUE_MO, kind, at, texts, list(targets.owners))
-    return int(status.rsplit(" ", 1)[-1])  # "INSERT 0 n"
+    return _count(status)
 
 
-async def _store_events_with_webhooks(conn: asyncpg.Connection, kind: str, texts: list[str],
-                                      at: float, targets: WebhookTargets) -> list[int]:
-    ids = await _store_events(conn, [(kind, text, at) for text in texts])
-    await _webhook_enqueue(conn, kind, texts, at, targets)
+async def store_events_with_webhooks(conn: asyncpg.Connection, kind: str, texts: list[str],
+                                     at: float, targets: WebhookTargets) -> list[int]:
+    ids = await _insert_events(conn, [(kind, text, at) for text in texts])
+    await webhook_enqueue(conn, kind, texts, at, targets)
     return ids
 
 
-async def _webhook_delivered(conn: asyncpg.Connection, ids: list[int]) -> None:
+async def webhook_claim(conn: asyncpg.Connection, now: float, limit: int,
+                        until: float) -> list[WebhookRecord]:
+    return [WebhookRecord(**dict(row)) for row in await conn.fetch(_WEBHOOK_CLAIM, now, limit,
+                                                                   until)]
+
+
+async def webhook_delivered(conn: asyncpg.Connection, ids: list[int]) -> None:
     await conn.execute("DELETE FROM smpp.webhook_outbox WHERE id = ANY($1::bigint[])", ids)
 
 
 async def _webhook_delivered_many(conn: asyncpg.Connection, calls: list[tuple[Any, ...]]) -> None:
-    await _webhook_delivered(conn, [i for (ids,) in calls for i in ids])
+    await webhook_delivered(conn, [i for (ids,) in calls for i in ids])
 
 
-# -- operations: run by the writer, inside the batch's transaction ------------------------
+async def webhook_retry(conn: asyncpg.Connection, delivery_id: int, next_at: float,
+                        error: str) -> None:
+    await conn.execute(_WEBHOOK_RETRY, next_at, error, delivery_id)
 
 
-def _message_row(message: MessageRecord) -> tuple[Any, ...]:
-    return tuple(getattr(message, f) for f in _MESSAGE_FIELDS)
+async def webhook_kill(conn: asyncpg.Connection, delivery_id: int, at: float, error: str) -> None:
+    await conn.execute(_WEBHOOK_KILL, at, error, delivery_id)
+
+
+async def webhook_release(conn: asyncpg.Connection, ids: list[int], now: float) -> None:
+    await conn.execute(_WEBHOOK_RELEASE, now, ids)
+
+
+async def webhook_dead(conn: asyncpg.Connection, after_id: int, limit: int,
+                       tenants: list[str] | None) -> list[WebhookRecord]:
+    rows = await conn.fetch(_WEBHOOK_DEAD, after_id, limit, tenants)
+    return [WebhookRecord(**dict(row)) for row in rows]
+
+
+async def webhook_replay(conn: asyncpg.Connection, delivery_id: int, now: float) -> bool:
+    return bool(await conn.fetch(_WEBHOOK_REPLAY, now, delivery_id))
+
+
+async def webhook_depth(conn: asyncpg.Connection) -> tuple[Any, ...]:
+    return tuple(await conn.fetchrow(_WEBHOOK_DEPTH))
 
 
 def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
@@ -83,30 +131,20 @@ def _columns(rows: Sequence[Sequence[Any]], width: int) -> list[list[Any]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
-async def _run_ops(
-    conn: asyncpg.Connection, ops: list[tuple[_Op, tuple[Any, ...]]]
+async def run_ops(
+    conn: asyncpg.Connection, calls: list[tuple[Op, tuple[Any, ...]]]
 ) -> list[tuple[bool, Any]]:
-    """Run ops in order; a run of consecutive calls of one kind goes through its
-    variant for many calls (one statement, or one pipelined round trip)."""
+    """Run the calls in order, a run of calls of one op through its variant for many
+    (one statement, or one pipelined round trip)."""
     results: list[tuple[bool, Any]] = []
-    i = 0
-    while i < len(ops):
-        op, args = ops[i]
+    for op, arg_lists in runs(calls, _MANY):
         many = _MANY.get(op)
-        if many is None:
-            results.append((True, await op(conn, *args)))
-            i += 1
-            continue
-        j = i + 1
-        while j < len(ops) and ops[j][0] is op:
-            j += 1
-        values = await many(conn, [a for _, a in ops[i:j]])
-        results.extend((True, v) for v in (values or [None] * (j - i)))
-        i = j
+        values = await many(conn, arg_lists) if many else [await op(conn, *arg_lists[0])]
+        results.extend((True, v) for v in values or [None] * len(arg_lists))
     return results
 
 
-async def _run_one(conn: asyncpg.Connection, op: _Op, args: tuple[Any, ...]) -> tuple[bool, Any]:
+async def run_one(conn: asyncpg.Connection, op: Op, args: tuple[Any, ...]) -> tuple[bool, Any]:
     try:
         async with conn.transaction():
             return True, await op(conn, *args)
@@ -114,12 +152,60 @@ async def _run_one(conn: asyncpg.Connection, op: _Op, args: tuple[Any, ...]) -> 
         return False, exc
 
 
-async def _fetch(conn: asyncpg.Connection, sql: str, *args: Any) -> list[asyncpg.Record]:
-    rows: list[asyncpg.Record] = await conn.fetch(sql, *args)
-    return rows
+async def pending(conn: asyncpg.Connection) -> list[MessageRecord]:
+    return [MessageRecord(**dict(row)) for row in await conn.fetch(_SELECT_PENDING, ACCEPTED)]
 
 
-async def _put_mo_parts(conn: asyncpg.Connection, parts: list[MoPartRecord]) -> None:
+async def find_messages(conn: asyncpg.Connection, message_ids: list[str]) -> list[MessageRecord]:
+    rows = await conn.fetch(_SELECT_MESSAGES + " WHERE message_id = ANY($1::text[])",
+                            message_ids)
+    return [MessageRecord(**dict(row)) for row in rows]
+
+
+async def accepted_ids(conn: asyncpg.Connection, operator_id: str, created_before: float,
+                       limit: int) -> list[tuple[str, float]]:
+    rows = await conn.fetch(_ACCEPTED_IDS, operator_id, created_before, limit)
+    return [(row[0], row[1]) for row in rows]
+
+
+async def accepted_after(
+    conn: asyncpg.Connection, operator_id: str | None, created_at: float, message_id: str,
+    limit: int,
+) -> list[tuple[MessageRecord, frozenset[int]]]:
+    rows = await conn.fetch(_ACCEPTED_AFTER, operator_id, created_at, message_id, limit)
+    return [(MessageRecord(**{f: row[f] for f in _MESSAGE_FIELDS}),
+             frozenset(row["submitted_parts"])) for row in rows]
+
+
+async def accepted_backlog(conn: asyncpg.Connection) -> list[tuple[str | None, float]]:
+    return [(row[0], row[1]) for row in await conn.fetch(_ACCEPTED_BACKLOG)]
+
+
+async def ping(conn: asyncpg.Connection) -> None:
+    await conn.fetchval("SELECT 1")
+
+
+async def lookup(conn: asyncpg.Connection, operator_id: str,
+                 keys: Sequence[str]) -> tuple[str, PartRef] | None:
+    """The key that matched and the newest part submitted under it."""
+    row = await conn.fetchrow(LOOKUP_SQL, operator_id, list(keys))
+    return None if row is None else (row["key"], PartRef(row["message_id"], row["part"],
+                                                         row["total"]))
+
+
+async def lookup_many(conn: asyncpg.Connection, operator_id: str,
+                      key_sets: list[Sequence[str]]) -> list[tuple[str, PartRef] | None]:
+    """``lookup`` per key set, in one query."""
+    if len(key_sets) == 1:
+        return [await lookup(conn, operator_id, key_sets[0])]
+    probes = [(i, key, ord_) for i, keys in enumerate(key_sets) for ord_, key in enumerate(keys)]
+    answers: list[tuple[str, PartRef] | None] = [None] * len(key_sets)
+    for row in await conn.fetch(LOOKUP_MANY_SQL, operator_id, *_columns(probes, 3)):
+        answers[row["i"]] = row["key"], PartRef(row["message_id"], row["part"], row["total"])
+    return answers
+
+
+async def put_mo_parts(conn: asyncpg.Connection, parts: list[MoPartRecord]) -> None:
     await conn.executemany(
         "INSERT INTO smpp.mo_parts (operator_id, source, reference, seq, total, destination,"
         " data_coding, body, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8,"
@@ -129,23 +215,20 @@ async def _put_mo_parts(conn: asyncpg.Connection, parts: list[MoPartRecord]) -> 
         " created_at = excluded.created_at", parts)
 
 
-async def _drop_mo_parts(conn: asyncpg.Connection, keys: list[tuple[str, str, int]]) -> None:
+async def drop_mo_parts(conn: asyncpg.Connection, keys: list[tuple[str, str, int]]) -> None:
     await conn.executemany(
         "DELETE FROM smpp.mo_parts WHERE operator_id = $1 AND source = $2 AND reference = $3",
         keys)
 
 
-_LOAD_MO_PARTS = (
-    "SELECT operator_id, source, reference, seq, total, destination, data_coding, body,"
-    " extract(epoch FROM created_at)::float8 FROM smpp.mo_parts ORDER BY created_at"
-)
+async def load_mo_parts(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+    rows: list[asyncpg.Record] = await conn.fetch(
+        "SELECT operator_id, source, reference, seq, total, destination, data_coding, body,"
+        " extract(epoch FROM created_at)::float8 FROM smpp.mo_parts ORDER BY created_at")
+    return rows
 
 
-async def _execute(conn: asyncpg.Connection, sql: str, *args: Any) -> None:
-    await conn.execute(sql, *args)
-
-
-async def _accept(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> None:
+async def accept(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> None:
     await _accept_many(conn, [(rows,)])
 
 
@@ -156,7 +239,7 @@ async def _accept_many(conn: asyncpg.Connection, calls: list[tuple[Any, ...]]) -
         await conn.execute(_INSERT_MESSAGES, *_columns(rows, len(_MESSAGE_FIELDS)))
 
 
-async def _accept_new(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> list[str]:
+async def accept_new(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> list[str]:
     answers: list[list[str]] = await _accept_new_many(conn, [(rows,)])
     return answers[0]
 
@@ -185,7 +268,7 @@ async def _accept_new_many(
     return answers
 
 
-async def _set_state(conn: asyncpg.Connection, *args: Any) -> None:
+async def set_state(conn: asyncpg.Connection, *args: Any) -> None:
     await conn.execute(_SET_STATE, *args)
 
 
@@ -193,7 +276,7 @@ async def _set_state_many(conn: asyncpg.Connection, calls: list[tuple[Any, ...]]
     await conn.executemany(_SET_STATE, calls)
 
 
-async def _get_message(conn: asyncpg.Connection, message_id: str) -> dict[str, Any] | None:
+async def get_message(conn: asyncpg.Connection, message_id: str) -> dict[str, Any] | None:
     row = await conn.fetchrow(_SELECT_MESSAGE, message_id)
     if row is None:
         return None
@@ -202,12 +285,16 @@ async def _get_message(conn: asyncpg.Connection, message_id: str) -> dict[str, A
     return message
 
 
-async def _submitted(conn: asyncpg.Connection, *args: Any) -> None:
-    await _submitted_many(conn, [args])
+async def submitted(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> None:
+    await _submit_rows(conn, rows)
 
 
 async def _submitted_many(conn: asyncpg.Connection, calls: list[tuple[Any, ...]]) -> None:
-    """Each call: (message_id, part, total, operator_id, smsc_id, smsc_key, at).
+    await _submit_rows(conn, rows_of_calls(calls))
+
+
+async def _submit_rows(conn: asyncpg.Connection, calls: list[tuple[Any, ...]]) -> None:
+    """Each row: (message_id, part, total, operator_id, smsc_id, smsc_key, at).
 
     Two statements over unnest-ed arrays, whatever the number of parts: for 2,000
     parts about 30% faster than executemany of one upsert and one update per part.
@@ -223,34 +310,15 @@ async def _submitted_many(conn: asyncpg.Connection, calls: list[tuple[Any, ...]]
     )
 
 
-async def _submitted_rows(conn: asyncpg.Connection, rows: list[tuple[Any, ...]]) -> None:
-    await _submitted_many(conn, rows)
-
-
-async def _submitted_rows_many(conn: asyncpg.Connection, calls: list[tuple[Any, ...]]) -> None:
-    await _submitted_many(conn, rows_of_calls(calls))
-
-
-def _submits_of(op: _Op, args: tuple[Any, ...]) -> list[_Submit]:
+def submits_of(op: Op, args: tuple[Any, ...]) -> list[Submit]:
     """The parts a queued operation submits: (operator_id, smsc_key, part)."""
-    if op is _submitted:
-        rows: list[tuple[Any, ...]] = [args]
-    elif op is _submitted_rows:
-        rows = args[0]
-    else:
+    if op is not submitted:
         return []
-    return [(r[3], r[5], PartRef(r[0], r[1], r[2])) for r in rows]
+    return [(r[3], r[5], PartRef(r[0], r[1], r[2])) for r in args[0]]
 
 
-async def _receipt(
-    conn: asyncpg.Connection,
-    message_id: str,
-    part: int,
-    state: str,
-    stat: str | None,
-    err: str | None,
-    at: float,
-) -> str | None:
+async def receipt(conn: asyncpg.Connection, message_id: str, part: int, state: str,
+                  stat: str | None, err: str | None, at: float) -> str | None:
     if state in FINAL_STATES:
         total = await conn.fetchval(_FINAL_RECEIPT, message_id, part, state, stat, err, at)
         if total is None:
@@ -276,7 +344,7 @@ async def _aggregate(
     return new_state
 
 
-async def _receipts(conn: asyncpg.Connection, rows: list[ReceiptRow]) -> list[str | None]:
+async def receipts(conn: asyncpg.Connection, rows: list[ReceiptRow]) -> list[str | None]:
     """Each row as ``_receipt`` would record it, in order; the common case (see
     ``split_receipts``) in one statement, the rest one by one."""
     answers: list[str | None] = [None] * len(rows)
@@ -286,12 +354,12 @@ async def _receipts(conn: asyncpg.Connection, rows: list[ReceiptRow]) -> list[st
         answers[i] = answer
     for i in in_order:
         message_id, part, _, state, stat, err, at = rows[i]
-        answers[i] = await _receipt(conn, message_id, part, state, stat, err, at)
+        answers[i] = await receipt(conn, message_id, part, state, stat, err, at)
     return answers
 
 
 async def _receipts_many(conn: asyncpg.Connection, calls: list[tuple[Any, ...]]) -> list[Any]:
-    return per_call(await _receipts(conn, rows_of_calls(calls)), calls)
+    return per_call(await receipts(conn, rows_of_calls(calls)), calls)
 
 
 async def _single_part_receipts(
@@ -313,7 +381,36 @@ async def _single_part_receipts(
     return answers
 
 
-async def _put_orphan(conn: asyncpg.Connection, *args: Any) -> None:
+async def count_orphans(conn: asyncpg.Connection) -> int:
+    count: int = await conn.fetchval("SELECT count(*) FROM smpp.orphan_receipts")
+    return count
+
+
+async def drop_orphan(conn: asyncpg.Connection, operator_id: str, smsc_key: str,
+                      hold_id: str) -> int:
+    return _count(await conn.execute(_DROP_ORPHAN, operator_id, smsc_key, hold_id))
+
+
+async def widen_orphan(conn: asyncpg.Connection, operator_id: str, smsc_key: str, hold_id: str,
+                       more_keys: list[str]) -> None:
+    await conn.execute(_WIDEN_ORPHAN, operator_id, smsc_key, hold_id, more_keys)
+
+
+async def take_orphans(conn: asyncpg.Connection, operator_id: str, smsc_key: str) -> list[str]:
+    rows = await conn.fetch(_TAKE_ORPHANS, operator_id, smsc_key)
+    return [row[1] for row in sorted(rows, key=lambda r: int(r[0]))]
+
+
+async def take_orphans_many(conn: asyncpg.Connection, operator_id: str,
+                            smsc_keys: list[str]) -> dict[str, list[str]]:
+    rows = await conn.fetch(_TAKE_ORPHANS_MANY, operator_id, list(dict.fromkeys(smsc_keys)))
+    found: dict[str, list[str]] = {}
+    for _, key, text in sorted(rows, key=lambda r: int(r[0])):
+        found.setdefault(key, []).append(text)
+    return found
+
+
+async def put_orphan(conn: asyncpg.Connection, *args: Any) -> None:
     await conn.execute(_PUT_ORPHAN, *args)
 
 
@@ -321,8 +418,8 @@ async def _put_orphan_many(conn: asyncpg.Connection, calls: list[tuple[Any, ...]
     await conn.executemany(_PUT_ORPHAN, calls)
 
 
-async def _idem_claim(conn: asyncpg.Connection, scope: str, key: str, fingerprint: str,
-                      at: float, expired_before: float) -> asyncpg.Record:
+async def idem_claim(conn: asyncpg.Connection, scope: str, key: str, fingerprint: str,
+                     at: float, expired_before: float) -> tuple[str, str | None, float]:
     # Two statements: the SELECT's fresh snapshot sees a row a concurrent replica
     # committed while the INSERT waited for it. A claim older than the window is taken
     # over as if absent.
@@ -335,30 +432,29 @@ async def _idem_claim(conn: asyncpg.Connection, scope: str, key: str, fingerprin
         scope, key, fingerprint, at, expired_before,
     )
     row: asyncpg.Record = await conn.fetchrow(
-        "SELECT fingerprint, response::text AS response,"
-        " extract(epoch FROM created_at)::float8 AS created_at"
+        "SELECT fingerprint, response::text, extract(epoch FROM created_at)::float8"
         " FROM smpp.idempotency_keys WHERE scope = $1 AND key = $2", scope, key,
     )
-    return row
+    return row[0], row[1], row[2]
 
 
-async def _idem_complete(conn: asyncpg.Connection, scope: str, key: str, fingerprint: str,
-                         response: str) -> None:
+async def idem_complete(conn: asyncpg.Connection, scope: str, key: str, fingerprint: str,
+                        response: str) -> None:
     await conn.execute(
         "UPDATE smpp.idempotency_keys SET response = $4::jsonb WHERE scope = $1 AND key = $2"
         " AND fingerprint = $3 AND response IS NULL", scope, key, fingerprint, response,
     )
 
 
-async def _idem_release(conn: asyncpg.Connection, scope: str, key: str,
-                        fingerprint: str) -> None:
+async def idem_release(conn: asyncpg.Connection, scope: str, key: str,
+                       fingerprint: str) -> None:
     await conn.execute(
         "DELETE FROM smpp.idempotency_keys WHERE scope = $1 AND key = $2 AND fingerprint = $3"
         " AND response IS NULL", scope, key, fingerprint,
     )
 
 
-async def _store_event(conn: asyncpg.Connection, kind: str, payload: str, at: float) -> int:
+async def store_event(conn: asyncpg.Connection, kind: str, payload: str, at: float) -> int:
     event_id: int = await conn.fetchval(
         "INSERT INTO smpp.events (kind, payload, created_at)"
         " VALUES ($1, $2::jsonb, to_timestamp($3)) RETURNING id",
@@ -369,7 +465,12 @@ async def _store_event(conn: asyncpg.Connection, kind: str, payload: str, at: fl
     return event_id
 
 
-async def _store_events(conn: asyncpg.Connection, rows: list[tuple[str, str, float]]) -> list[int]:
+async def store_events(conn: asyncpg.Connection, kind: str, texts: list[str],
+                       at: float) -> list[int]:
+    return await _insert_events(conn, [(kind, text, at) for text in texts])
+
+
+async def _insert_events(conn: asyncpg.Connection, rows: list[tuple[str, str, float]]) -> list[int]:
     """Each row: (kind, payload as JSON text, at); the ids, in the rows' order."""
     return [row[0] for row in await conn.fetch(_INSERT_EVENTS, *_columns(rows, 3))]
 
@@ -377,10 +478,12 @@ async def _store_events(conn: asyncpg.Connection, rows: list[tuple[str, str, flo
 async def _store_events_many(
     conn: asyncpg.Connection, calls: list[tuple[Any, ...]]
 ) -> list[list[int]]:
-    return per_call(await _store_events(conn, rows_of_calls(calls)), calls)
+    rows = [[(kind, text, at) for text in texts] for kind, texts, at in calls]
+    ids = await _insert_events(conn, [row for call_rows in rows for row in call_rows])
+    return per_call(ids, [(call_rows,) for call_rows in rows])
 
 
-async def _list_events(
+async def list_events(
     conn: asyncpg.Connection, kind: str | None, after_id: int, limit: int,
     tenants: list[str] | None,
 ) -> list[asyncpg.Record]:
@@ -403,14 +506,13 @@ async def _list_events(
 # Calls with a variant for many calls: fn(conn, [args of each call]) -> one result per
 # call, or None when each call's result is None.
 _Many = Callable[[asyncpg.Connection, list[tuple[Any, ...]]], Awaitable[list[Any] | None]]
-_MANY: dict[_Op, _Many] = {
-    _accept: _accept_many,
-    _accept_new: _accept_new_many,
-    _submitted: _submitted_many,
-    _submitted_rows: _submitted_rows_many,
-    _set_state: _set_state_many,
-    _put_orphan: _put_orphan_many,
-    _receipts: _receipts_many,
-    _store_events: _store_events_many,
-    _webhook_delivered: _webhook_delivered_many,
+_MANY: dict[Op, _Many] = {
+    accept: _accept_many,
+    accept_new: _accept_new_many,
+    submitted: _submitted_many,
+    set_state: _set_state_many,
+    put_orphan: _put_orphan_many,
+    receipts: _receipts_many,
+    store_events: _store_events_many,
+    webhook_delivered: _webhook_delivered_many,
 }

@@ -4,19 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from correlation.store import (
-    FINAL_STATES,
-)
+from correlation.store import FINAL_STATES, MESSAGE_FIELDS, PART_FIELDS
 
-_MESSAGE_FIELDS = (
-    "message_id", "tenant_id", "source", "destination", "data_coding", "body", "operator_id",
-    "registered_delivery", "validity", "priority", "state", "attempts", "created_at",
-    "updated_at", "reason", "command_status", "receipt_stat", "receipt_err", "callback_url",
-)  # fmt: skip
-_PART_FIELDS = (
-    "message_id", "part", "total", "operator_id", "smsc_id", "smsc_key", "state",
-    "command_status", "stat", "err", "submitted_at", "done_at",
-)  # fmt: skip
+_MESSAGE_FIELDS = MESSAGE_FIELDS
+_PART_FIELDS = PART_FIELDS
 _TIMESTAMPS = frozenset({"created_at", "updated_at", "submitted_at", "done_at"})
 
 
@@ -56,6 +47,24 @@ _SELECT_MESSAGE = _SELECT_MESSAGES + " WHERE message_id = $1"
 _SELECT_PARTS = (
     f"SELECT {_select_list(_PART_FIELDS)} FROM smpp.message_correlations"  # noqa: S608
     " WHERE message_id = $1 ORDER BY part"
+)
+# The state is spelled out, not a parameter, so the partial index messages_accepted serves it.
+_ACCEPTED_IDS = (
+    "SELECT message_id, extract(epoch FROM created_at)::float8 FROM smpp.messages"
+    " WHERE state = 'ACCEPTED' AND operator_id = $1 AND created_at < to_timestamp($2)"
+    " ORDER BY created_at, message_id LIMIT $3"
+)
+_ACCEPTED_AFTER = (
+    f"SELECT {_select_list(_MESSAGE_FIELDS)}, ARRAY(SELECT c.part"  # noqa: S608
+    " FROM smpp.message_correlations c WHERE c.message_id = m.message_id"
+    " AND c.smsc_id IS NOT NULL) AS submitted_parts FROM smpp.messages m"
+    " WHERE state = 'ACCEPTED' AND operator_id IS NOT DISTINCT FROM $1"
+    " AND (created_at, message_id) > (to_timestamp($2), $3)"
+    " ORDER BY created_at, message_id LIMIT $4"
+)
+_ACCEPTED_BACKLOG = (
+    "SELECT operator_id, extract(epoch FROM max(created_at))::float8"
+    " FROM smpp.messages WHERE state = 'ACCEPTED' GROUP BY operator_id"
 )
 _SET_STATE = (
     "UPDATE smpp.messages SET state = $2, updated_at = to_timestamp($3),"

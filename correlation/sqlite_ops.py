@@ -1,5 +1,5 @@
-"""The embedded store's operations: run in its writer thread, inside the batch's
-transaction, with the connection (correlation.sqlite_store); and its hot index."""
+"""The embedded store's operations (``correlation.facade.StoreOps``): fn(conn, *args),
+run in its writer thread inside the batch's transaction (correlation.sqlite_store)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from correlation.batching import ReceiptRow, per_call, rows_of_calls, split_receipts
+from correlation.batching import Op, ReceiptRow, per_call, rows_of_calls, runs, split_receipts
 from correlation.sqlite_sql import (
     _ACCEPTED_BACKLOG,
     _ENQUEUE_DLR,
@@ -34,7 +34,13 @@ from correlation.sqlite_sql import (
     _SUBMITTED_PARTS,
     _UNUSUAL_PARTS,
     _WEBHOOK_CLAIM,
+    _WEBHOOK_DEAD,
+    _WEBHOOK_DEPTH,
     _WEBHOOK_DUE,
+    _WEBHOOK_KILL,
+    _WEBHOOK_RELEASE,
+    _WEBHOOK_REPLAY,
+    _WEBHOOK_RETRY,
 )
 from correlation.store import (
     ACCEPTED,
@@ -48,9 +54,6 @@ from correlation.store import (
     WebhookTargets,
     aggregate_state,
 )
-
-# An operation runs in the writer thread with the connection; its result goes back to the caller.
-_Op = Callable[..., Any]
 
 
 def _outbox_args(targets: WebhookTargets) -> tuple[str, str | None]:
@@ -66,50 +69,82 @@ def _webhook_record(row: Sequence[Any]) -> WebhookRecord:
                          dead_at=dead_at)
 
 
-def _webhook_enqueue(conn: sqlite3.Connection, kind: str, array: str, at: float,
-                     targets: tuple[str, str | None]) -> int:
-    tenants, owners = targets
+def _array(texts: list[str]) -> str:
+    """JSON texts as one JSON array: json_each hands SQLite each one (one parameter)."""
+    return "[" + ", ".join(texts) + "]"
+
+
+def _enqueue(conn: sqlite3.Connection, kind: str, array: str, at: float,
+             targets: WebhookTargets) -> int:
+    tenants, owners = _outbox_args(targets)
     if owners is None:
         return conn.execute(_ENQUEUE_DLR, (kind, at, array, tenants)).rowcount
     return conn.execute(_ENQUEUE_MO, (kind, at, array, owners)).rowcount
 
 
-def _store_events_with_webhooks(conn: sqlite3.Connection, kind: str, array: str, count: int,
-                                at: float, targets: tuple[str, str | None]) -> list[int]:
-    ids = _store_events(conn, kind, array, count, at)
-    _webhook_enqueue(conn, kind, array, at, targets)
+def webhook_enqueue(conn: sqlite3.Connection, kind: str, texts: list[str], at: float,
+                    targets: WebhookTargets) -> int:
+    return _enqueue(conn, kind, _array(texts), at, targets)
+
+
+def store_events_with_webhooks(conn: sqlite3.Connection, kind: str, texts: list[str],
+                               at: float, targets: WebhookTargets) -> list[int]:
+    array = _array(texts)
+    ids = _insert_events(conn, kind, array, len(texts), at)
+    _enqueue(conn, kind, array, at, targets)
     return ids
 
 
-def _webhook_claim(conn: sqlite3.Connection, now: float, limit: int, until: float) -> str:
+def webhook_claim(conn: sqlite3.Connection, now: float, limit: int,
+                  until: float) -> list[WebhookRecord]:
     due: str = conn.execute(_WEBHOOK_DUE, (now, limit)).fetchone()[0]
-    if due != "[]":
-        conn.execute(_WEBHOOK_CLAIM, (until, due))
-    return due
+    if due == "[]":
+        return []
+    conn.execute(_WEBHOOK_CLAIM, (until, due))
+    return [_webhook_record((*row, None)) for row in json.loads(due)]
 
 
-def _webhook_delivered(conn: sqlite3.Connection, ids: list[int]) -> None:
+def webhook_delivered(conn: sqlite3.Connection, ids: list[int]) -> None:
     conn.execute("DELETE FROM webhook_outbox WHERE id IN (SELECT value FROM json_each(?))",
                  (json.dumps(ids),))
 
 
 def _webhook_delivered_many(conn: sqlite3.Connection, calls: list[tuple[Any, ...]]) -> None:
-    _webhook_delivered(conn, [i for (ids,) in calls for i in ids])
+    webhook_delivered(conn, [i for (ids,) in calls for i in ids])
 
 
-def _execute(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> None:
-    conn.execute(sql, args)
+def webhook_retry(conn: sqlite3.Connection, delivery_id: int, next_at: float, error: str) -> None:
+    conn.execute(_WEBHOOK_RETRY, (next_at, error, delivery_id))
 
 
-def _rowcount(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> int:
-    return conn.execute(sql, args).rowcount
+def webhook_kill(conn: sqlite3.Connection, delivery_id: int, at: float, error: str) -> None:
+    conn.execute(_WEBHOOK_KILL, (at, error, delivery_id))
 
 
-def _fetchall(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-    return conn.execute(sql, args).fetchall()
+def webhook_release(conn: sqlite3.Connection, ids: list[int], now: float) -> None:
+    conn.execute(_WEBHOOK_RELEASE, (now, json.dumps(ids)))
 
 
-def _accepted_ids(
+def webhook_dead(conn: sqlite3.Connection, after_id: int, limit: int,
+                 tenants: list[str] | None) -> list[WebhookRecord]:
+    rows = conn.execute(_WEBHOOK_DEAD, (after_id, limit, _json_or_none(tenants))).fetchall()
+    return [_webhook_record(row) for row in rows]
+
+
+def webhook_replay(conn: sqlite3.Connection, delivery_id: int, now: float) -> bool:
+    return conn.execute(_WEBHOOK_REPLAY, (now, now, delivery_id)).rowcount > 0
+
+
+def webhook_depth(conn: sqlite3.Connection) -> tuple[Any, ...]:
+    depth: tuple[Any, ...] = conn.execute(_WEBHOOK_DEPTH).fetchone()
+    return depth
+
+
+def _json_or_none(values: list[str] | None) -> str | None:
+    return None if values is None else json.dumps(values)
+
+
+def accepted_ids(
     conn: sqlite3.Connection, operator_id: str, created_before: float, limit: int
 ) -> list[tuple[str, float]]:
     return conn.execute(
@@ -117,13 +152,6 @@ def _accepted_ids(
         " AND operator_id = ? AND created_at < ? ORDER BY created_at, message_id LIMIT ?",
         (operator_id, created_before, limit),
     ).fetchall()
-
-
-# -- operations: run in the writer thread, inside the batch's transaction ----------------
-
-
-def _message_row(message: MessageRecord) -> tuple[Any, ...]:
-    return tuple(getattr(message, f) for f in _MESSAGE_FIELDS)
 
 
 def _message_record(row: Sequence[Any]) -> MessageRecord:
@@ -169,30 +197,19 @@ def _part_numbers(listed: str | int | None) -> frozenset[int]:
     return frozenset(int(n) for n in str(listed).split(","))
 
 
-def _run_ops(
-    conn: sqlite3.Connection, ops: list[tuple[_Op, tuple[Any, ...]]]
+def run_ops(
+    conn: sqlite3.Connection, calls: list[tuple[Op, tuple[Any, ...]]]
 ) -> list[tuple[bool, Any]]:
-    """Run ops in order; a run of consecutive calls of one kind goes through its
-    variant for many calls (about half the cost per call)."""
+    """Run the calls in order, a run of calls of one op through its variant for many."""
     results: list[tuple[bool, Any]] = []
-    i = 0
-    while i < len(ops):
-        op, args = ops[i]
+    for op, arg_lists in runs(calls, _MANY):
         many = _MANY.get(op)
-        if many is None:
-            results.append((True, op(conn, *args)))
-            i += 1
-            continue
-        j = i + 1
-        while j < len(ops) and ops[j][0] is op:
-            j += 1
-        values = many(conn, [a for _, a in ops[i:j]])
-        results.extend((True, v) for v in (values or [None] * (j - i)))
-        i = j
+        values = many(conn, arg_lists) if many else [op(conn, *arg_lists[0])]
+        results.extend((True, v) for v in values or [None] * len(arg_lists))
     return results
 
 
-def _accept(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+def accept(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
     conn.executemany(_INSERT_MESSAGE, rows)
 
 
@@ -200,31 +217,33 @@ def _accept_many(conn: sqlite3.Connection, calls: list[tuple[Any, ...]]) -> None
     conn.executemany(_INSERT_MESSAGE, rows_of_calls(calls))
 
 
-def _accept_new(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[str]:
+def accept_new(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> list[str]:
     # One execute per row: its rowcount says whether it was stored, and this costs no
     # more than finding the stored ids first and then an executemany (measured).
     return [row[0] for row in rows if conn.execute(_INSERT_NEW_MESSAGE, row).rowcount]
 
 
-def _pending(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
-    return conn.execute(_SELECT_PENDING, (ACCEPTED,)).fetchall()
+def pending(conn: sqlite3.Connection) -> list[MessageRecord]:
+    return [_message_record(row) for row in conn.execute(_SELECT_PENDING, (ACCEPTED,))]
 
 
-def _accepted_after(
+def accepted_after(
     conn: sqlite3.Connection, operator_id: str | None, created_at: float, message_id: str,
     limit: int,
-) -> str:
+) -> list[tuple[MessageRecord, frozenset[int]]]:
     page: str = conn.execute(
         _SELECT_ACCEPTED_AFTER, (operator_id, created_at, message_id, limit)
     ).fetchone()[0]
-    return page
+    found = [_backlog_item(item) for item in json.loads(page)]
+    found.sort(key=lambda item: (item[0].created_at, item[0].message_id))
+    return found
 
 
-def _accepted_backlog(conn: sqlite3.Connection) -> list[tuple[str | None, float]]:
+def accepted_backlog(conn: sqlite3.Connection) -> list[tuple[str | None, float]]:
     return conn.execute(_ACCEPTED_BACKLOG).fetchall()
 
 
-def _set_state(
+def set_state(
     conn: sqlite3.Connection,
     message_id: str,
     state: str,
@@ -241,7 +260,7 @@ def _set_state(
     )
 
 
-def _get_message(conn: sqlite3.Connection, message_id: str) -> dict[str, Any] | None:
+def get_message(conn: sqlite3.Connection, message_id: str) -> dict[str, Any] | None:
     row = conn.execute(_SELECT_MESSAGE, (message_id,)).fetchone()
     if row is None:
         return None
@@ -251,20 +270,16 @@ def _get_message(conn: sqlite3.Connection, message_id: str) -> dict[str, Any] | 
     return message
 
 
-def _submitted(conn: sqlite3.Connection, *args: Any) -> None:
-    _submitted_many(conn, [args])
-
-
-def _submitted_rows(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
-    _submitted_many(conn, rows)
-
-
-def _submitted_rows_many(conn: sqlite3.Connection, calls: list[tuple[Any, ...]]) -> None:
-    _submitted_many(conn, rows_of_calls(calls))
+def submitted(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    _submit_rows(conn, rows)
 
 
 def _submitted_many(conn: sqlite3.Connection, calls: list[tuple[Any, ...]]) -> None:
-    """Each call: (message_id, part, total, operator_id, smsc_id, smsc_key, at).
+    _submit_rows(conn, rows_of_calls(calls))
+
+
+def _submit_rows(conn: sqlite3.Connection, calls: list[tuple[Any, ...]]) -> None:
+    """Each row: (message_id, part, total, operator_id, smsc_id, smsc_key, at).
     The rows go to SQLite as JSON, grouped by what they share (see ``_SUBMITTED_PARTS``)."""
     groups: dict[tuple[Any, ...], list[tuple[str, str, str]]] = {}
     for message_id, part, total, operator_id, smsc_id, smsc_key, at in calls:
@@ -288,7 +303,7 @@ def _submitted_many(conn: sqlite3.Connection, calls: list[tuple[Any, ...]]) -> N
 
 
 def _lookup(
-    conn: sqlite3.Connection, operator_id: str, keys: tuple[str, ...]
+    conn: sqlite3.Connection, operator_id: str, keys: Sequence[str]
 ) -> tuple[str, PartRef] | None:
     for key in keys:
         row = conn.execute(
@@ -301,21 +316,15 @@ def _lookup(
     return None
 
 
-def _lookup_many(
-    conn: sqlite3.Connection, operator_id: str, key_sets: list[tuple[str, ...]]
+def lookup_many(
+    conn: sqlite3.Connection, operator_id: str, key_sets: list[Sequence[str]]
 ) -> list[tuple[str, PartRef] | None]:
+    """Per key set, the key that matched and the newest part submitted under it."""
     return [_lookup(conn, operator_id, keys) for keys in key_sets]
 
 
-def _receipt(
-    conn: sqlite3.Connection,
-    message_id: str,
-    part: int,
-    state: str,
-    stat: str | None,
-    err: str | None,
-    at: float,
-) -> str | None:
+def receipt(conn: sqlite3.Connection, message_id: str, part: int, state: str,
+            stat: str | None, err: str | None, at: float) -> str | None:
     if state in FINAL_STATES:
         rows = conn.execute(_FINAL_PART, (state, stat, err, at, message_id, part)).fetchall()
         if not rows:
@@ -345,7 +354,7 @@ def _aggregate(
     return new_state
 
 
-def _receipts(conn: sqlite3.Connection, rows: list[ReceiptRow]) -> list[str | None]:
+def receipts(conn: sqlite3.Connection, rows: list[ReceiptRow]) -> list[str | None]:
     """Each row as ``_receipt`` would record it, in order; the common case (final
     receipts for single-part messages, see ``split_receipts``) in three statements."""
     answers: list[str | None] = [None] * len(rows)
@@ -355,12 +364,12 @@ def _receipts(conn: sqlite3.Connection, rows: list[ReceiptRow]) -> list[str | No
         answers[i] = answer
     for i in in_order:
         message_id, part, _, state, stat, err, at = rows[i]
-        answers[i] = _receipt(conn, message_id, part, state, stat, err, at)
+        answers[i] = receipt(conn, message_id, part, state, stat, err, at)
     return answers
 
 
 def _receipts_many(conn: sqlite3.Connection, calls: list[tuple[Any, ...]]) -> list[Any]:
-    return per_call(_receipts(conn, rows_of_calls(calls)), calls)
+    return per_call(receipts(conn, rows_of_calls(calls)), calls)
 
 
 def _single_part_receipts(conn: sqlite3.Connection, rows: list[ReceiptRow]) -> list[str | None]:
@@ -392,12 +401,17 @@ def _single_part_receipts(conn: sqlite3.Connection, rows: list[ReceiptRow]) -> l
     return answers
 
 
-def _put_orphan(
-    conn: sqlite3.Connection, operator_id: str, keys: tuple[str, ...], receipt: str, at: float
+def count_orphans(conn: sqlite3.Connection) -> int:
+    count: int = conn.execute("SELECT count(*) FROM orphan_receipts").fetchone()[0]
+    return count
+
+
+def put_orphan(
+    conn: sqlite3.Connection, operator_id: str, keys: list[str], text: str, at: float
 ) -> None:
     cursor = conn.execute(
         "INSERT INTO orphan_receipts (operator_id, receipt, created_at) VALUES (?, ?, ?)",
-        (operator_id, receipt, at),
+        (operator_id, text, at),
     )
     conn.executemany(
         "INSERT OR IGNORE INTO orphan_keys (operator_id, smsc_key, orphan_id) VALUES (?, ?, ?)",
@@ -405,7 +419,7 @@ def _put_orphan(
     )
 
 
-def _take_orphans(conn: sqlite3.Connection, operator_id: str, smsc_key: str) -> list[str]:
+def take_orphans(conn: sqlite3.Connection, operator_id: str, smsc_key: str) -> list[str]:
     rows = conn.execute(
         "SELECT o.id, o.receipt FROM orphan_keys k JOIN orphan_receipts o ON o.id = k.orphan_id"
         " WHERE k.operator_id = ? AND k.smsc_key = ? ORDER BY o.id",
@@ -417,7 +431,7 @@ def _take_orphans(conn: sqlite3.Connection, operator_id: str, smsc_key: str) -> 
     return [receipt for _, receipt in rows]
 
 
-def _put_mo_parts(conn: sqlite3.Connection, parts: list[MoPartRecord]) -> None:
+def put_mo_parts(conn: sqlite3.Connection, parts: list[MoPartRecord]) -> None:
     conn.executemany(
         "INSERT OR REPLACE INTO mo_parts (operator_id, source, reference, seq, total,"
         " destination, data_coding, body, created_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -425,12 +439,12 @@ def _put_mo_parts(conn: sqlite3.Connection, parts: list[MoPartRecord]) -> None:
     )
 
 
-def _drop_mo_parts(conn: sqlite3.Connection, keys: list[tuple[str, str, int]]) -> None:
+def drop_mo_parts(conn: sqlite3.Connection, keys: list[tuple[str, str, int]]) -> None:
     conn.executemany(
         "DELETE FROM mo_parts WHERE operator_id = ? AND source = ? AND reference = ?", keys)
 
 
-def _load_mo_parts(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
+def load_mo_parts(conn: sqlite3.Connection) -> list[tuple[Any, ...]]:
     return conn.execute(
         "SELECT operator_id, source, reference, seq, total, destination, data_coding, body,"
         " created_at FROM mo_parts ORDER BY created_at").fetchall()
@@ -448,15 +462,15 @@ def _held_orphan_ids(
             if json.loads(receipt).get("hold_id") == hold_id]
 
 
-def _drop_orphan(conn: sqlite3.Connection, operator_id: str, smsc_key: str, hold_id: str) -> int:
+def drop_orphan(conn: sqlite3.Connection, operator_id: str, smsc_key: str, hold_id: str) -> int:
     ids = [(orphan_id,) for orphan_id in _held_orphan_ids(conn, operator_id, smsc_key, hold_id)]
     conn.executemany("DELETE FROM orphan_keys WHERE orphan_id = ?", ids)
     conn.executemany("DELETE FROM orphan_receipts WHERE id = ?", ids)
     return len(ids)
 
 
-def _widen_orphan(conn: sqlite3.Connection, operator_id: str, smsc_key: str, hold_id: str,
-                  more_keys: tuple[str, ...]) -> None:
+def widen_orphan(conn: sqlite3.Connection, operator_id: str, smsc_key: str, hold_id: str,
+                 more_keys: list[str]) -> None:
     conn.executemany(
         "INSERT OR IGNORE INTO orphan_keys (operator_id, smsc_key, orphan_id) VALUES (?, ?, ?)",
         [(operator_id, key, orphan_id)
@@ -465,31 +479,32 @@ def _widen_orphan(conn: sqlite3.Connection, operator_id: str, smsc_key: str, hol
     )
 
 
-def _take_orphans_many(
+def take_orphans_many(
     conn: sqlite3.Connection, operator_id: str, smsc_keys: list[str]
 ) -> dict[str, list[str]]:
     found: dict[str, list[str]] = {}
     for key in dict.fromkeys(smsc_keys):  # each key once, in order
-        rows = _take_orphans(conn, operator_id, key)
+        rows = take_orphans(conn, operator_id, key)
         if rows:
             found[key] = rows
     return found
 
 
-def _ping(conn: sqlite3.Connection) -> None:
+def ping(conn: sqlite3.Connection) -> None:
     conn.execute("SELECT count(*) FROM idempotency_keys WHERE 0").fetchone()
 
 
-def _find_messages(conn: sqlite3.Connection, message_ids: list[str]) -> list[tuple[Any, ...]]:
-    return conn.execute(
+def find_messages(conn: sqlite3.Connection, message_ids: list[str]) -> list[MessageRecord]:
+    rows = conn.execute(
         f"SELECT {_MESSAGE_COLUMNS} FROM messages"  # noqa: S608 -- constant columns
         " WHERE message_id IN (SELECT value FROM json_each(?))",
         (json.dumps(message_ids),),
-    ).fetchall()
+    )
+    return [_message_record(row) for row in rows]
 
 
-def _idem_claim(conn: sqlite3.Connection, scope: str, key: str, fingerprint: str, at: float,
-                expired_before: float) -> tuple[str, str | None, float]:
+def idem_claim(conn: sqlite3.Connection, scope: str, key: str, fingerprint: str, at: float,
+               expired_before: float) -> tuple[str, str | None, float]:
     # A claim older than the window is taken over as if absent; the rows older than it
     # go meanwhile (the embedded store has no retention job).
     conn.execute("DELETE FROM idempotency_keys WHERE created_at < ?", (expired_before,))
@@ -504,8 +519,8 @@ def _idem_claim(conn: sqlite3.Connection, scope: str, key: str, fingerprint: str
     return str(row[0]), row[1], float(row[2])
 
 
-def _idem_complete(conn: sqlite3.Connection, scope: str, key: str, fingerprint: str,
-                   response: str) -> None:
+def idem_complete(conn: sqlite3.Connection, scope: str, key: str, fingerprint: str,
+                  response: str) -> None:
     conn.execute(
         "UPDATE idempotency_keys SET response = ? WHERE scope = ? AND key = ?"
         " AND fingerprint = ? AND response IS NULL",
@@ -513,14 +528,14 @@ def _idem_complete(conn: sqlite3.Connection, scope: str, key: str, fingerprint: 
     )
 
 
-def _idem_release(conn: sqlite3.Connection, scope: str, key: str, fingerprint: str) -> None:
+def idem_release(conn: sqlite3.Connection, scope: str, key: str, fingerprint: str) -> None:
     conn.execute(
         "DELETE FROM idempotency_keys WHERE scope = ? AND key = ? AND fingerprint = ?"
         " AND response IS NULL", (scope, key, fingerprint),
     )
 
 
-def _store_event(conn: sqlite3.Connection, kind: str, payload: str, at: float) -> int:
+def store_event(conn: sqlite3.Connection, kind: str, payload: str, at: float) -> int:
     cursor = conn.execute(
         "INSERT INTO events (kind, payload, created_at) VALUES (?, ?, ?)", (kind, payload, at)
     )
@@ -528,7 +543,11 @@ def _store_event(conn: sqlite3.Connection, kind: str, payload: str, at: float) -
     return cursor.lastrowid
 
 
-def _store_events(
+def store_events(conn: sqlite3.Connection, kind: str, texts: list[str], at: float) -> list[int]:
+    return _insert_events(conn, kind, _array(texts), len(texts), at)
+
+
+def _insert_events(
     conn: sqlite3.Connection, kind: str, array: str, count: int, at: float
 ) -> list[int]:
     # One INSERT ... SELECT in the writer's transaction draws consecutive ids, in
@@ -542,9 +561,9 @@ def _store_events(
     return list(range(first, first + count))
 
 
-def _list_events(
+def list_events(
     conn: sqlite3.Connection, kind: str | None, after_id: int, limit: int,
-    tenants: str | None,
+    tenants: list[str] | None,
 ) -> list[tuple[int, str, str, float]]:
     # ? IS NULL: all kinds / all tenants. A tenant's events are those whose message_id
     # is one of its messages.
@@ -554,16 +573,15 @@ def _list_events(
         " SELECT 1 FROM messages m WHERE m.message_id = e.payload ->> 'message_id'"
         " AND m.tenant_id IN (SELECT value FROM json_each(?4))))"
         " ORDER BY id LIMIT ?3",
-        (kind, after_id, limit, tenants),
+        (kind, after_id, limit, _json_or_none(tenants)),
     ).fetchall()
 
 
 # Calls with a variant for many calls: fn(conn, [args of each call]) -> one result per
 # call, or None when each call's result is None.
-_MANY: dict[_Op, Callable[[sqlite3.Connection, list[tuple[Any, ...]]], list[Any] | None]] = {
-    _accept: _accept_many,
-    _submitted: _submitted_many,
-    _submitted_rows: _submitted_rows_many,
-    _receipts: _receipts_many,
-    _webhook_delivered: _webhook_delivered_many,
+_MANY: dict[Op, Callable[[sqlite3.Connection, list[tuple[Any, ...]]], list[Any] | None]] = {
+    accept: _accept_many,
+    submitted: _submitted_many,
+    receipts: _receipts_many,
+    webhook_delivered: _webhook_delivered_many,
 }

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from correlation.store import (
-    FINAL_STATES,
-)
+from correlation.store import FINAL_STATES, MESSAGE_FIELDS, PART_FIELDS
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS messages (
@@ -120,17 +118,10 @@ CREATE INDEX IF NOT EXISTS webhook_outbox_dead ON webhook_outbox (id)
 # table as it is): table -> (column, its declaration).
 _ADDED_COLUMNS = (("messages", "callback_url", "TEXT"),)
 
-_MESSAGE_COLUMNS = (
-    "message_id, tenant_id, source, destination, data_coding, body, operator_id,"
-    " registered_delivery, validity, priority, state, attempts, created_at, updated_at,"
-    " reason, command_status, receipt_stat, receipt_err, callback_url"
-)
-_MESSAGE_FIELDS = tuple(c.strip() for c in _MESSAGE_COLUMNS.split(","))
-_PART_COLUMNS = (
-    "message_id, part, total, operator_id, smsc_id, smsc_key, state, command_status,"
-    " stat, err, submitted_at, done_at"
-)
-_PART_FIELDS = tuple(c.strip() for c in _PART_COLUMNS.split(","))
+_MESSAGE_FIELDS = MESSAGE_FIELDS
+_MESSAGE_COLUMNS = ", ".join(MESSAGE_FIELDS)
+_PART_FIELDS = PART_FIELDS
+_PART_COLUMNS = ", ".join(PART_FIELDS)
 # Built once from the constant column lists above (no outside input): S608 does not apply.
 _MARKS = ", ".join("?" * len(_MESSAGE_FIELDS))
 _INSERT_MESSAGE = f"INSERT INTO messages ({_MESSAGE_COLUMNS}) VALUES ({_MARKS})"  # noqa: S608

@@ -67,6 +67,18 @@ class MessageRecord:
     callback_url: str | None = None  # where its DLR events are POSTed (smppd.webhooks)
 
 
+# The stored fields of a message and of a part, in the tables' column order (both stores).
+MESSAGE_FIELDS = (
+    "message_id", "tenant_id", "source", "destination", "data_coding", "body", "operator_id",
+    "registered_delivery", "validity", "priority", "state", "attempts", "created_at",
+    "updated_at", "reason", "command_status", "receipt_stat", "receipt_err", "callback_url",
+)  # fmt: skip
+PART_FIELDS = (
+    "message_id", "part", "total", "operator_id", "smsc_id", "smsc_key", "state",
+    "command_status", "stat", "err", "submitted_at", "done_at",
+)  # fmt: skip
+
+
 @dataclass(slots=True, kw_only=True)
 class PartRecord:
     """One submitted part of a message (part numbers start at 1)."""
