@@ -316,7 +316,7 @@ class GroupCommitStore(ABC):
     async def put_orphans(
         self, operator_id: str, orphans: Sequence[tuple[Sequence[str], dict[str, Any], float]]
     ) -> None:
-        if self._orphans is not None:  # counted up when queued: a submit then looks
+        if self._orphans is not None:  # counted when queued, so a submit from now on looks
             self._orphans += len(orphans)
         await asyncio.gather(*[
             self._call(self._ops.put_orphan, operator_id, list(keys), json.dumps(receipt), at)
