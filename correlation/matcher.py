@@ -7,6 +7,12 @@ as soon as that write is durable; it is also held in memory, where the submit th
 arrives next claims it. After ``hold_seconds`` it leaves memory and stays in the
 orphan table, where a late submit (after a restart too) still finds it.
 
+An SMSC may also reuse its ids (a counter its restart resets): the store then holds
+an older part under a receipt's key while the submit the receipt answers still waits
+to be recorded (batched, and retried while the store is out). So the submits the SMSC
+answered are remembered as they come (``expect_submits``), and that memory answers
+before the store does.
+
 Under the "auto" id form a receipt id has several readings (``correlation.ids``):
 decimal "13" is key "d", read as hex it is "13", the key of submit id "19". Only the
 preferred reading (the first, in the order ``IdRelations`` learned for the operator)
@@ -115,8 +121,9 @@ class ReceiptMatcher:
         self._held_order: deque[_Held] = deque()  # oldest first
         self.relations = IdRelations()
         self._auto: set[str] = set()  # operators whose receipt ids are read under "auto"
-        # The latest submits this matcher recorded (or is recording), for receipts whose
-        # store lookup ran before the submit's write was visible to it.
+        # The latest submits answered by the SMSC (``expect_submits``) or recorded here:
+        # newer than any part the store holds under their keys (an SMSC may reuse its
+        # ids), and known before their write is visible to a lookup.
         self._recent = HotIndex(RECENT_SUBMITS)
 
     @property
@@ -126,6 +133,16 @@ class ReceiptMatcher:
     def learned_id_forms(self, operator_id: str) -> dict[str, str]:
         """The id forms learned for the operator under "auto" (for the API)."""
         return self.relations.learned(operator_id)
+
+    def expect_submits(
+        self, operator_id: str, submits: Sequence[tuple[str, int, int, str]], id_form: IdForm
+    ) -> None:
+        """Submits the SMSC answered, to be recorded by ``on_submitted_many`` later
+        (the caller batches them, and retries while the store is out): a receipt that
+        comes meanwhile matches them, not an older part stored under a reused id."""
+        for message_id, part, total, smsc_id in submits:
+            key = self._submit_key(operator_id, smsc_id, id_form)
+            self._recent.put_part(operator_id, key, message_id, part, total)
 
     async def on_submitted(
         self,
@@ -197,13 +214,18 @@ class ReceiptMatcher:
         if id_form == "auto":
             self._auto.add(operator_id)
         key_sets = [self._keys(operator_id, receipt.message_id, id_form) for receipt in receipts]
-        looked_up = await self._store.lookup_parts(operator_id, [keys[:1] for keys in key_sets])
-        # A lookup that skips the store's queue (PostgreSQL's pool) can miss a submit
-        # recorded while it ran: the submits this matcher saw are asked too, in the step
-        # that holds the misses (no await between), so neither side can miss the other.
+        # The submits this process saw first: the store may hold an older part under the
+        # same key (an SMSC reusing its ids) while the newer one is not written yet. The
+        # rest are looked up, and this memory asked again once the lookup is back, in the
+        # step that holds the misses (no await between), so neither side can miss the other.
         recent = self._recent
-        refs = [ref if ref is not None else recent.get(operator_id, keys[0])
-                for ref, keys in zip(looked_up, key_sets, strict=True)]
+        refs = [recent.get(operator_id, keys[0]) for keys in key_sets]
+        ask = [i for i, ref in enumerate(refs) if ref is None]
+        if ask:
+            looked_up = await self._store.lookup_parts(
+                operator_id, [key_sets[i][:1] for i in ask])
+            for i, ref in zip(ask, looked_up, strict=True):
+                refs[i] = recent.get(operator_id, key_sets[i][0]) or ref
         now = self._clock()
         misses = [_Held(operator_id, keys, receipt, now)
                   for receipt, keys, ref in zip(receipts, key_sets, refs, strict=True)

@@ -37,6 +37,9 @@ class Matcher(Protocol):
 
     def learned_id_forms(self, operator_id: str) -> dict[str, str]: ...
 
+    def expect_submits(self, operator_id: str, submits: Sequence[tuple[str, int, int, str]],
+                       id_form: IdForm) -> None: ...
+
     async def on_submitted_many(self, operator_id: str,
                                 submits: Sequence[tuple[str, int, int, str]],
                                 id_form: IdForm) -> list[MatchResult]: ...

@@ -162,7 +162,8 @@ async def put_lease(url: str, sender: str) -> None:
 
 
 async def rows_of(dsn: str, ids: list[str]) -> list[dict[str, Any]]:
-    """The message and correlation rows of ``ids``: what a stuck message looks like."""
+    """The message and correlation rows of ``ids``: what a stuck message looks like,
+    with the other parts submitted under its SMSC id (``same_id``: an SMSC reusing ids)."""
     conn = await asyncpg.connect(dsn)
     try:
         rows = await conn.fetch(
@@ -170,6 +171,13 @@ async def rows_of(dsn: str, ids: list[str]) -> list[dict[str, Any]]:
             " c.stat, c.smsc_id, c.submitted_at, c.done_at FROM smpp.messages m LEFT JOIN"
             " smpp.message_correlations c USING (message_id)"
             " WHERE m.message_id = ANY($1::text[])", ids)
+        found = [dict(r) for r in rows]
+        for row in found:
+            others = await conn.fetch(
+                "SELECT message_id, state, stat, submitted_at, done_at FROM"
+                " smpp.message_correlations WHERE smsc_id = $1 AND message_id <> $2",
+                row["smsc_id"], row["message_id"])
+            row["same_id"] = [dict(o) for o in others]
     finally:
         await conn.close()
-    return [dict(r) for r in rows]
+    return found

@@ -311,9 +311,11 @@ class Dispatcher:
         latencies.observe(latency)
         op.latencies.append(latency)
         if status == Status.ESME_ROK:
-            # Counted, and the limiter told, once per batch in _record_answered.
-            self._answered.add((op, (part.message_id, part.part, part.total,
-                                     getattr(pdu, "message_id", ""))))
+            # Counted, and the limiter told, once per batch in _record_answered; known to
+            # the matcher now, so a receipt that beats the record matches it.
+            submit = (part.message_id, part.part, part.total, getattr(pdu, "message_id", ""))
+            self.matcher.expect_submits(op.id, [submit], op.config.submit_resp_id)
+            self._answered.add((op, submit))
             if self._answered.pending >= self.max_unrecorded and not self._holding_back:
                 self._hold_back(True)
             return

@@ -10,8 +10,10 @@ what a user sees:
 - nothing is lost: every message answered 202 or published is in PostgreSQL (read
   directly, not through the proxy), submitted at the SMSC, none left ACCEPTED,
   duplicates at most a window per bind, a DLR event for each one DELIVERED; a bulk
-  not answered 202 is stored whole or not at all. A message may end SUBMITTED with
-  its receipt sent and answered: a daemon defect, ``test_every_receipt_is_stored``;
+  not answered 202 is stored whole or not at all; every receipt stored on its own
+  message, although the simulator's ids start again at 1 in every test, so the
+  database the tests share holds older parts under the same ids
+  (``test_every_receipt_is_stored``);
 - ValidateLease fails closed: a sender never looked up before is denied
   ``UNAVAILABLE`` (HTTP 503) while PostgreSQL is cut, and answered from the database
   while only Redis is;
@@ -283,11 +285,6 @@ async def test_dependency_cut_under_load(tmp_path: Path, pg_dsn: str, bao: BaoSe
         assert {s.status for s in during} == {200}, [s.status for s in during]
 
 
-@pytest.mark.xfail(strict=False, reason=(
-    "daemon defect, intermittent (docs/reliability.md, 'Receipts published but not "
-    "stored'): a few messages stay SUBMITTED, their part with no receipt, although the "
-    "SMSC sent the receipt, the daemon answered it ESME_ROK and the DLR stream holds as "
-    "many events as messages; not strict: in about half the runs no message is hit"))
 @pytest.mark.parametrize("cut", ["nats", "postgres+redis"])
 async def test_every_receipt_is_stored(tmp_path: Path, pg_dsn: str, bao: BaoServer,  # noqa: F811
                                        cut: str) -> None:

@@ -369,3 +369,22 @@ async def test_receipt_for_a_part_the_store_lacks_is_kept_not_dropped(
     assert matcher.held_count == 1
     retried = await matcher.on_submitted("roshan", "m1", 1, 1, "42", "decimal")
     assert [r.message_state for r in retried] == [DELIVERED]
+
+
+async def test_receipt_for_a_reused_id_matches_the_submit_answered_not_the_old_part(
+    store: SqliteStore, clock: FakeClock
+) -> None:
+    # An SMSC whose id counter started again (its restart): m1, of an earlier run, was
+    # submitted as "205" and delivered. m2's submit_sm_resp says "205" too, and m2's
+    # receipt comes while that answer waits to be recorded (the batch that records it
+    # is retried behind a cut). The store only knows m1 under "205".
+    earlier = ReceiptMatcher(store, clock, HOLD)
+    await earlier.on_submitted("op", "m1", 1, 1, "205", "decimal")
+    assert (await earlier.on_receipt("op", receipt("205"), "decimal")) is not None
+    matcher = ReceiptMatcher(store, clock, HOLD)  # this run
+    matcher.expect_submits("op", [("m2", 1, 1, "205")], "decimal")
+    assert await matcher.on_receipt("op", receipt("205"), "decimal") is None  # held for m2
+    claimed = await matcher.on_submitted("op", "m2", 1, 1, "205", "decimal")
+    assert [(r.message_id, r.message_state) for r in claimed] == [("m2", DELIVERED)]
+    m1 = await store.get_message("m1")
+    assert m1 is not None and m1["state"] == DELIVERED
