@@ -205,7 +205,8 @@ class Receiver:
 
 
 def write_config(directory: Path, smsc_port: int, api_port: int, mode: str,
-                 dsn: str | None, binds: int, webhook: str | None = None) -> Path:
+                 dsn: str | None, binds: int, webhook: str | None = None,
+                 per_host: int | None = None) -> Path:
     lines = [
         "[daemon]", f'mode = "{mode}"', f'state_dir = "{directory / "state"}"',
         "drain_timeout = 5.0",
@@ -226,6 +227,8 @@ def write_config(directory: Path, smsc_port: int, api_port: int, mode: str,
     if webhook is not None:
         lines += ["[[tenants]]", f'id = "{TENANT}"', f'secret = "{WEBHOOK_SECRET}"',
                   f'callback_url = "{webhook}"']
+        if per_host is not None:
+            lines += ["[webhooks]", f"per_host = {per_host}"]
     path = directory / "smppd.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -262,6 +265,22 @@ class Daemon:
                                          headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=30) as resp:
             return json.loads(resp.read() or b"null")
+
+    def webhook_stats(self) -> dict[str, float]:
+        """The daemon's mean POST latency (ms) and attempts, from its /metrics."""
+        import urllib.request
+
+        with urllib.request.urlopen(self.url + "/metrics", timeout=10) as resp:
+            text = resp.read().decode()
+        values = {}
+        for line in text.splitlines():
+            name, _, value = line.rpartition(" ")
+            if name.startswith("smppd_webhook_") and not name.endswith("_created"):
+                values[name] = float(value)
+        count = values.get("smppd_webhook_latency_seconds_count", 0.0)
+        total = values.get("smppd_webhook_latency_seconds_sum", 0.0)
+        return {"webhook_post_ms": round(total / count * 1000, 2) if count else 0.0,
+                "webhook_attempts": count}
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -530,7 +549,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     api_port = free_port()
     hooks = Receiver() if args.webhook else None
     config = write_config(workdir, sim.port, api_port, args.mode, dsn, args.binds,
-                          hooks.url if hooks is not None else None)
+                          hooks.url if hooks is not None else None, args.per_host)
     try:
         if dsn is not None:
             migrate_database(config)
@@ -578,9 +597,8 @@ def measure(args: argparse.Namespace, sim: Smsc, daemon: Daemon, workdir: Path,
     cpu0, sim_cpu0, t0 = proc_cpu(pid), proc_cpu(sim_pid), time.perf_counter()
     load = http_load(daemon.url + path, body, args.requests, args.concurrency, workdir)
     t_http = time.perf_counter() - t0
-    if spy is not None:
-        spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
-        spy.wait(30)
+    if spy is not None and args.workload != "receipts":
+        stop_profiler(spy)
     t_smsc = wait_until(lambda: sim.accepted() - base_accepted >= count, 300) - t0
     if args.workload == "receipts":
         t_done = wait_until(lambda: delivered(workdir / "state", dsn) >= count, 300) - t0
@@ -589,7 +607,10 @@ def measure(args: argparse.Namespace, sim: Smsc, daemon: Daemon, workdir: Path,
             t_hooks = wait_until(lambda: sum(hooks.counts().values()) >= count, 300) - t0
             result["webhooks_per_s"] = round(count / t_hooks, 1)
             result["webhooks"] = hooks.counts()
+            result.update(daemon.webhook_stats())
     cpu, sim_cpu = proc_cpu(pid) - cpu0, proc_cpu(sim_pid) - sim_cpu0
+    if spy is not None and args.workload == "receipts":  # the receipts and webhooks too
+        stop_profiler(spy)
     return {**result, "messages": count, "per_request": per_request,
             "accepted_per_s": round(count / t_http, 1), "smsc_per_s": round(count / t_smsc, 1),
             "daemon_cpu_s": round(cpu, 2), "smsc_cpu_s": round(sim_cpu, 2),
@@ -605,6 +626,11 @@ def profiler(args: argparse.Namespace, pid: int) -> subprocess.Popen[bytes] | No
     return subprocess.Popen([spy, "record", "--pid", str(pid), "--rate", "250", "--format",
                              "raw", "--threads", "--output", args.profile],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+
+
+def stop_profiler(spy: subprocess.Popen[bytes]) -> None:
+    spy.send_signal(signal.SIGINT)  # py-spy writes its file on SIGINT
+    spy.wait(30)
 
 
 def backlog_run(args: argparse.Namespace, sim: Smsc, daemon: Daemon, pid: int, sim_pid: int,
@@ -667,6 +693,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--webhook", action="store_true",
                         help="POST every DLR event to a receiver in another process")
+    parser.add_argument("--per-host", type=int, metavar="N",
+                        help="[webhooks] per_host (default: the daemon's)")
     parser.add_argument("--profile", metavar="FILE",
                         help="py-spy collapsed stacks of the daemon during the load")
     args = parser.parse_args()

@@ -39,6 +39,7 @@ from correlation.store import (
     MoPartRecord,
     OutboxDepth,
     PartRef,
+    Queued,
     WebhookRecord,
     WebhookTargets,
 )
@@ -81,8 +82,9 @@ class StoreOps(Protocol):
     store_event: Op  # (kind, payload JSON, at) -> id
     store_events: Op  # (kind, [payload JSON], at) -> [id]
     list_events: Op  # (kind, after_id, limit, [tenant] | None) -> [(id, kind, JSON, at)]
-    store_events_with_webhooks: Op  # (kind, [payload JSON], at, WebhookTargets) -> [id]
-    webhook_enqueue: Op  # (kind, [payload JSON], at, WebhookTargets) -> how many
+    # (kind, [payload JSON], at, WebhookTargets, lease until | None) -> Queued
+    store_events_with_webhooks: Op
+    webhook_enqueue: Op  # (kind, [payload JSON], at, WebhookTargets, until | None) -> Queued
     webhook_claim: Op  # (now, limit, until) -> [WebhookRecord]
     webhook_delivered: Op  # ([id])
     webhook_retry: Op  # (id, next_at, error)
@@ -90,6 +92,7 @@ class StoreOps(Protocol):
     webhook_release: Op  # ([id], now)
     webhook_dead: Op  # (after_id, limit, [tenant] | None) -> [WebhookRecord]
     webhook_replay: Op  # (id, now) -> bool
+    webhook_purge_dead: Op  # (died before, limit) -> how many deleted
     webhook_depth: Op  # () -> (waiting, oldest, dead)
 
 
@@ -413,22 +416,28 @@ class GroupCommitStore(ABC):
     # -- the webhook outbox ------------------------------------------------------------
 
     async def store_events_with_webhooks(
-        self, kind: str, payloads: Sequence[dict[str, Any]], targets: WebhookTargets
-    ) -> list[int]:
+        self, kind: str, payloads: Sequence[dict[str, Any]], targets: WebhookTargets, *,
+        lease: float | None = None,
+    ) -> Queued:
         if not payloads:
-            return []
-        ids: list[int] = await self._call(self._ops.store_events_with_webhooks, kind,
-                                          _texts(payloads), self._clock(), targets)
-        return ids
+            return Queued(0, [], [])
+        now = self._clock()
+        queued: Queued = await self._call(
+            self._ops.store_events_with_webhooks, kind, _texts(payloads), now, targets,
+            None if lease is None else now + lease)
+        return queued
 
     async def webhook_enqueue(
-        self, kind: str, payloads: Sequence[dict[str, Any]], targets: WebhookTargets
-    ) -> int:
+        self, kind: str, payloads: Sequence[dict[str, Any]], targets: WebhookTargets, *,
+        lease: float | None = None,
+    ) -> Queued:
         if not payloads:
-            return 0
-        count: int = await self._call(
-            self._ops.webhook_enqueue, kind, _texts(payloads), self._clock(), targets)
-        return count
+            return Queued(0, [], [])
+        now = self._clock()
+        queued: Queued = await self._call(
+            self._ops.webhook_enqueue, kind, _texts(payloads), now, targets,
+            None if lease is None else now + lease)
+        return queued
 
     async def webhook_claim(self, now: float, limit: int, lease: float) -> list[WebhookRecord]:
         due: list[WebhookRecord] = await self._call(
@@ -458,6 +467,10 @@ class GroupCommitStore(ABC):
     async def webhook_replay(self, delivery_id: int, now: float) -> bool:
         replayed: bool = await self._call(self._ops.webhook_replay, delivery_id, now)
         return replayed
+
+    async def webhook_purge_dead(self, before: float, limit: int = 10_000) -> int:
+        deleted: int = await self._call(self._ops.webhook_purge_dead, before, limit)
+        return deleted
 
     async def webhook_depth(self) -> OutboxDepth:
         waiting, oldest, dead = await self._call(self._ops.webhook_depth)

@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 
 from correlation.batching import Op, ReceiptRow, per_call, rows_of_calls, runs, split_receipts
+from correlation.pg_retention import PURGE_DEAD
 from correlation.pg_sql import (
     _ACCEPTED_AFTER,
     _ACCEPTED_BACKLOG,
@@ -55,6 +56,7 @@ from correlation.store import (
     MessageRecord,
     MoPartRecord,
     PartRef,
+    Queued,
     WebhookRecord,
     WebhookTargets,
     aggregate_state,
@@ -68,19 +70,25 @@ def _count(status: str) -> int:
 
 
 async def webhook_enqueue(conn: asyncpg.Connection, kind: str, texts: list[str], at: float,
-                          targets: WebhookTargets) -> int:
+                          targets: WebhookTargets, until: float | None) -> Queued:
     if targets.owners is None:
-        status = await conn.execute(_ENQUEUE_DLR, kind, at, texts, list(targets.tenants))
+        rows = await conn.fetch(_ENQUEUE_DLR, kind, at, texts, list(targets.tenants), until)
     else:
-        status = await conn.execute(_ENQUEUE_MO, kind, at, texts, list(targets.owners))
-    return _count(status)
+        rows = await conn.fetch(_ENQUEUE_MO, kind, at, texts, list(targets.owners), until)
+    if until is None:
+        return Queued(len(rows), [], [])
+    rows = sorted(rows, key=lambda row: row[0])  # by id: the events' order
+    claimed = [WebhookRecord(id=i, kind=kind, tenant_id=tenant_id, url=url, body=body,
+                             created_at=at, ordering_key=key)
+               for i, key, tenant_id, url, taken, body in rows if taken]
+    return Queued(len(rows), claimed, [row[1] for row in rows if not row[4]])
 
 
 async def store_events_with_webhooks(conn: asyncpg.Connection, kind: str, texts: list[str],
-                                     at: float, targets: WebhookTargets) -> list[int]:
-    ids = await _insert_events(conn, [(kind, text, at) for text in texts])
-    await webhook_enqueue(conn, kind, texts, at, targets)
-    return ids
+                                     at: float, targets: WebhookTargets,
+                                     until: float | None) -> Queued:
+    await _insert_events(conn, [(kind, text, at) for text in texts])
+    return await webhook_enqueue(conn, kind, texts, at, targets, until)
 
 
 async def webhook_claim(conn: asyncpg.Connection, now: float, limit: int,
@@ -118,6 +126,11 @@ async def webhook_dead(conn: asyncpg.Connection, after_id: int, limit: int,
 
 async def webhook_replay(conn: asyncpg.Connection, delivery_id: int, now: float) -> bool:
     return bool(await conn.fetch(_WEBHOOK_REPLAY, now, delivery_id))
+
+
+async def webhook_purge_dead(conn: asyncpg.Connection, before: float, limit: int) -> int:
+    row = await conn.fetchrow(PURGE_DEAD, before, limit)
+    return int(row[0]) if row is not None else 0
 
 
 async def webhook_depth(conn: asyncpg.Connection) -> tuple[Any, ...]:

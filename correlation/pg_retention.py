@@ -14,6 +14,11 @@ log = logging.getLogger(__name__)
 
 # -- retention ---------------------------------------------------------------------------
 
+PURGE_DEAD = (
+    "WITH d AS (DELETE FROM smpp.webhook_outbox WHERE id IN (SELECT id"
+    " FROM smpp.webhook_outbox WHERE dead_at < to_timestamp($1) LIMIT $2) RETURNING 1)"
+    " SELECT count(*), 0 FROM d"
+)
 # Each deletes up to $2 rows older than $1 (epoch seconds) and says how many it deleted.
 _PURGES: dict[str, str] = {
     # Finished messages (anything past ACCEPTED: a SUBMITTED one older than the retention
@@ -47,11 +52,9 @@ _PURGES: dict[str, str] = {
         " FROM smpp.events WHERE created_at < to_timestamp($1) LIMIT $2) RETURNING 1)"
         " SELECT count(*), 0 FROM d"
     ),
-    "webhook_outbox": (  # dead letters no one replayed
-        "WITH d AS (DELETE FROM smpp.webhook_outbox WHERE id IN (SELECT id"
-        " FROM smpp.webhook_outbox WHERE dead_at < to_timestamp($1) LIMIT $2) RETURNING 1)"
-        " SELECT count(*), 0 FROM d"
-    ),
+    # Dead letters no one replayed (the webhook worker also runs it, pg_ops, with
+    # [webhooks] dead_retention).
+    "webhook_outbox": PURGE_DEAD,
     "idempotency_keys": (
         "WITH d AS (DELETE FROM smpp.idempotency_keys WHERE (scope, key) IN (SELECT scope,"
         " key FROM smpp.idempotency_keys WHERE created_at < to_timestamp($1) LIMIT $2)"
@@ -86,3 +89,4 @@ async def purge_older_than(
                 break
     log.info("purged rows older than %s days: %s", days, counts)
     return counts
+

@@ -195,23 +195,38 @@ _INSERT_EVENTS = (
 
 _WEBHOOK_COLUMNS = (
     "id, kind, tenant_id, url, body, extract(epoch FROM created_at)::float8 AS created_at,"
-    " attempts, last_error, extract(epoch FROM dead_at)::float8 AS dead_at"
+    " attempts, last_error, extract(epoch FROM dead_at)::float8 AS dead_at, ordering_key"
+)
+# A new row's next_at: $5 (the writer's lease, it delivers the row itself) when nothing
+# earlier of its message waits, else due now (a claim takes it once the earlier is gone).
+_NEW_NEXT_AT = (
+    "CASE WHEN $5::float8 IS NULL OR EXISTS (SELECT 1 FROM smpp.webhook_outbox p WHERE"
+    " p.ordering_key = m.message_id AND p.dead_at IS NULL) THEN to_timestamp($2)"
+    " ELSE to_timestamp($5) END"
+)
+# What an enqueue wrote: every row's id and key; the body of those taken for the lease.
+_ENQUEUED = (
+    " RETURNING id, ordering_key, tenant_id, url, next_at > created_at AS claimed,"
+    " CASE WHEN next_at > created_at THEN body END AS body"
 )
 # DLR events: those of messages with a callback_url or of a tenant with a default one
 # ($4), keyed by message so they go out in order; in the events' order.
 _ENQUEUE_DLR = (
-    "INSERT INTO smpp.webhook_outbox (kind, ordering_key, tenant_id, url, body, created_at,"
+    "INSERT INTO smpp.webhook_outbox (kind, ordering_key, tenant_id, url, body, created_at,"  # noqa: S608
     " next_at, attempts) SELECT $1, m.message_id, m.tenant_id, m.callback_url, e.p,"
-    " to_timestamp($2), to_timestamp($2), 0 FROM unnest($3::text[]) WITH ORDINALITY AS e(p, i)"
+    f" to_timestamp($2), {_NEW_NEXT_AT}, 0"
+    " FROM unnest($3::text[]) WITH ORDINALITY AS e(p, i)"
     " JOIN smpp.messages m ON m.message_id = e.p::jsonb ->> 'message_id'"
     " WHERE m.callback_url IS NOT NULL OR m.tenant_id = ANY($4::text[]) ORDER BY e.i"
+    + _ENQUEUED
 )
 # MO events: $4 holds each event's tenant (NULL: not sent).
 _ENQUEUE_MO = (
-    "INSERT INTO smpp.webhook_outbox (kind, ordering_key, tenant_id, url, body, created_at,"
-    " next_at, attempts) SELECT $1, NULL, e.t, NULL, e.p, to_timestamp($2), to_timestamp($2),"
-    " 0 FROM unnest($3::text[], $4::text[]) WITH ORDINALITY AS e(p, t, i)"
-    " WHERE e.t IS NOT NULL ORDER BY e.i"
+    "INSERT INTO smpp.webhook_outbox (kind, ordering_key, tenant_id, url, body, created_at,"  # noqa: S608
+    " next_at, attempts) SELECT $1, NULL, e.t, NULL, e.p, to_timestamp($2),"
+    " to_timestamp(coalesce($5::float8, $2)), 0"
+    " FROM unnest($3::text[], $4::text[]) WITH ORDINALITY AS e(p, t, i)"
+    " WHERE e.t IS NOT NULL ORDER BY e.i" + _ENQUEUED
 )
 # The oldest waiting event of each message (and any MO) that is due, claimed by moving
 # next_at past the lease. SKIP LOCKED: replicas claiming at once take different rows; a

@@ -8,11 +8,11 @@ import sqlite3
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from correlation import sqlite_outbox
 from correlation.batching import Op, ReceiptRow, per_call, rows_of_calls, runs, split_receipts
+from correlation.sqlite_outbox import _array, _enqueue, _json_or_none, _webhook_delivered_many
 from correlation.sqlite_sql import (
     _ACCEPTED_BACKLOG,
-    _ENQUEUE_DLR,
-    _ENQUEUE_MO,
     _FINAL_MESSAGE,
     _FINAL_MESSAGES,
     _FINAL_PART,
@@ -33,14 +33,6 @@ from correlation.sqlite_sql import (
     _SUBMITTED_MESSAGES,
     _SUBMITTED_PARTS,
     _UNUSUAL_PARTS,
-    _WEBHOOK_CLAIM,
-    _WEBHOOK_DEAD,
-    _WEBHOOK_DEPTH,
-    _WEBHOOK_DUE,
-    _WEBHOOK_KILL,
-    _WEBHOOK_RELEASE,
-    _WEBHOOK_REPLAY,
-    _WEBHOOK_RETRY,
 )
 from correlation.store import (
     ACCEPTED,
@@ -50,98 +42,18 @@ from correlation.store import (
     MessageRecord,
     MoPartRecord,
     PartRef,
-    WebhookRecord,
+    Queued,
     WebhookTargets,
     aggregate_state,
 )
 
 
-def _outbox_args(targets: WebhookTargets) -> tuple[str, str | None]:
-    """(the tenants with a default URL, each MO event's tenant or None) as JSON."""
-    owners = None if targets.owners is None else json.dumps(list(targets.owners))
-    return json.dumps(list(targets.tenants)), owners
-
-
-def _webhook_record(row: Sequence[Any]) -> WebhookRecord:
-    delivery_id, kind, tenant_id, url, body, created_at, attempts, last_error, dead_at = row
-    return WebhookRecord(id=delivery_id, kind=kind, tenant_id=tenant_id, url=url, body=body,
-                         created_at=created_at, attempts=attempts, last_error=last_error,
-                         dead_at=dead_at)
-
-
-def _array(texts: list[str]) -> str:
-    """JSON texts as one JSON array: json_each hands SQLite each one (one parameter)."""
-    return "[" + ", ".join(texts) + "]"
-
-
-def _enqueue(conn: sqlite3.Connection, kind: str, array: str, at: float,
-             targets: WebhookTargets) -> int:
-    tenants, owners = _outbox_args(targets)
-    if owners is None:
-        return conn.execute(_ENQUEUE_DLR, (kind, at, array, tenants)).rowcount
-    return conn.execute(_ENQUEUE_MO, (kind, at, array, owners)).rowcount
-
-
-def webhook_enqueue(conn: sqlite3.Connection, kind: str, texts: list[str], at: float,
-                    targets: WebhookTargets) -> int:
-    return _enqueue(conn, kind, _array(texts), at, targets)
-
-
 def store_events_with_webhooks(conn: sqlite3.Connection, kind: str, texts: list[str],
-                               at: float, targets: WebhookTargets) -> list[int]:
+                               at: float, targets: WebhookTargets,
+                               until: float | None) -> Queued:
     array = _array(texts)
-    ids = _insert_events(conn, kind, array, len(texts), at)
-    _enqueue(conn, kind, array, at, targets)
-    return ids
-
-
-def webhook_claim(conn: sqlite3.Connection, now: float, limit: int,
-                  until: float) -> list[WebhookRecord]:
-    due: str = conn.execute(_WEBHOOK_DUE, (now, limit)).fetchone()[0]
-    if due == "[]":
-        return []
-    conn.execute(_WEBHOOK_CLAIM, (until, due))
-    return [_webhook_record((*row, None)) for row in json.loads(due)]
-
-
-def webhook_delivered(conn: sqlite3.Connection, ids: list[int]) -> None:
-    conn.execute("DELETE FROM webhook_outbox WHERE id IN (SELECT value FROM json_each(?))",
-                 (json.dumps(ids),))
-
-
-def _webhook_delivered_many(conn: sqlite3.Connection, calls: list[tuple[Any, ...]]) -> None:
-    webhook_delivered(conn, [i for (ids,) in calls for i in ids])
-
-
-def webhook_retry(conn: sqlite3.Connection, delivery_id: int, next_at: float, error: str) -> None:
-    conn.execute(_WEBHOOK_RETRY, (next_at, error, delivery_id))
-
-
-def webhook_kill(conn: sqlite3.Connection, delivery_id: int, at: float, error: str) -> None:
-    conn.execute(_WEBHOOK_KILL, (at, error, delivery_id))
-
-
-def webhook_release(conn: sqlite3.Connection, ids: list[int], now: float) -> None:
-    conn.execute(_WEBHOOK_RELEASE, (now, json.dumps(ids)))
-
-
-def webhook_dead(conn: sqlite3.Connection, after_id: int, limit: int,
-                 tenants: list[str] | None) -> list[WebhookRecord]:
-    rows = conn.execute(_WEBHOOK_DEAD, (after_id, limit, _json_or_none(tenants))).fetchall()
-    return [_webhook_record(row) for row in rows]
-
-
-def webhook_replay(conn: sqlite3.Connection, delivery_id: int, now: float) -> bool:
-    return conn.execute(_WEBHOOK_REPLAY, (now, now, delivery_id)).rowcount > 0
-
-
-def webhook_depth(conn: sqlite3.Connection) -> tuple[Any, ...]:
-    depth: tuple[Any, ...] = conn.execute(_WEBHOOK_DEPTH).fetchone()
-    return depth
-
-
-def _json_or_none(values: list[str] | None) -> str | None:
-    return None if values is None else json.dumps(values)
+    _insert_events(conn, kind, array, len(texts), at)
+    return _enqueue(conn, kind, array, at, targets, until)
 
 
 def accepted_ids(
@@ -576,6 +488,19 @@ def list_events(
         (kind, after_id, limit, _json_or_none(tenants)),
     ).fetchall()
 
+
+
+# The outbox's operations (correlation.sqlite_outbox) are StoreOps too.
+webhook_claim = sqlite_outbox.webhook_claim
+webhook_dead = sqlite_outbox.webhook_dead
+webhook_delivered = sqlite_outbox.webhook_delivered
+webhook_depth = sqlite_outbox.webhook_depth
+webhook_enqueue = sqlite_outbox.webhook_enqueue
+webhook_kill = sqlite_outbox.webhook_kill
+webhook_purge_dead = sqlite_outbox.webhook_purge_dead
+webhook_release = sqlite_outbox.webhook_release
+webhook_replay = sqlite_outbox.webhook_replay
+webhook_retry = sqlite_outbox.webhook_retry
 
 # Calls with a variant for many calls: fn(conn, [args of each call]) -> one result per
 # call, or None when each call's result is None.

@@ -210,29 +210,45 @@ _INSERT_EVENTS = (
 _LAST_EVENT_ID = "SELECT seq FROM sqlite_sequence WHERE name = 'events'"
 
 
-_WEBHOOK_COLUMNS = "id, kind, tenant_id, url, body, created_at, attempts, last_error, dead_at"
+_WEBHOOK_COLUMNS = (
+    "id, kind, tenant_id, url, body, created_at, attempts, last_error, dead_at, ordering_key")
+# A new row's next_at: ?5 (the writer's lease, it delivers the row itself) when nothing
+# earlier of its message waits, else due now (a claim takes it once the earlier is gone).
+_NEW_NEXT_AT = (
+    "CASE WHEN ?5 IS NULL OR EXISTS (SELECT 1 FROM webhook_outbox p WHERE"
+    " p.ordering_key = m.message_id AND p.dead_at IS NULL) THEN ?2 ELSE ?5 END"
+)
 # DLR events: those of messages with a callback_url or of a tenant with a default one
 # (?4, a JSON array), keyed by message so they go out in order.
 _ENQUEUE_DLR = (
-    "INSERT INTO webhook_outbox (kind, ordering_key, tenant_id, url, body, created_at,"
+    "INSERT INTO webhook_outbox (kind, ordering_key, tenant_id, url, body, created_at,"  # noqa: S608
     " next_at, attempts) SELECT ?1, m.message_id, m.tenant_id, m.callback_url, j.value, ?2,"
-    " ?2, 0 FROM json_each(?3) j JOIN messages m ON m.message_id = j.value ->> 'message_id'"
+    f" {_NEW_NEXT_AT}, 0 FROM json_each(?3) j"
+    " JOIN messages m ON m.message_id = j.value ->> 'message_id'"
     " WHERE m.callback_url IS NOT NULL OR m.tenant_id IN (SELECT value FROM json_each(?4))"
     " ORDER BY j.key"
 )
 # MO events: ?4 holds each event's tenant (null: not sent), in the events' order.
 _ENQUEUE_MO = (
     "INSERT INTO webhook_outbox (kind, ordering_key, tenant_id, url, body, created_at,"
-    " next_at, attempts) SELECT ?1, NULL, t.value, NULL, j.value, ?2, ?2, 0"
+    " next_at, attempts) SELECT ?1, NULL, t.value, NULL, j.value, ?2, coalesce(?5, ?2), 0"
     " FROM json_each(?3) j JOIN json_each(?4) t ON t.key = j.key"
     " WHERE t.value IS NOT NULL ORDER BY j.key"
+)
+# The rows one enqueue wrote (ids ?1 < id <= ?2), as one row of JSON: [id, ordering key,
+# tenant, url, body] of those it took for its lease, and the keys of the others.
+_ENQUEUED = (
+    "SELECT json_group_array(json_array(id, ordering_key, tenant_id, url, body))"
+    " FILTER (WHERE next_at > created_at),"
+    " json_group_array(ordering_key) FILTER (WHERE next_at <= created_at)"
+    " FROM webhook_outbox WHERE id > ?1 AND id <= ?2"
 )
 # The oldest waiting event of each message (and any MO) that is due, as one row of JSON
 # (each row a query returns costs the writer a wait for the GIL); the writer then claims
 # them by moving next_at past the lease, in the same transaction.
 _WEBHOOK_DUE = (
     "SELECT json_group_array(json_array(id, kind, tenant_id, url, body, created_at,"
-    " attempts, last_error)) FROM (SELECT * FROM webhook_outbox o"
+    " attempts, last_error, NULL, ordering_key)) FROM (SELECT * FROM webhook_outbox o"
     " WHERE o.dead_at IS NULL AND o.next_at <= ?1 AND (o.ordering_key IS NULL OR NOT EXISTS"
     " (SELECT 1 FROM webhook_outbox p WHERE p.ordering_key = o.ordering_key"
     " AND p.dead_at IS NULL AND p.id < o.id)) ORDER BY o.next_at LIMIT ?2)"
@@ -260,6 +276,10 @@ _WEBHOOK_DEAD = (
 _WEBHOOK_REPLAY = (
     "UPDATE webhook_outbox SET dead_at = NULL, last_error = NULL, attempts = 0,"
     " next_at = ?, created_at = ? WHERE id = ? AND dead_at IS NOT NULL"
+)
+_WEBHOOK_PURGE_DEAD = (
+    "DELETE FROM webhook_outbox WHERE id IN (SELECT id FROM webhook_outbox"
+    " WHERE dead_at < ? ORDER BY id LIMIT ?)"
 )
 _WEBHOOK_DEPTH = (
     "SELECT count(*) FILTER (WHERE dead_at IS NULL),"

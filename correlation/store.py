@@ -159,6 +159,17 @@ class WebhookRecord:
     attempts: int = 0
     last_error: str | None = None
     dead_at: float | None = None
+    ordering_key: str | None = None  # the message id of a DLR event (None: MO, no order)
+
+
+class Queued(NamedTuple):
+    """What an outbox write queued: how many rows, those of them the writer took for
+    its lease (see ``webhook_enqueue``), and the ordering keys of the others (each waits
+    behind an earlier event of its message). Without a lease: only how many."""
+
+    rows: int
+    claimed: list[WebhookRecord]
+    behind: list[str]
 
 
 class OutboxDepth(NamedTuple):
@@ -387,16 +398,21 @@ class CorrelationStore(Protocol):
     # -- the webhook outbox (smppd.webhooks): at least once, per message in order ------
 
     async def store_events_with_webhooks(
-        self, kind: str, payloads: Sequence[dict[str, Any]], targets: WebhookTargets
-    ) -> list[int]:
+        self, kind: str, payloads: Sequence[dict[str, Any]], targets: WebhookTargets, *,
+        lease: float | None = None,
+    ) -> Queued:
         """``store_events`` and ``webhook_enqueue`` in one transaction: an event is
         in the outbox if and only if it is in the events table."""
 
     async def webhook_enqueue(
-        self, kind: str, payloads: Sequence[dict[str, Any]], targets: WebhookTargets
-    ) -> int:
-        """Queue the events ``targets`` selects for delivery, due now; returns how many.
-        Durable before it returns."""
+        self, kind: str, payloads: Sequence[dict[str, Any]], targets: WebhookTargets, *,
+        lease: float | None = None,
+    ) -> Queued:
+        """Queue the events ``targets`` selects for delivery, due now. With a ``lease``,
+        those that no earlier waiting event of their message holds back are taken for
+        the caller in the same write, as ``webhook_claim`` would take them (two events of
+        one message in one call are both taken: the caller keeps their order), and
+        returned; the others wait for a claim. Durable before it returns."""
 
     async def webhook_claim(self, now: float, limit: int, lease: float) -> list[WebhookRecord]:
         """Take up to ``limit`` due deliveries for ``lease`` seconds (not due again
@@ -423,6 +439,10 @@ class CorrelationStore(Protocol):
     async def webhook_replay(self, delivery_id: int, now: float) -> bool:
         """A dead delivery back in the outbox, due now, attempts and age from zero;
         False if there is no dead delivery with that id."""
+
+    async def webhook_purge_dead(self, before: float, limit: int = 10_000) -> int:
+        """Delete at most ``limit`` dead letters that died before ``before`` (never a
+        waiting delivery); returns how many (the retention of ``[webhooks] dead_retention``)."""
 
     async def webhook_depth(self) -> OutboxDepth:
         """How many deliveries wait (and since when), and how many are dead."""

@@ -30,6 +30,8 @@ class WebhooksSection(Section):
     backoff_min: float = Field(default=1.0, gt=0)  # first retry after about this (jittered)
     backoff_max: float = Field(default=600.0, gt=0)  # doubling stops here
     poll_interval: float = Field(default=1.0, gt=0)  # seconds between looks for due retries
+    # Seconds a dead letter is kept for a replay, then deleted (0: until replayed).
+    dead_retention: float = Field(default=7 * 86_400.0, ge=0)
 
     @model_validator(mode="after")
     def _check(self) -> WebhooksSection:

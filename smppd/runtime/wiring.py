@@ -34,7 +34,8 @@ from smppd.runtime.fleet import Fleet, Running
 from smppd.runtime.notify import Notifier
 from smppd.runtime.reload import Reloader
 from smppd.runtime.statusboard import StatusBoard
-from smppd.webhooks.delivery import CallbackGuard, Deliverer, Tenants, WebhookSink
+from smppd.webhooks.delivery import CallbackGuard, Tenants, WebhookSink
+from smppd.webhooks.worker import Deliverer
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -85,9 +86,9 @@ def build(config: Config, *, store: CorrelationStore | None = None,
     if not isinstance(sink, ShadowSink):  # shadow mode publishes nothing: no webhooks either
         webhooks = Deliverer(store, lambda: running.config, metrics)
         sink = WebhookSink(sink, store, Tenants(lambda: running.config),
-                           combined=isinstance(sink, StoredEvents), on_queued=webhooks.queued)
-        callback_check = CallbackGuard(lambda: running.config, lambda: server.port,
-                                       webhooks.expect)
+                           combined=isinstance(sink, StoredEvents), on_queued=webhooks.take,
+                           lease=webhooks.lease)
+        callback_check = CallbackGuard(lambda: running.config, lambda: server.port)
     redis = make_redis(config)
     vault: VaultCredentials | None = None
     if config.vault is not None and any(op.credentials for op in config.operators):

@@ -1,4 +1,5 @@
-"""One webhook POST: signed, bounded in time, redirects followed on the same host only.
+"""One webhook POST: signed, bounded in time, redirects followed on the same host only
+(over smppd.webhooks.connections's keep-alive connections).
 
 Pure helpers (signature, URL checks) and ``post``, which turns whatever happens into
 an ``Outcome`` with a short reason: the outbox worker (smppd.webhooks) decides what
@@ -8,14 +9,17 @@ receiver's credentials) nor the secret.
 
 from __future__ import annotations
 
-import asyncio
+import base64
+import functools
 import hashlib
 import hmac
 import ipaddress
+import time
 import urllib.parse
 from dataclasses import dataclass
+from typing import NamedTuple
 
-import aiohttp
+from smppd.webhooks.connections import Client, ResponseError, Target
 
 MAX_REDIRECTS = 3  # on the same host; a redirect to another host is never followed
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -24,19 +28,35 @@ USER_AGENT = "smppd-webhooks/1"
 
 def signature(secret: str, timestamp: str, body: str) -> str:
     """The X-Smppd-Signature value: sha256=<hex HMAC-SHA256 of "{timestamp}.{body}">."""
-    mac = hmac.new(secret.encode(), f"{timestamp}.{body}".encode(), hashlib.sha256)
-    return "sha256=" + mac.hexdigest()
+    return Signer(secret)(timestamp, body.encode())
+
+
+class Signer:
+    """``signature`` with one tenant's secret, its key schedule computed once."""
+
+    def __init__(self, secret: str) -> None:
+        self._mac = hmac.new(secret.encode(), digestmod=hashlib.sha256)
+
+    def __call__(self, timestamp: str, body: bytes) -> str:
+        mac = self._mac.copy()
+        mac.update(timestamp.encode() + b"." + body)
+        return "sha256=" + mac.hexdigest()
 
 
 def headers(secret: str, timestamp: str, body: str, kind: str, delivery_id: int,
             ) -> dict[str, str]:
+    return signed_headers(signature(secret, timestamp, body), timestamp, kind, delivery_id)
+
+
+def signed_headers(signed: str, timestamp: str, kind: str, delivery_id: int,
+                   ) -> dict[str, str]:
     return {
         "Content-Type": "application/json",
         "User-Agent": USER_AGENT,
         "X-Smppd-Event": kind,
         "X-Smppd-Delivery": str(delivery_id),  # the same on every retry: dedupe on it
         "X-Smppd-Timestamp": timestamp,
-        "X-Smppd-Signature": signature(secret, timestamp, body),
+        "X-Smppd-Signature": signed,
     }
 
 
@@ -101,32 +121,74 @@ class Outcome:
 DELIVERED = Outcome(True)
 
 
-async def post(session: aiohttp.ClientSession, url: str, body: bytes,
-               request_headers: dict[str, str], timeout: float) -> Outcome:
+class Prepared(NamedTuple):
+    """A callback URL as a request needs it, parsed once (see ``prepared``)."""
+
+    target: Target  # where to connect
+    host: str  # the Host header (the key of the per-host limit: ``hostname``)
+    hostname: str  # lower case
+    path: str  # the request target: path and query
+    authorization: str | None  # HTTP Basic, from user:password@ in the URL
+
+
+@functools.lru_cache(maxsize=1024)
+def prepared(url: str) -> Prepared:
+    """Raises ValueError for a URL that is not visible-ASCII http(s) with a host."""
+    if not all("!" <= c <= "~" for c in url):
+        raise ValueError("not a visible-ASCII URL")
+    parts = urllib.parse.urlsplit(url)
+    hostname = (parts.hostname or "").lower()
+    if parts.scheme not in ("http", "https") or not hostname:
+        raise ValueError("not an http(s) URL with a host")
+    port = _port(parts)
+    host = f"[{hostname}]" if ":" in hostname else hostname
+    if port != (443 if parts.scheme == "https" else 80):
+        host += f":{port}"
+    authorization = None
+    if parts.username is not None:
+        user = urllib.parse.unquote(parts.username)
+        password = urllib.parse.unquote(parts.password or "")
+        authorization = "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+    path = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+    return Prepared(Target(parts.scheme, hostname, port), host, hostname, path, authorization)
+
+
+def encode_request(url: Prepared, request_headers: dict[str, str], body: bytes) -> bytes:
+    """The whole POST, head and body, as one write."""
+    lines = [f"POST {url.path} HTTP/1.1", f"Host: {url.host}",
+             f"Content-Length: {len(body)}"]
+    if url.authorization is not None:
+        lines.append(f"Authorization: {url.authorization}")
+    lines += [f"{name}: {value}" for name, value in request_headers.items()]
+    lines.append("\r\n")
+    return "\r\n".join(lines).encode("latin-1") + body
+
+
+async def post(client: Client, url: str, body: bytes, request_headers: dict[str, str],
+               timeout: float) -> Outcome:
     """POST ``body`` to ``url`` within ``timeout`` seconds in all (redirects included)."""
+    deadline = time.monotonic() + timeout
     try:
-        async with asyncio.timeout(timeout):
-            for _ in range(MAX_REDIRECTS + 1):
-                async with session.post(url, data=body, headers=request_headers,
-                                        allow_redirects=False) as resp:
-                    status = resp.status
-                    location = resp.headers.get("Location")
-                    await resp.read()  # the connection goes back to the pool
-                if 200 <= status < 300:
-                    return DELIVERED
-                if status not in REDIRECTS:
-                    family = "http_5xx" if status >= 500 else "http_4xx"
-                    return Outcome(False, family, f"http {status}")
-                target = urllib.parse.urljoin(url, location or "")
-                if not location or not same_host(url, target):
-                    return Outcome(False, "redirect", f"http {status}: redirect to another "
-                                   "host, not followed")
-                url = target
-            return Outcome(False, "redirect", f"more than {MAX_REDIRECTS} redirects")
+        for _ in range(MAX_REDIRECTS + 1):
+            where = prepared(url)
+            status, location = await client.request(
+                where.target, encode_request(where, request_headers, body), deadline)
+            if 200 <= status < 300:
+                return DELIVERED
+            if status not in REDIRECTS:
+                family = "http_5xx" if status >= 500 else "http_4xx"
+                return Outcome(False, family, f"http {status}")
+            target = urllib.parse.urljoin(url, location or "")
+            if not location or not same_host(url, target):
+                return Outcome(False, "redirect", f"http {status}: redirect to another "
+                               "host, not followed")
+            url = target
+        return Outcome(False, "redirect", f"more than {MAX_REDIRECTS} redirects")
     except TimeoutError:
         return Outcome(False, "timeout", f"no answer within {timeout:g} s")
-    except aiohttp.ClientConnectorError as exc:
-        return Outcome(False, "connect", f"connect failed: {exc.os_error.strerror or 'refused'}"
-                       if exc.os_error is not None else "connect failed")
-    except (aiohttp.ClientError, ValueError) as exc:
+    except ConnectionResetError:
+        return Outcome(False, "error", "connection closed before an answer")
+    except OSError as exc:  # refused, unreachable, unknown host, TLS
+        return Outcome(False, "connect", f"connect failed: {exc.strerror or type(exc).__name__}")
+    except (ResponseError, ValueError) as exc:
         return Outcome(False, "error", type(exc).__name__)

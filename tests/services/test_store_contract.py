@@ -425,8 +425,9 @@ async def test_outbox_takes_the_dlr_events_of_messages_with_a_url_in_one_write(
     await _webhook_messages(store)
     events = [_dlr("m1", "SUBMITTED", False), _dlr("m3", "DELIVERED", True),
               _dlr("m2", "DELIVERED", True), _dlr("m1", "DELIVERED", True)]
-    ids = await store.store_events_with_webhooks("dlr", events, WebhookTargets(tenants=["t2"]))
-    assert len(ids) == 4 and [e.id for e in await store.list_events("dlr")] == ids
+    queued = await store.store_events_with_webhooks("dlr", events, WebhookTargets(tenants=["t2"]))
+    assert queued == (3, [], [])  # no lease: nothing taken
+    assert [json.loads(json.dumps(e.payload)) for e in await store.list_events("dlr")] == events
     assert await store.webhook_depth() == OutboxDepth(3, clock.now, 0)
     claimed = await store.webhook_claim(clock.now, 10, lease=30)
     # One per message: m1's final waits for its intermediate.
@@ -446,14 +447,49 @@ async def test_outbox_enqueue_alone_and_mo_by_owner(store: CorrelationStore,
                                                     clock: FakeClock) -> None:
     await _webhook_messages(store)
     assert await store.webhook_enqueue("dlr", [_dlr("m3", "DELIVERED", True)],
-                                       WebhookTargets(tenants=["t2"])) == 0
+                                       WebhookTargets(tenants=["t2"])) == (0, [], [])
     mos = [{"schema": "smppd.mo.v1", "destination": d, "text": "hi"} for d in ("1", "2", "3")]
-    count = await store.webhook_enqueue("mo", mos, WebhookTargets(owners=["t1", None, "t2"]))
-    assert count == 2
+    queued = await store.webhook_enqueue("mo", mos, WebhookTargets(owners=["t1", None, "t2"]))
+    assert queued.rows == 2 and queued.claimed == []
     claimed = await store.webhook_claim(clock.now, 10, lease=30)
     assert [(r.kind, r.tenant_id, r.url, json.loads(r.body)) for r in claimed] == [
         ("mo", "t1", None, mos[0]), ("mo", "t2", None, mos[2])]
     assert await store.list_events() == []  # enqueue alone stores no event
+
+
+async def test_outbox_write_takes_its_rows_for_the_writers_lease(
+    store: CorrelationStore, clock: FakeClock
+) -> None:
+    await _webhook_messages(store)
+    events = [_dlr("m1", "SUBMITTED", False), _dlr("m2", "DELIVERED", True),
+              _dlr("m1", "DELIVERED", True)]
+    queued = await store.store_events_with_webhooks("dlr", events, WebhookTargets(
+        tenants=["t2"]), lease=30)
+    # Both of m1's events in one write are taken: the writer keeps their order.
+    assert queued.rows == 3 and queued.behind == []
+    assert [(r.ordering_key, r.tenant_id, r.url, json.loads(r.body), r.attempts,
+             r.created_at) for r in queued.claimed] == [
+        ("m1", "t1", "https://hooks.example/dlr?k=1", events[0], 0, clock.now),
+        ("m2", "t2", None, events[1], 0, clock.now),
+        ("m1", "t1", "https://hooks.example/dlr?k=1", events[2], 0, clock.now)]
+    ids = [r.id for r in queued.claimed]
+    assert ids == sorted(ids)
+    assert await store.webhook_claim(clock.now, 10, lease=30) == []  # they are the writer's
+    # m1's intermediate fails and waits for its retry: a later m1 event is not taken.
+    await store.webhook_retry(ids[0], clock.now + 5, "http 503")
+    await store.webhook_release([ids[2]], clock.now)
+    later = await store.webhook_enqueue("dlr", [_dlr("m1", "EXPIRED", True)],
+                                        WebhookTargets(), lease=30)
+    assert (later.rows, later.claimed, later.behind) == (1, [], ["m1"])
+    mos = [{"schema": "smppd.mo.v1", "destination": "1", "text": "hi"}]
+    (mo,) = (await store.webhook_enqueue("mo", mos, WebhookTargets(owners=["t2"]),
+                                         lease=30)).claimed
+    assert (mo.kind, mo.ordering_key, mo.tenant_id, json.loads(mo.body)) == (
+        "mo", None, "t2", mos[0])
+    clock.advance(31)  # the writer died: its rows come back when the lease runs out
+    claimed = await store.webhook_claim(clock.now, 10, lease=30)
+    assert sorted(r.id for r in claimed) == sorted([ids[0], ids[1], mo.id])
+    assert {r.id: r.ordering_key for r in claimed}[ids[1]] == "m2"
 
 
 async def test_outbox_retry_dead_letter_and_replay(open_store: OpenStore,
@@ -491,6 +527,25 @@ async def test_outbox_retry_dead_letter_and_replay(open_store: OpenStore,
     assert (replayed.id, replayed.attempts, replayed.created_at) == (dead.id, 0, clock.now)
     await store.webhook_release([replayed.id], clock.now)  # shutdown: due again at once
     assert [r.id for r in await store.webhook_claim(clock.now, 10, lease=30)] == [dead.id]
+
+
+async def test_outbox_dead_letters_past_their_retention_are_deleted(
+    store: CorrelationStore, clock: FakeClock
+) -> None:
+    await _webhook_messages(store)
+    events = [_dlr("m1", "SUBMITTED", False), _dlr("m2", "DELIVERED", True),
+              _dlr("m1", "DELIVERED", True)]
+    await store.webhook_enqueue("dlr", events, WebhookTargets(tenants=["t2"]))
+    first, second = await store.webhook_claim(clock.now, 10, lease=30)
+    await store.webhook_kill(first.id, clock.now, "max age")
+    clock.advance(100)
+    await store.webhook_kill(second.id, clock.now, "max age")
+    assert await store.webhook_purge_dead(clock.now - 100) == 0  # died at, not before
+    assert await store.webhook_purge_dead(clock.now - 50) == 1
+    assert [d.id for d in await store.webhook_dead()] == [second.id]
+    assert await store.webhook_purge_dead(clock.now + 1, limit=10) == 1
+    assert await store.webhook_dead() == []
+    assert await store.webhook_depth() == OutboxDepth(1, clock.now - 100, 0)  # m1's final waits
 
 
 async def test_outbox_claims_of_two_replicas_do_not_overlap(open_store: OpenStore,

@@ -34,7 +34,8 @@ from correlation.store import MessageRecord
 from smppd.config import ConfigError, load_config
 from smppd.runtime.daemon import Daemon
 from smppd.webhooks import client as webhook_http
-from smppd.webhooks.delivery import Tenants, WebhookSink, backoff
+from smppd.webhooks.delivery import Tenants, WebhookSink
+from smppd.webhooks.worker import backoff
 
 SECRET = "t1-webhook-secret-0123456789"
 T2_SECRET = "t2-webhook-secret-9876543210"
@@ -231,6 +232,27 @@ async def test_receiver_down_then_up_gets_everything_after_retries(tmp_path: Pat
     assert sorted(e["message_id"] for e in rx.events()) == sorted(ids)
 
 
+async def test_a_failed_intermediate_holds_its_final_back(tmp_path: Path) -> None:
+    # Each message's intermediate and final are written, and POSTed from memory, close
+    # together; the first attempts fail, so the finals wait in the store behind the
+    # intermediates' retries. in_flight = 3: most events do not fit in memory at all.
+    smsc = mno("op")
+    smsc.receipts.intermediate = "ENROUTE"
+    async with running_sim([smsc]) as sim, receiving() as rx:
+        rx.failing = 6
+        path = config(tmp_path, sim, extra="")
+        path.write_text(path.read_text().replace("[webhooks]\n", "[webhooks]\nin_flight = 3\n"))
+        async with running_daemon(path) as daemon:
+            await wait_bound(daemon)
+            ids = await submit(daemon, [message(n, callback_url=rx.url()) for n in range(12)])
+            await wait_for(lambda: len(rx.hits) == 24, what=lambda: f"{len(rx.hits)} hits")
+            await wait_for(lambda: _drained(daemon), what="an empty outbox")
+        assert failures(daemon, "http_5xx") == 6
+    for message_id in ids:
+        mine = [h.event["final"] for h in rx.hits if h.event["message_id"] == message_id]
+        assert mine == [False, True], message_id  # never the final first, nothing twice
+
+
 async def test_a_restart_in_between_loses_nothing(tmp_path: Path) -> None:
     port = free_port()
     async with running_sim([mno("op")]) as sim:
@@ -290,6 +312,56 @@ async def test_max_age_dead_letters_then_replay(tmp_path: Path) -> None:
             assert (await get(daemon, "/v1/webhooks/dead"))[1] == {"dead": []}
         assert sorted(e["message_id"] for e in rx.events()) == sorted(ids)
         assert {h.path for h in rx.hits} == {"/hook?token=abc"}
+        assert {h.headers["Authorization"] for h in rx.hits} == {"Basic dXNlcjpwdw=="}
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "pg"])
+async def test_dead_letters_are_deleted_after_their_retention(tmp_path: Path,
+                                                             kind: str) -> None:
+    from conftest import FakeClock
+    from servers import fresh_database
+
+    from correlation.store import WebhookTargets
+    from smppd.metrics import Metrics
+    from smppd.webhooks.worker import Deliverer
+
+    clock = FakeClock(1_000_000.0)
+    path = config(tmp_path, ["127.0.0.1:2775"])
+    path.write_text(path.read_text().replace("[webhooks]\n",
+                                             "[webhooks]\ndead_retention = 86400\n"))
+    loaded = load_config(path)
+    async with contextlib.AsyncExitStack() as stack:
+        if kind == "sqlite":
+            store: Any = SqliteStore(str(tmp_path / "s.sqlite"), clock=clock)
+        else:
+            store = PgStore(await stack.enter_async_context(fresh_database()), clock=clock)
+        await store.open()
+        stack.push_async_callback(store.close)
+        await store.accept([MessageRecord(
+            message_id=m, tenant_id="t1", source="S", destination="93700000001",
+            data_coding=0, body=b"x", created_at=1.0, updated_at=1.0,
+            callback_url="http://hooks.example/") for m in ("old", "new")])
+        await store.webhook_enqueue("dlr", [{"message_id": "old"}, {"message_id": "new"}],
+                                    WebhookTargets())
+        old, new = await store.webhook_claim(clock.now, 10, 30)
+        await store.webhook_kill(old.id, clock.now - 86_400 - 1, "max age reached")
+        await store.webhook_kill(new.id, clock.now - 60, "max age reached")
+        metrics = Metrics()
+        deliverer = Deliverer(store, lambda: loaded, metrics, clock=clock)
+        await deliverer.start()
+        stack.push_async_callback(deliverer.stop)
+
+        async def kept() -> list[int]:
+            dead = [d["id"] for d in await deliverer.dead(0, 10)]
+            return dead if dead == [new.id] else []
+        await wait_for(kept, what="the old dead letter deleted")
+        await wait_for(lambda: metrics.webhook_dead._value.get() == 1, what="the gauge")
+        clock.advance(86_400)  # a day on, the next look: the other is past 24 h too
+        deliverer.wake()
+
+        async def none_left() -> bool:
+            return await deliverer.dead(0, 10) == []
+        await wait_for(none_left, what="the newer dead letter deleted")
 
 
 async def test_a_redirect_to_another_host_is_not_followed(tmp_path: Path) -> None:
@@ -381,7 +453,7 @@ async def test_over_another_sink_the_outbox_is_written_after_the_publish(
         claimed = await store.webhook_claim(2e9, 10, 30)
         assert [(r.kind, r.tenant_id, r.url) for r in claimed] == [
             ("dlr", "t1", "http://hooks.example/"), ("mo", "t1", None)]
-        assert len(woken) == 3 and woken[2].owners == ["t1", None]  # the DLRs and the MO
+        assert [q.rows for q in woken] == [1, 1]  # m1's DLR and the MO (m2 has no URL)
     finally:
         await store.close()
 
