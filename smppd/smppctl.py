@@ -16,8 +16,11 @@
 
 --url (or SMPPCTL_URL, default http://127.0.0.1:8080), the token in SMPPCTL_TOKEN
 (or --token; the environment keeps it out of shell history and `ps`), --json for
-scripts; these options go before or after the command. Exit codes: 0 ok, 1 API
-error (or lease denied), 2 usage, 3 API unreachable, 4 not authenticated / not allowed.
+scripts; for an https API that requires client certificates ([api] tls_client_ca),
+--cert and --key (SMPPCTL_CERT, SMPPCTL_KEY) and the CA that signed the API's own
+certificate, --cacert (SMPPCTL_CACERT); these options go before or after the command.
+Exit codes: 0 ok, 1 API error (or lease denied), 2 usage, 3 API unreachable, 4 not
+authenticated / not allowed.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ import argparse
 import contextlib
 import json
 import os
+import ssl
 import sys
 import urllib.error
 import urllib.request
@@ -46,10 +50,12 @@ class ApiError(Exception):
 
 
 class Client:
-    def __init__(self, url: str, token: str | None, timeout: float) -> None:
+    def __init__(self, url: str, token: str | None, timeout: float,
+                 tls: ssl.SSLContext | None = None) -> None:
         self.url = url.rstrip("/")
         self.token = token
         self.timeout = timeout
+        self.tls = tls  # None: the system's CAs, no client certificate
 
     def call(self, method: str, path: str, body: Any = None,
              ok: tuple[int, ...] = (200, 201, 202)) -> tuple[int, Any]:
@@ -63,7 +69,8 @@ class Client:
         if self.token:
             req.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:  # noqa: S310
+            with urllib.request.urlopen(req, timeout=self.timeout,  # noqa: S310
+                                        context=self.tls) as resp:
                 status, raw = resp.status, resp.read()
         except urllib.error.HTTPError as exc:
             status, raw = exc.code, exc.read()
@@ -208,6 +215,16 @@ def _globals(p: argparse.ArgumentParser, *, top: bool) -> None:
                    help="the daemon's API (default: $SMPPCTL_URL, else http://127.0.0.1:8080)")
     p.add_argument("--token", default=default(None),
                    help="bearer token (prefer $SMPPCTL_TOKEN: kept out of shell history and ps)")
+    p.add_argument("--cert", default=default(os.environ.get("SMPPCTL_CERT")), metavar="FILE",
+                   help="client certificate (PEM) for an API that requires one "
+                        "(default: $SMPPCTL_CERT); its key in it or in --key")
+    p.add_argument("--key", default=default(os.environ.get("SMPPCTL_KEY")), metavar="FILE",
+                   help="the client certificate's private key, PEM, not encrypted "
+                        "(default: $SMPPCTL_KEY)")
+    p.add_argument("--cacert", default=default(os.environ.get("SMPPCTL_CACERT")),
+                   metavar="FILE", help="CA certificates (PEM) to verify the API's "
+                                        "certificate with (default: $SMPPCTL_CACERT, "
+                                        "else the system's)")
     p.add_argument("--json", action="store_true", default=default(False),
                    help="print the API's JSON instead of tables, for scripts")
     p.add_argument("--timeout", type=_seconds, default=default(10.0), metavar="SECONDS",
@@ -441,6 +458,34 @@ def run(args: argparse.Namespace, client: Client, out: TextIO) -> int:
     return code
 
 
+def tls_context(cert: str | None, key: str | None,
+                cacert: str | None) -> ssl.SSLContext | None:
+    """The TLS settings for --cert, --key, --cacert; None when none is given (urllib's
+    defaults). Raises ValueError naming the option whose file cannot be used."""
+    if cert is None and key is None and cacert is None:
+        return None
+    if key is not None and cert is None:
+        raise ValueError("--key needs --cert (the certificate it belongs to)")
+    try:
+        context = ssl.create_default_context(cafile=cacert)
+    except (OSError, ssl.SSLError) as exc:
+        raise ValueError(f"--cacert {cacert}: {_why(exc)}") from None
+    if cert is not None:
+        try:
+            # password="": an encrypted key fails here rather than prompting on the tty.
+            context.load_cert_chain(cert, key, password="")
+        except (OSError, ssl.SSLError) as exc:
+            raise ValueError(f"--cert {cert}" + (f" / --key {key}" if key else "")
+                             + f": {_why(exc)}") from None
+    return context
+
+
+def _why(exc: Exception) -> str:
+    if isinstance(exc, ssl.SSLError):
+        return f"not a usable PEM file ({exc.reason or exc.strerror or 'unreadable'})"
+    return getattr(exc, "strerror", None) or str(exc)
+
+
 def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
          err: TextIO | None = None) -> int:
     out = out or sys.stdout
@@ -450,7 +495,12 @@ def main(argv: Sequence[str] | None = None, out: TextIO | None = None,
             args = parser().parse_args(argv)
     except SystemExit as exc:  # argparse: usage errors exit 2, --help exits 0
         return int(exc.code or 0)
-    client = Client(args.url, args.token or os.environ.get("SMPPCTL_TOKEN"), args.timeout)
+    try:
+        tls = tls_context(args.cert, args.key, args.cacert)
+    except ValueError as exc:
+        print(f"smppctl: {exc}", file=err)
+        return USAGE
+    client = Client(args.url, args.token or os.environ.get("SMPPCTL_TOKEN"), args.timeout, tls)
     try:
         return run(args, client, out)
     except ApiError as exc:

@@ -6,11 +6,16 @@ API serves HTTPS and, with tls_client_ca, only to clients with a certificate."""
 
 from __future__ import annotations
 
+import asyncio
+import io
+import json
 import logging
+import os
 import ssl
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import aiohttp
 import pytest
@@ -31,6 +36,7 @@ from tls_certs import Issued, Pki
 from simulators import SimConfig, SmscSimulator
 from smppd.config import ConfigError, load_config
 from smppd.runtime.daemon import Daemon
+from smppd.smppctl import main as smppctl_main
 
 
 @pytest.fixture
@@ -217,6 +223,62 @@ async def test_the_api_over_https_with_client_certificates(
             with pytest.raises(aiohttp.ClientError):  # plain HTTP on the TLS port
                 async with http.get(url.replace("https", "http")) as resp:
                     await resp.read()
+
+
+def smppctl(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
+    out, err = io.StringIO(), io.StringIO()
+    with mock.patch.dict(os.environ, env or {}):
+        code = smppctl_main(list(argv), out, err)
+    return code, out.getvalue(), err.getvalue()
+
+
+async def test_smppctl_with_a_client_certificate(tmp_path: Path, pki: Pki,
+                                                 client_ca: Issued) -> None:
+    api_ca = pki.ca("api-ca")
+    server = pki.issue(api_ca, "api")
+    ops = pki.issue(client_ca, "ops-laptop", client=True)
+    async with running_sim([mno("op")]) as sim:
+        path = write_config(tmp_path, [operator("op", sim)])
+        api_tls(path, server, client_ca)
+        async with running_daemon(path) as daemon:
+            url = f"https://127.0.0.1:{daemon.api_port}"
+            mine = ["--cert", str(ops.cert), "--key", str(ops.key),
+                    "--cacert", str(api_ca.cert)]
+            code, out, _ = await asyncio.to_thread(smppctl, "--url", url, *mine, "--json",
+                                                   "operators")
+            assert code == 0 and json.loads(out)["operators"][0]["id"] == "op"
+            # The same from the environment, and the options after the command.
+            env = {"SMPPCTL_URL": url, "SMPPCTL_CERT": str(ops.cert),
+                   "SMPPCTL_KEY": str(ops.key), "SMPPCTL_CACERT": str(api_ca.cert)}
+            code, out, _ = await asyncio.to_thread(smppctl, "operator", "op", env=env)
+            assert code == 0 and "op#0  bound" in out
+            # No client certificate: the API refuses the connection.
+            code, _, err = await asyncio.to_thread(smppctl, "--url", url, "--cacert",
+                                                   str(api_ca.cert), "operators")
+            assert code == 3 and "cannot reach" in err
+            # The API's certificate is not from a CA we were told to trust.
+            code, _, err = await asyncio.to_thread(smppctl, "--url", url, "--cert",
+                                                   str(ops.cert), "--key", str(ops.key),
+                                                   "operators")
+            assert code == 3 and "CERTIFICATE_VERIFY_FAILED" in err
+
+
+def test_smppctl_names_the_tls_option_it_cannot_use(tmp_path: Path, pki: Pki,
+                                                    client_ca: Issued) -> None:
+    ops = pki.issue(client_ca, "ops-laptop", client=True)
+    other = pki.issue(client_ca, "other", client=True)
+    missing = str(tmp_path / "nowhere.pem")
+    cases = [
+        (["--cacert", missing], f"--cacert {missing}: No such file"),
+        (["--cert", missing], f"--cert {missing}: No such file"),
+        (["--key", str(ops.key)], "--key needs --cert"),
+        (["--cert", str(ops.cert), "--key", str(other.key)], f"--key {other.key}:"),
+        (["--cert", str(ops.key), "--key", str(ops.key)], "not a usable PEM file"),
+    ]
+    for options, text in cases:
+        code, out, err = smppctl("--url", "https://127.0.0.1:9/", *options, "operators")
+        assert (code, out) == (2, ""), options
+        assert text in err, (options, err)
 
 
 async def test_the_api_over_https_without_client_certificates(tmp_path: Path,
