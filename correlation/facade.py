@@ -419,24 +419,26 @@ class GroupCommitStore(ABC):
         self, kind: str, payloads: Sequence[dict[str, Any]], targets: WebhookTargets, *,
         lease: float | None = None,
     ) -> Queued:
-        if not payloads:
-            return Queued(0, [], [])
-        now = self._clock()
-        queued: Queued = await self._call(
-            self._ops.store_events_with_webhooks, kind, _texts(payloads), now, targets,
-            None if lease is None else now + lease)
-        return queued
+        return await self._outbox_write(self._ops.store_events_with_webhooks, kind, payloads,
+                                        targets, lease)
 
     async def webhook_enqueue(
         self, kind: str, payloads: Sequence[dict[str, Any]], targets: WebhookTargets, *,
         lease: float | None = None,
     ) -> Queued:
+        return await self._outbox_write(self._ops.webhook_enqueue, kind, payloads, targets,
+                                        lease)
+
+    async def _outbox_write(
+        self, op: Callable[..., Queued], kind: str, payloads: Sequence[dict[str, Any]],
+        targets: WebhookTargets, lease: float | None,
+    ) -> Queued:
+        """One outbox write; rows taken for this process's lease when ``lease`` is set."""
         if not payloads:
             return Queued(0, [], [])
         now = self._clock()
-        queued: Queued = await self._call(
-            self._ops.webhook_enqueue, kind, _texts(payloads), now, targets,
-            None if lease is None else now + lease)
+        queued: Queued = await self._call(op, kind, _texts(payloads), now, targets,
+                                          None if lease is None else now + lease)
         return queued
 
     async def webhook_claim(self, now: float, limit: int, lease: float) -> list[WebhookRecord]:
