@@ -6,10 +6,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ssl
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import uvloop
+from tls_certs import Pki
 
 from smppd.webhooks import client as webhook_http
 from smppd.webhooks.connections import Client
@@ -51,9 +54,10 @@ class Raw:
 
 
 @contextlib.asynccontextmanager
-async def raw(answer: Callable[[int], bytes | None], **options: bool) -> AsyncIterator[Raw]:
+async def raw(answer: Callable[[int], bytes | None], tls: ssl.SSLContext | None = None,
+              **options: bool) -> AsyncIterator[Raw]:
     receiver = Raw(answer, **options)
-    server = await asyncio.start_server(receiver._serve, "127.0.0.1", 0)
+    server = await asyncio.start_server(receiver._serve, "127.0.0.1", 0, ssl=tls)
     receiver.port = server.sockets[0].getsockname()[1]
     try:
         yield receiver
@@ -138,6 +142,27 @@ async def test_redirects_on_the_same_host_reuse_the_connection() -> None:
     assert [r.split(b" ")[1] for r in rx.requests] == [b"/here", b"/there", b"/here"]
     assert rx.connections == 1
     assert outcome.reason == "redirect" and "not followed" in outcome.detail
+
+
+async def test_https_receivers_are_verified_and_kept_alive(tmp_path: Path) -> None:
+    pki = Pki(tmp_path)
+    ca = pki.ca("hooks-ca")
+    leaf = pki.issue(ca, "hooks")
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(leaf.cert, leaf.key)
+    trusting = ssl.create_default_context(cafile=str(ca.cert))
+    client = Client(ssl_context=trusting)
+    async with raw(lambda n: NO_CONTENT, tls=served) as rx:
+        for _ in range(3):
+            assert (await post(client, f"https://127.0.0.1:{rx.port}/tls")).ok
+        # A receiver whose certificate no trusted CA signed gets nothing.
+        stranger = Client()  # the system's CAs only
+        outcome = await post(stranger, f"https://127.0.0.1:{rx.port}/tls")
+        stranger.close()
+    client.close()
+    assert rx.connections == 1 and len(rx.requests) == 3
+    assert rx.requests[0].startswith(b"POST /tls HTTP/1.1")
+    assert not outcome.ok and "certificate verify failed" in outcome.detail, outcome
 
 
 def test_under_uvloop() -> None:
