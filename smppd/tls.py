@@ -39,6 +39,17 @@ def client_context(*, ca: Path | None = None, cert: Path | None = None,
     return context
 
 
+def receiver_context(*, ca: Path | None = None) -> ssl.SSLContext:
+    """For POSTing to https webhook receivers: the system's CAs and, when given, ``ca``
+    as well. It widens rather than replaces what is trusted (unlike an SMSC's
+    ``tls_ca``): one tenant's receiver may sit behind a private CA while another's has
+    a public certificate."""
+    context = ssl.create_default_context(ssl.Purpose.SERVER_AUTH)
+    if ca is not None:
+        _load_verify(context, ca, "tls_ca")
+    return context
+
+
 def server_context(*, cert: Path, key: Path | None = None,
                    client_ca: Path | None = None) -> ssl.SSLContext:
     """For a TLS listener; with ``client_ca`` a client must present a certificate it

@@ -4,6 +4,8 @@ tenant's default callback, the secret that signs it, its MO destinations)."""
 from __future__ import annotations
 
 import os
+import ssl
+from pathlib import Path
 from typing import Annotated
 
 from pydantic import (
@@ -18,6 +20,7 @@ from pydantic import (
 from smppd.config.errors import Problems
 from smppd.config.fields import check_callback_url
 from smppd.config.sections import Section
+from smppd.tls import TlsFileError, receiver_context
 
 
 class WebhooksSection(Section):
@@ -32,12 +35,26 @@ class WebhooksSection(Section):
     poll_interval: float = Field(default=1.0, gt=0)  # seconds between looks for due retries
     # Seconds a dead letter is kept for a replay, then deleted (0: until replayed).
     dead_retention: float = Field(default=7 * 86_400.0, ge=0)
+    # A CA file trusted for https receivers besides the system's CAs (a private CA).
+    tls_ca: Path | None = None
+
+    _ssl: ssl.SSLContext | None = PrivateAttr(default=None)
 
     @model_validator(mode="after")
     def _check(self) -> WebhooksSection:
         if self.backoff_max < self.backoff_min:
             raise Problems([(("backoff_max",), "must be at least backoff_min")])
+        if self.tls_ca is not None:
+            try:
+                self._ssl = receiver_context(ca=self.tls_ca)
+            except TlsFileError as exc:
+                raise Problems([((exc.key,), exc.message)]) from None
         return self
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """For https receivers when ``tls_ca`` is set; None: the system's CAs."""
+        return self._ssl
 
 
 MIN_SECRET = 16  # characters of a webhook secret

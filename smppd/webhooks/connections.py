@@ -149,17 +149,23 @@ class Client:
     """Keep-alive connections by target, reused one request at a time (the caller
     bounds how many requests run at once to each host)."""
 
-    def __init__(self, ssl_context: ssl.SSLContext | None = None, idle: float = IDLE,
-                 ) -> None:
+    def __init__(self, ssl_context: ssl.SSLContext | Callable[[], ssl.SSLContext | None]
+                 | None = None, idle: float = IDLE) -> None:
+        # A callable is asked at each new https connection (a reload may change it);
+        # None from it, or no context at all: the system's CAs.
         self._ssl = ssl_context
+        self._default: ssl.SSLContext | None = None
         self._idle_for = idle
         self._idle: dict[Target, list[_Connection]] = {}
         self._open: set[_Connection] = set()
 
     def _tls(self) -> ssl.SSLContext:
-        if self._ssl is None:  # made at the first https receiver: loading the CAs costs
-            self._ssl = ssl.create_default_context()
-        return self._ssl
+        chosen = self._ssl() if callable(self._ssl) else self._ssl
+        if chosen is not None:
+            return chosen
+        if self._default is None:  # made at the first https receiver: loading CAs costs
+            self._default = ssl.create_default_context()
+        return self._default
 
     async def request(self, target: Target, data: bytes, deadline: float) -> Response:
         """Send ``data`` (a whole request) to ``target`` and return its answer, all by

@@ -87,7 +87,7 @@ class Deliverer:
         self._metrics = metrics
         self._clock = clock
         self._rand = rand
-        self._client = client or Client()
+        self._client = client or Client(lambda: self._config().webhooks.ssl_context)
         self._held: dict[int, WebhookRecord] = {}  # taken for our lease, not finished
         self._from_claim: set[int] = set()  # of those, the ones a claim took
         self._hosts: dict[str, _Host] = {}

@@ -498,6 +498,8 @@ async def test_a_bad_callback_url_is_refused_at_submit(tmp_path: Path) -> None:
      f'[[tenants]]\nid = "b"\nsecret = "{SECRET}"\nmo_destinations = ["+2020"]\n',
      "tenants[1].mo_destinations", "also a destination of tenant a"),
     ("[webhooks]\nbackoff_min = 5\nbackoff_max = 1\n", "webhooks.backoff_max", "at least"),
+    ('[webhooks]\ntls_ca = "/nonexistent/ca.pem"\n', "webhooks.tls_ca", "file not found"),
+    ('[webhooks]\ntls_ca = "/etc/hostname"\n', "webhooks.tls_ca", "not a PEM CA certificate"),
 ])
 def test_bad_webhook_config_names_the_key(tmp_path: Path, extra: str, key: str,
                                           text: str) -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import uvloop
 from tls_certs import Pki
 
+from smppd.config.webhooks import WebhooksSection
 from smppd.webhooks import client as webhook_http
 from smppd.webhooks.connections import Client
 
@@ -162,7 +163,31 @@ async def test_https_receivers_are_verified_and_kept_alive(tmp_path: Path) -> No
     client.close()
     assert rx.connections == 1 and len(rx.requests) == 3
     assert rx.requests[0].startswith(b"POST /tls HTTP/1.1")
-    assert not outcome.ok and "certificate verify failed" in outcome.detail, outcome
+    assert (outcome.ok, outcome.reason) == (False, "connect"), outcome
+    assert "certificate verify failed" in outcome.detail
+
+
+async def test_webhooks_tls_ca_adds_a_private_ca(tmp_path: Path) -> None:
+    """[webhooks] tls_ca: receivers behind a private CA are verified against it; the
+    client asks the config at each new connection, so a reload's CA is the one used."""
+    pki = Pki(tmp_path)
+    ca = pki.ca("private-ca")
+    leaf = pki.issue(ca, "hooks")
+    served = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    served.load_cert_chain(leaf.cert, leaf.key)
+    section = WebhooksSection()
+    client = Client(lambda: section.ssl_context)
+    async with raw(lambda n: NO_CONTENT, tls=served, close_after=True) as rx:
+        before = await post(client, f"https://127.0.0.1:{rx.port}/")
+        section = WebhooksSection(tls_ca=ca.cert)  # as after a reload
+        after = await post(client, f"https://127.0.0.1:{rx.port}/")
+    client.close()
+    assert not before.ok and "certificate verify failed" in before.detail
+    assert after.ok and len(rx.requests) == 1
+    assert section.ssl_context is not None
+    if ssl.get_default_verify_paths().cafile:  # a system bundle loaded at once: counted
+        # The system's CAs stay trusted beside it.
+        assert section.ssl_context.cert_store_stats()["x509_ca"] > 1
 
 
 def test_under_uvloop() -> None:
