@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -72,13 +72,15 @@ class Api:
 
 
 @contextlib.asynccontextmanager
-async def serving(tmp_path: Path, *, tokens: bool = False, extra: str = "",
-                  store: Any = None) -> AsyncIterator[Api]:
-    """The daemon (one operator "op" on the simulator) and a client of its API."""
+async def serving(tmp_path: Path, *, tokens: bool = False, store: Any = None,
+                  **tables: Mapping[str, Any]) -> AsyncIterator[Api]:
+    """The daemon (one operator "op" on the simulator) and a client of its API;
+    ``tables`` go to the config as in e2e_helpers.write_config."""
     async with running_sim([mno("op")]) as sim:
-        path = write_config(tmp_path, [operator("op", sim, prefix="9370")])
-        with path.open("a") as fh:
-            fh.write((auth_toml() if tokens else "") + extra)
+        path = write_config(tmp_path, [operator("op", sim, prefix="9370")], **tables)
+        if tokens:
+            with path.open("a") as fh:
+                fh.write(auth_toml())
         daemon = Daemon(load_config(path), store=store)
         await daemon.start()
         try:

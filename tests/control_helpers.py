@@ -1,5 +1,6 @@
-"""An in-memory GatewayView over a seeded SQLite control plane, and a way to serve
-the control app from a thread (for synchronous clients: schemathesis, smppctl).
+"""An in-memory GatewayView over a seeded SQLite control plane, and ways to serve the
+control app over it: in the test's loop (``serving_app``) or from a thread (for
+synchronous clients: schemathesis, smppctl).
 """
 
 from __future__ import annotations
@@ -9,9 +10,10 @@ import contextlib
 import hashlib
 import threading
 import uuid
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
+import aiohttp
 from aiohttp import web
 from prometheus_client import CollectorRegistry
 
@@ -155,6 +157,42 @@ async def make_view() -> FakeView:
     return FakeView(plane, registry)
 
 
+Client = tuple[aiohttp.ClientSession, str, "FakeView"]
+
+
+async def start_app(view: FakeView, auth: Authenticator | None = None,
+                    metrics_public: bool = True) -> tuple[web.AppRunner, int]:
+    """The control app over ``view`` listening on 127.0.0.1:<free port>."""
+    runner = web.AppRunner(create_app(view, auth, metrics_public))
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+
+@contextlib.asynccontextmanager
+async def serving_app(view: FakeView, auth: Authenticator | None = None,
+                      metrics_public: bool = True) -> AsyncIterator[str]:
+    """The control app over ``view`` for the block; yields its base URL. The view's
+    control plane is stopped after."""
+    runner, port = await start_app(view, auth, metrics_public)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
+        await view.control.stop()
+
+
+@contextlib.asynccontextmanager
+async def authed_client() -> AsyncIterator[Client]:
+    """An HTTP session, the base URL and the view of the app with TOKENS required
+    (metrics too)."""
+    view = await make_view()
+    async with serving_app(view, authenticator(), metrics_public=False) as url, \
+            aiohttp.ClientSession() as http:
+        yield http, url, view
+
+
 @contextlib.contextmanager
 def serve_in_thread(auth: Authenticator | None = None,
                     metrics_public: bool = True) -> Iterator[tuple[str, FakeView]]:
@@ -165,12 +203,8 @@ def serve_in_thread(auth: Authenticator | None = None,
 
     async def start() -> None:
         view = await make_view()
-        runner = web.AppRunner(create_app(view, auth, metrics_public))
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        box.update(view=view, runner=runner,
-                   port=site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+        runner, port = await start_app(view, auth, metrics_public)
+        box.update(view=view, runner=runner, port=port)
 
     def run() -> None:
         asyncio.set_event_loop(loop)

@@ -6,7 +6,9 @@ refused, as a dead host would), ``restore()`` enables it again on the same port.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -52,3 +54,14 @@ class CutProxy:
 
     async def close(self) -> None:
         await self._server.stop()
+
+
+@contextlib.asynccontextmanager
+async def cut_link(url: str, default_port: int) -> AsyncIterator[CutProxy]:
+    """A started CutProxy in front of the server ``url`` names, closed after the block."""
+    target = urlsplit(url)
+    proxy = await CutProxy(target.hostname or "127.0.0.1", target.port or default_port).start()
+    try:
+        yield proxy
+    finally:
+        await proxy.close()

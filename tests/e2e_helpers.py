@@ -93,30 +93,39 @@ def operator(op_id: str, hosts: list[str] | SmscSimulator, *, prefix: str | None
 
 
 def write_config(directory: Path, operators: list[dict[str, Any]], *, api_port: int = 0,
-                 drain_timeout: float = 5.0, hold: float = 5.0) -> Path:
-    """A daemon TOML in ``directory`` (state in ``directory/state``); returns its path."""
-    lines = [
-        "[daemon]",
-        f'state_dir = "{directory / "state"}"',
-        f"drain_timeout = {drain_timeout}",
-        "[api]",
-        f'listen = "127.0.0.1:{api_port}"',
-        "[store]",
-        f"receipt_hold_seconds = {hold}",
-    ]
+                 drain_timeout: float = 5.0, hold: float = 5.0,
+                 **tables: Mapping[str, Any]) -> Path:
+    """A daemon TOML in ``directory`` (state in ``directory/state``); returns its path.
+
+    ``tables`` adds keys to [daemon], [api] or [store], or whole tables ([redis],
+    [nats], [vault], ...): ``write_config(d, ops, store={"kind": "postgres", "dsn": dsn})``.
+    """
+    sections: dict[str, dict[str, Any]] = {
+        "daemon": {"state_dir": str(directory / "state"), "drain_timeout": drain_timeout},
+        "api": {"listen": f"127.0.0.1:{api_port}"},
+        "store": {"receipt_hold_seconds": hold},
+    }
+    for name, keys in tables.items():
+        sections.setdefault(name, {}).update(keys)
+    lines: list[str] = []
+    for name, keys in sections.items():
+        lines.append(f"[{name}]")
+        lines.extend(f"{k} = {toml_value(v)}" for k, v in keys.items())
     for table in operators:
         lines.append("[[operators]]")
         nested = {k: v for k, v in table.items() if isinstance(v, dict)}
-        lines.extend(f"{k} = {_toml(v)}" for k, v in table.items() if k not in nested)
+        lines.extend(f"{k} = {toml_value(v)}" for k, v in table.items() if k not in nested)
         for key, sub in nested.items():
             lines.append(f"[operators.{key}]")
-            lines.extend(f'"{k}" = {_toml(v)}' for k, v in sub.items())
+            lines.extend(f'"{k}" = {toml_value(v)}' for k, v in sub.items())
+    directory.mkdir(parents=True, exist_ok=True)
     path = directory / "smppd.toml"
     path.write_text("\n".join(lines) + "\n")
     return path
 
 
-def _toml(value: Any) -> str:
+def toml_value(value: Any) -> str:
+    """``value`` as TOML (str, number, bool, list, inline table)."""
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, int | float):
@@ -124,9 +133,9 @@ def _toml(value: Any) -> str:
     if isinstance(value, str):
         return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
     if isinstance(value, list):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
     if isinstance(value, dict):
-        return "{ " + ", ".join(f"{k} = {_toml(v)}" for k, v in value.items()) + " }"
+        return "{ " + ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items()) + " }"
     raise TypeError(f"no TOML for {value!r}")
 
 

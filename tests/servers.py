@@ -1,7 +1,10 @@
 """The real servers the services tests talk to, in one place: where they are (each URL
 overridable by an SMPPD_TEST_* variable), a fresh PostgreSQL database per module or
-block, and a Redis key prefix per test. Unreachable servers fail the test, never skip
-it."""
+block, a Redis key prefix per test, and NATS streams removed after a test. Unreachable
+servers fail the test, never skip it.
+
+Also a pytest plugin: ``pytest_plugins = ["servers"]`` gives a module the ``pg_dsn``
+fixture (one migrated database for the module's tests)."""
 
 from __future__ import annotations
 
@@ -11,11 +14,12 @@ import os
 import secrets
 from collections.abc import AsyncGenerator, AsyncIterator, Coroutine, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import asynccontextmanager, contextmanager, suppress
 from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
+import nats
 import pytest
 import redis.asyncio as redis
 
@@ -91,6 +95,12 @@ def migrated_database() -> Iterator[str]:
         run_in_thread(drop_database(dsn))
 
 
+@pytest.fixture(scope="module")
+def pg_dsn() -> Iterator[str]:
+    with migrated_database() as dsn:
+        yield dsn
+
+
 async def redis_prefix() -> AsyncGenerator[str, None]:
     """A per-test Redis key prefix; fails if Redis is down, deletes the keys after."""
     client = redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
@@ -107,6 +117,26 @@ async def redis_prefix() -> AsyncGenerator[str, None]:
         if keys:
             await client.delete(*keys)
         await client.aclose()
+
+
+@asynccontextmanager
+async def jetstream(names: dict[str, str] | None = None) -> AsyncIterator[Any]:
+    """JetStream on NATS_URL for the block; then the streams of ``names`` (see
+    e2e_helpers.nats_names) are removed, those a failed test never made included."""
+    nc = await nats.connect(NATS_URL)
+    try:
+        yield nc.jetstream()
+    finally:
+        for stream in ([names["dispatch_stream"], names["dlr_stream"], names["mo_stream"]]
+                       if names else []):
+            with suppress(Exception):
+                await nc.jetstream().delete_stream(stream)
+        await nc.close()
+
+
+async def delete_streams(names: dict[str, str]) -> None:
+    async with jetstream(names):
+        pass
 
 
 # -- NATS: one dispatch command as a publisher sends it --------------------------------

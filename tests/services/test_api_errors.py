@@ -5,21 +5,19 @@ catch-all for what is left."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
-from aiohttp import web
 from api_fixtures import GOOD, Api, fields_of, serving
-from control_helpers import make_view
-from cut_proxy import CutProxy, dsn_via
-from servers import migrated_database
+from control_helpers import make_view, serving_app
+from cut_proxy import cut_link, dsn_via
 
-from control.app import create_app
 from correlation.pg_store import PgStore
+
+pytest_plugins = ["servers"]  # pg_dsn
 
 
 @pytest.fixture
@@ -122,17 +120,9 @@ async def test_an_operator_patch_that_does_not_fit_changes_nothing(api: Api) -> 
 # --------------------------------------------------------------------------- 503 and 500
 
 
-@pytest.fixture(scope="module")
-def pg_dsn() -> Iterator[str]:
-    with migrated_database() as dsn:
-        yield dsn
-
-
 async def test_the_store_away_is_503_with_retry_after(tmp_path: Path, pg_dsn: str) -> None:
-    target = urlsplit(pg_dsn)
-    proxy = await CutProxy(target.hostname or "127.0.0.1", target.port or 5432).start()
-    store = PgStore(dsn_via(pg_dsn, proxy.port), migrate_on_open=False)
-    try:
+    async with cut_link(pg_dsn, 5432) as proxy:
+        store = PgStore(dsn_via(pg_dsn, proxy.port), migrate_on_open=False)
         async with serving(tmp_path, store=store) as api:
             status, _, _ = await api.call("POST", "/v1/messages", json=GOOD)
             assert status == 202
@@ -148,8 +138,6 @@ async def test_the_store_away_is_503_with_retry_after(tmp_path: Path, pg_dsn: st
             await proxy.restore()
             status, _, _ = await api.call("POST", "/v1/messages", json=GOOD)
             assert status == 202
-    finally:
-        await proxy.close()
 
 
 async def test_an_unexpected_error_is_a_500_problem_that_tells_nothing() -> None:
@@ -159,19 +147,10 @@ async def test_an_unexpected_error_is_a_500_problem_that_tells_nothing() -> None
         raise ValueError("internal detail /var/lib/smppd/smppd.sqlite")
 
     view.message = broken  # type: ignore[method-assign]
-    runner = web.AppRunner(create_app(view))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        async with aiohttp.ClientSession() as http, \
-                http.get(f"http://127.0.0.1:{port}/v1/messages/x") as resp:
-            assert resp.status == 500
-            assert resp.content_type == "application/problem+json"
-            text = await resp.text()
-            assert "internal detail" not in text and "ValueError" not in text
-            assert (await resp.json())["status"] == 500
-    finally:
-        await runner.cleanup()
-        await view.control.stop()
+    async with serving_app(view) as url, aiohttp.ClientSession() as http, \
+            http.get(f"{url}/v1/messages/x") as resp:
+        assert resp.status == 500
+        assert resp.content_type == "application/problem+json"
+        text = await resp.text()
+        assert "internal detail" not in text and "ValueError" not in text
+        assert (await resp.json())["status"] == 500

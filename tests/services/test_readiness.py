@@ -4,20 +4,17 @@ NATS behind a proxy that is cut, Redis on a port nothing listens on."""
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
-import nats
-import pytest
 from api_fixtures import Api, serving
-from cut_proxy import CutProxy, dsn_via
+from cut_proxy import cut_link, dsn_via
 from e2e_helpers import free_port, nats_names, wait_for
-from servers import NATS_URL, migrated_database
+from servers import NATS_URL, delete_streams
 
 from correlation.pg_store import PgStore
+
+pytest_plugins = ["servers"]  # pg_dsn
 
 
 async def _ready(api: Api) -> tuple[int, dict[str, Any]]:
@@ -45,17 +42,9 @@ async def test_embedded_store_down_is_503(tmp_path: Path) -> None:
         assert status == 503 and body["ready"] is False and body["store"] == "unreachable"
 
 
-@pytest.fixture(scope="module")
-def pg_dsn() -> Iterator[str]:
-    with migrated_database() as dsn:
-        yield dsn
-
-
 async def test_postgresql_cut_is_503_and_back(tmp_path: Path, pg_dsn: str) -> None:
-    target = urlsplit(pg_dsn)
-    proxy = await CutProxy(target.hostname or "127.0.0.1", target.port or 5432).start()
-    store = PgStore(dsn_via(pg_dsn, proxy.port), migrate_on_open=False)
-    try:
+    async with cut_link(pg_dsn, 5432) as proxy:
+        store = PgStore(dsn_via(pg_dsn, proxy.port), migrate_on_open=False)
         async with serving(tmp_path, store=store) as api:
             assert (await _ready(api))[0] == 200
             await proxy.cut()
@@ -63,13 +52,11 @@ async def test_postgresql_cut_is_503_and_back(tmp_path: Path, pg_dsn: str) -> No
             assert body["ready"] is False
             await proxy.restore()
             await _until(api, 200, store="ok")
-    finally:
-        await proxy.close()
 
 
 async def test_redis_away_is_reported_not_required(tmp_path: Path) -> None:
     dead = f"redis://127.0.0.1:{free_port()}/0"
-    async with serving(tmp_path, extra=f'[redis]\nurl = "{dead}"\n') as api:
+    async with serving(tmp_path, redis={"url": dead}) as api:
         status, body = await _ready(api)
         assert body["redis"] in ("unreachable", "timeout") and body["store"] == "ok"
         assert "redis" not in body["required"]
@@ -78,23 +65,15 @@ async def test_redis_away_is_reported_not_required(tmp_path: Path) -> None:
 
 async def test_nats_cut_is_503_and_back(tmp_path: Path) -> None:
     names = nats_names()
-    target = urlsplit(NATS_URL)
-    proxy = await CutProxy(target.hostname or "127.0.0.1", target.port or 4222).start()
-    extra = "\n".join([f'[nats]\nurl = "nats://127.0.0.1:{proxy.port}"',
-                       *(f'{k} = "{v}"' for k, v in names.items())]) + "\n"
     try:
-        async with serving(tmp_path, extra=extra) as api:
-            status, body = await _ready(api)
-            assert status == 200 and body["nats"] == "ok" and "nats" in body["required"]
-            await proxy.cut()
-            await _until(api, 503, nats="unreachable")
-            await proxy.restore()
-            await _until(api, 200, nats="ok")
+        async with cut_link(NATS_URL, 4222) as proxy:
+            nats = {"url": f"nats://127.0.0.1:{proxy.port}", **names}
+            async with serving(tmp_path, nats=nats) as api:
+                status, body = await _ready(api)
+                assert status == 200 and body["nats"] == "ok" and "nats" in body["required"]
+                await proxy.cut()
+                await _until(api, 503, nats="unreachable")
+                await proxy.restore()
+                await _until(api, 200, nats="ok")
     finally:
-        await proxy.close()
-        nc = await nats.connect(NATS_URL)
-        js = nc.jetstream()
-        for stream in (names["dispatch_stream"], names["dlr_stream"], names["mo_stream"]):
-            with contextlib.suppress(Exception):
-                await js.delete_stream(stream)
-        await nc.close()
+        await delete_streams(names)

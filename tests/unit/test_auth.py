@@ -8,10 +8,8 @@ from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
-from aiohttp import web
-from control_helpers import TOKENS, FakeView, authenticator, make_view
+from control_helpers import TOKENS, Client, authed_client, authenticator, make_view, serving_app
 
-from control.app import create_app
 from control.auth import Authenticator, AuthError, Token, hash_token
 
 
@@ -61,24 +59,14 @@ def test_compare_digest_used_for_every_token(monkeypatch: pytest.MonkeyPatch) ->
 
 
 @pytest.fixture
-async def client() -> AsyncIterator[tuple[aiohttp.ClientSession, str, FakeView]]:
-    view = await make_view()
-    runner = web.AppRunner(create_app(view, authenticator(), metrics_public=False))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    async with aiohttp.ClientSession() as http:
-        yield http, f"http://127.0.0.1:{port}", view
-    await runner.cleanup()
-    await view.control.stop()
+async def client() -> AsyncIterator[Client]:
+    async with authed_client() as served:
+        yield served
 
 
 def bearer(name: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {TOKENS[name][0]}"}
 
-
-Client = tuple[aiohttp.ClientSession, str, FakeView]
 
 
 async def test_http_401_403_and_open_routes(client: Client,
@@ -124,20 +112,10 @@ async def test_http_401_403_and_open_routes(client: Client,
 
 
 async def test_open_without_tokens() -> None:
-    view = await make_view()
-    runner = web.AppRunner(create_app(view))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    try:
-        async with aiohttp.ClientSession() as http, http.post(
-                f"http://127.0.0.1:{port}/v1/leases/validate",
-                json={"sender": "SMPPD", "tenant_id": "demo"}) as resp:
-            assert resp.status == 200
-            assert await resp.json() == {"allowed": True, "reason_code": "OK", "lease": {
-                "sender": "SMPPD", "tenant_id": "demo", "kind": "ALPHANUMERIC",
-                "state": "ACTIVE", "quarantine_until": None}}
-    finally:
-        await runner.cleanup()
-        await view.control.stop()
+    async with serving_app(await make_view()) as url, aiohttp.ClientSession() as http, \
+            http.post(f"{url}/v1/leases/validate",
+                      json={"sender": "SMPPD", "tenant_id": "demo"}) as resp:
+        assert resp.status == 200
+        assert await resp.json() == {"allowed": True, "reason_code": "OK", "lease": {
+            "sender": "SMPPD", "tenant_id": "demo", "kind": "ALPHANUMERIC",
+            "state": "ACTIVE", "quarantine_until": None}}

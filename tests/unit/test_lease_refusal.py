@@ -15,7 +15,7 @@ from control.data import LeaseIn
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    async with serving(tmp_path, extra="[leases]\nenforce = true\n") as served:
+    async with serving(tmp_path, leases={"enforce": True}) as served:
         control = served.daemon.control
         await control.put_lease(LeaseIn(sender="SMPPD", tenant_id="t1"))
         await control.put_lease(LeaseIn(sender="PAUSED", tenant_id="t1", state="SUSPENDED"))
@@ -91,7 +91,7 @@ async def test_a_lease_that_cannot_be_checked_is_503_with_retry_after(api: Api) 
 
 
 async def test_enforce_false_lets_a_denied_sender_through(tmp_path: Path) -> None:
-    async with serving(tmp_path, extra="[leases]\nenforce = false\n") as api:
+    async with serving(tmp_path, leases={"enforce": False}) as api:
         status, body, _ = await api.call("POST", "/v1/messages",
                                          json=dict(GOOD, source="NOBODY"))
         assert status == 202 and "rejected" not in body

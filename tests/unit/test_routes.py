@@ -9,32 +9,20 @@ import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
-from aiohttp import web
-from control_helpers import TOKENS, FakeView, authenticator, make_view
+from control_helpers import TOKENS, Client, authed_client
 
-from control.app import create_app
 from control.auth import IMPLIED
 from control.openapi import document
 from control.routes import ROUTES, Route
 
 CONTROL = Path(__file__).resolve().parents[2] / "control"
-Client = tuple[aiohttp.ClientSession, str, FakeView]
 
 
 @pytest.fixture
 async def client() -> AsyncIterator[Client]:
-    view = await make_view()
-    runner = web.AppRunner(create_app(view, authenticator(), metrics_public=False))
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    async with aiohttp.ClientSession() as http:
-        yield http, f"http://127.0.0.1:{port}", view
-    await runner.cleanup()
-    await view.control.stop()
+    async with authed_client() as served:
+        yield served
 
 
 def _url(route: Route) -> str:
