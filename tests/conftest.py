@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
 import pytest
 
 
@@ -22,6 +26,33 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@pytest.fixture
+async def http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession() as session:
+        yield session
+
+
+@pytest.fixture
+async def processes() -> AsyncIterator[Any]:
+    """`smppd run` subprocesses a test starts (``e2e_helpers.Processes``): none is left
+    behind a failed test."""
+    from e2e_helpers import Processes  # the daemon's modules only for tests that ask
+
+    started = Processes()
+    yield started
+    for process in started:
+        await process.kill()
+
+
+@pytest.fixture(scope="module")
+def pg_dsn() -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for a module's tests (tests/services)."""
+    from servers import migrated_database
+
+    with migrated_database() as dsn:
+        yield dsn
 
 
 # ---------------------------------------------------------------------------------

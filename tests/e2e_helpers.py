@@ -22,6 +22,7 @@ from typing import Any, BinaryIO
 
 import aiohttp
 
+from correlation.sqlite_store import SqliteStore
 from correlation.store import FINAL_STATES
 from simulators import AccountConfig, Behaviour, MnoConfig, ReceiptConfig, SimConfig
 from simulators.server import SmscSimulator
@@ -290,6 +291,29 @@ class DaemonProcess:
         if self.proc is not None and self.proc.returncode is None:
             self.proc.kill()
             await self.proc.wait()
+
+
+class Processes(list[DaemonProcess]):
+    """The `smppd run` subprocesses of one test (the ``processes`` fixture kills those
+    left running), each logging to smppd-N.log beside its config."""
+
+    async def start(self, config: Path, api_port: int, ready: str = "/readyz",
+                    ) -> DaemonProcess:
+        process = DaemonProcess(config, api_port, config.parent / f"smppd-{len(self) + 1}.log")
+        self.append(process)
+        await process.start(ready)
+        return process
+
+
+async def stored_messages(state_dir: Path, ids: list[str]) -> dict[str, dict[str, Any]]:
+    """id -> stored message, of those of ``ids`` in the SQLite store in ``state_dir``
+    (read once the daemon that wrote it is gone)."""
+    store = SqliteStore(str(state_dir / "smppd.sqlite"))
+    await store.open()
+    try:
+        return {i: m for i in ids if (m := await store.get_message(i)) is not None}
+    finally:
+        await store.close()
 
 
 def _dumped(log: Path) -> bool:

@@ -1,10 +1,7 @@
 """The real servers the services tests talk to, in one place: where they are (each URL
 overridable by an SMPPD_TEST_* variable), a fresh PostgreSQL database per module or
 block, a Redis key prefix per test, and NATS streams removed after a test. Unreachable
-servers fail the test, never skip it.
-
-Also a pytest plugin: ``pytest_plugins = ["servers"]`` gives a module the ``pg_dsn``
-fixture (one migrated database for the module's tests)."""
+servers fail the test, never skip it."""
 
 from __future__ import annotations
 
@@ -93,12 +90,6 @@ def migrated_database() -> Iterator[str]:
         yield dsn
     finally:
         run_in_thread(drop_database(dsn))
-
-
-@pytest.fixture(scope="module")
-def pg_dsn() -> Iterator[str]:
-    with migrated_database() as dsn:
-        yield dsn
 
 
 async def redis_prefix() -> AsyncGenerator[str, None]:

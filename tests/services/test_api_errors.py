@@ -17,8 +17,6 @@ from cut_proxy import cut_link, dsn_via
 
 from correlation.pg_store import PgStore
 
-pytest_plugins = ["servers"]  # pg_dsn
-
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:

@@ -4,23 +4,16 @@ parts sent already) and accepted_backlog; and SqliteStore's hot index."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from servers import migrated_database
 from test_store_contract import message, truncate
 
 from correlation.hot_index import HotIndex
 from correlation.pg_store import PgStore
 from correlation.sqlite_store import SqliteStore
 from correlation.store import FAILED, CorrelationStore, MessageRecord, PartRef
-
-
-@pytest.fixture(scope="module")
-def pg_dsn() -> Iterator[str]:
-    with migrated_database() as dsn:
-        yield dsn
 
 
 @pytest.fixture(params=["sqlite", pytest.param("pg", marks=pytest.mark.services)])

@@ -31,30 +31,19 @@ import collections
 import contextlib
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Iterator
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+import e2e_helpers as e2e
 import nats
 import pytest
 import redis.asyncio as aioredis
-from cut_proxy import CutProxy, dsn_via
+from cut_proxy import CutProxy, cut_link, dsn_via
 from deps_chaos import Load, ReadyWatch, put_lease, rows_of, stored, validate
-from e2e_helpers import (
-    _toml,
-    free_port,
-    mno,
-    nats_names,
-    operator,
-    running_daemon,
-    running_sim,
-    submits,
-    wait_bound,
-    wait_for,
-)
-from servers import NATS_URL, REDIS_URL, migrated_database
+from servers import NATS_URL, REDIS_URL, delete_streams
 from vault_fixtures import BaoServer, bao, setup_approle  # noqa: F401
 
 from simulators.server import SmscSimulator
@@ -72,26 +61,13 @@ LEASE_DURING = {"postgres": (503, "UNAVAILABLE"), "redis": (200, "OK"),
 READY_NAME = {"postgres": "store", "redis": "redis", "nats": "nats", "vault": "vault"}
 
 
-@pytest.fixture(scope="module")
-def pg_dsn() -> Iterator[str]:
-    with migrated_database() as dsn:
-        yield dsn
-
-
 @contextlib.asynccontextmanager
 async def links(pg_dsn: str, server: BaoServer) -> AsyncIterator[dict[str, CutProxy]]:
     """A cuttable proxy in front of each of the four dependencies."""
-    targets = {"postgres": urlsplit(pg_dsn), "redis": urlsplit(REDIS_URL),
-               "nats": urlsplit(NATS_URL), "vault": urlsplit(server.addr)}
-    proxies: dict[str, CutProxy] = {}
-    try:
-        for name, target in targets.items():
-            proxies[name] = await CutProxy(target.hostname or "127.0.0.1",
-                                           target.port or 0).start()
-        yield proxies
-    finally:
-        for proxy in proxies.values():
-            await proxy.close()
+    targets = {"postgres": pg_dsn, "redis": REDIS_URL, "nats": NATS_URL, "vault": server.addr}
+    async with contextlib.AsyncExitStack() as stack:
+        yield {name: await stack.enter_async_context(cut_link(url, 0))
+               for name, url in targets.items()}
 
 
 def write_config(directory: Path, sim: SmscSimulator, pg_dsn: str, server: BaoServer,
@@ -101,39 +77,26 @@ def write_config(directory: Path, sim: SmscSimulator, pg_dsn: str, server: BaoSe
     server.root().secrets.kv.v2.create_or_update_secret(
         path=f"{prefix}/op", secret={"system_id": "esme", "password": "secret"},
         mount_point="secret")
-    table = operator("op", sim, binds=BINDS, window=WINDOW, tps=400,
-                     submit_resp_id="decimal", receipt_id="decimal")
+    table = e2e.operator("op", sim, binds=BINDS, window=WINDOW, tps=400,
+                         submit_resp_id="decimal", receipt_id="decimal")
     del table["password"]
     table["credentials"] = "vault"
     redis_db = urlsplit(REDIS_URL).path.lstrip("/") or "0"
-    lines = [
-        "[daemon]", 'mode = "distributed"', f"state_dir = {_toml(str(directory / 'state'))}",
-        "drain_timeout = 5.0",
-        "[api]", f'listen = "127.0.0.1:{api_port}"',
-        "[store]", 'kind = "postgres"', f"dsn = {_toml(dsn_via(pg_dsn, proxies['postgres'].port))}",
-        "receipt_hold_seconds = 5.0",
-        "[redis]", f'url = "redis://127.0.0.1:{proxies["redis"].port}/{redis_db}"',
-        f"key_prefix = {_toml(prefix)}", "replicas = 1",
-        "[nats]", f'url = "nats://127.0.0.1:{proxies["nats"].port}"', "ack_wait = 2.0",
-        *(f"{k} = {_toml(v)}" for k, v in names.items()),
-        "[leases]", f"key_prefix = {_toml(prefix + ':lease:')}",
-        "[vault]", f'addr = "http://127.0.0.1:{proxies["vault"].port}"', 'auth = "approle"',
-        f"role_id = {_toml(role_id)}", f"secret_id_file = {_toml(str(secret_file))}",
-        f'path_template = "{prefix}/{{operator_id}}"', "poll_interval = 0.5",
-        "[[operators]]", *(f"{k} = {_toml(v)}" for k, v in table.items()),
-    ]
-    path = directory / "smppd.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return e2e.write_config(
+        directory, [table], api_port=api_port,
+        daemon={"mode": "distributed"},
+        store={"kind": "postgres", "dsn": dsn_via(pg_dsn, proxies["postgres"].port)},
+        redis={"url": f"redis://127.0.0.1:{proxies['redis'].port}/{redis_db}",
+               "key_prefix": prefix, "replicas": 1},
+        nats={"url": f"nats://127.0.0.1:{proxies['nats'].port}", "ack_wait": 2.0, **names},
+        leases={"key_prefix": prefix + ":lease:"},
+        vault={"addr": f"http://127.0.0.1:{proxies['vault'].port}", "auth": "approle",
+               "role_id": role_id, "secret_id_file": str(secret_file),
+               "path_template": f"{prefix}/{{operator_id}}", "poll_interval": 0.5})
 
 
 async def clean_up(names: dict[str, str], prefix: str) -> None:
-    nc = await nats.connect(NATS_URL)
-    js = nc.jetstream()
-    for stream in (names["dispatch_stream"], names["dlr_stream"], names["mo_stream"]):
-        with contextlib.suppress(Exception):
-            await js.delete_stream(stream)
-    await nc.close()
+    await delete_streams(names)
     base = int(urlsplit(REDIS_URL).path.lstrip("/") or 0)
     for db in (base, 7):  # the store's and buckets' keys; the lease cache's
         client = aioredis.Redis.from_url(REDIS_URL, db=db)
@@ -170,17 +133,17 @@ class Outcome:
 async def cut_under_load(tmp_path: Path, pg_dsn: str, server: BaoServer, cut: str) -> Outcome:
     """One daemon, 200 messages/s for 1 s, then ``cut`` for CUT_SECONDS, then 1 s more;
     waits until /readyz is 200 again and the states stop moving."""
-    names = nats_names()
+    names = e2e.nats_names()
     prefix = f"deps{uuid.uuid4().hex[:8]}"
-    api_port = free_port()
+    api_port = e2e.free_port()
     url = f"http://127.0.0.1:{api_port}"
     nc = await nats.connect(NATS_URL)
     try:
         async with links(pg_dsn, server) as proxies, \
-                running_sim([mno("op", record_limit=100_000)]) as sim, \
-                running_daemon(write_config(tmp_path, sim, pg_dsn, server, proxies, names,
-                                            prefix, api_port)) as daemon:
-            await wait_bound(daemon)
+                e2e.running_sim([e2e.mno("op", record_limit=100_000)]) as sim, \
+                e2e.running_daemon(write_config(tmp_path, sim, pg_dsn, server, proxies, names,
+                                                prefix, api_port)) as daemon:
+            await e2e.wait_bound(daemon)
             await put_lease(url, "SMPPD")  # the load's sender, cached by its first check
             fresh = f"F{uuid.uuid4().hex[:10]}"
             await put_lease(url, fresh)  # registered, never looked up: not cached
@@ -208,11 +171,12 @@ async def cut_under_load(tmp_path: Path, pg_dsn: str, server: BaoServer, cut: st
                 last = watch.samples[-1] if watch.samples else None
                 return (last is not None and last.phase == "after" and last.status == 200
                         and all(last.body.get(n) == "ok" for n in READY_NAME.values()))
-            await wait_for(recovered, 30.0, interval=0.1, what="/readyz 200, all ok")
+            await e2e.wait_for(recovered, 30.0, interval=0.1, what="/readyz 200, all ok")
             promised = load.promised()
             wanted = set(promised.values())
-            await wait_for(lambda: wanted <= {e["destination_addr"] for e in submits(sim, "op")},
-                           60.0, interval=0.2, what="every promised message submitted")
+            await e2e.wait_for(
+                lambda: wanted <= {e["destination_addr"] for e in e2e.submits(sim, "op")},
+                60.0, interval=0.2, what="every promised message submitted")
             states = await settled(pg_dsn, list(promised))
             await watch.stop()
             cut_bulks = load.refused + load.cut_off
@@ -223,11 +187,11 @@ async def cut_under_load(tmp_path: Path, pg_dsn: str, server: BaoServer, cut: st
                 info = await nc.jetstream().stream_info(names["dlr_stream"])
                 return int(info.state.messages)
             with contextlib.suppress(AssertionError):  # counted below
-                await wait_for(lambda: _at_least(dlr_events(), delivered), 30.0,
-                               interval=0.25, what="a DLR event per message delivered")
+                await e2e.wait_for(lambda: _at_least(dlr_events(), delivered), 30.0,
+                                   interval=0.25, what="a DLR event per message delivered")
             assert daemon.ready
             return Outcome(load, watch, lease, states,
-                           [e["destination_addr"] for e in submits(sim, "op")], kept,
+                           [e["destination_addr"] for e in e2e.submits(sim, "op")], kept,
                            await dlr_events(), _receipts(sim), await rows_of(
                                pg_dsn, [i for i, v in states.items() if v != "DELIVERED"]))
     finally:

@@ -11,26 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
-from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import aiohttp
-import nats
+import e2e_helpers as e2e
 import pytest
-from e2e_helpers import (
-    DaemonProcess,
-    _toml,
-    free_port,
-    mno,
-    nats_names,
-    operator,
-    running_sim,
-    submits,
-    wait_for,
-    write_config,
-)
-from servers import NATS_URL, command
+from servers import NATS_URL, command, jetstream
 
 from correlation.sqlite_store import SqliteStore
 from simulators.server import SmscSimulator
@@ -38,14 +25,6 @@ from simulators.server import SmscSimulator
 BINDS, WINDOW = 2, 10
 BULK = 50
 RECORD_ALL = 500_000  # the simulator keeps the last N PDUs: every one of these runs
-
-
-@pytest.fixture
-async def processes() -> AsyncIterator[list[DaemonProcess]]:
-    started: list[DaemonProcess] = []
-    yield started
-    for process in started:
-        await process.kill()
 
 
 _DESTINATIONS: dict[str, str] = {}
@@ -57,16 +36,7 @@ def destination(message_id: str) -> str:
 
 
 def sent_counts(sim: SmscSimulator) -> collections.Counter[str]:
-    return collections.Counter(e["destination_addr"] for e in submits(sim, "op"))
-
-
-async def stored_ids(state_dir: Path, ids: list[str]) -> set[str]:
-    store = SqliteStore(str(state_dir / "smppd.sqlite"))
-    await store.open()
-    try:
-        return {i for i in ids if await store.get_message(i) is not None}
-    finally:
-        await store.close()
+    return collections.Counter(e["destination_addr"] for e in e2e.submits(sim, "op"))
 
 
 def unique_destinations(ids: list[str]) -> dict[str, str]:
@@ -99,36 +69,38 @@ class BulkPoster:
                     return
 
 
+def kill_config(directory: Path, sim: SmscSimulator, api_port: int, **tables: Any) -> Path:
+    """One operator on ``sim``, with explicit id forms ("auto" mis-matches across a
+    restart, see test_daemon_e2e)."""
+    table = e2e.operator("op", sim, binds=BINDS, window=WINDOW, tps=400,
+                         submit_resp_id="decimal", receipt_id="decimal")
+    return e2e.write_config(directory, [table], api_port=api_port, **tables)
+
+
 async def test_kill_9_during_http_bulk_intake_loses_nothing_answered(
-        tmp_path: Path, processes: list[DaemonProcess]) -> None:
-    async with running_sim([mno("op", record_limit=RECORD_ALL)]) as sim:
-        api_port = free_port()
-        path = write_config(tmp_path, [operator("op", sim, binds=BINDS, window=WINDOW, tps=400,
-                                                submit_resp_id="decimal",
-                                                receipt_id="decimal")], api_port=api_port)
-        first = DaemonProcess(path, api_port, tmp_path / "smppd-1.log")
-        processes.append(first)
-        await first.start()
+        tmp_path: Path, processes: e2e.Processes) -> None:
+    async with e2e.running_sim([e2e.mno("op", record_limit=RECORD_ALL)]) as sim:
+        api_port = e2e.free_port()
+        path = kill_config(tmp_path, sim, api_port)
+        first = await processes.start(path, api_port)
         poster = BulkPoster(first.url)
         clients = [asyncio.create_task(poster.client(f"c{k}")) for k in range(6)]
-        await wait_for(lambda: len(poster.answered) >= 20, 20.0, what="20 bulks answered")
+        await e2e.wait_for(lambda: len(poster.answered) >= 20, 20.0, what="20 bulks answered")
         await first.kill()  # mid-request for most clients
         await asyncio.gather(*clients)
         assert poster.unanswered, "the kill came between requests: no request was cut"
 
         answered = [i for bulk in poster.answered for i in bulk]
         cut = [i for bulk in poster.unanswered for i in bulk]
-        kept = await stored_ids(tmp_path / "state", answered + cut)
+        kept = set(await e2e.stored_messages(tmp_path / "state", answered + cut))
         assert set(answered) <= kept  # every 202 was durable
         for bulk in poster.unanswered:  # a cut request is stored whole or not at all
             assert len(kept & set(bulk)) in (0, BULK), bulk[0]
 
-        second = DaemonProcess(path, api_port, tmp_path / "smppd-2.log")
-        processes.append(second)
-        await second.start()
+        second = await processes.start(path, api_port)
         expected = unique_destinations(sorted(kept))
-        await wait_for(lambda: set(expected) <= set(sent_counts(sim)), 30.0, interval=0.1,
-                       what="every stored message submitted")
+        await e2e.wait_for(lambda: set(expected) <= set(sent_counts(sim)), 30.0, interval=0.1,
+                           what="every stored message submitted")
         assert await second.terminate() == 0, second.log.read_text()
 
     counts = sent_counts(sim)
@@ -137,60 +109,37 @@ async def test_kill_9_during_http_bulk_intake_loses_nothing_answered(
     assert not set(counts) - set(expected)  # nothing sent that was never stored
 
 
-def nats_config(directory: Path, sim: SmscSimulator, names: dict[str, str],
-                api_port: int) -> Path:
-    path = write_config(directory, [operator("op", sim, binds=BINDS, window=WINDOW, tps=400,
-                                             submit_resp_id="decimal", receipt_id="decimal")],
-                        api_port=api_port)
-    lines = ["[nats]", f"url = {_toml(NATS_URL)}", "ack_wait = 2.0",
-             *(f"{k} = {_toml(v)}" for k, v in names.items())]
-    text = path.read_text()
-    head, sep, tail = text.partition("[[operators]]")
-    path.write_text(head + "\n".join(lines) + "\n" + sep + tail)
-    return path
-
-
 @pytest.mark.services
 async def test_kill_9_during_nats_intake_sends_every_command(
-        tmp_path: Path, processes: list[DaemonProcess]) -> None:
-    names = nats_names()
-    nc = await nats.connect(NATS_URL)
-    js = nc.jetstream()
-    try:
-        async with running_sim([mno("op", record_limit=RECORD_ALL)]) as sim:
-            api_port = free_port()
-            path = nats_config(tmp_path, sim, names, api_port)
-            first = DaemonProcess(path, api_port, tmp_path / "smppd-1.log")
-            processes.append(first)
-            await first.start()
-            subject = f"{names['dispatch_subject']}.op"
-            ids = [f"n-{i}" for i in range(3000)]
-            expected = unique_destinations(ids)
+        tmp_path: Path, processes: e2e.Processes) -> None:
+    names = e2e.nats_names()
+    async with jetstream(names) as js, \
+            e2e.running_sim([e2e.mno("op", record_limit=RECORD_ALL)]) as sim:
+        api_port = e2e.free_port()
+        path = kill_config(tmp_path, sim, api_port,
+                           nats={"url": NATS_URL, "ack_wait": 2.0, **names})
+        first = await processes.start(path, api_port)
+        subject = f"{names['dispatch_subject']}.op"
+        ids = [f"n-{i}" for i in range(3000)]
+        expected = unique_destinations(ids)
 
-            async def publish_all() -> None:
-                for start in range(0, len(ids), 100):
-                    await asyncio.gather(*(js.publish(subject, command(i, destination(i)))
-                                           for i in ids[start:start + 100]))
+        async def publish_all() -> None:
+            for start in range(0, len(ids), 100):
+                await asyncio.gather(*(js.publish(subject, command(i, destination(i)))
+                                       for i in ids[start:start + 100]))
 
-            publisher = asyncio.create_task(publish_all())
-            # Kill once the daemon has taken some commands but far from all of them.
-            await wait_for(lambda: len(sent_counts(sim)) >= 100, 20.0, interval=0.01,
+        publisher = asyncio.create_task(publish_all())
+        # Kill once the daemon has taken some commands but far from all of them.
+        await e2e.wait_for(lambda: len(sent_counts(sim)) >= 100, 20.0, interval=0.01,
                            what="100 commands submitted")
-            await first.kill()
-            await publisher
-            assert len(sent_counts(sim)) < len(ids), "the kill came after the intake ended"
+        await first.kill()
+        await publisher
+        assert len(sent_counts(sim)) < len(ids), "the kill came after the intake ended"
 
-            second = DaemonProcess(path, api_port, tmp_path / "smppd-2.log")
-            processes.append(second)
-            await second.start()
-            await wait_for(lambda: set(expected) <= set(sent_counts(sim)), 60.0,
+        second = await processes.start(path, api_port)
+        await e2e.wait_for(lambda: set(expected) <= set(sent_counts(sim)), 60.0,
                            interval=0.1, what="every published command submitted")
-            assert await second.terminate() == 0, second.log.read_text()
-    finally:
-        for stream in (names["dispatch_stream"], names["dlr_stream"], names["mo_stream"]):
-            with contextlib.suppress(Exception):
-                await js.delete_stream(stream)
-        await nc.close()
+        assert await second.terminate() == 0, second.log.read_text()
 
     counts = sent_counts(sim)
     assert set(counts) == set(expected)
@@ -201,25 +150,22 @@ async def test_kill_9_during_nats_intake_sends_every_command(
 
 
 async def test_kill_9_between_two_parts_of_a_long_mo_loses_nothing(
-        tmp_path: Path, processes: list[DaemonProcess]) -> None:
+        tmp_path: Path, processes: e2e.Processes) -> None:
     text = "A long message from a handset, in three parts. " * 8  # 384 GSM characters
-    async with running_sim([mno("op")]) as sim:
-        api_port = free_port()
-        path = write_config(tmp_path, [operator("op", sim)], api_port=api_port)
-        first = DaemonProcess(path, api_port, tmp_path / "smppd-1.log")
-        processes.append(first)
-        await first.start()
+    async with e2e.running_sim([e2e.mno("op")]) as sim:
+        api_port = e2e.free_port()
+        path = e2e.write_config(tmp_path, [e2e.operator("op", sim)], api_port=api_port)
+        first = await processes.start(path, api_port)
         smsc = sim.mno("op")
         smsc.inject_mo("93700123456", "2020", text, only_parts=[1], reference=42)
         # The first part was answered: an SMSC does not send it again.
-        await wait_for(lambda: smsc.recorder.entries("deliver_sm_resp"), what="part 1 answered")
+        await e2e.wait_for(lambda: smsc.recorder.entries("deliver_sm_resp"),
+                           what="part 1 answered")
         await first.kill()
-        second = DaemonProcess(path, api_port, tmp_path / "smppd-2.log")
-        processes.append(second)
-        await second.start()
+        second = await processes.start(path, api_port)
         smsc.inject_mo("93700123456", "2020", text, only_parts=[2, 3], reference=42)
-        await wait_for(lambda: len(smsc.recorder.entries("deliver_sm_resp")) == 3,
-                       what="parts 2 and 3 answered")
+        await e2e.wait_for(lambda: len(smsc.recorder.entries("deliver_sm_resp")) == 3,
+                           what="parts 2 and 3 answered")
         assert await second.terminate() == 0, second.log.read_text()
     assert {e["status"] for e in smsc.recorder.entries("deliver_sm_resp")} == {0}
     store = SqliteStore(str(tmp_path / "state" / "smppd.sqlite"))

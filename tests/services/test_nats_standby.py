@@ -12,29 +12,17 @@ directly) except for the kill -9 test, which runs two ``smppd run`` processes.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import nats
+import e2e_helpers as e2e
 import pytest
-from e2e_helpers import (
-    DaemonProcess,
-    _toml,
-    free_port,
-    mno,
-    nats_names,
-    operator,
-    running_sim,
-    submits,
-    wait_for,
-)
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
-from servers import NATS_URL, REDIS_URL, command, fresh_database, redis_prefix
+from servers import NATS_URL, REDIS_URL, command, fresh_database, jetstream, redis_prefix
 from test_replicas import states
 from test_standby import Replica as StoreReplica
 
@@ -51,17 +39,13 @@ LEASE = 1.0
 
 @pytest.fixture
 def names() -> dict[str, str]:
-    return nats_names()
+    return e2e.nats_names()
 
 
 @pytest.fixture
 async def js(names: dict[str, str]) -> AsyncIterator[Any]:
-    nc = await nats.connect(NATS_URL)
-    yield nc.jetstream()
-    for stream in (names["dispatch_stream"], names["dlr_stream"], names["mo_stream"]):
-        with contextlib.suppress(Exception):  # a stream a failed test never made
-            await nc.jetstream().delete_stream(stream)
-    await nc.close()
+    async with jetstream(names) as js:
+        yield js
 
 
 @pytest.fixture
@@ -77,34 +61,21 @@ async def dsn() -> AsyncIterator[str]:
         yield url
 
 
-def config_text(directory: Path, sim: SmscSimulator, names: dict[str, str], *,
-                operators: list[str], prefix: str | None, dsn: str | None = None,
-                api_port: int = 0, ack_wait: float = 30.0, **op_keys: Any) -> str:
+def replica_config(directory: Path, sim: SmscSimulator, names: dict[str, str], *,
+                   operators: list[str], prefix: str | None, dsn: str | None = None,
+                   api_port: int = 0, ack_wait: float = 30.0, **op_keys: Any) -> Path:
     """A daemon TOML: active/standby on Redis when ``prefix`` is given (else
     active/active), PostgreSQL when ``dsn`` is given (else SQLite), NATS intake."""
-    lines = ["[daemon]", f"state_dir = {_toml(str(directory / 'state'))}", "drain_timeout = 5.0",
-             "[api]", f'listen = "127.0.0.1:{api_port}"',
-             "[store]", "receipt_hold_seconds = 5.0"]
+    tables: dict[str, dict[str, Any]] = {
+        "nats": {"url": NATS_URL, "ack_wait": ack_wait, **names}}
     if dsn is not None:
-        lines += ['kind = "postgres"', f"dsn = {_toml(dsn)}"]
+        tables["store"] = {"kind": "postgres", "dsn": dsn}
     if prefix is not None:
-        lines += ["[redis]", f"url = {_toml(REDIS_URL)}", f"key_prefix = {_toml(prefix)}",
-                  "standby = true", f"lease_time = {LEASE}", "sweep_interval = 0.3",
-                  "sweep_grace = 0.3"]
-    lines += ["[nats]", f"url = {_toml(NATS_URL)}", f"ack_wait = {ack_wait}",
-              *(f"{k} = {_toml(v)}" for k, v in names.items())]
-    for index, op_id in enumerate(operators):
-        lines.append("[[operators]]")
-        table = operator(op_id, sim, prefix=f"937{index}", **op_keys)
-        lines += [f"{k} = {_toml(v)}" for k, v in table.items()]
-    return "\n".join(lines) + "\n"
-
-
-def write(directory: Path, text: str) -> Path:
-    directory.mkdir(parents=True, exist_ok=True)
-    path = directory / "smppd.toml"
-    path.write_text(text)
-    return path
+        tables["redis"] = {"url": REDIS_URL, "key_prefix": prefix, "standby": True,
+                           "lease_time": LEASE, "sweep_interval": 0.3, "sweep_grace": 0.3}
+    ops = [e2e.operator(op_id, sim, prefix=f"937{index}", **op_keys)
+           for index, op_id in enumerate(operators)]
+    return e2e.write_config(directory, ops, api_port=api_port, **tables)
 
 
 async def started(path: Path) -> Daemon:
@@ -151,15 +122,15 @@ async def publish(js: Any, subject: str, ids: list[str], *, destination: str) ->
 async def test_only_the_leader_takes_an_operators_commands(
         tmp_path: Path, names: dict[str, str], js: Any, prefix: str, dsn: str) -> None:
     count = 300
-    async with running_sim([mno("op")]) as sim:
+    async with e2e.running_sim([e2e.mno("op")]) as sim:
         def replica(name: str) -> Path:
-            return write(tmp_path / name, config_text(tmp_path / name, sim, names,
-                                                      operators=["op"], prefix=prefix, dsn=dsn))
+            return replica_config(tmp_path / name, sim, names, operators=["op"],
+                                  prefix=prefix, dsn=dsn)
 
         leader = await started(replica("a"))
         standby: Daemon | None = None
         try:
-            await wait_for(lambda: leader.standbys["op"].leader, 3 * LEASE, what="a leads")
+            await e2e.wait_for(lambda: leader.standbys["op"].leader, 3 * LEASE, what="a leads")
             standby = await started(replica("b"))
             reasons = await Reasons.watch(js, names)
             durable = f"{names['consumer']}-op"
@@ -176,13 +147,14 @@ async def test_only_the_leader_takes_an_operators_commands(
                 found.update(await states(dsn, ids))
                 return found.get("DELIVERED", 0) == count
 
-            await wait_for(all_delivered, 20.0, interval=0.1, what=lambda: f"DELIVERED: {found}")
+            await e2e.wait_for(all_delivered, 20.0, interval=0.1,
+                               what=lambda: f"DELIVERED: {found}")
             got = sorted([await reasons.next(), await reasons.next()], key=lambda r: r["subject"])
             assert [(r["subject"], r["errors"][0]["field"]) for r in got] == [
                 (f"{names['dispatch_subject']}.ghost", "message.operator_id"),
                 (subject, "body")]
             for name in (durable, names["consumer"]):
-                await wait_for(lambda n=name: settled(js, names, n), what=f"{name} settled")
+                await e2e.wait_for(lambda n=name: settled(js, names, n), what=f"{name} settled")
 
             # The leader stored every command; the standby none, and never ran the
             # operator's consumer.
@@ -195,16 +167,16 @@ async def test_only_the_leader_takes_an_operators_commands(
             assert info.delivered.consumer_seq == count + 1 and info.num_redelivered == 0
             assert leader.bus.skipped + standby.bus.skipped == count + 1
             assert leader.bus.invalid + standby.bus.invalid == 2
-            assert len(submits(sim, "op")) == count
+            assert len(e2e.submits(sim, "op")) == count
 
             # A clean stop hands the lease, and the consumer, to the other replica.
             await leader.stop()
-            await wait_for(lambda: standby is not None and standby.standbys["op"].leader,
-                           3 * LEASE, what="b leads")
+            await e2e.wait_for(lambda: standby is not None and standby.standbys["op"].leader,
+                               3 * LEASE, what="b leads")
             later = [f"d-{i}" for i in range(50)]
             await publish(js, subject, later, destination="+93700000001")
-            await wait_for(lambda: all_delivered_of(dsn, later), 15.0, interval=0.1,
-                           what="the later commands DELIVERED")
+            await e2e.wait_for(lambda: all_delivered_of(dsn, later), 15.0, interval=0.1,
+                               what="the later commands DELIVERED")
             assert standby.bus.stored == {durable: len(later)}
             assert leader.bus.stored == {durable: count}
         finally:
@@ -217,23 +189,18 @@ async def all_delivered_of(dsn: str, ids: list[str]) -> bool:
     return (await states(dsn, ids)).get("DELIVERED", 0) == len(ids)
 
 
-class Process(DaemonProcess):
-    def __init__(self, directory: Path, text: str, port: int) -> None:
-        path = write(directory, text)
-        super().__init__(path, port, directory / "smppd.log")
-
-
 async def test_after_kill_9_the_new_leader_takes_the_consumer(
         tmp_path: Path, names: dict[str, str], js: Any, prefix: str, dsn: str) -> None:
     binds, window, batch = 2, 10, 50
-    async with running_sim([mno("op", max_binds=binds)]) as sim:
-        processes: list[Process] = []
+    async with e2e.running_sim([e2e.mno("op", max_binds=binds)]) as sim:
+        processes: list[e2e.DaemonProcess] = []
         try:
             for name in ("a", "b"):
-                port = free_port()
-                processes.append(Process(tmp_path / name, config_text(
-                    tmp_path / name, sim, names, operators=["op"], prefix=prefix, dsn=dsn,
-                    api_port=port, ack_wait=2.0, binds=binds, window=window), port))
+                port = e2e.free_port()
+                path = replica_config(tmp_path / name, sim, names, operators=["op"],
+                                      prefix=prefix, dsn=dsn, api_port=port, ack_wait=2.0,
+                                      binds=binds, window=window)
+                processes.append(e2e.DaemonProcess(path, port, tmp_path / name / "smppd.log"))
             first, second = processes
             await first.start()  # /readyz: it leads, its binds are up
             await second.start(ready="/healthz")
@@ -242,8 +209,8 @@ async def test_after_kill_9_the_new_leader_takes_the_consumer(
 
             sent = [f"a-{i}" for i in range(batch)]
             await publish(js, subject, sent, destination="+93700000001")
-            await wait_for(lambda: all_delivered_of(dsn, sent), 15.0, interval=0.1,
-                           what="the first batch DELIVERED")
+            await e2e.wait_for(lambda: all_delivered_of(dsn, sent), 15.0, interval=0.1,
+                               what="the first batch DELIVERED")
 
             # The leader stores and acks the next batch but holds it (paused), then dies.
             async with aiohttp.ClientSession() as http, http.post(
@@ -259,9 +226,9 @@ async def test_after_kill_9_the_new_leader_takes_the_consumer(
                 return sum(found.values()) == batch
 
             found: dict[str, int] = {}
-            await wait_for(all_stored, 10.0, interval=0.1,
-                           what=lambda: f"the held batch stored: {found}")
-            await wait_for(lambda: settled(js, names, durable), what="the held batch acked")
+            await e2e.wait_for(all_stored, 10.0, interval=0.1,
+                               what=lambda: f"the held batch stored: {found}")
+            await e2e.wait_for(lambda: settled(js, names, durable), what="the held batch acked")
             before = second.log.read_text()
             await first.kill()  # (JetStream skips the fetch it left: nobody listens)
             # Published while nobody leads: they wait in the operator's consumer.
@@ -275,8 +242,8 @@ async def test_after_kill_9_the_new_leader_takes_the_consumer(
                 found.update(await states(dsn, everything))
                 return found.get("DELIVERED", 0) == len(everything)
 
-            await wait_for(all_final, 30.0, interval=0.2, what=lambda: f"DELIVERED: {found}")
-            await wait_for(lambda: settled(js, names, durable), what="the consumer settled")
+            await e2e.wait_for(all_final, 30.0, interval=0.2, what=lambda: f"DELIVERED: {found}")
+            await e2e.wait_for(lambda: settled(js, names, durable), what="the consumer settled")
             info = await consumer(js, names, durable)
             # Each command reached the operator's consumer once: no redelivery.
             assert info.delivered.consumer_seq == 3 * batch and info.num_redelivered == 0
@@ -299,10 +266,9 @@ async def test_after_kill_9_the_new_leader_takes_the_consumer(
 
 async def test_reload_gives_an_added_operator_a_consumer_and_retires_a_removed_ones(
         tmp_path: Path, names: dict[str, str], js: Any, prefix: str) -> None:
-    async with running_sim([mno("alpha"), mno("beta")]) as sim:
+    async with e2e.running_sim([e2e.mno("alpha"), e2e.mno("beta")]) as sim:
         def configure(operators: list[str]) -> Path:
-            return write(tmp_path, config_text(tmp_path, sim, names, operators=operators,
-                                               prefix=prefix))
+            return replica_config(tmp_path, sim, names, operators=operators, prefix=prefix)
 
         daemon = await started(configure(["alpha"]))
         try:
@@ -319,11 +285,11 @@ async def test_reload_gives_an_added_operator_a_consumer_and_retires_a_removed_o
             configure(["alpha", "beta"])
             assert (await daemon.reloader.reload()).ok
             assert bus.covered["beta"] > early  # starts after the refused command
-            await wait_for(lambda: sim.mno("beta").bound_count == 1, 3 * LEASE,
-                           what="beta bound under its lease")
+            await e2e.wait_for(lambda: sim.mno("beta").bound_count == 1, 3 * LEASE,
+                               what="beta bound under its lease")
             await publish(js, beta, ["late"], destination="+93710000001")
-            await wait_for(lambda: len(submits(sim, "beta")) == 1, what="late sent")
-            await wait_for(lambda: settled(js, names, durable), what="late acked")
+            await e2e.wait_for(lambda: len(e2e.submits(sim, "beta")) == 1, what="late sent")
+            await e2e.wait_for(lambda: settled(js, names, durable), what="late acked")
             assert bus.stored[durable] == 1
 
             # Commands left in beta's consumer when it is removed are refused too.
@@ -340,8 +306,8 @@ async def test_reload_gives_an_added_operator_a_consumer_and_retires_a_removed_o
             # And from then on the shared consumer refuses beta's commands.
             [after] = await publish(js, beta, ["after"], destination="+93710000001")
             assert (await reasons.next())["stream_sequence"] == after
-            await wait_for(lambda: settled(js, names, names["consumer"]), what="shared settled")
-            assert len(submits(sim, "beta")) == 1
+            await e2e.wait_for(lambda: settled(js, names, names["consumer"]), what="shared settled")
+            assert len(e2e.submits(sim, "beta")) == 1
         finally:
             await daemon.stop()
 
@@ -351,9 +317,8 @@ async def test_shared_consumer_takes_what_it_had_before_the_operator_consumer(
     """Switching to active/standby: a command the shared consumer delivered (to a
     replica that died without acking it) is older than the operator's consumer, so
     the shared consumer takes it on redelivery; newer ones go to the operator's."""
-    async with running_sim([mno("alpha")]) as sim:
-        path = write(tmp_path, config_text(tmp_path, sim, names, operators=["alpha"],
-                                           prefix=prefix))
+    async with e2e.running_sim([e2e.mno("alpha")]) as sim:
+        path = replica_config(tmp_path, sim, names, operators=["alpha"], prefix=prefix)
         subject = f"{names['dispatch_subject']}.alpha"
         await js.add_stream(name=names["dispatch_stream"],
                             subjects=[f"{names['dispatch_subject']}.*", names["invalid_subject"]])
@@ -371,8 +336,8 @@ async def test_shared_consumer_takes_what_it_had_before_the_operator_consumer(
             assert daemon.bus is not None
             assert daemon.bus.covered["alpha"] == old + 1
             await publish(js, subject, ["new"], destination="+93700000001")
-            await wait_for(lambda: len(submits(sim, "alpha")) == 2, 10.0,
-                           what="old (redelivered after ack_wait) and new sent")
+            await e2e.wait_for(lambda: len(e2e.submits(sim, "alpha")) == 2, 10.0,
+                               what="old (redelivered after ack_wait) and new sent")
             assert daemon.bus.stored == {names["consumer"]: 1, f"{names['consumer']}-alpha": 1}
             for message_id in ("old", "new"):
                 assert (await daemon.store.get_message(message_id))["operator_id"] == "alpha"
@@ -384,9 +349,8 @@ async def test_active_active_drains_and_deletes_an_operator_consumer_left_behind
         tmp_path: Path, names: dict[str, str], js: Any) -> None:
     """Back from active/standby: a command the shared consumer acked unread but the
     operator's consumer never delivered is taken, and that consumer deleted."""
-    async with running_sim([mno("alpha")]) as sim:
-        path = write(tmp_path, config_text(tmp_path, sim, names, operators=["alpha"],
-                                           prefix=None))
+    async with e2e.running_sim([e2e.mno("alpha")]) as sim:
+        path = replica_config(tmp_path, sim, names, operators=["alpha"], prefix=None)
         subject = f"{names['dispatch_subject']}.alpha"
         durable = f"{names['consumer']}-alpha"
         await js.add_stream(name=names["dispatch_stream"],
@@ -405,7 +369,7 @@ async def test_active_active_drains_and_deletes_an_operator_consumer_left_behind
 
         daemon = await started(path)
         try:
-            await wait_for(lambda: len(submits(sim, "alpha")) == 1, what="left sent")
+            await e2e.wait_for(lambda: len(e2e.submits(sim, "alpha")) == 1, what="left sent")
             with pytest.raises(NotFoundError):
                 await consumer(js, names, durable)
             assert daemon.bus is not None and daemon.bus.stored == {durable: 1}

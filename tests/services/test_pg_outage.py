@@ -13,7 +13,6 @@ import pytest
 from cut_proxy import CutProxy, cut_link, dsn_via
 
 pytestmark = pytest.mark.services
-pytest_plugins = ["servers"]  # pg_dsn
 
 
 @pytest.fixture

@@ -14,8 +14,6 @@ from servers import NATS_URL, delete_streams
 
 from correlation.pg_store import PgStore
 
-pytest_plugins = ["servers"]  # pg_dsn
-
 
 async def _ready(api: Api) -> tuple[int, dict[str, Any]]:
     status, body, _ = await api.call("GET", "/readyz")

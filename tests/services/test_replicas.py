@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
-import asyncpg
 import pytest
 import redis.asyncio as aioredis
-from e2e_helpers import DaemonProcess, _toml, free_port, mno, operator, running_sim, wait_for
+from deps_chaos import stored
+from e2e_helpers import DaemonProcess, free_port, mno, operator, running_sim, wait_for, write_config
 from servers import REDIS_URL, fresh_database, redis_prefix
 
 from correlation.migrate import migrate
@@ -46,22 +46,12 @@ ACCOUNT = "esme"  # e2e_helpers.SYSTEM_ID
 class Replica(DaemonProcess):
     """One `smppd run` subprocess with its own state directory and API port."""
 
-    def __init__(self, directory: Path, config: str) -> None:
-        directory.mkdir(parents=True, exist_ok=True)
+    def __init__(self, directory: Path, config: dict[str, Any]) -> None:
         port = free_port()
-        path = directory / "smppd.toml"
-        path.write_text(config.replace("@API_PORT@", str(port)))
+        path = write_config(directory, api_port=port, **config)
         super().__init__(path, port, directory / "smppd.log")
         self.port = port
         self.path = path
-
-
-@pytest.fixture
-async def replicas() -> AsyncIterator[list[Replica]]:
-    started: list[Replica] = []
-    yield started
-    for replica in started:  # never leave a daemon behind a failed test
-        await replica.kill()
 
 
 @pytest.fixture
@@ -78,18 +68,12 @@ async def prefix() -> AsyncIterator[str]:
 
 
 def config(sim: SmscSimulator, dsn: str, prefix: str, *, redis: dict[str, Any],
-           **op_keys: Any) -> str:
-    """A daemon TOML: PostgreSQL store, Redis, one operator on the simulator."""
-    lines = [
-        "[daemon]", 'state_dir = "state"', "drain_timeout = 5.0",
-        "[api]", 'listen = "127.0.0.1:@API_PORT@"',
-        "[store]", 'kind = "postgres"', f"dsn = {_toml(dsn)}", "receipt_hold_seconds = 5.0",
-        "[redis]", f"url = {_toml(REDIS_URL)}", f"key_prefix = {_toml(prefix)}",
-        *(f"{k} = {_toml(v)}" for k, v in redis.items()),
-        "[[operators]]",
-        *(f"{k} = {_toml(v)}" for k, v in operator("op", sim, **op_keys).items()),
-    ]
-    return "\n".join(lines) + "\n"
+           **op_keys: Any) -> dict[str, Any]:
+    """A daemon config (write_config's arguments): PostgreSQL store, Redis, one
+    operator on the simulator."""
+    return {"operators": [operator("op", sim, **op_keys)],
+            "store": {"kind": "postgres", "dsn": dsn},
+            "redis": {"url": REDIS_URL, "key_prefix": prefix, **redis}}
 
 
 def batch(first: int, count: int) -> list[dict[str, Any]]:
@@ -98,32 +82,27 @@ def batch(first: int, count: int) -> list[dict[str, Any]]:
 
 
 async def states(dsn: str, ids: list[str]) -> dict[str, int]:
-    conn = await asyncpg.connect(dsn)
-    try:
-        rows = await conn.fetch("SELECT state, count(*) AS n FROM smpp.messages"
-                                " WHERE message_id = ANY($1) GROUP BY state", ids)
-    finally:
-        await conn.close()
-    return {row["state"]: row["n"] for row in rows}
+    """How many of ``ids`` smpp.messages holds in each state."""
+    return dict(collections.Counter((await stored(dsn, ids)).values()))
 
 
 # --------------------------------------------------------------------------- both active
 
 
 async def test_two_processes_share_one_tps_budget(
-        tmp_path: Path, replicas: list[Replica], dsn: str, prefix: str) -> None:
+        tmp_path: Path, processes: list[Replica], dsn: str, prefix: str) -> None:
     tps, total = 200, 1000
     async with running_sim([mno("op", tps=tps, max_binds=4, receipt_delay_ms=20)]) as sim:
         text = config(sim, dsn, prefix, redis={"replicas": 2}, binds=1, window=20, tps=tps)
         for name in ("a", "b"):
             replica = Replica(tmp_path / name, text)
-            replicas.append(replica)
+            processes.append(replica)
             await replica.start()
         await wait_for(lambda: sim.mno("op").bound_count == 2, what="one bind per replica")
 
         started = time.monotonic()
-        halves = await asyncio.gather(replicas[0].post_bulk(batch(0, total // 2)),
-                                      replicas[1].post_bulk(batch(total // 2, total // 2)))
+        halves = await asyncio.gather(processes[0].post_bulk(batch(0, total // 2)),
+                                      processes[1].post_bulk(batch(total // 2, total // 2)))
         ids = [i for half in halves for i in half]
         assert len(set(ids)) == total
         found: dict[str, int] = {}
@@ -151,7 +130,7 @@ async def test_two_processes_share_one_tps_budget(
         by_conn = collections.Counter(e["conn"] for e in sim.mno("op").recorder.entries(
             "submit_sm"))
         assert len(by_conn) == 2 and min(by_conn.values()) > total // 10, by_conn
-        for replica in replicas:
+        for replica in processes:
             assert await replica.terminate() == 0, replica.log.read_text()
 
 
@@ -159,13 +138,13 @@ async def test_two_processes_share_one_tps_budget(
 
 
 async def test_standby_takes_over_after_kill_9(
-        tmp_path: Path, replicas: list[Replica], dsn: str, prefix: str) -> None:
+        tmp_path: Path, processes: list[Replica], dsn: str, prefix: str) -> None:
     binds, lease = 2, 2.0
     async with running_sim([mno("op", tps=500, max_binds=binds)]) as sim:
         text = config(sim, dsn, prefix, redis={"standby": True, "lease_time": lease},
                       binds=binds, tps=200)
         first, second = Replica(tmp_path / "a", text), Replica(tmp_path / "b", text)
-        replicas.extend([first, second])
+        processes.extend([first, second])
         await first.start()  # /readyz: it leads, its binds are up
         await second.start(ready="/healthz")
 
@@ -212,14 +191,14 @@ async def test_standby_takes_over_after_kill_9(
 
 
 async def test_the_leader_sends_what_a_standby_accepted_and_a_dead_leader_queued(
-        tmp_path: Path, replicas: list[Replica], dsn: str, prefix: str) -> None:
+        tmp_path: Path, processes: list[Replica], dsn: str, prefix: str) -> None:
     binds, window = 2, 10
     async with running_sim([mno("op", tps=500, max_binds=binds)]) as sim:
         text = config(sim, dsn, prefix, binds=binds, window=window, tps=200,
                       redis={"standby": True, "lease_time": 1.0, "sweep_interval": 0.3,
                              "sweep_grace": 0.3})
         leader, standby = Replica(tmp_path / "a", text), Replica(tmp_path / "b", text)
-        replicas.extend([leader, standby])
+        processes.extend([leader, standby])
         await leader.start()  # /readyz: it leads, its binds are up
         await standby.start(ready="/healthz")
         found: dict[str, int] = {}

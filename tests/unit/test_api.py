@@ -8,62 +8,14 @@ from typing import Any
 
 import aiohttp
 import pytest
-from e2e_helpers import (
-    free_port,
-    mno,
-    operator,
-    running_daemon,
-    running_sim,
-    submits,
-    wait_bound,
-    wait_for,
-    write_config,
-)
-
-from simulators.server import SmscSimulator
-from smppd.runtime.daemon import Daemon
-
-GOOD: dict[str, Any] = {"tenant_id": "t1", "source": "SMPPD", "destination": "+93701234567",
-                        "text": "hello"}
-
-
-class Api:
-    def __init__(self, http: aiohttp.ClientSession, daemon: Daemon, sim: SmscSimulator) -> None:
-        self.http = http
-        self.daemon = daemon
-        self.sim = sim
-
-    async def call(self, method: str, path: str, **kwargs: Any) -> tuple[int, Any, str]:
-        async with self.http.request(method, path, **kwargs) as resp:
-            text = await resp.text()
-            body = await resp.json(content_type=None) if "json" in resp.content_type else None
-            return resp.status, body, text
-
-    async def final(self, message_id: str) -> dict[str, Any]:
-        async def done() -> dict[str, Any] | None:
-            status, body, _ = await self.call("GET", f"/v1/messages/{message_id}")
-            assert status == 200
-            return body if body["state"] not in ("ACCEPTED", "SUBMITTED") else None
-        result: dict[str, Any] = await wait_for(done, what=f"message {message_id} final")
-        return result
-
-    def sent(self) -> int:
-        return len(submits(self.sim, "op"))
+from api_fixtures import GOOD, Api, fields_of, serving
+from e2e_helpers import free_port, operator, running_daemon, write_config
 
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    async with running_sim([mno("op")]) as sim:
-        path = write_config(tmp_path, [operator("op", sim, prefix="9370")])
-        async with running_daemon(path) as daemon:
-            await wait_bound(daemon)
-            base = f"http://127.0.0.1:{daemon.api_port}"
-            async with aiohttp.ClientSession(base_url=base) as http:
-                yield Api(http, daemon, sim)
-
-
-def fields_of(body: dict[str, Any]) -> set[str]:
-    return {e["field"] for e in body.get("errors", [])}
+    async with serving(tmp_path) as served:
+        yield served
 
 
 async def test_post_message_then_get_it_delivered(api: Api) -> None:

@@ -14,17 +14,8 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import e2e_helpers as e2e
 import pytest
-from e2e_helpers import (
-    DaemonProcess,
-    free_port,
-    mno,
-    operator,
-    running_sim,
-    submits,
-    wait_for,
-    write_config,
-)
 
 from correlation.sqlite_store import SqliteStore
 from correlation.store import ACCEPTED, FAILED, MessageRecord
@@ -248,9 +239,9 @@ def destinations(count: int) -> list[str]:
 
 
 async def test_daemon_sends_a_spilled_backlog_once_and_in_order(tmp_path: Path) -> None:
-    async with running_sim([mno("op", tps=5000)]) as sim:
-        path = write_config(tmp_path, [operator("op", sim, prefix="9370", tps=5000,
-                                                window=10, queue_limit=5)])
+    async with e2e.running_sim([e2e.mno("op", tps=5000)]) as sim:
+        path = e2e.write_config(tmp_path, [e2e.operator("op", sim, prefix="9370", tps=5000,
+                                                        window=10, queue_limit=5)])
         daemon = Daemon(load_config(path))
         op = daemon.operators["op"]
         op.pause()
@@ -260,41 +251,29 @@ async def test_daemon_sends_a_spilled_backlog_once_and_in_order(tmp_path: Path) 
                 await daemon.submit(bodies(first, min(7, 60 - first)), None)
                 assert len(op.queue) <= 5
             op.resume()
-            await wait_for(lambda: len(submits(sim, "op")) >= 60, 10.0, what="60 submits")
+            await e2e.wait_for(lambda: len(e2e.submits(sim, "op")) >= 60, 10.0, what="60 submits")
         finally:
             await daemon.stop()
-        sent = [entry["destination_addr"] for entry in submits(sim, "op")]
+        sent = [entry["destination_addr"] for entry in e2e.submits(sim, "op")]
         assert sent == destinations(60)  # one bind: exactly the accept order, each once
 
 
-@pytest.fixture
-async def processes() -> AsyncIterator[list[DaemonProcess]]:
-    started: list[DaemonProcess] = []
-    yield started
-    for process in started:  # never leave a daemon behind a failed test
-        await process.kill()
-
-
 async def test_kill_9_with_a_spilled_backlog_then_restart_sends_each_once(
-        tmp_path: Path, processes: list[DaemonProcess]) -> None:
-    smsc_port, api_port = free_port(), free_port()
+        tmp_path: Path, processes: e2e.Processes) -> None:
+    smsc_port, api_port = e2e.free_port(), e2e.free_port()
     # The SMSC is down while the first daemon accepts: nothing is sent before the kill.
-    path = write_config(tmp_path, [operator("op", [f"127.0.0.1:{smsc_port}"], prefix="9370",
-                                            tps=5000, window=10, queue_limit=10)],
-                        api_port=api_port)
-    first = DaemonProcess(path, api_port, tmp_path / "smppd-1.log")
-    processes.append(first)
-    await first.start(ready="/healthz")
+    path = e2e.write_config(tmp_path, [e2e.operator("op", [f"127.0.0.1:{smsc_port}"], prefix="9370",
+                                                    tps=5000, window=10, queue_limit=10)],
+                            api_port=api_port)
+    first = await processes.start(path, api_port, ready="/healthz")
     await first.post_bulk(bodies(0, 150))  # 202: durable, 140 of them in SQLite only
     await first.kill()
 
-    async with running_sim([mno("op", tps=5000, port=smsc_port)]) as sim:
-        second = DaemonProcess(path, api_port, tmp_path / "smppd-2.log")
-        processes.append(second)
-        await second.start()
-        await wait_for(lambda: len(submits(sim, "op")) >= 150, 15.0, what="150 submits")
+    async with e2e.running_sim([e2e.mno("op", tps=5000, port=smsc_port)]) as sim:
+        second = await processes.start(path, api_port)
+        await e2e.wait_for(lambda: len(e2e.submits(sim, "op")) >= 150, 15.0, what="150 submits")
         await second.terminate()
-        counts = collections.Counter(e["destination_addr"] for e in submits(sim, "op"))
+        counts = collections.Counter(e["destination_addr"] for e in e2e.submits(sim, "op"))
     assert counts == collections.Counter(destinations(150))  # each exactly once
 
 

@@ -9,22 +9,12 @@ import asyncio
 import contextlib
 import logging
 import struct
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import e2e_helpers as e2e
 import pytest
-from e2e_helpers import (
-    PASSWORD,
-    mno,
-    operator,
-    running_daemon,
-    running_sim,
-    wait_bound,
-    wait_for,
-    write_config,
-)
 
 from simulators import Behaviour
 from smppd.protocol.constants import Status
@@ -32,12 +22,6 @@ from smppd.protocol.pdu import Bind, decode, encode
 from smppd.runtime.daemon import Daemon
 
 RECONNECT_MIN = 0.05
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 async def get(http: aiohttp.ClientSession, daemon: Daemon, route: str) -> tuple[int, Any]:
@@ -57,14 +41,14 @@ def retries_for(caplog: pytest.LogCaptureFixture, reason: str) -> int:
 async def test_refused_credentials_are_warned_once_per_reason_and_shown(
         tmp_path: Path, http: aiohttp.ClientSession, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="smppd.bind")
-    smsc = mno("op", behaviour=Behaviour(reject_binds=Status.ESME_RINVSYSID))
-    async with running_sim([smsc]) as sim:
-        path = write_config(tmp_path, [operator("op", sim, password="wrongpw",
-                                                reconnect_min=RECONNECT_MIN,
-                                                reconnect_max=0.1)])
-        async with running_daemon(path) as daemon:
-            await wait_for(lambda: retries_for(caplog, "ESME_RINVSYSID") >= 3,
-                           what="three refused binds")
+    smsc = e2e.mno("op", behaviour=Behaviour(reject_binds=Status.ESME_RINVSYSID))
+    async with e2e.running_sim([smsc]) as sim:
+        path = e2e.write_config(tmp_path, [e2e.operator("op", sim, password="wrongpw",
+                                                        reconnect_min=RECONNECT_MIN,
+                                                        reconnect_max=0.1)])
+        async with e2e.running_daemon(path) as daemon:
+            await e2e.wait_for(lambda: retries_for(caplog, "ESME_RINVSYSID") >= 3,
+                               what="three refused binds")
             status, body = await get(http, daemon, "/v1/operators")
             bind = body["operators"][0]["binds"][0]
             assert bind["last_error_reason"] == "ESME_RINVSYSID"
@@ -79,8 +63,8 @@ async def test_refused_credentials_are_warned_once_per_reason_and_shown(
                     in metrics)
 
             sim.mno("op").behaviour.reject_binds = None  # now the password is looked at
-            await wait_for(lambda: retries_for(caplog, "ESME_RINVPASWD") >= 3,
-                           what="three binds refused for the password")
+            await e2e.wait_for(lambda: retries_for(caplog, "ESME_RINVPASWD") >= 3,
+                               what="three binds refused for the password")
             _, body = await get(http, daemon, "/v1/operators")
             bind = body["operators"][0]["binds"][0]
             assert bind["last_error_reason"] == "ESME_RINVPASWD"
@@ -99,14 +83,14 @@ async def test_refused_credentials_are_warned_once_per_reason_and_shown(
             assert min(getattr(r, "delay", 0.0) for r in retries) >= RECONNECT_MIN
 
             sim.mno("op").accounts["esme"].passwords.append("wrongpw")
-            await wait_bound(daemon)
+            await e2e.wait_bound(daemon)
             _, body = await get(http, daemon, "/v1/operators")
             assert body["operators"][0]["binds"][0]["last_error_reason"] is None
             status, ready = await get(http, daemon, "/readyz")
             assert status == 200 and ready["bind_errors"] == {}
             _, metrics = await get(http, daemon, "/metrics")
             assert "smppd_bind_failing{" not in metrics
-    assert PASSWORD not in caplog.text and "wrongpw" not in caplog.text
+    assert e2e.PASSWORD not in caplog.text and "wrongpw" not in caplog.text
 
 
 async def test_a_session_lost_to_bad_framing_says_why(
@@ -130,10 +114,10 @@ async def test_a_session_lost_to_bad_framing_says_why(
     server = await asyncio.start_server(garbled, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        path = write_config(tmp_path, [operator("op", [f"127.0.0.1:{port}"])])
-        async with running_daemon(path):
-            await wait_for(lambda: len(records(caplog, "bind_retry")) >= 3,
-                           what="three bind retries")
+        path = e2e.write_config(tmp_path, [e2e.operator("op", [f"127.0.0.1:{port}"])])
+        async with e2e.running_daemon(path):
+            await e2e.wait_for(lambda: len(records(caplog, "bind_retry")) >= 3,
+                               what="three bind retries")
     finally:
         server.close()
         for writer in writers:

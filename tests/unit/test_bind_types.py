@@ -9,37 +9,27 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import e2e_helpers as e2e
 import pytest
-from e2e_helpers import (
-    mno,
-    operator,
-    running_daemon,
-    running_sim,
-    submit,
-    wait_bound,
-    wait_final,
-    wait_for,
-    write_config,
-)
 
 from simulators import SmscSimulator
 from smppd.config import Config, ConfigError, load_config
 
 
 def tx_rx(sim: SmscSimulator) -> dict[str, Any]:
-    table = operator("op", sim, bind_types=["transmitter", "receiver"])
+    table = e2e.operator("op", sim, bind_types=["transmitter", "receiver"])
     del table["binds"]  # bind_types says how many
     return table
 
 
 async def test_a_transmitter_and_a_receiver_submits_on_one_receipts_on_the_other(
         tmp_path: Path) -> None:
-    async with running_sim([mno("op")]) as sim:
-        path = write_config(tmp_path, [tx_rx(sim)])
-        async with running_daemon(path) as daemon:
-            await wait_bound(daemon)
-            ids = await submit(daemon, 20)
-            finals = await wait_final(daemon, ids)
+    async with e2e.running_sim([e2e.mno("op")]) as sim:
+        path = e2e.write_config(tmp_path, [tx_rx(sim)])
+        async with e2e.running_daemon(path) as daemon:
+            await e2e.wait_bound(daemon)
+            ids = await e2e.submit(daemon, 20)
+            finals = await e2e.wait_final(daemon, ids)
             assert {m["state"] for m in finals.values()} == {"DELIVERED"}
             async with aiohttp.ClientSession() as http, http.get(
                     f"http://127.0.0.1:{daemon.api_port}/v1/operators") as resp:
@@ -59,11 +49,11 @@ async def test_a_transmitter_and_a_receiver_submits_on_one_receipts_on_the_other
 
 async def test_an_operator_with_only_its_receiver_bound_is_not_healthy(tmp_path: Path) -> None:
     """SelectOperator skips an operator that cannot submit, even with a bind up."""
-    smsc = mno("op")
+    smsc = e2e.mno("op")
     smsc.accounts[0].bind_types = frozenset({"receiver"})  # the SMSC refuses the transmitter
-    async with running_sim([smsc]) as sim:
-        path = write_config(tmp_path, [tx_rx(sim)])
-        async with running_daemon(path) as daemon:
+    async with e2e.running_sim([smsc]) as sim:
+        path = e2e.write_config(tmp_path, [tx_rx(sim)])
+        async with e2e.running_daemon(path) as daemon:
             op = daemon.operators["op"]
             await op.binds[1].wait_bound(5.0)
             assert op.bound_count == 1 and not op.healthy
@@ -117,11 +107,11 @@ def test_bind_types_is_per_operator(tmp_path: Path) -> None:
 
 
 async def test_a_reload_to_a_transmitter_and_a_receiver(tmp_path: Path) -> None:
-    async with running_sim([mno("op")]) as sim:
-        path = write_config(tmp_path, [operator("op", sim)])
-        async with running_daemon(path) as daemon:
-            await wait_bound(daemon)
-            write_config(tmp_path, [tx_rx(sim)])
+    async with e2e.running_sim([e2e.mno("op")]) as sim:
+        path = e2e.write_config(tmp_path, [e2e.operator("op", sim)])
+        async with e2e.running_daemon(path) as daemon:
+            await e2e.wait_bound(daemon)
+            e2e.write_config(tmp_path, [tx_rx(sim)])
             result = await daemon.reloader.reload(path)
             assert result.ok, result.errors
             assert "bind_types" in result.plan.rebind["op"]
@@ -130,8 +120,8 @@ async def test_a_reload_to_a_transmitter_and_a_receiver(tmp_path: Path) -> None:
             def shape() -> list[str]:
                 return sorted(h.bind_type or "" for h in smsc.handlers if h.conn.is_open
                               and h.bind_type)
-            await wait_for(lambda: shape() == ["receiver", "transmitter"]
-                           and daemon.operators["op"].bound_count == 2,
-                           what="a transmitter and a receiver bound")
-            finals = await wait_final(daemon, await submit(daemon, 4))
+            await e2e.wait_for(lambda: shape() == ["receiver", "transmitter"]
+                               and daemon.operators["op"].bound_count == 2,
+                               what="a transmitter and a receiver bound")
+            finals = await e2e.wait_final(daemon, await e2e.submit(daemon, 4))
             assert {m["state"] for m in finals.values()} == {"DELIVERED"}

@@ -23,19 +23,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import e2e_helpers as e2e
 from chaos_helpers import SmscLink, count, fault_proxy
-from e2e_helpers import (
-    mno,
-    operator,
-    running_daemon,
-    running_sim,
-    submit,
-    submits,
-    wait_bound,
-    wait_final,
-    wait_for,
-    write_config,
-)
 
 from simulators import Behaviour, SimConfig
 from simulators.server import SmscSimulator
@@ -51,7 +40,7 @@ LINK = {"binds": BINDS, "window": WINDOW, "tps": 200, "enquire_link_interval": 1
 
 
 def config(tmp_path: Path, link: SmscLink, **keys: Any) -> Path:
-    return write_config(tmp_path, [operator("op", [link.address], **{**LINK, **keys})])
+    return e2e.write_config(tmp_path, [e2e.operator("op", [link.address], **{**LINK, **keys})])
 
 
 def assert_no_loss(run: Tally) -> None:
@@ -61,13 +50,13 @@ def assert_no_loss(run: Tally) -> None:
 
 
 async def test_latency_500_ms(tmp_path: Path) -> None:
-    async with running_sim([mno("op")]) as sim, fault_proxy() as server:
+    async with e2e.running_sim([e2e.mno("op")]) as sim, fault_proxy() as server:
         link = await SmscLink.open(server, "op", sim.port_of("op"))
-        async with running_daemon(config(tmp_path, link)) as daemon:
-            await wait_bound(daemon)
+        async with e2e.running_daemon(config(tmp_path, link)) as daemon:
+            await e2e.wait_bound(daemon)
             await link.add_both("latency", latency=500)
-            ids = await submit(daemon, 100)
-            finals = await wait_final(daemon, ids, timeout=15.0)
+            ids = await e2e.submit(daemon, 100)
+            finals = await e2e.wait_final(daemon, ids, timeout=15.0)
             run = await count(daemon, ids, [sim], "op")
     assert {m["state"] for m in finals.values()} == {"DELIVERED"}
     assert_no_loss(run)
@@ -80,18 +69,18 @@ async def test_black_hole(tmp_path: Path) -> None:
     # takes the submits, so anything resent is a duplicate at the SMSC. As with the
     # defaults (30 s and 2 x 30 s), a response is overdue before the peer is declared
     # dead: 1 s, then 2 x 1 s.
-    async with running_sim([mno("op")]) as sim, fault_proxy() as server:
+    async with e2e.running_sim([e2e.mno("op")]) as sim, fault_proxy() as server:
         link = await SmscLink.open(server, "op", sim.port_of("op"))
-        async with running_daemon(config(tmp_path, link, tps=50,
-                                         response_timeout=1.0)) as daemon:
-            await wait_bound(daemon)
-            ids = await submit(daemon, 200)
-            await wait_for(lambda: len(submits(sim, "op")) >= 40, 10.0, what="40 submits")
+        async with e2e.running_daemon(config(tmp_path, link, tps=50,
+                                             response_timeout=1.0)) as daemon:
+            await e2e.wait_bound(daemon)
+            ids = await e2e.submit(daemon, 200)
+            await e2e.wait_for(lambda: len(e2e.submits(sim, "op")) >= 40, 10.0, what="40 submits")
             hole = await link.add("timeout", timeout=0)
             op = daemon.operators["op"]
-            await wait_for(lambda: op.bound_count == 0, 10.0, what="the dead link found")
+            await e2e.wait_for(lambda: op.bound_count == 0, 10.0, what="the dead link found")
             await link.remove(hole)
-            finals = await wait_final(daemon, ids, timeout=20.0)
+            finals = await e2e.wait_final(daemon, ids, timeout=20.0)
             run = await count(daemon, ids, [sim], "op")
     assert_no_loss(run)
     # In doubt: the submits in flight when the answers stopped (at most a window per
@@ -108,17 +97,17 @@ async def test_black_hole(tmp_path: Path) -> None:
 async def test_reset_mid_window(tmp_path: Path) -> None:
     # Answers 100 ms late, so each bind's window is full when the RST comes.
     slow = Behaviour(response_delay_ms=100)
-    async with running_sim([mno("op", behaviour=slow)]) as sim, fault_proxy() as server:
+    async with e2e.running_sim([e2e.mno("op", behaviour=slow)]) as sim, fault_proxy() as server:
         link = await SmscLink.open(server, "op", sim.port_of("op"))
-        async with running_daemon(config(tmp_path, link)) as daemon:
-            await wait_bound(daemon)
-            ids = await submit(daemon, 300)
-            await wait_for(lambda: len(submits(sim, "op")) >= 60, 10.0, what="60 submits")
+        async with e2e.running_daemon(config(tmp_path, link)) as daemon:
+            await e2e.wait_bound(daemon)
+            ids = await e2e.submit(daemon, 300)
+            await e2e.wait_for(lambda: len(e2e.submits(sim, "op")) >= 60, 10.0, what="60 submits")
             reset = await link.add("reset_peer", timeout=0)  # RST at each side's next data
             op = daemon.operators["op"]
-            await wait_for(lambda: op.bound_count == 0, 10.0, what="both binds reset")
+            await e2e.wait_for(lambda: op.bound_count == 0, 10.0, what="both binds reset")
             await link.remove(reset)
-            finals = await wait_final(daemon, ids, timeout=15.0)
+            finals = await e2e.wait_final(daemon, ids, timeout=15.0)
             run = await count(daemon, ids, [sim], "op")
     assert_no_loss(run)
     # What was in flight at the reset is sent again: every message is delivered.
@@ -127,13 +116,13 @@ async def test_reset_mid_window(tmp_path: Path) -> None:
 
 
 async def test_one_byte_slices(tmp_path: Path) -> None:
-    async with running_sim([mno("op")]) as sim, fault_proxy() as server:
+    async with e2e.running_sim([e2e.mno("op")]) as sim, fault_proxy() as server:
         link = await SmscLink.open(server, "op", sim.port_of("op"))
-        async with running_daemon(config(tmp_path, link)) as daemon:
-            await wait_bound(daemon)
+        async with e2e.running_daemon(config(tmp_path, link)) as daemon:
+            await e2e.wait_bound(daemon)
             await link.add_both("slicer", average_size=1, size_variation=0, delay=0)
-            ids = await submit(daemon, 100)
-            finals = await wait_final(daemon, ids, timeout=15.0)
+            ids = await e2e.submit(daemon, 100)
+            finals = await e2e.wait_final(daemon, ids, timeout=15.0)
             run = await count(daemon, ids, [sim], "op")
     assert_no_loss(run)
     # Framing is by command_length, not by read: PDUs in 1-byte pieces are whole PDUs.
@@ -142,14 +131,14 @@ async def test_one_byte_slices(tmp_path: Path) -> None:
 
 
 async def test_bandwidth_1_kb_per_second(tmp_path: Path) -> None:
-    async with running_sim([mno("op")]) as sim, fault_proxy() as server:
+    async with e2e.running_sim([e2e.mno("op")]) as sim, fault_proxy() as server:
         link = await SmscLink.open(server, "op", sim.port_of("op"))
         # A response may wait behind receipts at 1,000 bytes/s: 5 s before it is in doubt.
-        async with running_daemon(config(tmp_path, link, response_timeout=5.0)) as daemon:
-            await wait_bound(daemon)
+        async with e2e.running_daemon(config(tmp_path, link, response_timeout=5.0)) as daemon:
+            await e2e.wait_bound(daemon)
             await link.add_both("bandwidth", rate=1)
-            ids = await submit(daemon, 30)
-            finals = await wait_final(daemon, ids, timeout=20.0)
+            ids = await e2e.submit(daemon, 30)
+            finals = await e2e.wait_final(daemon, ids, timeout=20.0)
             run = await count(daemon, ids, [sim], "op")
     assert_no_loss(run)
     assert {m["state"] for m in finals.values()} == {"DELIVERED"}, run.states_text()
@@ -158,31 +147,31 @@ async def test_bandwidth_1_kb_per_second(tmp_path: Path) -> None:
 
 async def test_smsc_killed_and_restarted(tmp_path: Path) -> None:
     slow = Behaviour(response_delay_ms=100)
-    first = SmscSimulator(SimConfig(mnos=[mno("op", behaviour=slow, receipt_delay_ms=300)],
+    first = SmscSimulator(SimConfig(mnos=[e2e.mno("op", behaviour=slow, receipt_delay_ms=300)],
                                     admin_port=None))
     await first.start()
     port = first.port_of("op")
     async with fault_proxy() as server:
         link = await SmscLink.open(server, "op", port)
-        async with running_daemon(config(tmp_path, link)) as daemon:
-            await wait_bound(daemon)
-            ids = await submit(daemon, 300)
-            await wait_for(lambda: len(submits(first, "op")) >= 60, 10.0, what="60 submits")
+        async with e2e.running_daemon(config(tmp_path, link)) as daemon:
+            await e2e.wait_bound(daemon)
+            ids = await e2e.submit(daemon, 300)
+            await e2e.wait_for(lambda: len(e2e.submits(first, "op")) >= 60, 10.0, what="60 submits")
             await first.stop()  # every connection dropped, answers and receipts due gone
             op = daemon.operators["op"]
-            await wait_for(lambda: op.bound_count == 0, 10.0, what="the binds lost")
+            await e2e.wait_for(lambda: op.bound_count == 0, 10.0, what="the binds lost")
             # Back on its port, its id counter past every id its first life gave.
-            again = mno("op", port=port, first_id=1_000_001)
-            async with running_sim([again]) as second:
-                await wait_bound(daemon, timeout=10.0)
+            again = e2e.mno("op", port=port, first_id=1_000_001)
+            async with e2e.running_sim([again]) as second:
+                await e2e.wait_bound(daemon, timeout=10.0)
                 lives = [first, second]
-                died = {e["destination_addr"] for e in submits(first, "op")}
+                died = {e["destination_addr"] for e in e2e.submits(first, "op")}
 
                 async def settled() -> bool:
                     run = await count(daemon, ids, lives, "op")
                     return run.pending == 0 and run.states["SUBMITTED"] <= len(died) \
                         and run.states["DELIVERED"] + run.states["SUBMITTED"] == 300
-                await wait_for(settled, 15.0, interval=0.2, what="messages settled")
+                await e2e.wait_for(settled, 15.0, interval=0.2, what="messages settled")
                 run = await count(daemon, ids, lives, "op")
                 stored = {i: await daemon.store.get_message(i) for i in ids}
     assert_no_loss(run)

@@ -11,39 +11,17 @@ import asyncio
 import collections
 import signal
 import socket
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import e2e_helpers as e2e
 import pytest
-from e2e_helpers import (
-    FINAL_STATES,
-    SMPPD,
-    DaemonProcess,
-    free_port,
-    mno,
-    operator,
-    running_sim,
-    submits,
-    wait_bound,
-    wait_for,
-    write_config,
-)
 
-from correlation.sqlite_store import SqliteStore
 from simulators import Behaviour
 from simulators.server import SmscSimulator
 from smppd.config import load_config
 from smppd.runtime.daemon import Daemon
-
-
-@pytest.fixture
-async def processes() -> AsyncIterator[list[DaemonProcess]]:
-    started: list[DaemonProcess] = []
-    yield started
-    for process in started:  # never leave a daemon behind a failed test
-        await process.kill()
 
 
 def batch(count: int) -> list[dict[str, Any]]:
@@ -52,38 +30,27 @@ def batch(count: int) -> list[dict[str, Any]]:
              "text": f"message {i}"} for i in range(count)]
 
 
-async def stored(config_dir: Path, ids: list[str]) -> dict[str, dict[str, Any]]:
-    store = SqliteStore(str(config_dir / "state" / "smppd.sqlite"))
-    await store.open()
-    try:
-        return {i: m for i in ids if (m := await store.get_message(i)) is not None}
-    finally:
-        await store.close()
-
-
 def per_destination(sim: SmscSimulator) -> collections.Counter[str]:
-    return collections.Counter(e["destination_addr"] for e in submits(sim, "op"))
+    return collections.Counter(e["destination_addr"] for e in e2e.submits(sim, "op"))
 
 
 async def test_sigterm_drains_in_flight_and_exits_zero(
-        tmp_path: Path, processes: list[DaemonProcess]) -> None:
+        tmp_path: Path, processes: e2e.Processes) -> None:
     slow = Behaviour(response_delay_ms=150)
-    async with running_sim([mno("op", behaviour=slow, receipt_delay_ms=10)]) as sim:
-        api_port = free_port()
-        path = write_config(tmp_path, [operator("op", sim, binds=2, window=10, tps=200)],
-                            api_port=api_port)
-        daemon = DaemonProcess(path, api_port, tmp_path / "smppd.log")
-        processes.append(daemon)
-        await daemon.start()
+    async with e2e.running_sim([e2e.mno("op", behaviour=slow, receipt_delay_ms=10)]) as sim:
+        api_port = e2e.free_port()
+        path = e2e.write_config(tmp_path, [e2e.operator("op", sim, binds=2, window=10, tps=200)],
+                                api_port=api_port)
+        daemon = await processes.start(path, api_port)
         ids = await daemon.post_bulk(batch(300))
-        await wait_for(lambda: len(submits(sim, "op")) >= 40, 10.0, what="40 submits")
+        await e2e.wait_for(lambda: len(e2e.submits(sim, "op")) >= 40, 10.0, what="40 submits")
         assert await daemon.signal(signal.SIGTERM) == 0, daemon.log.read_text()
 
         sent = per_destination(sim)
         resps = sim.mno("op").recorder.entries("submit_sm_resp")
         assert len(resps) == sum(sent.values())  # every submit answered before unbind
         assert len(sim.mno("op").recorder.entries("unbind")) == 2
-        messages = await stored(tmp_path, ids)
+        messages = await e2e.stored_messages(tmp_path / "state", ids)
         assert len(messages) == 300  # every accepted message is in the store
         for message in messages.values():
             reached_smsc = sent[message["destination"]] > 0
@@ -95,29 +62,25 @@ async def test_sigterm_drains_in_flight_and_exits_zero(
 
 
 async def test_kill_9_then_restart_loses_nothing(
-        tmp_path: Path, processes: list[DaemonProcess]) -> None:
+        tmp_path: Path, processes: e2e.Processes) -> None:
     window, binds = 10, 2
-    async with running_sim([mno("op", receipt_delay_ms=1500)]) as sim:
-        api_port = free_port()
+    async with e2e.running_sim([e2e.mno("op", receipt_delay_ms=1500)]) as sim:
+        api_port = e2e.free_port()
         # Explicit id forms: "auto" mis-matches across a restart (see test_daemon_e2e).
-        path = write_config(tmp_path, [operator("op", sim, binds=binds, window=window, tps=200,
-                                                submit_resp_id="decimal",
-                                                receipt_id="decimal")], api_port=api_port)
-        first = DaemonProcess(path, api_port, tmp_path / "smppd-1.log")
-        processes.append(first)
-        await first.start()
+        table = e2e.operator("op", sim, binds=binds, window=window, tps=200,
+                             submit_resp_id="decimal", receipt_id="decimal")
+        path = e2e.write_config(tmp_path, [table], api_port=api_port)
+        first = await processes.start(path, api_port)
         ids = await first.post_bulk(batch(400))  # 202 = durable
-        await wait_for(lambda: len(submits(sim, "op")) >= 100, 10.0, what="100 submits")
+        await e2e.wait_for(lambda: len(e2e.submits(sim, "op")) >= 100, 10.0, what="100 submits")
         await first.kill()
-        await wait_for(lambda: sim.mno("op").bound_count == 0, what="binds gone")
+        await e2e.wait_for(lambda: sim.mno("op").bound_count == 0, what="binds gone")
         sent_before = sum(per_destination(sim).values())
         assert sent_before < 400  # the kill came with messages still queued
 
-        second = DaemonProcess(path, api_port, tmp_path / "smppd-2.log")
-        processes.append(second)
-        await second.start()
-        await wait_for(lambda: len(per_destination(sim)) == 400, 15.0,
-                       what="every destination submitted")
+        second = await processes.start(path, api_port)
+        await e2e.wait_for(lambda: len(per_destination(sim)) == 400, 15.0,
+                           what="every destination submitted")
         # Receipts the simulator had due while no bind was up are dropped, not retried:
         # those messages stay SUBMITTED; everything else reaches a final state.
         dropped = sim.mno("op").counters.receipts_dropped
@@ -131,33 +94,31 @@ async def test_kill_9_then_restart_loses_nothing(
                     async with http.get(f"{second.url}/v1/messages/{message_id}") as resp:
                         assert resp.status == 200
                         states[(await resp.json())["state"]] += 1
-            waiting = {s: n for s, n in states.items() if s not in FINAL_STATES}
+            waiting = {s: n for s, n in states.items() if s not in e2e.FINAL_STATES}
             return set(waiting) <= {"SUBMITTED"} and sum(waiting.values()) <= dropped
 
-        await wait_for(settled, 10.0, interval=0.3,
-                       what=lambda: f"final states after restart: {states}, {dropped} dropped")
+        await e2e.wait_for(settled, 10.0, interval=0.3,
+                           what=lambda: f"final states after restart: {states}, {dropped} dropped")
         assert await second.signal(signal.SIGTERM) == 0
 
     counts = per_destination(sim)
     assert set(counts) == {f"9370{i:07d}" for i in range(400)}  # nothing lost
     duplicates = sum(n - 1 for n in counts.values())
     assert duplicates <= window * binds, f"{duplicates} duplicates"
-    messages = await stored(tmp_path, ids)
+    messages = await e2e.stored_messages(tmp_path / "state", ids)
     assert len(messages) == 400
     assert not [m for m in messages.values() if m["state"] == "ACCEPTED"]
 
 
 async def test_sigusr1_logs_where_every_task_waits(
-        tmp_path: Path, processes: list[DaemonProcess]) -> None:
-    async with running_sim([mno("op")]) as sim:
-        api_port = free_port()
-        path = write_config(tmp_path, [operator("op", sim)], api_port=api_port)
-        daemon = DaemonProcess(path, api_port, tmp_path / "smppd.log")
-        processes.append(daemon)
-        await daemon.start()
+        tmp_path: Path, processes: e2e.Processes) -> None:
+    async with e2e.running_sim([e2e.mno("op")]) as sim:
+        api_port = e2e.free_port()
+        path = e2e.write_config(tmp_path, [e2e.operator("op", sim)], api_port=api_port)
+        daemon = await processes.start(path, api_port)
         assert daemon.proc is not None
         daemon.proc.send_signal(signal.SIGUSR1)
-        await wait_for(lambda: "waits in" in daemon.log.read_text(), what="the task dump")
+        await e2e.wait_for(lambda: "waits in" in daemon.log.read_text(), what="the task dump")
         dump = [line for line in daemon.log.read_text().splitlines() if "waits in" in line]
         assert any("_housekeep (lifecycle.py" in line for line in dump), dump
         assert await daemon.signal(signal.SIGTERM) == 0  # still running, still stops cleanly
@@ -165,16 +126,16 @@ async def test_sigusr1_logs_where_every_task_waits(
 
 async def test_a_failed_start_unbinds_and_exits_non_zero(tmp_path: Path) -> None:
     """The API port is taken: the binds already up are unbound, the process exits 1."""
-    async with running_sim([mno("op")]) as sim:
+    async with e2e.running_sim([e2e.mno("op")]) as sim:
         with socket.socket() as taken:
             taken.bind(("127.0.0.1", 0))
             taken.listen()
-            path = write_config(tmp_path, [operator("op", sim, binds=2)],
-                                api_port=taken.getsockname()[1])
+            path = e2e.write_config(tmp_path, [e2e.operator("op", sim, binds=2)],
+                                    api_port=taken.getsockname()[1])
             log = tmp_path / "smppd.log"
             with log.open("ab") as out:
                 proc = await asyncio.create_subprocess_exec(
-                    str(SMPPD), "--log-format", "json", "run", "--config", str(path),
+                    str(e2e.SMPPD), "--log-format", "json", "run", "--config", str(path),
                     stdout=out, stderr=out, cwd=tmp_path)
             try:
                 code = await asyncio.wait_for(proc.wait(), 30.0)
@@ -193,13 +154,13 @@ class ApiFailsOnceBound(Daemon):
     """The API fails to start only once every bind is up: the worst moment."""
 
     async def _start_api(self) -> None:
-        await wait_bound(self)
+        await e2e.wait_bound(self)
         raise OSError(98, "address already in use")
 
 
 async def test_a_start_failing_with_binds_up_unbinds_each(tmp_path: Path) -> None:
-    async with running_sim([mno("op")]) as sim:
-        path = write_config(tmp_path, [operator("op", sim, binds=2)])
+    async with e2e.running_sim([e2e.mno("op")]) as sim:
+        path = e2e.write_config(tmp_path, [e2e.operator("op", sim, binds=2)])
         daemon = ApiFailsOnceBound(load_config(path))
         with pytest.raises(OSError):
             await daemon.start()
@@ -223,15 +184,15 @@ async def test_a_failed_start_does_not_wait_for_a_silent_smsc(tmp_path: Path) ->
             taken.bind(("127.0.0.1", 0))
             taken.listen()
             port = smsc.sockets[0].getsockname()[1]
-            path = write_config(tmp_path, [operator("op", [f"127.0.0.1:{port}"],
-                                                    response_timeout=60.0,
-                                                    enquire_link_interval=60.0,
-                                                    inactivity_timeout=120.0)],
-                                api_port=taken.getsockname()[1], drain_timeout=30.0)
+            path = e2e.write_config(tmp_path, [e2e.operator("op", [f"127.0.0.1:{port}"],
+                                                            response_timeout=60.0,
+                                                            enquire_link_interval=60.0,
+                                                            inactivity_timeout=120.0)],
+                                    api_port=taken.getsockname()[1], drain_timeout=30.0)
             log = tmp_path / "smppd.log"
             with log.open("ab") as out:
                 proc = await asyncio.create_subprocess_exec(
-                    str(SMPPD), "--log-format", "json", "run", "--config", str(path),
+                    str(e2e.SMPPD), "--log-format", "json", "run", "--config", str(path),
                     stdout=out, stderr=out, cwd=tmp_path)
             try:  # a bound, not a measurement: the old code needed drain_timeout + 5 s
                 code = await asyncio.wait_for(proc.wait(), 20.0)

@@ -9,16 +9,7 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-from e2e_helpers import (
-    SYSTEM_ID,
-    mno,
-    operator,
-    running_daemon,
-    running_sim,
-    wait_bound,
-    wait_for,
-    write_config,
-)
+import e2e_helpers as e2e
 
 from correlation.ids import normalise_id
 from correlation.receipts import format_receipt
@@ -30,13 +21,13 @@ SMSC_ID = "4242"
 
 
 async def test_a_receipt_held_for_a_peers_submit_is_published_at_expiry(tmp_path: Path) -> None:
-    async with running_sim([mno("op")]) as sim:
-        path = write_config(tmp_path, [operator("op", sim, submit_resp_id="decimal",
-                                                receipt_id="decimal")], hold=0.5)
-        async with running_daemon(path) as daemon:
-            await wait_bound(daemon)
+    async with e2e.running_sim([e2e.mno("op")]) as sim:
+        path = e2e.write_config(tmp_path, [e2e.operator("op", sim, submit_resp_id="decimal",
+                                                        receipt_id="decimal")], hold=0.5)
+        async with e2e.running_daemon(path) as daemon:
+            await e2e.wait_bound(daemon)
             now = datetime.now(UTC)
-            receiver = sim.mno("op").accounts[SYSTEM_ID].next_receiver()
+            receiver = sim.mno("op").accounts[e2e.SYSTEM_ID].next_receiver()
             assert receiver is not None
             receiver.send_deliver(encode(DeliverSm(
                 source_addr="93701234567", destination_addr="SMPPD",
@@ -45,7 +36,7 @@ async def test_a_receipt_held_for_a_peers_submit_is_published_at_expiry(tmp_path
                                              done_date=now))))
             recorder = sim.mno("op").recorder
             # Answered once the receipt is durable as an orphan: nothing matched it yet.
-            await wait_for(lambda: recorder.entries("deliver_sm_resp"), what="deliver_sm_resp")
+            await e2e.wait_for(lambda: recorder.entries("deliver_sm_resp"), what="deliver_sm_resp")
             assert await daemon.events("dlr", 0, 10) == []
 
             # The peer that sent the message stores it and its submit_sm_resp.
@@ -57,8 +48,8 @@ async def test_a_receipt_held_for_a_peers_submit_is_published_at_expiry(tmp_path
             await daemon.store.record_submitted_many([
                 ("peer-1", 1, 1, "op", SMSC_ID, normalise_id(SMSC_ID, "decimal"), at)])
 
-            events = await wait_for(lambda: daemon.events("dlr", 0, 10), timeout=10.0,
-                                    what="the DLR event of the late match")
+            events = await e2e.wait_for(lambda: daemon.events("dlr", 0, 10), timeout=10.0,
+                                        what="the DLR event of the late match")
             assert [(e["message_id"], e["state"], e["final"]) for e in events] == [
                 ("peer-1", "DELIVERED", True)]
             message = await daemon.message("peer-1")

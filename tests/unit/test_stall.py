@@ -6,35 +6,16 @@ operator's state in the HTTP API and the metrics, and the messages' final states
 from __future__ import annotations
 
 import collections
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
-import pytest
-from e2e_helpers import (
-    mno,
-    operator,
-    running_daemon,
-    running_sim,
-    submit,
-    submits,
-    wait_bound,
-    wait_final,
-    wait_for,
-    write_config,
-)
+import e2e_helpers as e2e
 
 from simulators.server import SmscSimulator
 from smppd.runtime.daemon import Daemon
 
 WINDOW = 5
-
-
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
 
 
 def freeze(sim: SmscSimulator, frozen: bool) -> None:
@@ -54,36 +35,36 @@ async def first_bind(http: aiohttp.ClientSession, daemon: Daemon) -> dict[str, A
 
 async def test_a_stalled_smsc_gets_nothing_more_and_the_api_says_stalled(
         tmp_path: Path, http: aiohttp.ClientSession) -> None:
-    async with running_sim([mno("op")]) as sim:
-        path = write_config(tmp_path, [operator("op", sim, binds=1, window=WINDOW, tps=50,
-                                                response_timeout=1.0)])
-        async with running_daemon(path) as daemon:
-            await wait_bound(daemon)
+    async with e2e.running_sim([e2e.mno("op")]) as sim:
+        path = e2e.write_config(tmp_path, [e2e.operator("op", sim, binds=1, window=WINDOW, tps=50,
+                                                        response_timeout=1.0)])
+        async with e2e.running_daemon(path) as daemon:
+            await e2e.wait_bound(daemon)
             freeze(sim, True)
-            ids = await submit(daemon, 20)
+            ids = await e2e.submit(daemon, 20)
 
             async def stalled() -> dict[str, Any] | None:
                 bind = await first_bind(http, daemon)
                 return bind if bind["state"] == "stalled" else None
 
-            bind = await wait_for(stalled, 10.0, what="the bind shown as stalled")
+            bind = await e2e.wait_for(stalled, 10.0, what="the bind shown as stalled")
             async with http.get(f"http://127.0.0.1:{daemon.api_port}"
                                 "/v1/operators/op/binds/op%230") as resp:
                 detail = await resp.json()
             assert resp.status == 200 and detail["state"] == "stalled", detail
             assert bind["last_error_reason"] == "stalled"
             assert "no submit_sm_resp" in bind["last_error"]
-            frozen_conn = submits(sim, "op")[0]["conn"]
+            frozen_conn = e2e.submits(sim, "op")[0]["conn"]
             freeze(sim, False)  # the SMSC wakes up; the daemon has given the session up
 
-            finals = await wait_final(daemon, ids)
+            finals = await e2e.wait_final(daemon, ids)
             assert {m["state"] for m in finals.values()} == {"DELIVERED"}
             async with http.get(f"http://127.0.0.1:{daemon.api_port}/metrics") as resp:
                 metrics = await resp.text()
             assert 'smppd_bind_stalls_total{bind="op#0",operator="op"} 1.0' in metrics
             assert (await first_bind(http, daemon))["state"] == "bound"
 
-    sent = submits(sim, "op")
+    sent = e2e.submits(sim, "op")
     on_frozen = [e for e in sent if e["conn"] == frozen_conn]
     # The window filled, and not one submit more went into the frozen connection.
     assert len(on_frozen) == WINDOW

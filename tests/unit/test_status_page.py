@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import e2e_helpers as e2e
 from browser import Page, headless_chromium
-from e2e_helpers import free_port, mno, operator, running_daemon, running_sim, wait_for
-from e2e_helpers import submit as submit_direct
 
 from smppd.runtime.daemon import Daemon
 
@@ -41,19 +40,19 @@ def _auth_toml() -> str:
 async def gateway(tmp_path: Path) -> AsyncIterator[Daemon]:
     from e2e_helpers import write_config
 
-    async with running_sim([mno("alpha", tps=1000), mno("beta", tps=1000)]) as sim:
+    async with e2e.running_sim([e2e.mno("alpha", tps=1000), e2e.mno("beta", tps=1000)]) as sim:
         # gamma's SMSC is down: its bind keeps failing and says so
-        path = write_config(tmp_path, [operator("alpha", sim, prefix="937", tps=50),
-                                       operator("beta", sim, prefix="938", tps=20,
-                                                binds=2),
-                                       operator("gamma", [f"127.0.0.1:{free_port()}"],
-                                                prefix="939", tps=30)])
+        path = write_config(tmp_path, [e2e.operator("alpha", sim, prefix="937", tps=50),
+                                       e2e.operator("beta", sim, prefix="938", tps=20,
+                                                    binds=2),
+                                       e2e.operator("gamma", [f"127.0.0.1:{e2e.free_port()}"],
+                                                    prefix="939", tps=30)])
         path.write_text(path.read_text() + _auth_toml())
-        async with running_daemon(path) as daemon:
-            await wait_for(lambda: all(daemon.operators[op].bound_count == want for op, want
-                                       in (("alpha", 1), ("beta", 2))), 10, what="binds up")
-            await wait_for(lambda: daemon.operators["gamma"].binds[0].last_error, 10,
-                           what="gamma's bind failing")
+        async with e2e.running_daemon(path) as daemon:
+            await e2e.wait_for(lambda: all(daemon.operators[op].bound_count == want for op, want
+                                           in (("alpha", 1), ("beta", 2))), 10, what="binds up")
+            await e2e.wait_for(lambda: daemon.operators["gamma"].binds[0].last_error, 10,
+                               what="gamma's bind failing")
             yield daemon
 
 
@@ -77,14 +76,14 @@ async def test_status_page_renders_rates_and_pauses(tmp_path: Path) -> None:
         assert await page.evaluate("document.title") == "smppd status"
 
         # Tokens are configured: the page asks for one and shows nothing without it.
-        await wait_for(lambda: page.evaluate(
+        await e2e.wait_for(lambda: page.evaluate(
             "!document.getElementById('token-form').hidden"), 10, what="token form")
         assert await text(page, "#conn") == "token needed"
         assert await page.evaluate("document.querySelectorAll('[data-operator]').length") == 0
 
         # A read token: operators and binds render, without the operator actions.
         await use_token(page, "read-token")
-        await wait_for(lambda: page.evaluate(
+        await e2e.wait_for(lambda: page.evaluate(
             "document.querySelectorAll('[data-operator]').length === 3"), 10,
             what="three operator cards")
         assert await page.evaluate("sessionStorage.getItem('smppd.token')") == "read-token"
@@ -110,16 +109,16 @@ async def test_status_page_renders_rates_and_pauses(tmp_path: Path) -> None:
         # Messages flow: the submit and receipt rates on the page rise above zero.
         async def flow() -> None:
             while True:
-                await submit_direct(daemon, 10, prefix="9370")
+                await e2e.submit(daemon, 10, prefix="9370")
                 await asyncio.sleep(0.2)
 
         sender = asyncio.ensure_future(flow())
         try:
-            await wait_for(lambda: _above_zero(page, "[data-operator=alpha] "
+            await e2e.wait_for(lambda: _above_zero(page, "[data-operator=alpha] "
                                                      "[data-figure=submit]"),
-                           20, interval=0.2, what="alpha's submit rate above 0")
-            await wait_for(lambda: _above_zero(page, "#receipt-rate"), 20, interval=0.2,
-                           what="the receipt rate above 0")
+                               20, interval=0.2, what="alpha's submit rate above 0")
+            await e2e.wait_for(lambda: _above_zero(page, "#receipt-rate"), 20, interval=0.2,
+                               what="the receipt rate above 0")
             assert await _above_zero(page, "#submit-rate")
         finally:
             sender.cancel()
@@ -128,19 +127,19 @@ async def test_status_page_renders_rates_and_pauses(tmp_path: Path) -> None:
 
         # An operate token: the buttons appear; clicking pause pauses the operator.
         await use_token(page, "operate-token")
-        await wait_for(lambda: page.evaluate(
+        await e2e.wait_for(lambda: page.evaluate(
             "!document.querySelector('[data-operator=beta] [data-action=pause]').disabled"),
             10, what="an enabled pause button")
         await page.click("[data-operator=beta] [data-action=pause]")
-        await wait_for(lambda: _equals(page, "[data-operator=beta] .op-state", "paused"), 10,
-                       what="beta shown paused")
+        await e2e.wait_for(lambda: _equals(page, "[data-operator=beta] .op-state", "paused"), 10,
+                           what="beta shown paused")
         assert daemon.operators["beta"].paused
         assert not daemon.operators["alpha"].paused
         async with aiohttp.ClientSession() as http, http.get(
                 url + "/v1/operators/beta",
                 headers={"Authorization": "Bearer read-token"}) as resp:
             assert (await resp.json())["state"] == "paused"
-        await wait_for(lambda: page.evaluate(
+        await e2e.wait_for(lambda: page.evaluate(
             "!document.querySelector('[data-operator=beta] [data-action=resume]').disabled"),
             10, what="an enabled resume button")
 
@@ -155,8 +154,8 @@ async def test_status_page_renders_rates_and_pauses(tmp_path: Path) -> None:
         assert await page.evaluate("document.documentElement.scrollWidth") <= 390
 
         await page.click("[data-operator=beta] [data-action=resume]")
-        await wait_for(lambda: _equals(page, "[data-operator=beta] .op-state", "bound"), 10,
-                       what="beta shown bound again")
+        await e2e.wait_for(lambda: _equals(page, "[data-operator=beta] .op-state", "bound"), 10,
+                           what="beta shown bound again")
         assert not daemon.operators["beta"].paused
 
 

@@ -12,25 +12,13 @@ import json
 import logging
 import os
 import ssl
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
 
 import aiohttp
+import e2e_helpers as e2e
 import pytest
-from e2e_helpers import (
-    mno,
-    operator,
-    running_daemon,
-    running_sim,
-    submit,
-    submits,
-    wait_bound,
-    wait_final,
-    wait_for,
-    write_config,
-)
 from tls_certs import Issued, Pki
 
 from simulators import SimConfig, SmscSimulator
@@ -59,20 +47,14 @@ def client_ca(pki: Pki) -> Issued:
     return pki.ca("esme-ca")
 
 
-@pytest.fixture
-async def http() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as session:
-        yield session
-
-
 def tls_mno(cert: Issued, client_ca: Issued | None = None) -> Any:
-    return mno("op", tls_cert=str(cert.cert), tls_key=str(cert.key),
-               tls_client_ca=str(client_ca.cert) if client_ca else None)
+    return e2e.mno("op", tls_cert=str(cert.cert), tls_key=str(cert.key),
+                   tls_client_ca=str(client_ca.cert) if client_ca else None)
 
 
 def tls_operator(sim: SmscSimulator, ca: Issued, **keys: Any) -> dict[str, Any]:
-    return operator("op", [f"127.0.0.1:{sim.tls_port_of('op')}"], tls=True,
-                    tls_ca=str(ca.cert), **keys)
+    return e2e.operator("op", [f"127.0.0.1:{sim.tls_port_of('op')}"], tls=True,
+                        tls_ca=str(ca.cert), **keys)
 
 
 async def operators(http: aiohttp.ClientSession, daemon: Daemon) -> Any:
@@ -86,16 +68,16 @@ async def operators(http: aiohttp.ClientSession, daemon: Daemon) -> Any:
 
 async def test_a_bind_over_tls_delivers(tmp_path: Path, smsc_ca: Issued,
                                         smsc_cert: Issued) -> None:
-    async with running_sim([tls_mno(smsc_cert)]) as sim:
+    async with e2e.running_sim([tls_mno(smsc_cert)]) as sim:
         # The name the certificate carries, not the address dialed.
-        path = write_config(tmp_path, [tls_operator(
+        path = e2e.write_config(tmp_path, [tls_operator(
             sim, smsc_ca, tls_server_name="smsc.roshan.example")])
-        async with running_daemon(path) as daemon:
-            await wait_bound(daemon)
-            ids = await submit(daemon, 5)
-            finals = await wait_final(daemon, ids)
+        async with e2e.running_daemon(path) as daemon:
+            await e2e.wait_bound(daemon)
+            ids = await e2e.submit(daemon, 5)
+            finals = await e2e.wait_final(daemon, ids)
             assert {f["state"] for f in finals.values()} == {"DELIVERED"}
-            assert len(submits(sim, "op")) == 5
+            assert len(e2e.submits(sim, "op")) == 5
             peer = daemon.operators["op"].binds[0].conn
             assert peer is not None and peer.transport is not None
             assert peer.transport.get_extra_info("ssl_object") is not None  # on the TLS port
@@ -106,12 +88,12 @@ async def test_an_smsc_certificate_from_another_ca_fails_the_bind_and_backs_off(
         caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger="smppd.bind")
     other_ca = pki.ca("someone-else")
-    async with running_sim([tls_mno(smsc_cert)]) as sim:
-        path = write_config(tmp_path, [tls_operator(sim, other_ca)])
-        async with running_daemon(path) as daemon:
-            await wait_for(lambda: sum(1 for r in caplog.records
-                                       if getattr(r, "event", None) == "bind_retry") >= 2,
-                           what="two retries")
+    async with e2e.running_sim([tls_mno(smsc_cert)]) as sim:
+        path = e2e.write_config(tmp_path, [tls_operator(sim, other_ca)])
+        async with e2e.running_daemon(path) as daemon:
+            await e2e.wait_for(lambda: sum(1 for r in caplog.records
+                                           if getattr(r, "event", None) == "bind_retry") >= 2,
+                               what="two retries")
             bind = (await operators(http, daemon))[0]["binds"][0]
             assert bind["state"] in ("backoff", "connecting")
             assert bind["last_error_reason"] == "tls_failed"
@@ -125,12 +107,12 @@ async def test_an_smsc_certificate_from_another_ca_fails_the_bind_and_backs_off(
 async def test_a_wrong_server_name_fails_the_bind(tmp_path: Path, smsc_ca: Issued,
                                                   smsc_cert: Issued,
                                                   http: aiohttp.ClientSession) -> None:
-    async with running_sim([tls_mno(smsc_cert)]) as sim:
-        path = write_config(tmp_path, [tls_operator(sim, smsc_ca,
-                                                    tls_server_name="smsc.other.example")])
-        async with running_daemon(path) as daemon:
-            await wait_for(lambda: daemon.operators["op"].binds[0].error_reason == "tls_failed",
-                           what="tls_failed")
+    async with e2e.running_sim([tls_mno(smsc_cert)]) as sim:
+        path = e2e.write_config(tmp_path, [tls_operator(sim, smsc_ca,
+                                                        tls_server_name="smsc.other.example")])
+        async with e2e.running_daemon(path) as daemon:
+            await e2e.wait_for(lambda: daemon.operators["op"].binds[0].error_reason == "tls_failed",
+                               what="tls_failed")
             bind = (await operators(http, daemon))[0]["binds"][0]
             assert "smsc.other.example" in bind["last_error"] or \
                 "mismatch" in bind["last_error"].lower(), bind["last_error"]
@@ -139,11 +121,11 @@ async def test_a_wrong_server_name_fails_the_bind(tmp_path: Path, smsc_ca: Issue
 async def test_verification_off_binds_to_any_certificate_and_warns(
         tmp_path: Path, pki: Pki, smsc_cert: Issued, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING, logger="smppd.daemon")
-    async with running_sim([tls_mno(smsc_cert)]) as sim:
-        path = write_config(tmp_path, [tls_operator(sim, pki.ca("someone-else"),
-                                                    tls_verify=False)])
-        async with running_daemon(path) as daemon:
-            await wait_bound(daemon)
+    async with e2e.running_sim([tls_mno(smsc_cert)]) as sim:
+        path = e2e.write_config(tmp_path, [tls_operator(sim, pki.ca("someone-else"),
+                                                        tls_verify=False)])
+        async with e2e.running_daemon(path) as daemon:
+            await e2e.wait_bound(daemon)
             warned = [r for r in caplog.records if getattr(r, "event", None) == "tls_verify_off"]
             assert len(warned) == 1 and warned[0].levelno == logging.WARNING
             assert getattr(warned[0], "operator", None) == "op"
@@ -153,13 +135,13 @@ async def test_an_smsc_requiring_a_client_certificate_takes_ours(
         tmp_path: Path, pki: Pki, smsc_ca: Issued, smsc_cert: Issued,
         client_ca: Issued) -> None:
     ours = pki.issue(client_ca, "esme", client=True)
-    async with running_sim([tls_mno(smsc_cert, client_ca)]) as sim:
-        path = write_config(tmp_path, [tls_operator(sim, smsc_ca, tls_cert=str(ours.cert),
-                                                    tls_key=str(ours.key))])
-        async with running_daemon(path) as daemon:
-            await wait_bound(daemon)
-            ids = await submit(daemon, 3)
-            finals = await wait_final(daemon, ids)
+    async with e2e.running_sim([tls_mno(smsc_cert, client_ca)]) as sim:
+        path = e2e.write_config(tmp_path, [tls_operator(sim, smsc_ca, tls_cert=str(ours.cert),
+                                                        tls_key=str(ours.key))])
+        async with e2e.running_daemon(path) as daemon:
+            await e2e.wait_bound(daemon)
+            ids = await e2e.submit(daemon, 3)
+            finals = await e2e.wait_final(daemon, ids)
             assert {f["state"] for f in finals.values()} == {"DELIVERED"}
 
 
@@ -168,15 +150,15 @@ async def test_without_a_client_certificate_the_bind_fails_clearly(
         http: aiohttp.ClientSession) -> None:
     strangers = pki.ca("strangers")
     foreign = pki.issue(strangers, "foreign", client=True)
-    async with running_sim([tls_mno(smsc_cert, client_ca)]) as sim:
-        path = write_config(tmp_path, [
+    async with e2e.running_sim([tls_mno(smsc_cert, client_ca)]) as sim:
+        path = e2e.write_config(tmp_path, [
             tls_operator(sim, smsc_ca),
             dict(tls_operator(sim, smsc_ca, tls_cert=str(foreign.cert), tls_key=str(foreign.key)),
                  id="op2", prefixes=["938"])])
-        async with running_daemon(path) as daemon:
+        async with e2e.running_daemon(path) as daemon:
             for op_id in ("op", "op2"):
-                await wait_for(lambda op_id=op_id: daemon.operators[op_id].binds[0].error_reason
-                               == "tls_failed", what=f"{op_id} tls_failed")
+                await e2e.wait_for(lambda op_id=op_id: daemon.operators[op_id].binds[0].error_reason
+                                   == "tls_failed", what=f"{op_id} tls_failed")
             binds = {o["id"]: o["binds"][0] for o in await operators(http, daemon)}
             assert "certificate required" in binds["op"]["last_error"], binds["op"]
             assert "unknown ca" in binds["op2"]["last_error"], binds["op2"]
@@ -205,10 +187,10 @@ async def test_the_api_over_https_with_client_certificates(
     api_ca = pki.ca("api-ca")
     server = pki.issue(api_ca, "api")
     platform = pki.issue(client_ca, "orchestrator", client=True)
-    async with running_sim([mno("op")]) as sim:
-        path = write_config(tmp_path, [operator("op", sim)])
+    async with e2e.running_sim([e2e.mno("op")]) as sim:
+        path = e2e.write_config(tmp_path, [e2e.operator("op", sim)])
         api_tls(path, server, client_ca)
-        async with running_daemon(path) as daemon, aiohttp.ClientSession() as http:
+        async with e2e.running_daemon(path) as daemon, aiohttp.ClientSession() as http:
             url = f"https://127.0.0.1:{daemon.api_port}/v1/operators"
             async with http.get(url, ssl=client_context(api_ca, platform)) as resp:
                 assert resp.status == 200
@@ -284,10 +266,10 @@ def test_smppctl_names_the_tls_option_it_cannot_use(tmp_path: Path, pki: Pki,
 async def test_the_api_over_https_without_client_certificates(tmp_path: Path,
                                                                pki: Pki) -> None:
     api_ca = pki.ca("api-ca")
-    async with running_sim([mno("op")]) as sim:
-        path = write_config(tmp_path, [operator("op", sim)])
+    async with e2e.running_sim([e2e.mno("op")]) as sim:
+        path = e2e.write_config(tmp_path, [e2e.operator("op", sim)])
         api_tls(path, pki.issue(api_ca, "api"))
-        async with running_daemon(path) as daemon, aiohttp.ClientSession() as http:
+        async with e2e.running_daemon(path) as daemon, aiohttp.ClientSession() as http:
             url = f"https://localhost:{daemon.api_port}/healthz"
             async with http.get(url, ssl=client_context(api_ca)) as resp:
                 assert resp.status == 200
@@ -365,24 +347,25 @@ def test_tls_keys_are_per_operator_not_defaults(tmp_path: Path) -> None:
 
 async def test_a_plain_port_named_with_tls_says_so(tmp_path: Path, smsc_ca: Issued,
                                                    smsc_cert: Issued) -> None:
-    async with running_sim([tls_mno(smsc_cert)]) as sim:
-        path = write_config(tmp_path, [operator("op", sim, tls=True, tls_ca=str(smsc_ca.cert))])
-        async with running_daemon(path) as daemon:
+    async with e2e.running_sim([tls_mno(smsc_cert)]) as sim:
+        path = e2e.write_config(tmp_path, [e2e.operator("op", sim, tls=True,
+                                                        tls_ca=str(smsc_ca.cert))])
+        async with e2e.running_daemon(path) as daemon:
             bind = daemon.operators["op"].binds[0]
-            await wait_for(lambda: bind.error_reason == "tls_failed", what="tls_failed")
+            await e2e.wait_for(lambda: bind.error_reason == "tls_failed", what="tls_failed")
             assert bind.last_error is not None and "is this its TLS port?" in bind.last_error
 
 
 async def test_a_reload_that_turns_tls_on_rebinds_over_tls(tmp_path: Path, smsc_ca: Issued,
                                                            smsc_cert: Issued) -> None:
-    async with running_sim([tls_mno(smsc_cert)]) as sim:
-        path = write_config(tmp_path, [operator("op", sim)])
-        async with running_daemon(path) as daemon:
-            await wait_bound(daemon)
+    async with e2e.running_sim([tls_mno(smsc_cert)]) as sim:
+        path = e2e.write_config(tmp_path, [e2e.operator("op", sim)])
+        async with e2e.running_daemon(path) as daemon:
+            await e2e.wait_bound(daemon)
             bind = daemon.operators["op"].binds[0]
             assert bind.conn is not None and bind.conn.transport is not None
             assert bind.conn.transport.get_extra_info("ssl_object") is None
-            write_config(tmp_path, [tls_operator(sim, smsc_ca)])
+            e2e.write_config(tmp_path, [tls_operator(sim, smsc_ca)])
             result = await daemon.reloader.reload(path)
             assert result.ok, result.errors
             assert {"hosts", "tls", "tls_ca"} <= set(result.plan.rebind["op"])
@@ -391,8 +374,8 @@ async def test_a_reload_that_turns_tls_on_rebinds_over_tls(tmp_path: Path, smsc_
                 conn = bind.conn
                 return (bind.bound and conn is not None and conn.transport is not None
                         and conn.transport.get_extra_info("ssl_object") is not None)
-            await wait_for(on_tls, what="bound over TLS")
-            finals = await wait_final(daemon, await submit(daemon, 2))
+            await e2e.wait_for(on_tls, what="bound over TLS")
+            finals = await e2e.wait_final(daemon, await e2e.submit(daemon, 2))
             assert {f["state"] for f in finals.values()} == {"DELIVERED"}
 
 
@@ -414,7 +397,7 @@ async def test_simulator_with_a_missing_certificate_fails_to_start(tmp_path: Pat
     from simulators import ConfigError as SimConfigError
     from simulators import parse_config
 
-    sim = SmscSimulator(SimConfig(mnos=[mno("op", tls_cert=str(tmp_path / "none.pem"))],
+    sim = SmscSimulator(SimConfig(mnos=[e2e.mno("op", tls_cert=str(tmp_path / "none.pem"))],
                                   admin_port=None))
     with pytest.raises(SimConfigError) as info:
         await sim.start()
