@@ -24,17 +24,10 @@ def write_config(tmp_path: Path, sim, server: BaoServer, prefix: str,
     table = e2e.operator("alpha", sim, prefix="9370", binds=2, window=20)
     del table["password"]
     table["credentials"] = "vault"
-    path = e2e.write_config(tmp_path, [table])
-    path.write_text(path.read_text() + "\n".join([
-        "[vault]",
-        f'addr = "{server.addr}"',
-        'auth = "approle"',
-        f'role_id = "{role_id}"',
-        f'secret_id_file = "{secret_file}"',
-        f'path_template = "{prefix}/{{operator_id}}"',
-        f"poll_interval = {poll_interval}",
-    ]) + "\n")
-    return path
+    return e2e.write_config(tmp_path, [table], vault={
+        "addr": server.addr, "auth": "approle", "role_id": role_id,
+        "secret_id_file": str(secret_file), "path_template": f"{prefix}/{{operator_id}}",
+        "poll_interval": poll_interval})
 
 
 async def test_rotation_under_load_loses_nothing(tmp_path, bao_fresh):  # noqa: F811

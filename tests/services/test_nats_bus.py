@@ -7,45 +7,43 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
-import nats
+import e2e_helpers as e2e
 import pytest
-from e2e_helpers import mno, nats_names, operator, running_daemon, running_sim, submits, wait_for
-from e2e_helpers import write_config as write_base_config
-from servers import NATS_URL, command
+from servers import NATS_URL, command, jetstream
 
+from simulators.server import SmscSimulator
 from smppd.cluster.nats_bus import DISPATCH_SCHEMA, InvalidCommand, parse_command
+from smppd.runtime.daemon import Daemon
 
 
 @pytest.fixture
 def names() -> dict[str, str]:
-    return nats_names()
+    return e2e.nats_names()
 
 
 @pytest.fixture
-async def js_client(names: dict[str, str]):
-    nc = await nats.connect(NATS_URL)
-    js = nc.jetstream()
-    yield js
-    for stream in (names["dispatch_stream"], names["dlr_stream"], names["mo_stream"]):
-        with contextlib.suppress(Exception):  # a stream a failed test never made
-            await js.delete_stream(stream)
-    await nc.close()
+async def js(names: dict[str, str]):
+    async with jetstream(names) as js:
+        yield js
 
 
-def write_config(tmp_path: Path, sim: Any, names: dict[str, str], shadow: bool = False,
-                 max_queued: int | None = None) -> Path:
-    path = write_base_config(tmp_path, [operator("alpha", sim, prefix="9370")])
-    text = path.read_text()
-    if shadow:
-        text = text.replace("[daemon]\n", "[daemon]\nshadow = true\n")
-    extra = [f'[nats]\nurl = "{NATS_URL}"'] + [f'{k} = "{v}"' for k, v in names.items()]
+@contextlib.asynccontextmanager
+async def nats_daemon(tmp_path: Path, names: dict[str, str], *, shadow: bool = False,
+                      max_queued: int | None = None,
+                      ) -> AsyncIterator[tuple[SmscSimulator, Daemon]]:
+    """The simulator and the daemon taking its commands from NATS for operator alpha."""
+    nats: dict[str, Any] = {"url": NATS_URL, **names}
     if max_queued is not None:
-        extra.append(f"max_queued = {max_queued}")
-    path.write_text(text + "\n".join(extra) + "\n")
-    return path
+        nats["max_queued"] = max_queued
+    async with e2e.running_sim([e2e.mno("alpha")]) as sim:
+        path = e2e.write_config(tmp_path, [e2e.operator("alpha", sim, prefix="9370")],
+                                daemon={"shadow": True} if shadow else {}, nats=nats)
+        async with e2e.running_daemon(path) as daemon:
+            yield sim, daemon
 
 
 async def dlr_events(js: Any, names: dict[str, str], count: int) -> list[dict[str, Any]]:
@@ -59,16 +57,12 @@ async def dlr_events(js: Any, names: dict[str, str], count: int) -> list[dict[st
                 await msg.ack()
         return len(events) >= count
 
-    await wait_for(got_all, timeout=10.0, what=f"{count} DLR events")
+    await e2e.wait_for(got_all, timeout=10.0, what=f"{count} DLR events")
     return events
 
 
-async def test_command_is_sent_and_its_receipt_published(tmp_path, names, js_client):
-    js = js_client
-    async with (
-        running_sim([mno("alpha")]) as sim,
-        running_daemon(write_config(tmp_path, sim, names)) as daemon,
-    ):
+async def test_command_is_sent_and_its_receipt_published(tmp_path, names, js):
+    async with nats_daemon(tmp_path, names) as (_, daemon):
         subject = f"{names['dispatch_subject']}.alpha"
         await js.publish(subject, command("m-1"))
         events = await dlr_events(js, names, 1)
@@ -80,26 +74,18 @@ async def test_command_is_sent_and_its_receipt_published(tmp_path, names, js_cli
         assert info.num_ack_pending == 0 and info.num_pending == 0
 
 
-async def test_redelivered_command_is_sent_once(tmp_path, names, js_client):
-    js = js_client
-    async with (
-        running_sim([mno("alpha")]) as sim,
-        running_daemon(write_config(tmp_path, sim, names)) as daemon,
-    ):
+async def test_redelivered_command_is_sent_once(tmp_path, names, js):
+    async with nats_daemon(tmp_path, names) as (sim, daemon):
         subject = f"{names['dispatch_subject']}.alpha"
         for _ in range(3):  # the orchestrator retried: same message id each time
             await js.publish(subject, command("m-dup"))
-        await wait_for(lambda: daemon.store.get_message("m-dup"), what="stored")
+        await e2e.wait_for(lambda: daemon.store.get_message("m-dup"), what="stored")
         await dlr_events(js, names, 1)
-        assert len(submits(sim, "alpha")) == 1
+        assert len(e2e.submits(sim, "alpha")) == 1
 
 
-async def test_invalid_commands_are_terminated_with_a_reason(tmp_path, names, js_client):
-    js = js_client
-    async with (
-        running_sim([mno("alpha")]) as sim,
-        running_daemon(write_config(tmp_path, sim, names)),
-    ):
+async def test_invalid_commands_are_terminated_with_a_reason(tmp_path, names, js):
+    async with nats_daemon(tmp_path, names) as (sim, _):
         invalid = await js.subscribe(names["invalid_subject"], stream=names["dispatch_stream"])
         subject = f"{names['dispatch_subject']}.alpha"
         await js.publish(subject, b"{not json")
@@ -118,24 +104,20 @@ async def test_invalid_commands_are_terminated_with_a_reason(tmp_path, names, js
             info = await js.consumer_info(names["dispatch_stream"], names["consumer"])
             return bool(info.num_ack_pending == 0)
 
-        await wait_for(all_terminated, what="every invalid command terminated")
+        await e2e.wait_for(all_terminated, what="every invalid command terminated")
         info = await js.consumer_info(names["dispatch_stream"], names["consumer"])
         assert info.num_redelivered == 0
-        assert submits(sim, "alpha") == []
+        assert e2e.submits(sim, "alpha") == []
 
 
-async def test_intake_pauses_while_the_queue_is_full(tmp_path, names, js_client):
-    js = js_client
-    async with (
-        running_sim([mno("alpha")]) as sim,
-        running_daemon(write_config(tmp_path, sim, names, max_queued=5)) as daemon,
-    ):
+async def test_intake_pauses_while_the_queue_is_full(tmp_path, names, js):
+    async with nats_daemon(tmp_path, names, max_queued=5) as (sim, daemon):
         op = daemon.operators["alpha"]
         op.pause()  # the MNO takes nothing: the queue fills
         subject = f"{names['dispatch_subject']}.alpha"
         for i in range(600):
             await js.publish(subject, command(f"m-{i}"))
-        await wait_for(lambda: daemon.bus.paused, what="intake paused")
+        await e2e.wait_for(lambda: daemon.bus.paused, what="intake paused")
 
         async def waiting_in_stream() -> int:
             info = await js.consumer_info(names["dispatch_stream"], names["consumer"])
@@ -146,24 +128,20 @@ async def test_intake_pauses_while_the_queue_is_full(tmp_path, names, js_client)
         assert await waiting_in_stream() > 0
         op.resume()
         await dlr_events(js, names, 600)
-        assert len(submits(sim, "alpha")) == 600
+        assert len(e2e.submits(sim, "alpha")) == 600
         # The intake looks at the queues every ROOM_POLL: it takes commands again.
-        await wait_for(lambda: daemon.bus.paused is False, what="intake running again")
+        await e2e.wait_for(lambda: daemon.bus.paused is False, what="intake running again")
 
 
-async def test_shadow_mode_correlates_but_publishes_nothing(tmp_path, names, js_client):
-    js = js_client
-    async with (
-        running_sim([mno("alpha")]) as sim,
-        running_daemon(write_config(tmp_path, sim, names, shadow=True)) as daemon,
-    ):
+async def test_shadow_mode_correlates_but_publishes_nothing(tmp_path, names, js):
+    async with nats_daemon(tmp_path, names, shadow=True) as (_, daemon):
         await js.publish(f"{names['dispatch_subject']}.alpha", command("m-shadow"))
 
         async def delivered() -> bool:
             found = await daemon.store.get_message("m-shadow")
             return found is not None and found["state"] == "DELIVERED"
 
-        await wait_for(delivered, timeout=10.0, what="receipt matched in shadow mode")
+        await e2e.wait_for(delivered, timeout=10.0, what="receipt matched in shadow mode")
         assert daemon.bus is not None and daemon.bus.suppressed >= 1
         info = await js.stream_info(names["dlr_stream"])
         assert info.state.messages == 0

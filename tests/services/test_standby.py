@@ -55,12 +55,10 @@ async def client() -> AsyncIterator[Any]:
 
 def standby_config(directory: Path, sim: SmscSimulator, prefix: str, names: list[str]) -> Path:
     """An embedded daemon with active/standby binds on Redis for ``names``."""
-    path = write_config(directory, [operator(n, sim, prefix=f"93{i}") for i, n in
-                                    enumerate(names)])
-    redis = (f"[redis]\nurl = \"{REDIS_URL}\"\nkey_prefix = \"{prefix}\"\n"
-             f"standby = true\nlease_time = {LEASE}\n")
-    path.write_text(path.read_text() + redis)
-    return path
+    return write_config(directory, [operator(n, sim, prefix=f"93{i}")
+                                    for i, n in enumerate(names)],
+                        redis={"url": REDIS_URL, "key_prefix": prefix, "standby": True,
+                               "lease_time": LEASE})
 
 
 async def lease_owner(client: Any, prefix: str, op_id: str) -> str | None:
