@@ -305,15 +305,22 @@ class Processes(list[DaemonProcess]):
         return process
 
 
+@contextlib.asynccontextmanager
+async def open_sqlite(path: str | Path, **options: Any) -> AsyncIterator[SqliteStore]:
+    """The SQLite store at ``path``, open for the block."""
+    store = SqliteStore(str(path), **options)
+    await store.open()
+    try:
+        yield store
+    finally:
+        await store.close()
+
+
 async def stored_messages(state_dir: Path, ids: list[str]) -> dict[str, dict[str, Any]]:
     """id -> stored message, of those of ``ids`` in the SQLite store in ``state_dir``
     (read once the daemon that wrote it is gone)."""
-    store = SqliteStore(str(state_dir / "smppd.sqlite"))
-    await store.open()
-    try:
+    async with open_sqlite(state_dir / "smppd.sqlite") as store:
         return {i: m for i in ids if (m := await store.get_message(i)) is not None}
-    finally:
-        await store.close()
 
 
 def _dumped(log: Path) -> bool:

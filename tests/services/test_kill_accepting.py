@@ -19,7 +19,6 @@ import e2e_helpers as e2e
 import pytest
 from servers import NATS_URL, command, jetstream
 
-from correlation.sqlite_store import SqliteStore
 from simulators.server import SmscSimulator
 
 BINDS, WINDOW = 2, 10
@@ -168,11 +167,7 @@ async def test_kill_9_between_two_parts_of_a_long_mo_loses_nothing(
                            what="parts 2 and 3 answered")
         assert await second.terminate() == 0, second.log.read_text()
     assert {e["status"] for e in smsc.recorder.entries("deliver_sm_resp")} == {0}
-    store = SqliteStore(str(tmp_path / "state" / "smppd.sqlite"))
-    await store.open()
-    try:
+    async with e2e.open_sqlite(tmp_path / "state" / "smppd.sqlite") as store:
         events = await store.list_events("mo", 0, 10)
         assert [e.payload["text"] for e in events] == [text]
         assert await store.load_mo_parts() == []
-    finally:
-        await store.close()

@@ -27,7 +27,6 @@ from test_replicas import states
 from test_standby import Replica as StoreReplica
 
 from correlation.migrate import migrate
-from correlation.sqlite_store import SqliteStore
 from simulators.server import SmscSimulator
 from smppd.cluster.leader import OperatorLead
 from smppd.config import load_config
@@ -397,9 +396,7 @@ class FakeIntake:
 
 async def test_losing_the_lease_stops_the_intake_then_drops_its_last_batch(
         tmp_path: Path, clock: Any) -> None:
-    store = SqliteStore(str(tmp_path / "smppd.sqlite"))
-    await store.open()
-    try:
+    async with e2e.open_sqlite(tmp_path / "smppd.sqlite") as store:
         replica = StoreReplica(store, clock)
         intake = FakeIntake(replica)
         lead = OperatorLead(replica.op, replica.sweep, intake=intake)
@@ -409,5 +406,3 @@ async def test_losing_the_lease_stops_the_intake_then_drops_its_last_batch(
         assert intake.events == ["start", "stop"]
         assert replica.queued() == []  # the row stays ACCEPTED for the next leader
         assert len(await store.accepted_ids("op", clock() + 1, 10)) == 1
-    finally:
-        await store.close()

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import redis.asyncio as aioredis
 from conftest import FakeClock
-from e2e_helpers import mno, operator, running_sim, wait_for, write_config
+from e2e_helpers import mno, open_sqlite, operator, running_sim, wait_for, write_config
 from servers import REDIS_URL, fresh_database, redis_prefix
 from test_store_contract import message
 
@@ -129,10 +129,8 @@ async def test_reload_on_a_standby_starts_no_bind_until_it_leads(
 @pytest.fixture(params=["sqlite", "pg"])
 async def store(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Any]:
     if request.param == "sqlite":
-        opened: Any = SqliteStore(str(tmp_path / "smppd.sqlite"))
-        await opened.open()
-        yield opened
-        await opened.close()
+        async with open_sqlite(tmp_path / "smppd.sqlite") as sqlite:
+            yield sqlite
         return
     async with fresh_database("smppd_standby") as dsn:
         opened = PgStore(dsn)
@@ -193,10 +191,8 @@ class Replica:
 
 @pytest.fixture
 async def sqlite(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    opened = SqliteStore(str(tmp_path / "smppd.sqlite"))
-    await opened.open()
-    yield opened
-    await opened.close()
+    async with open_sqlite(tmp_path / "smppd.sqlite") as opened:
+        yield opened
 
 
 async def test_leader_sweeps_what_a_peer_accepted_once_past_the_grace(

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FakeClock
+from e2e_helpers import open_sqlite
 
 from correlation.matcher import ReceiptMatcher, receipt_keys
 from correlation.receipts import Receipt
@@ -183,9 +184,7 @@ async def test_receipt_racing_its_submit_through_the_table_is_not_lost(
     tmp_path: Path, clock: FakeClock
 ) -> None:
     # No hot index: the receipt's lookup goes to the table while the submit is being recorded.
-    store = SqliteStore(str(tmp_path / "race.sqlite"), clock=clock, hot_index_size=0)
-    await store.open()
-    try:
+    async with open_sqlite(tmp_path / "race.sqlite", clock=clock, hot_index_size=0) as store:
         await store.accept([message("m1")])
         matcher = ReceiptMatcher(store, clock, HOLD)
         direct, matched = await asyncio.gather(
@@ -199,8 +198,6 @@ async def test_receipt_racing_its_submit_through_the_table_is_not_lost(
         assert matcher.held_count == 0
         got = await store.get_message("m1")
         assert got is not None and got["state"] == DELIVERED
-    finally:
-        await store.close()
 
 
 async def test_unsubmitted_message_stays_accepted(

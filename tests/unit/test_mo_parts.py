@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from e2e_helpers import open_sqlite
 
 from correlation.sqlite_store import SqliteStore
 from smppd.intake.dispatch import Dispatcher
@@ -122,10 +123,8 @@ class Answers:
 
 @pytest.fixture
 async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(str(tmp_path / "smppd.sqlite"))
-    await s.open()
-    yield s
-    await s.close()
+    async with open_sqlite(tmp_path / "smppd.sqlite") as opened:
+        yield opened
 
 
 async def test_a_failed_mo_write_is_answered_for_redelivery_and_keeps_the_parts(
@@ -161,17 +160,13 @@ async def test_parts_are_durable_before_they_are_answered_and_joined_after_a_res
     assert conn.statuses == [Status.ESME_ROK] * 2  # answered: the SMSC will not resend them
     await store.close()  # the daemon is gone; what it answered is in the file
 
-    store = SqliteStore(path)
-    await store.open()
-    try:
+    async with open_sqlite(path) as store:
         restarted = Dispatcher(store, None, sink, Metrics())
         assert await restarted.inbound.restore_mo_parts() == 2
         restarted.deliver_received(op, conn, third)  # type: ignore[arg-type]
         await restarted.settle()
         assert [e["text"] for e in sink.published] == [BODY.decode()]
         assert await store.load_mo_parts() == []  # forgotten once the event is out
-    finally:
-        await store.close()
 
 
 async def test_a_message_left_whole_by_a_crash_is_published_at_start(
