@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import argparse
+import asyncio
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -22,10 +24,28 @@ class FakeClock:
         self.now += seconds
         return self.now
 
+    async def sleep(self, seconds: float) -> None:
+        """An injected ``sleep``: time passes at once, other tasks get a turn."""
+        self.now += seconds
+        await asyncio.sleep(0)
+
 
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+def options_without_help(parser: argparse.ArgumentParser, where: str) -> list[str]:
+    """``"<command> <subcommand>: <dest>"`` of each option of ``parser`` and its
+    subcommands that has no help text (``--help`` would show it bare)."""
+    missing = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, child in action.choices.items():
+                missing += options_without_help(child, f"{where} {name}")
+        elif action.help is None:
+            missing.append(f"{where}: {action.dest}")
+    return missing
 
 
 @pytest.fixture

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import options_without_help
 from e2e_helpers import operator, write_config
 
 SMPPD = str(Path(sys.executable).parent / "smppd")
@@ -176,22 +177,11 @@ def smppd_env(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_every_option_has_help() -> None:
-    import argparse
-
     from simulators.cli import parser as sim_parser
     from smppd.runtime.cli import parser as smppd_parser
 
-    def walk(p: argparse.ArgumentParser, where: str) -> list[str]:
-        missing = []
-        for action in p._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for name, child in action.choices.items():
-                    missing += walk(child, f"{where} {name}")
-            elif action.help is None:
-                missing.append(f"{where}: {action.dest}")
-        return missing
-
-    assert walk(smppd_parser(), "smppd") + walk(sim_parser(), "smppd-sim") == []
+    assert (options_without_help(smppd_parser(), "smppd")
+            + options_without_help(sim_parser(), "smppd-sim")) == []
 
 
 def test_demo_from_a_built_wheel(tmp_path: Path) -> None:

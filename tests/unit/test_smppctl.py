@@ -8,6 +8,7 @@ import socket
 from collections.abc import Iterator
 
 import pytest
+from conftest import options_without_help
 from control_helpers import FakeView, authenticator, serve_in_thread
 
 from smppd.smppctl import API_ERROR, AUTH, OK, UNREACHABLE, USAGE, main
@@ -208,18 +209,6 @@ def test_global_options_after_the_command_and_version(live: tuple[str, FakeView]
 
 
 def test_every_option_has_help() -> None:
-    import argparse
-
     from smppd.smppctl import parser
 
-    def walk(p: argparse.ArgumentParser, where: str) -> list[str]:
-        missing = []
-        for action in p._actions:
-            if isinstance(action, argparse._SubParsersAction):
-                for name, child in action.choices.items():
-                    missing += walk(child, f"{where} {name}")
-            elif action.help is None:
-                missing.append(f"{where}: {action.dest}")
-        return missing
-
-    assert walk(parser(), "smppctl") == []
+    assert options_without_help(parser(), "smppctl") == []

@@ -13,22 +13,11 @@ import sys
 from fractions import Fraction
 
 import pytest
+from conftest import FakeClock
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from throttling import AdaptiveRate, Backoff, RateLimiter, TokenBucket
-
-
-class FakeClock:
-    def __init__(self, now: float = 0.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-        await asyncio.sleep(0)
 
 
 def max_in_window(times: list[float]) -> int:
@@ -147,12 +136,12 @@ def test_sleeping_the_returned_wait_is_enough() -> None:
 
 
 def test_fractional_rates_round_down_and_slow_rates_space_out() -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     grants = overload(TokenBucket(2.5, clock=clock), clock, until=10.0)
     assert max_in_window(grants) == 2
     assert len(grants) == 20
 
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     bucket = TokenBucket(0.5, clock=clock)
     grants = overload(bucket, clock, until=10.0)
     assert len(grants) == 5
@@ -161,7 +150,7 @@ def test_fractional_rates_round_down_and_slow_rates_space_out() -> None:
 
 
 def test_headroom_paces_below_the_limit() -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     bucket = TokenBucket(200, headroom=0.02, clock=clock)
     grants = overload(bucket, clock, until=5.0)
     assert max_in_window(grants) == 196
@@ -170,7 +159,7 @@ def test_headroom_paces_below_the_limit() -> None:
 
 
 def test_burst_goes_back_to_back_then_paces_slower() -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     bucket = TokenBucket(10, burst=3, clock=clock)
     assert [bucket.try_acquire() for _ in range(4)][:3] == [0.0, 0.0, 0.0]
     assert bucket.burst == 3
@@ -182,7 +171,7 @@ def test_burst_goes_back_to_back_then_paces_slower() -> None:
 
 
 def test_set_limit_takes_effect_at_runtime() -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     bucket = TokenBucket(100, clock=clock)
     grants = overload(bucket, clock, until=2.0)
     bucket.set_limit(20)
@@ -198,7 +187,7 @@ def test_set_limit_takes_effect_at_runtime() -> None:
 
 
 def test_raising_the_limit_brings_the_next_send_forward() -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     bucket = TokenBucket(0.1, clock=clock)  # one send per 10 s
     assert bucket.try_acquire() == 0.0
     clock.now = 0.05
@@ -209,7 +198,7 @@ def test_raising_the_limit_brings_the_next_send_forward() -> None:
 
 
 def test_set_rate_is_clamped_to_the_limit() -> None:
-    bucket = TokenBucket(100, clock=FakeClock())
+    bucket = TokenBucket(100, clock=FakeClock(0.0))
     bucket.set_rate(30)
     assert bucket.rate == 30
     assert bucket.interval == pytest.approx(1 / 30)
@@ -232,13 +221,13 @@ def test_set_rate_is_clamped_to_the_limit() -> None:
 )
 def test_bad_settings_are_refused(rate: float, burst: float | None, headroom: float) -> None:
     with pytest.raises(ValueError):
-        TokenBucket(rate, burst, headroom=headroom, clock=FakeClock())
+        TokenBucket(rate, burst, headroom=headroom, clock=FakeClock(0.0))
     with pytest.raises(ValueError):
-        TokenBucket(10, clock=FakeClock()).set_limit(0 if burst is None else -1)
+        TokenBucket(10, clock=FakeClock(0.0)).set_limit(0 if burst is None else -1)
 
 
 async def test_acquire_shares_one_bucket_between_binds() -> None:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     bucket = TokenBucket(50, clock=clock, sleep=clock.sleep)
     grants: list[float] = []
 
@@ -256,7 +245,7 @@ async def test_acquire_shares_one_bucket_between_binds() -> None:
 
 
 def adaptive(limit: float = 100.0) -> tuple[AdaptiveRate, TokenBucket, FakeClock]:
-    clock = FakeClock()
+    clock = FakeClock(0.0)
     bucket = TokenBucket(limit, clock=clock, sleep=clock.sleep)
     return AdaptiveRate(bucket, clock=clock, sleep=clock.sleep), bucket, clock
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import FakeClock
 from e2e_helpers import operator, write_config
 
 from smppd.config import ConfigError, OperatorConfig, load_config
@@ -229,18 +230,6 @@ def test_an_operator_paces_with_the_configured_margin(tmp_path: Path) -> None:
         assert op.bucket.interval == pytest.approx(1 / per_second)
         op.set_tps_margin(0.2)  # a reload changing it applies in place
         assert op.bucket.interval == pytest.approx(1 / 40)
-
-
-class FakeClock:
-    def __init__(self, now: float = 1000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def sleep(self, seconds: float) -> None:
-        self.now += seconds
-        await asyncio.sleep(0)
 
 
 class FakeRedis:
