@@ -6,6 +6,7 @@ cannot start, the fixture fails the test: a missing server is a broken setup, no
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import socket
@@ -84,26 +85,29 @@ def start_bao(workdir: Path) -> BaoServer:
     return server
 
 
-@pytest.fixture(scope="module")
-def bao() -> Iterator[BaoServer]:
-    """One server shared by a module's tests: use distinct paths per test."""
+@contextlib.contextmanager
+def running_bao() -> Iterator[BaoServer]:
+    """A server in a temporary directory for the block."""
     with tempfile.TemporaryDirectory(prefix="bao-") as tmp:
         server = start_bao(Path(tmp))
         try:
             yield server
         finally:
             server.stop()
+
+
+@pytest.fixture(scope="module")
+def bao() -> Iterator[BaoServer]:
+    """One server shared by a module's tests: use distinct paths per test."""
+    with running_bao() as server:
+        yield server
 
 
 @pytest.fixture
 def bao_fresh() -> Iterator[BaoServer]:
     """A server of the test's own, for tests that stop it."""
-    with tempfile.TemporaryDirectory(prefix="bao-") as tmp:
-        server = start_bao(Path(tmp))
-        try:
-            yield server
-        finally:
-            server.stop()
+    with running_bao() as server:
+        yield server
 
 
 POLICY = """

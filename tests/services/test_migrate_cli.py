@@ -10,6 +10,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from e2e_helpers import operator, write_config
 from servers import fresh_database
 
 pytestmark = pytest.mark.services
@@ -24,23 +25,10 @@ async def dsn() -> AsyncIterator[str]:
 
 
 def config(tmp_path: Path, dsn: str) -> Path:
-    path = tmp_path / "smppd.toml"
-    path.write_text(f"""
-[daemon]
-state_dir = "{tmp_path / 'state'}"
-[store]
-kind = "postgres"
-dsn = "{dsn}"
-[routing]
-source = "postgres"
-[[operators]]
-id = "roshan"
-hosts = ["127.0.0.1:2775"]
-system_id = "smppd-roshan"
-password = "rosh-pw"
-prefixes = ["9379"]
-""")
-    return path
+    roshan = operator("roshan", ["127.0.0.1:2775"], prefix="9379", system_id="smppd-roshan",
+                      password="rosh-pw")
+    return write_config(tmp_path, [roshan], store={"kind": "postgres", "dsn": dsn},
+                        routing={"source": "postgres"})
 
 
 def migrate(path: Path, *extra: str) -> subprocess.CompletedProcess[str]:

@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 from conftest import LOG_SCAN, SecretScan, conf_secrets, register_secret
+from e2e_helpers import operator, write_config
 
 from simulators import AccountConfig, MnoConfig, ReceiptConfig, SimConfig
 from simulators.server import SmscSimulator
@@ -57,26 +58,12 @@ async def test_refused_bind_rebind_and_bad_reload_log_no_secret(tmp_path: Path) 
         name="alpha", accounts=[AccountConfig("esme", [GOOD, ROTATED])],
         receipts=ReceiptConfig(enabled=False))], admin_port=None))
     await sim.start()
-    path = tmp_path / "smppd.toml"
+    def write(password: str, tps: int = 10) -> Path:
+        return write_config(tmp_path, [operator("alpha", sim, password=password, tps=tps,
+                                                reconnect_min=0.02, reconnect_max=0.05)],
+                            drain_timeout=0.5)
 
-    def write(password: str, tps: int = 10) -> None:
-        path.write_text(f"""
-[daemon]
-state_dir = "{tmp_path / 'state'}"
-drain_timeout = 0.5
-[api]
-listen = "127.0.0.1:0"
-[[operators]]
-id = "alpha"
-hosts = ["127.0.0.1:{sim.port_of('alpha')}"]
-system_id = "esme"
-password = "{password}"
-tps = {tps}
-reconnect_min = 0.02
-reconnect_max = 0.05
-""")
-
-    write(WRONG)
+    path = write(WRONG)
     seen = len(LOG_SCAN.hits), LOG_SCAN.lines
     daemon = Daemon(load_config(path))
     try:

@@ -29,6 +29,7 @@ import tomllib
 from pathlib import Path
 
 import pytest
+from e2e_helpers import operator, write_config
 from prometheus_client import CollectorRegistry
 
 from control.metrics import ControlMetrics
@@ -223,18 +224,7 @@ async def test_daemon_speaks_sd_notify(tmp_path: Path, monkeypatch: pytest.Monke
                                                   receipts=ReceiptConfig(enabled=False))],
                                   admin_port=None))
     await sim.start()
-    path = tmp_path / "smppd.toml"
-    path.write_text(f"""
-[daemon]
-state_dir = "{tmp_path / 'state'}"
-[api]
-listen = "127.0.0.1:0"
-[[operators]]
-id = "alpha"
-hosts = ["127.0.0.1:{sim.port_of('alpha')}"]
-system_id = "esme"
-password = "secret"
-""")
+    path = write_config(tmp_path, [operator("alpha", sim)])
     daemon = Daemon(load_config(path))
     try:
         await daemon.start()
