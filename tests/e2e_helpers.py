@@ -150,6 +150,18 @@ async def running_daemon(config_path: Path) -> AsyncIterator[Daemon]:
         await daemon.stop()
 
 
+@contextlib.asynccontextmanager
+async def daemon_on_sim(directory: Path, smsc: MnoConfig, *, hold: float = 5.0,
+                        **operator_keys: Any) -> AsyncIterator[tuple[SmscSimulator, Daemon]]:
+    """The simulated MNO ``smsc`` and a daemon with one operator on it (named as the
+    MNO, ``operator_keys`` on its table), every bind up."""
+    async with running_sim([smsc]) as sim:
+        path = write_config(directory, [operator(smsc.name, sim, **operator_keys)], hold=hold)
+        async with running_daemon(path) as daemon:
+            await wait_bound(daemon)
+            yield sim, daemon
+
+
 # --------------------------------------------------------------------------- waiting
 
 

@@ -102,31 +102,27 @@ async def test_bind_quota_never_exceeded(tmp_path: Path) -> None:
 
 
 async def test_tps_never_exceeded_under_sustained_overload(tmp_path: Path) -> None:
-    async with e2e.running_sim([e2e.mno("op", tps=200)]) as sim:
-        path = e2e.write_config(tmp_path, [e2e.operator("op", sim, binds=2, tps=200, window=50)])
-        async with e2e.running_daemon(path) as daemon:
-            await e2e.wait_bound(daemon)
-            ids = await e2e.submit(daemon, 600)
-            finals = await e2e.wait_final(daemon, ids, timeout=15.0)
-            assert {m["state"] for m in finals.values()} == {"DELIVERED"}
-            counters = sim.mno("op").counters
-            assert counters.throttled == 0
-            assert counters.accepted == 600
-            per_second = counters.per_account["esme"].accepted
-            assert max(per_second.values()) <= 200
-            assert len(per_second) >= 3  # it really was spread over several seconds
+    async with e2e.daemon_on_sim(tmp_path, e2e.mno("op", tps=200), binds=2, tps=200,
+                                 window=50) as (sim, daemon):
+        ids = await e2e.submit(daemon, 600)
+        finals = await e2e.wait_final(daemon, ids, timeout=15.0)
+        assert {m["state"] for m in finals.values()} == {"DELIVERED"}
+        counters = sim.mno("op").counters
+        assert counters.throttled == 0
+        assert counters.accepted == 600
+        per_second = counters.per_account["esme"].accepted
+        assert max(per_second.values()) <= 200
+        assert len(per_second) >= 3  # it really was spread over several seconds
 
 
 async def test_window_never_exceeded(tmp_path: Path) -> None:
     delay = 0.1
     behaviour = Behaviour(response_delay_ms=delay * 1000)
-    async with e2e.running_sim([e2e.mno("op", behaviour=behaviour)]) as sim:
-        path = e2e.write_config(tmp_path, [e2e.operator("op", sim, binds=2, window=5, tps=5000)])
-        async with e2e.running_daemon(path) as daemon:
-            await e2e.wait_bound(daemon)
-            ids = await e2e.submit(daemon, 60)
-            finals = await e2e.wait_final(daemon, ids)
-            assert {m["state"] for m in finals.values()} == {"DELIVERED"}
+    async with e2e.daemon_on_sim(tmp_path, e2e.mno("op", behaviour=behaviour), binds=2, window=5,
+                                 tps=5000) as (sim, daemon):
+        ids = await e2e.submit(daemon, 60)
+        finals = await e2e.wait_final(daemon, ids)
+        assert {m["state"] for m in finals.values()} == {"DELIVERED"}
     # A submit_sm whose response left the SMSC less than `delay` before submit j came in
     # was still unanswered when the daemon sent j: those, plus j, fit in the window.
     by_conn: dict[int, list[float]] = {}
@@ -189,14 +185,11 @@ async def test_smsc_that_answers_submits_only_after_their_receipt_is_acknowledge
     # it matched would stall every window until the 30 s hold or timeout.
     config = e2e.mno("op", behaviour=Behaviour(response_after_receipt_ack=True))
     config.receipts.route = "round_robin"
-    async with e2e.running_sim([config]) as sim:
-        path = e2e.write_config(tmp_path, [e2e.operator("op", sim, binds=2, window=10,
-                                                        response_timeout=30.0)], hold=30.0)
-        async with e2e.running_daemon(path) as daemon:
-            await e2e.wait_bound(daemon)
-            ids = await e2e.submit(daemon, 60)
-            finals = await e2e.wait_final(daemon, ids, timeout=20.0)
-            assert {m["state"] for m in finals.values()} == {"DELIVERED"}
+    async with e2e.daemon_on_sim(tmp_path, config, binds=2, window=10, response_timeout=30.0,
+                                 hold=30.0) as (sim, daemon):
+        ids = await e2e.submit(daemon, 60)
+        finals = await e2e.wait_final(daemon, ids, timeout=20.0)
+        assert {m["state"] for m in finals.values()} == {"DELIVERED"}
     db = tmp_path / "state" / "smppd.sqlite"
     with sqlite3.connect(db) as conn:  # each receipt applied once, none left waiting
         assert conn.execute("SELECT count(*) FROM orphan_receipts").fetchone() == (0,)
@@ -210,13 +203,10 @@ async def test_smsc_that_answers_submits_only_after_their_receipt_is_acknowledge
 async def test_receipt_on_another_bind(tmp_path: Path) -> None:
     config = e2e.mno("op")
     config.receipts.route = "round_robin"
-    async with e2e.running_sim([config]) as sim:
-        path = e2e.write_config(tmp_path, [e2e.operator("op", sim, binds=2)])
-        async with e2e.running_daemon(path) as daemon:
-            await e2e.wait_bound(daemon)
-            ids = await e2e.submit(daemon, 20)
-            finals = await e2e.wait_final(daemon, ids)
-            assert {m["state"] for m in finals.values()} == {"DELIVERED"}
+    async with e2e.daemon_on_sim(tmp_path, config, binds=2) as (sim, daemon):
+        ids = await e2e.submit(daemon, 20)
+        finals = await e2e.wait_final(daemon, ids)
+        assert {m["state"] for m in finals.values()} == {"DELIVERED"}
     recorder = sim.mno("op").recorder
     submitted_on = {e["message_id"]: e["conn"] for e in recorder.entries("submit_sm_resp")}
     receipts = _receipt_ids(recorder.entries("deliver_sm"))
@@ -226,15 +216,12 @@ async def test_receipt_on_another_bind(tmp_path: Path) -> None:
 
 async def test_hex_submit_ids_decimal_receipt_ids(tmp_path: Path) -> None:
     config = e2e.mno("op", submit_id_format="hex", receipt_id_format="decimal")
-    async with e2e.running_sim([config]) as sim:
-        path = e2e.write_config(tmp_path, [e2e.operator("op", sim, submit_resp_id="hex",
-                                                        receipt_id="decimal")])
-        async with e2e.running_daemon(path) as daemon:
-            await e2e.wait_bound(daemon)
-            ids = await e2e.submit(daemon, 30)
-            finals = await e2e.wait_final(daemon, ids)
-            assert {m["state"] for m in finals.values()} == {"DELIVERED"}
-            smsc_ids = {m["parts"][0]["smsc_id"] for m in finals.values()}
+    async with e2e.daemon_on_sim(tmp_path, config, submit_resp_id="hex",
+                                 receipt_id="decimal") as (sim, daemon):
+        ids = await e2e.submit(daemon, 30)
+        finals = await e2e.wait_final(daemon, ids)
+        assert {m["state"] for m in finals.values()} == {"DELIVERED"}
+        smsc_ids = {m["parts"][0]["smsc_id"] for m in finals.values()}
     assert "1e" in smsc_ids  # the 30th id, as the SMSC wrote it (hex)
     assert "30" in {smsc_id for smsc_id, _ in _receipt_ids(
         sim.mno("op").recorder.entries("deliver_sm"))}
@@ -245,32 +232,26 @@ async def test_auto_learns_hex_submit_ids_without_letters(tmp_path: Path) -> Non
     # digits ("10", "20") would be read as decimal: "10" would take the key of "a" (ten),
     # and ten's receipt would match sixteen. The first id with a letter teaches "hex".
     config = e2e.mno("op", submit_id_format="hex", receipt_id_format="decimal")
-    async with e2e.running_sim([config]) as sim:
-        path = e2e.write_config(tmp_path, [e2e.operator("op", sim, submit_resp_id="auto",
-                                                        receipt_id="auto")], hold=0.5)
-        async with e2e.running_daemon(path) as daemon:
-            await e2e.wait_bound(daemon)
-            ids = await e2e.submit(daemon, 40)
-            finals = await e2e.wait_final(daemon, ids)
-            assert {m["state"] for m in finals.values()} == {"DELIVERED"}
-            (view,) = daemon.operator_statuses()  # what GET /v1/operators shows
-            assert view["learned_id_forms"] == {"submit_resp_id": "hex", "receipt_id": "decimal"}
-            smsc_ids = {m["parts"][0]["smsc_id"] for m in finals.values()}
-            assert {"10", "20"} <= smsc_ids
+    async with e2e.daemon_on_sim(tmp_path, config, submit_resp_id="auto", receipt_id="auto",
+                                 hold=0.5) as (_, daemon):
+        ids = await e2e.submit(daemon, 40)
+        finals = await e2e.wait_final(daemon, ids)
+        assert {m["state"] for m in finals.values()} == {"DELIVERED"}
+        (view,) = daemon.operator_statuses()  # what GET /v1/operators shows
+        assert view["learned_id_forms"] == {"submit_resp_id": "hex", "receipt_id": "decimal"}
+        smsc_ids = {m["parts"][0]["smsc_id"] for m in finals.values()}
+        assert {"10", "20"} <= smsc_ids
 
 
 async def test_tlv_only_failure_receipt_reports_its_network_error(tmp_path: Path) -> None:
     config = e2e.mno("op", outcomes={"EXPIRED": 1.0})
     config.receipts.text = False  # receipted_message_id, message_state, network_error_code
-    async with e2e.running_sim([config]) as sim:
-        path = e2e.write_config(tmp_path, [e2e.operator("op", sim)])
-        async with e2e.running_daemon(path) as daemon:
-            await e2e.wait_bound(daemon)
-            ids = await e2e.submit(daemon, 3)
-            finals = await e2e.wait_final(daemon, ids)
-            assert {m["state"] for m in finals.values()} == {"EXPIRED"}
-            assert {m["parts"][0]["err"] for m in finals.values()} == {"027"}
-            events = await daemon.events("dlr", 0, 100)
+    async with e2e.daemon_on_sim(tmp_path, config) as (_, daemon):
+        ids = await e2e.submit(daemon, 3)
+        finals = await e2e.wait_final(daemon, ids)
+        assert {m["state"] for m in finals.values()} == {"EXPIRED"}
+        assert {m["parts"][0]["err"] for m in finals.values()} == {"027"}
+        events = await daemon.events("dlr", 0, 100)
     receipts = [e for e in events if e.get("stat") == "EXPIRED"]
     assert len(receipts) == 3
     assert {(e["err"], str(e["network_error"])) for e in receipts} == {
@@ -279,12 +260,9 @@ async def test_tlv_only_failure_receipt_reports_its_network_error(tmp_path: Path
 
 async def test_multipart_delivered_only_when_every_part_is(tmp_path: Path) -> None:
     config = e2e.mno("op", outcomes={"DELIVRD": 0.5, "UNDELIV": 0.5}, seed=7)
-    async with e2e.running_sim([config]) as sim:
-        path = e2e.write_config(tmp_path, [e2e.operator("op", sim)])
-        async with e2e.running_daemon(path) as daemon:
-            await e2e.wait_bound(daemon)
-            ids = await e2e.submit(daemon, 12, text=LONG_TEXT)
-            finals = await e2e.wait_final(daemon, ids)
+    async with e2e.daemon_on_sim(tmp_path, config) as (sim, daemon):
+        ids = await e2e.submit(daemon, 12, text=LONG_TEXT)
+        finals = await e2e.wait_final(daemon, ids)
     mixed = 0
     for message in finals.values():
         stats = [p["stat"] for p in message["parts"]]
@@ -297,31 +275,25 @@ async def test_multipart_delivered_only_when_every_part_is(tmp_path: Path) -> No
 
 
 async def test_black_hole_resends_in_doubt_once_then_unknown(tmp_path: Path) -> None:
-    async with e2e.running_sim([e2e.mno("op", behaviour=Behaviour(black_hole=True))]) as sim:
-        path = e2e.write_config(tmp_path, [e2e.operator("op", sim, binds=2, window=3,
-                                                        response_timeout=0.5)])
-        async with e2e.running_daemon(path) as daemon:
-            await e2e.wait_bound(daemon)
-            ids = await e2e.submit(daemon, 6)
-            finals = await e2e.wait_final(daemon, ids)
-            assert {m["state"] for m in finals.values()} == {"UNKNOWN"}
-            assert all("response" in m["reason"] for m in finals.values())
+    async with e2e.daemon_on_sim(tmp_path, e2e.mno("op", behaviour=Behaviour(black_hole=True)),
+                                 binds=2, window=3, response_timeout=0.5) as (sim, daemon):
+        ids = await e2e.submit(daemon, 6)
+        finals = await e2e.wait_final(daemon, ids)
+        assert {m["state"] for m in finals.values()} == {"UNKNOWN"}
+        assert all("response" in m["reason"] for m in finals.values())
     # in doubt after the first stalled session, sent once more, then given up
     sent = collections.Counter(e["destination_addr"] for e in e2e.submits(sim, "op"))
     assert len(sent) == 6 and set(sent.values()) == {2}
 
 
 async def test_black_hole_fills_the_window_and_no_more(tmp_path: Path) -> None:
-    async with e2e.running_sim([e2e.mno("op", behaviour=Behaviour(black_hole=True))]) as sim:
-        path = e2e.write_config(tmp_path, [e2e.operator("op", sim, binds=2, window=4,
-                                                        response_timeout=1.0)])
-        async with e2e.running_daemon(path) as daemon:
-            await e2e.wait_bound(daemon)
-            await e2e.submit(daemon, 20)
-            await e2e.wait_for(lambda: len(e2e.submits(sim, "op")) >= 8, what="8 submits")
-            status = daemon.operators["op"].status()
-            assert status["in_flight"] == 8 and status["queued"] == 12
-            assert len(e2e.submits(sim, "op")) == 8
+    async with e2e.daemon_on_sim(tmp_path, e2e.mno("op", behaviour=Behaviour(black_hole=True)),
+                                 binds=2, window=4, response_timeout=1.0) as (sim, daemon):
+        await e2e.submit(daemon, 20)
+        await e2e.wait_for(lambda: len(e2e.submits(sim, "op")) >= 8, what="8 submits")
+        status = daemon.operators["op"].status()
+        assert status["in_flight"] == 8 and status["queued"] == 12
+        assert len(e2e.submits(sim, "op")) == 8
 
 
 async def test_transient_status_retried_then_delivered(tmp_path: Path) -> None:
@@ -359,17 +331,14 @@ def store_outage(store: Any, *methods: str) -> dict[str, int]:
 async def test_store_outage_while_submits_are_answered_strands_nothing(tmp_path: Path) -> None:
     # Every write of SMSC ids is retried until it is durable: no message stays
     # ACCEPTED although the SMSC took it, every receipt matches, none is sent twice.
-    async with e2e.running_sim([e2e.mno("op", receipt_delay_ms=50)]) as sim:
-        path = e2e.write_config(tmp_path, [e2e.operator("op", sim)])
-        async with e2e.running_daemon(path) as daemon:
-            await e2e.wait_bound(daemon)
-            outage = store_outage(daemon.store, "record_submitted_many")
-            ids = await e2e.submit(daemon, 30)
-            await e2e.wait_for(lambda: len(e2e.submits(sim, "op")) == 30, what="all sent")
-            await e2e.wait_for(lambda: outage["record_submitted_many"] >= 3, what="writes refused")
-            outage["down"] = 0
-            finals = await e2e.wait_final(daemon, ids)
-            assert {m["state"] for m in finals.values()} == {"DELIVERED"}
+    async with e2e.daemon_on_sim(tmp_path, e2e.mno("op", receipt_delay_ms=50)) as (sim, daemon):
+        outage = store_outage(daemon.store, "record_submitted_many")
+        ids = await e2e.submit(daemon, 30)
+        await e2e.wait_for(lambda: len(e2e.submits(sim, "op")) == 30, what="all sent")
+        await e2e.wait_for(lambda: outage["record_submitted_many"] >= 3, what="writes refused")
+        outage["down"] = 0
+        finals = await e2e.wait_final(daemon, ids)
+        assert {m["state"] for m in finals.values()} == {"DELIVERED"}
     assert len(e2e.submits(sim, "op")) == 30
 
 
@@ -458,20 +427,17 @@ async def test_mo_messages_are_joined_and_stored_as_events(tmp_path: Path) -> No
         "sar": "Hello from Kabul, " * 12,  # GSM, two parts with SAR TLVs
         "payload": "One long message_payload " * 8,  # one PDU
     }
-    async with e2e.running_sim([e2e.mno("op")]) as sim:
-        path = e2e.write_config(tmp_path, [e2e.operator("op", sim, binds=1)])
-        async with e2e.running_daemon(path) as daemon:
-            await e2e.wait_bound(daemon)
-            parts = sim.mno("op").inject_mo("93700123456", "1234", "Hi") + sum(
-                sim.mno("op").inject_mo(f"9370012345{i}", "1234", text, concat=strategy)
-                for i, (strategy, text) in enumerate(texts.items()))
-            assert parts == 1 + 3 + 2 + 1
+    async with e2e.daemon_on_sim(tmp_path, e2e.mno("op"), binds=1) as (sim, daemon):
+        parts = sim.mno("op").inject_mo("93700123456", "1234", "Hi") + sum(
+            sim.mno("op").inject_mo(f"9370012345{i}", "1234", text, concat=strategy)
+            for i, (strategy, text) in enumerate(texts.items()))
+        assert parts == 1 + 3 + 2 + 1
 
-            async def stored() -> list[dict[str, object]]:
-                events = await daemon.store.list_events("mo")
-                return [e.payload for e in events] if len(events) == 4 else []
+        async def stored() -> list[dict[str, object]]:
+            events = await daemon.store.list_events("mo")
+            return [e.payload for e in events] if len(events) == 4 else []
 
-            events = await e2e.wait_for(stored, what="4 MO events")
+        events = await e2e.wait_for(stored, what="4 MO events")
     assert sorted(str(e["text"]) for e in events) == sorted(["Hi", *texts.values()])
     assert {e["schema"] for e in events} == {"smppd.mo.v1"}
     assert {e["source"] for e in events} == {"93700123456", "93700123450", "93700123451",

@@ -35,34 +35,31 @@ async def first_bind(http: aiohttp.ClientSession, daemon: Daemon) -> dict[str, A
 
 async def test_a_stalled_smsc_gets_nothing_more_and_the_api_says_stalled(
         tmp_path: Path, http: aiohttp.ClientSession) -> None:
-    async with e2e.running_sim([e2e.mno("op")]) as sim:
-        path = e2e.write_config(tmp_path, [e2e.operator("op", sim, binds=1, window=WINDOW, tps=50,
-                                                        response_timeout=1.0)])
-        async with e2e.running_daemon(path) as daemon:
-            await e2e.wait_bound(daemon)
-            freeze(sim, True)
-            ids = await e2e.submit(daemon, 20)
+    async with e2e.daemon_on_sim(tmp_path, e2e.mno("op"), binds=1, window=WINDOW, tps=50,
+                                 response_timeout=1.0) as (sim, daemon):
+        freeze(sim, True)
+        ids = await e2e.submit(daemon, 20)
 
-            async def stalled() -> dict[str, Any] | None:
-                bind = await first_bind(http, daemon)
-                return bind if bind["state"] == "stalled" else None
+        async def stalled() -> dict[str, Any] | None:
+            bind = await first_bind(http, daemon)
+            return bind if bind["state"] == "stalled" else None
 
-            bind = await e2e.wait_for(stalled, 10.0, what="the bind shown as stalled")
-            async with http.get(f"http://127.0.0.1:{daemon.api_port}"
-                                "/v1/operators/op/binds/op%230") as resp:
-                detail = await resp.json()
-            assert resp.status == 200 and detail["state"] == "stalled", detail
-            assert bind["last_error_reason"] == "stalled"
-            assert "no submit_sm_resp" in bind["last_error"]
-            frozen_conn = e2e.submits(sim, "op")[0]["conn"]
-            freeze(sim, False)  # the SMSC wakes up; the daemon has given the session up
+        bind = await e2e.wait_for(stalled, 10.0, what="the bind shown as stalled")
+        async with http.get(f"http://127.0.0.1:{daemon.api_port}"
+                            "/v1/operators/op/binds/op%230") as resp:
+            detail = await resp.json()
+        assert resp.status == 200 and detail["state"] == "stalled", detail
+        assert bind["last_error_reason"] == "stalled"
+        assert "no submit_sm_resp" in bind["last_error"]
+        frozen_conn = e2e.submits(sim, "op")[0]["conn"]
+        freeze(sim, False)  # the SMSC wakes up; the daemon has given the session up
 
-            finals = await e2e.wait_final(daemon, ids)
-            assert {m["state"] for m in finals.values()} == {"DELIVERED"}
-            async with http.get(f"http://127.0.0.1:{daemon.api_port}/metrics") as resp:
-                metrics = await resp.text()
-            assert 'smppd_bind_stalls_total{bind="op#0",operator="op"} 1.0' in metrics
-            assert (await first_bind(http, daemon))["state"] == "bound"
+        finals = await e2e.wait_final(daemon, ids)
+        assert {m["state"] for m in finals.values()} == {"DELIVERED"}
+        async with http.get(f"http://127.0.0.1:{daemon.api_port}/metrics") as resp:
+            metrics = await resp.text()
+        assert 'smppd_bind_stalls_total{bind="op#0",operator="op"} 1.0' in metrics
+        assert (await first_bind(http, daemon))["state"] == "bound"
 
     sent = e2e.submits(sim, "op")
     on_frozen = [e for e in sent if e["conn"] == frozen_conn]
