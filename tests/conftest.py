@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 from collections.abc import AsyncIterator, Iterator
+from fractions import Fraction
 from typing import Any
 
 import aiohttp
@@ -28,6 +29,17 @@ class FakeClock:
         """An injected ``sleep``: time passes at once, other tasks get a turn."""
         self.now += seconds
         await asyncio.sleep(0)
+
+
+def max_in_window(times: list[float]) -> int:
+    """Most events in any half-open window [t, t+1), in exact arithmetic."""
+    exact = sorted(Fraction(t) for t in times)
+    best = start = 0
+    for end, t in enumerate(exact):
+        while t - exact[start] >= 1:
+            start += 1
+        best = max(best, end - start + 1)
+    return best
 
 
 @pytest.fixture

@@ -9,13 +9,16 @@ from __future__ import annotations
 import collections
 import re
 import sqlite3
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
 import e2e_helpers as e2e
 
 from simulators import Behaviour
+from simulators.server import SmscSimulator
 from smppd.protocol.constants import Status
+from smppd.runtime.daemon import Daemon
 
 LONG_TEXT = "This text is long enough to need two segments. " * 4  # 192 GSM characters
 RECEIPT_ID = re.compile(r"id:(\S+)")
@@ -342,33 +345,32 @@ async def test_store_outage_while_submits_are_answered_strands_nothing(tmp_path:
     assert len(e2e.submits(sim, "op")) == 30
 
 
+def queue_full_for_good(
+        directory: Path) -> AbstractAsyncContextManager[tuple[SmscSimulator, Daemon]]:
+    """An SMSC answering every submit ESME_RMSGQFUL, configured as permanent."""
+    return e2e.daemon_on_sim(directory, e2e.mno("op", behaviour=Behaviour(queue_full=True)),
+                             status_table={"ESME_RMSGQFUL": {"transient": False}})
+
+
 async def test_store_outage_while_messages_fail_loses_no_final_state(tmp_path: Path) -> None:
-    async with e2e.running_sim([e2e.mno("op", behaviour=Behaviour(queue_full=True))]) as sim:
-        table = {"ESME_RMSGQFUL": {"transient": False}}
-        path = e2e.write_config(tmp_path, [e2e.operator("op", sim, status_table=table)])
-        async with e2e.running_daemon(path) as daemon:
-            await e2e.wait_bound(daemon)
-            outage = store_outage(daemon.store, "set_message_state")
-            ids = await e2e.submit(daemon, 5)
-            await e2e.wait_for(lambda: outage["set_message_state"] >= 5, what="writes refused")
-            outage["down"] = 0
-            finals = await e2e.wait_final(daemon, ids)
-            assert {m["state"] for m in finals.values()} == {"FAILED"}
+    async with queue_full_for_good(tmp_path) as (_, daemon):
+        outage = store_outage(daemon.store, "set_message_state")
+        ids = await e2e.submit(daemon, 5)
+        await e2e.wait_for(lambda: outage["set_message_state"] >= 5, what="writes refused")
+        outage["down"] = 0
+        finals = await e2e.wait_final(daemon, ids)
+        assert {m["state"] for m in finals.values()} == {"FAILED"}
 
 
 async def test_permanent_status_fails_with_its_name(tmp_path: Path) -> None:
-    async with e2e.running_sim([e2e.mno("op", behaviour=Behaviour(queue_full=True))]) as sim:
-        table = {"ESME_RMSGQFUL": {"transient": False}}
-        path = e2e.write_config(tmp_path, [e2e.operator("op", sim, status_table=table)])
-        async with e2e.running_daemon(path) as daemon:
-            await e2e.wait_bound(daemon)
-            ids = await e2e.submit(daemon, 3)
-            finals = await e2e.wait_final(daemon, ids)
-            for message in finals.values():
-                assert message["state"] == "FAILED"
-                assert message["reason"] == "ESME_RMSGQFUL"
-                assert message["command_status"] == Status.ESME_RMSGQFUL
-            assert len(e2e.submits(sim, "op")) == 3  # not retried
+    async with queue_full_for_good(tmp_path) as (sim, daemon):
+        ids = await e2e.submit(daemon, 3)
+        finals = await e2e.wait_final(daemon, ids)
+        for message in finals.values():
+            assert message["state"] == "FAILED"
+            assert message["reason"] == "ESME_RMSGQFUL"
+            assert message["command_status"] == Status.ESME_RMSGQFUL
+        assert len(e2e.submits(sim, "op")) == 3  # not retried
 
 
 async def test_auto_id_form_receipts_match_across_a_restart(tmp_path: Path) -> None:

@@ -185,6 +185,17 @@ async def until(check: Callable[[], bool]) -> None:
             await asyncio.sleep(0.001)
 
 
+async def client_through(tp: toxiproxy.Toxiproxy, upstream: Upstream, toxic: str,
+                         attributes: dict[str, Any], **options: Any,
+                         ) -> tuple[toxiproxy.Proxy, asyncio.StreamReader, asyncio.StreamWriter]:
+    """A client connection through a new proxy with one ``toxic`` (``options``: its
+    stream, toxicity, name)."""
+    proxy = await make(tp, upstream)
+    await call(proxy.add_toxic, type=toxic, attributes=attributes, **options)
+    reader, writer = await open_client(proxy)
+    return proxy, reader, writer
+
+
 async def make(tp: toxiproxy.Toxiproxy, upstream: Upstream, name: str = "smsc",
                **kwargs: Any) -> toxiproxy.Proxy:
     return await call(tp.create, upstream=f"127.0.0.1:{upstream.port}", name=name, **kwargs)
@@ -403,10 +414,8 @@ async def test_latency_holds_each_chunk_for_its_delay(
 
 async def test_latency_jitter_stays_within_its_bounds(
         clock: ManualClock, tp: toxiproxy.Toxiproxy, upstream: Upstream) -> None:
-    proxy = await make(tp, upstream)
-    await call(proxy.add_toxic, type="latency", stream="upstream",
-               attributes={"latency": 200, "jitter": 50})
-    reader, writer = await open_client(proxy)
+    _, reader, writer = await client_through(tp, upstream, "latency",
+                                             {"latency": 200, "jitter": 50}, stream="upstream")
     writer.write(b"ping")
     deadline = await clock.next_deadline()
     assert clock.now() + 0.15 <= deadline <= clock.now() + 0.25
@@ -418,9 +427,7 @@ async def test_latency_jitter_stays_within_its_bounds(
 
 async def test_removing_latency_releases_what_it_holds(
         clock: ManualClock, tp: toxiproxy.Toxiproxy, upstream: Upstream) -> None:
-    proxy = await make(tp, upstream)
-    await call(proxy.add_toxic, type="latency", attributes={"latency": 60_000})
-    reader, writer = await open_client(proxy)
+    proxy, reader, writer = await client_through(tp, upstream, "latency", {"latency": 60_000})
     writer.write(b"held")
     await clock.next_deadline()
     await call(proxy.destroy_toxic, "latency_downstream")
@@ -430,9 +437,7 @@ async def test_removing_latency_releases_what_it_holds(
 
 async def test_updating_a_toxic_acts_on_live_connections(
         fp: FaultProxy, clock: ManualClock, tp: toxiproxy.Toxiproxy, upstream: Upstream) -> None:
-    proxy = await make(tp, upstream)
-    await call(proxy.add_toxic, type="latency", attributes={"latency": 60_000})
-    reader, writer = await open_client(proxy)
+    _, reader, writer = await client_through(tp, upstream, "latency", {"latency": 60_000})
     writer.write(b"held")
     await clock.next_deadline()
     raw = await call(requests.patch, url(fp, "/proxies/smsc/toxics/latency_downstream"),
@@ -449,9 +454,7 @@ async def test_updating_a_toxic_acts_on_live_connections(
 
 async def test_bandwidth_paces_the_bytes(clock: ManualClock, tp: toxiproxy.Toxiproxy,
                                          upstream: Upstream) -> None:
-    proxy = await make(tp, upstream)
-    await call(proxy.add_toxic, type="bandwidth", attributes={"rate": 1})  # 1000 bytes/s
-    reader, writer = await open_client(proxy)
+    _, reader, writer = await client_through(tp, upstream, "bandwidth", {"rate": 1})  # 1000 bytes/s
     writer.write(bytes(range(250)))
     start, got = clock.now(), b""
     for at, size in [(0.1, 100), (0.2, 100), (0.25, 50)]:  # 100 ms pieces at 1 KB/s
@@ -465,9 +468,7 @@ async def test_bandwidth_paces_the_bytes(clock: ManualClock, tp: toxiproxy.Toxip
 
 async def test_slow_close_delays_the_end_of_the_stream(
         clock: ManualClock, tp: toxiproxy.Toxiproxy, upstream: Upstream) -> None:
-    proxy = await make(tp, upstream)
-    await call(proxy.add_toxic, type="slow_close", attributes={"delay": 300})
-    reader, writer = await open_client(proxy)
+    _, reader, writer = await client_through(tp, upstream, "slow_close", {"delay": 300})
     assert await echo(reader, writer, b"bye") == b"bye"
     writer.write_eof()  # the echo server closes; its FIN is held for 300 ms
     assert await clock.next_deadline() == pytest.approx(clock.now() + 0.3)
@@ -479,9 +480,8 @@ async def test_slow_close_delays_the_end_of_the_stream(
 
 async def test_timeout_0_is_a_black_hole_until_removed(
         fp: FaultProxy, tp: toxiproxy.Toxiproxy, upstream: Upstream) -> None:
-    proxy = await make(tp, upstream)
-    await call(proxy.add_toxic, type="timeout", stream="upstream", attributes={"timeout": 0})
-    reader, writer = await open_client(proxy)
+    proxy, reader, writer = await client_through(tp, upstream, "timeout",
+                                                 {"timeout": 0}, stream="upstream")
     writer.write(b"lost")
     link = await only_link(fp, "smsc", "upstream")
     await until(lambda: link.processed == 4)
@@ -498,9 +498,7 @@ async def test_timeout_0_is_a_black_hole_until_removed(
 
 async def test_timeout_closes_after_its_time(
         fp: FaultProxy, clock: ManualClock, tp: toxiproxy.Toxiproxy, upstream: Upstream) -> None:
-    proxy = await make(tp, upstream)
-    await call(proxy.add_toxic, type="timeout", attributes={"timeout": 500})
-    reader, writer = await open_client(proxy)
+    _, reader, writer = await client_through(tp, upstream, "timeout", {"timeout": 500})
     assert await clock.next_deadline() == pytest.approx(clock.now() + 0.5)
     writer.write(b"echoed but dropped")
     link = await only_link(fp, "smsc", "downstream")
@@ -513,9 +511,7 @@ async def test_timeout_closes_after_its_time(
 
 async def test_reset_peer_sends_rst(clock: ManualClock, tp: toxiproxy.Toxiproxy,
                                     upstream: Upstream) -> None:
-    proxy = await make(tp, upstream)
-    await call(proxy.add_toxic, type="reset_peer", attributes={"timeout": 100})
-    reader, writer = await open_client(proxy)
+    _, reader, writer = await client_through(tp, upstream, "reset_peer", {"timeout": 100})
     writer.write(b"ping")  # the echo's first bytes start the 100 ms
     assert await clock.next_deadline() == pytest.approx(clock.now() + 0.1)
     clock.advance_to(clock.now() + 0.1)
@@ -526,9 +522,7 @@ async def test_reset_peer_sends_rst(clock: ManualClock, tp: toxiproxy.Toxiproxy,
 
 async def test_limit_data_closes_after_n_bytes(fp: FaultProxy, tp: toxiproxy.Toxiproxy,
                                                upstream: Upstream) -> None:
-    proxy = await make(tp, upstream)
-    await call(proxy.add_toxic, type="limit_data", attributes={"bytes": 10})
-    reader, writer = await open_client(proxy)
+    _, reader, writer = await client_through(tp, upstream, "limit_data", {"bytes": 10})
     writer.write(b"0123456789abcdefghij")
     assert await read_to_eof(reader) == b"0123456789"
     writer.close()
@@ -536,10 +530,8 @@ async def test_limit_data_closes_after_n_bytes(fp: FaultProxy, tp: toxiproxy.Tox
 
 async def test_limit_data_upstream_counts_across_writes(
         fp: FaultProxy, tp: toxiproxy.Toxiproxy, upstream: Upstream) -> None:
-    proxy = await make(tp, upstream)
-    await call(proxy.add_toxic, type="limit_data", stream="upstream",
-               attributes={"bytes": 6})
-    reader, writer = await open_client(proxy)
+    _, reader, writer = await client_through(tp, upstream, "limit_data",
+                                             {"bytes": 6}, stream="upstream")
     assert await echo(reader, writer, b"abcd") == b"abcd"
     writer.write(b"efgh")
     assert await read_to_eof(reader) == b""  # closed at once: the echo of "ef" never comes
@@ -550,10 +542,8 @@ async def test_limit_data_upstream_counts_across_writes(
 
 async def test_slicer_delivers_small_pieces_apart(
         clock: ManualClock, tp: toxiproxy.Toxiproxy, upstream: Upstream) -> None:
-    proxy = await make(tp, upstream)
-    await call(proxy.add_toxic, type="slicer",
-               attributes={"average_size": 4, "size_variation": 0, "delay": 1000})
-    reader, writer = await open_client(proxy)
+    slices = {"average_size": 4, "size_variation": 0, "delay": 1000}
+    _, reader, writer = await client_through(tp, upstream, "slicer", slices)
     data = bytes(range(40))
     writer.write(data)
     got = await asyncio.wait_for(reader.readexactly(4), TIMEOUT)
@@ -567,9 +557,7 @@ async def test_slicer_delivers_small_pieces_apart(
 
 
 async def test_toxicity_zero_never_applies(tp: toxiproxy.Toxiproxy, upstream: Upstream) -> None:
-    proxy = await make(tp, upstream)
-    await call(proxy.add_toxic, type="limit_data", toxicity=0.0, attributes={"bytes": 0})
-    reader, writer = await open_client(proxy)
+    _, reader, writer = await client_through(tp, upstream, "limit_data", {"bytes": 0}, toxicity=0.0)
     assert await echo(reader, writer, b"untouched") == b"untouched"
     writer.close()
 

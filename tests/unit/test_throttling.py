@@ -10,25 +10,13 @@ import itertools
 import math
 import subprocess
 import sys
-from fractions import Fraction
 
 import pytest
-from conftest import FakeClock
+from conftest import FakeClock, max_in_window
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from throttling import AdaptiveRate, Backoff, RateLimiter, TokenBucket
-
-
-def max_in_window(times: list[float]) -> int:
-    """Most grants in any half-open window [t, t+1), in exact arithmetic."""
-    exact = sorted(Fraction(t) for t in times)
-    best = start = 0
-    for end, t in enumerate(exact):
-        while t - exact[start] >= 1:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 def count_in(times: list[float], lo: float, hi: float) -> int:

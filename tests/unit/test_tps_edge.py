@@ -14,12 +14,11 @@ import random
 import selectors
 import struct
 from collections.abc import Coroutine
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import FakeClock
+from conftest import FakeClock, max_in_window
 from e2e_helpers import operator, write_config
 
 from smppd.config import ConfigError, OperatorConfig, load_config
@@ -70,17 +69,6 @@ def run_virtual(coro: Coroutine[Any, Any, Any]) -> Any:
         return loop.run_until_complete(coro)
     finally:
         loop.close()
-
-
-def max_in_window(times: list[float]) -> int:
-    """Most events in any half-open window [t, t+1), in exact arithmetic."""
-    exact = sorted(Fraction(t) for t in times)
-    best = start = 0
-    for end, t in enumerate(exact):
-        while t - exact[start] >= 1:
-            start += 1
-        best = max(best, end - start + 1)
-    return best
 
 
 class BusyLoop:
