@@ -40,6 +40,8 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import bench_operator, simulator_process
+
 TEXT = "Your verification code is 482913. It expires in 5 minutes."
 SIM_WINDOW = 100
 
@@ -65,30 +67,6 @@ def _proc_mem(pid: int, key: str) -> float:
 # -- the simulator process ----------------------------------------------------------------
 
 
-def _simulator(pipe: Connection, receipts: bool) -> None:
-    import uvloop
-
-    from simulators.config import AccountConfig, MnoConfig, ReceiptConfig, SimConfig
-    from simulators.server import SmscSimulator
-
-    config = SimConfig(admin_port=None, mnos=[MnoConfig(
-        name="bench", record=False, window=SIM_WINDOW,
-        accounts=[AccountConfig("bench", ["pw"], tps=10**9, max_binds=4)],
-        receipts=ReceiptConfig(enabled=receipts, delay_ms=(1.0, 5.0), outcomes={"DELIVRD": 1}),
-    )])
-
-    async def main() -> None:
-        sim = SmscSimulator(config)
-        await sim.start()
-        pipe.send(sim.port_of("bench"))
-        await asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # until told to stop
-        counters = sim.mno("bench").counters
-        pipe.send({"submits": counters.submits, "receipts_sent": counters.receipts_sent})
-        await sim.stop()
-
-    uvloop.run(main())
-
-
 # -- the daemon process -------------------------------------------------------------------
 
 
@@ -98,11 +76,7 @@ def _daemon_config(port: int, binds: int, state_dir: str) -> Any:
     return Config.model_validate({
         "daemon": {"state_dir": state_dir, "drain_timeout": 5.0},
         "api": {"listen": "127.0.0.1:0"},
-        "operators": [{
-            "id": "bench", "prefixes": ["9370"], "hosts": [f"127.0.0.1:{port}"],
-            "system_id": "bench", "password": "pw", "tps": 1_000_000, "window": 100,
-            "binds": binds, "response_timeout": 30.0,
-        }],
+        "operators": [bench_operator(port, binds)],
     })
 
 
@@ -190,7 +164,8 @@ def _daemon(pipe: Connection, port: int, binds: int, count: int, e2e: bool,
 def run_once(*, e2e: bool, binds: int, count: int, profile: str | None) -> dict[str, Any]:
     ctx = mp.get_context("spawn")  # fresh interpreters: RSS is the daemon's own
     sim_pipe, sim_child = ctx.Pipe()
-    sim = ctx.Process(target=_simulator, args=(sim_child, e2e), daemon=True)
+    sim = ctx.Process(target=simulator_process, args=(sim_child, SIM_WINDOW, 4, e2e),
+                      daemon=True)
     sim.start()
     port = sim_pipe.recv()
     dae_pipe, dae_child = ctx.Pipe()

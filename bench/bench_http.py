@@ -56,8 +56,11 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import create_database, drop_database, sim_config
+
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
 
 TEXT = "Your verification code is 482913. It expires in 5 minutes."
 TENANT = "demo"  # the seeded sender leases ('SMPPD' for tenant 'demo') are cache hits
@@ -102,17 +105,10 @@ def percentiles(values: list[float]) -> dict[str, float]:
 def smsc(pipe: Connection, receipts: bool) -> None:
     import uvloop
 
-    from simulators.config import AccountConfig, MnoConfig, ReceiptConfig, SimConfig
     from simulators.server import SmscSimulator
 
-    config = SimConfig(admin_port=None, mnos=[MnoConfig(
-        name="bench", record=False, window=1000,
-        accounts=[AccountConfig("bench", ["pw"], tps=10**9, max_binds=8)],
-        receipts=ReceiptConfig(enabled=receipts, delay_ms=(1.0, 5.0), outcomes={"DELIVRD": 1}),
-    )])
-
     async def main() -> None:
-        sim = SmscSimulator(config)
+        sim = SmscSimulator(sim_config(window=1000, max_binds=8, receipts=receipts))
         await sim.start()
         pipe.send(sim.port_of("bench"))
         loop = asyncio.get_running_loop()
@@ -291,35 +287,6 @@ class Daemon:
 def migrate_database(config: Path) -> None:
     subprocess.run([str(SMPPD), "migrate", "--config", str(config), "--seed"], check=True,
                    stdout=subprocess.DEVNULL)
-
-
-def create_database() -> str:
-    import asyncpg
-
-    name = f"smppd_bench_{secrets.token_hex(4)}"
-
-    async def create() -> None:
-        conn = await asyncpg.connect(PG_ADMIN)
-        try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
-        finally:
-            await conn.close()
-
-    asyncio.run(create())
-    return PG_ADMIN.rsplit("/", 1)[0] + "/" + name
-
-
-def drop_database(dsn: str) -> None:
-    import asyncpg
-
-    async def drop() -> None:
-        conn = await asyncpg.connect(PG_ADMIN)
-        try:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{dsn.rsplit("/", 1)[1]}" WITH (FORCE)')
-        finally:
-            await conn.close()
-
-    asyncio.run(drop())
 
 
 def delivered(state_dir: Path, dsn: str | None) -> int:
@@ -544,7 +511,8 @@ def background_submits(url: str, rate: float, seconds: float) -> None:
 def run(args: argparse.Namespace) -> dict[str, Any]:
     receipts = args.workload == "receipts"
     sim = Smsc(receipts)
-    dsn = create_database() if args.mode == "distributed" else None
+    dsn = (asyncio.run(create_database(PG_ADMIN, "smppd_bench"))
+           if args.mode == "distributed" else None)
     workdir = Path(tempfile.mkdtemp(prefix="bench-http-"))
     api_port = free_port()
     hooks = Receiver() if args.webhook else None
@@ -563,7 +531,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if hooks is not None:
             hooks.stop()
         if dsn is not None:
-            drop_database(dsn)
+            asyncio.run(drop_database(PG_ADMIN, dsn))
         shutil.rmtree(workdir, ignore_errors=True)
 
 

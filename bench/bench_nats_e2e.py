@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import multiprocessing as mp
 import os
@@ -29,12 +28,12 @@ import secrets
 import statistics
 import sys
 import time
-from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import bench_operator, delete_streams, scratch_database, simulator_process
 
 PG_DSN = os.environ.get("SMPPD_TEST_PG_DSN", "postgresql://postgres@127.0.0.1:5432/test")
 REDIS_URL = os.environ.get("SMPPD_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -77,52 +76,7 @@ def _machine_busy() -> float:
 # -- the simulator process ----------------------------------------------------------------
 
 
-def _simulator(pipe: Connection) -> None:
-    import uvloop
-
-    from simulators.config import AccountConfig, MnoConfig, ReceiptConfig, SimConfig
-    from simulators.server import SmscSimulator
-
-    config = SimConfig(admin_port=None, mnos=[MnoConfig(
-        name="bench", record=False, window=100,
-        accounts=[AccountConfig("bench", ["pw"], tps=10**9, max_binds=4)],
-        receipts=ReceiptConfig(enabled=True, delay_ms=(1.0, 5.0), outcomes={"DELIVRD": 1}),
-    )])
-
-    async def main() -> None:
-        sim = SmscSimulator(config)
-        await sim.start()
-        pipe.send(sim.port_of("bench"))
-        await asyncio.get_running_loop().run_in_executor(None, pipe.recv)  # until told to stop
-        counters = sim.mno("bench").counters
-        pipe.send({"submits": counters.submits, "receipts_sent": counters.receipts_sent})
-        await sim.stop()
-
-    uvloop.run(main())
-
-
 # -- scratch services ---------------------------------------------------------------------
-
-
-@contextlib.asynccontextmanager
-async def scratch_database() -> Any:
-    """A new PostgreSQL database for one run; yields its DSN, drops it after."""
-    import asyncpg
-
-    name = f"smppd_bench_{secrets.token_hex(6)}"
-    admin = await asyncpg.connect(PG_DSN, timeout=5)
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    try:
-        yield urlunsplit(urlsplit(PG_DSN)._replace(path=f"/{name}"))
-    finally:
-        admin = await asyncpg.connect(PG_DSN, timeout=5)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await admin.close()
 
 
 async def delete_redis_keys(prefix: str) -> None:
@@ -154,11 +108,7 @@ def daemon_config(port: int, binds: int, dsn: str, redis_prefix: str,
         "store": {"kind": "postgres", "dsn": dsn},
         "redis": {"url": REDIS_URL, "key_prefix": redis_prefix, "replicas": 1},
         "nats": {"url": NATS_URL, **names},
-        "operators": [{
-            "id": "bench", "prefixes": ["9370"], "hosts": [f"127.0.0.1:{port}"],
-            "system_id": "bench", "password": "pw", "tps": 1_000_000, "window": 100,
-            "binds": binds, "response_timeout": 30.0,
-        }],
+        "operators": [bench_operator(port, binds)],
     })
 
 
@@ -187,7 +137,7 @@ async def _run(port: int, sim_pid: int, binds: int, count: int,
     nc = await nats.connect(NATS_URL)
     js = nc.jetstream()
     try:
-        async with scratch_database() as dsn:
+        async with scratch_database(PG_DSN, "smppd_bench") as dsn:
             with tempfile.TemporaryDirectory() as tmp:
                 daemon = Daemon(daemon_config(port, binds, dsn, redis_prefix, names, tmp))
                 await daemon.start()
@@ -196,9 +146,7 @@ async def _run(port: int, sim_pid: int, binds: int, count: int,
                 finally:
                     await daemon.stop()
     finally:
-        for stream in (names["dispatch_stream"], names["dlr_stream"], names["mo_stream"]):
-            with contextlib.suppress(Exception):
-                await js.delete_stream(stream)
+        await delete_streams(js, names)
         await nc.close()
         await delete_redis_keys(redis_prefix)
 
@@ -294,7 +242,7 @@ def run_once(binds: int, count: int, profile: str | None) -> dict[str, Any]:
 
     ctx = mp.get_context("spawn")
     pipe, child = ctx.Pipe()
-    sim = ctx.Process(target=_simulator, args=(child,), daemon=True)
+    sim = ctx.Process(target=simulator_process, args=(child, 100, 4, True), daemon=True)
     sim.start()
     try:
         port = pipe.recv()

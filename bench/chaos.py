@@ -57,6 +57,7 @@ import aiohttp
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.common import create_database, delete_streams, drop_database
 from simulators.tally import Tally, tally
 from smppd.cluster.nats_bus import DISPATCH_SCHEMA
 
@@ -604,20 +605,13 @@ async def distributed_services(wanted: bool) -> AsyncIterator[dict[str, dict[str
     if not wanted:
         yield None
         return
-    import asyncpg
     import nats
     import redis.asyncio as redis
 
     from correlation.migrate import migrate
 
     tag = secrets.token_hex(4)
-    database = f"smppd_chaos_{tag}"
-    admin = await asyncpg.connect(PG_DSN, timeout=5)
-    try:
-        await admin.execute(f'CREATE DATABASE "{database}"')
-    finally:
-        await admin.close()
-    dsn = urlunsplit(urlsplit(PG_DSN)._replace(path=f"/{database}"))
+    dsn = await create_database(PG_DSN, "smppd_chaos")
     names = {"dispatch_stream": f"C{tag}_DISPATCH", "dlr_stream": f"C{tag}_DLR",
              "mo_stream": f"C{tag}_MO", "dispatch_subject": f"c{tag}.smpp.operator",
              "invalid_subject": f"c{tag}.smpp.dispatch.invalid",
@@ -632,21 +626,29 @@ async def distributed_services(wanted: bool) -> AsyncIterator[dict[str, dict[str
                "nats": {"url": NATS_URL, **names}}
     finally:
         nc = await nats.connect(NATS_URL)
-        js = nc.jetstream()
-        for stream in (names["dispatch_stream"], names["dlr_stream"], names["mo_stream"]):
-            with contextlib.suppress(Exception):
-                await js.delete_stream(stream)
+        await delete_streams(nc.jetstream(), names)
         await nc.close()
         client = redis.Redis.from_url(REDIS_URL)
         keys = [key async for key in client.scan_iter(match=f"{prefix}*", count=10_000)]
         if keys:
             await client.delete(*keys)
         await client.aclose()
-        admin = await asyncpg.connect(PG_DSN, timeout=5)
-        try:
-            await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
-        finally:
-            await admin.close()
+        await drop_database(PG_DSN, dsn)
+
+
+def killable(tmp: Path, services: dict[str, dict[str, Any]] | None, prefix: str,
+             tps: float) -> tuple[Path, Smsc, States, Daemon, Daemon]:
+    """An SMSC journaling to tmp/journal.txt, the store's states, and two daemons on one
+    config with one operator "op" on it: the first to be killed, the second to restart."""
+    journal = tmp / "journal.txt"
+    smsc = Smsc(free_port(), journal, tmp / "smsc.log")
+    api_port = free_port()
+    config = write_config(tmp, [operator("op", f"127.0.0.1:{smsc.port}", prefix, tps=tps)],
+                          api_port, services)
+    store: States = (PostgresStates(services["store"]["dsn"]) if services else
+                     SqliteStates(tmp / "state" / "smppd.sqlite"))
+    return (journal, smsc, store, Daemon(config, api_port, tmp / "smppd-1.log"),
+            Daemon(config, api_port, tmp / "smppd-2.log"))
 
 
 async def daemon_killed(fraction: float, sizes: Sizes, keep: bool,
@@ -655,15 +657,7 @@ async def daemon_killed(fraction: float, sizes: Sizes, keep: bool,
     name = f"daemon SIGKILL at {fraction:.0%} ({mode})"
     async with (scratch(f"kill{int(fraction * 100)}{mode}", keep) as tmp,
                 distributed_services(distributed) as services):
-        journal = tmp / "journal.txt"
-        smsc = Smsc(free_port(), journal, tmp / "smsc.log")
-        api_port = free_port()
-        config = write_config(tmp, [operator("op", f"127.0.0.1:{smsc.port}", "9370",
-                                             tps=sizes.kill_tps)], api_port, services)
-        store: States = (PostgresStates(services["store"]["dsn"]) if services else
-                         SqliteStates(tmp / "state" / "smppd.sqlite"))
-        first = Daemon(config, api_port, tmp / "smppd-1.log")
-        second = Daemon(config, api_port, tmp / "smppd-2.log")
+        journal, smsc, store, first, second = killable(tmp, services, "9370", sizes.kill_tps)
         try:
             await smsc.start()
             await first.start()
@@ -1064,15 +1058,7 @@ async def killed_accepting(intake: str, sizes: Sizes, keep: bool) -> Row:
     name = f"daemon SIGKILL while accepting ({intake} intake)"
     async with (scratch(f"accepting_{intake}", keep) as tmp,
                 distributed_services(distributed) as services):
-        journal = tmp / "journal.txt"
-        smsc = Smsc(free_port(), journal, tmp / "smsc.log")
-        api_port = free_port()
-        config = write_config(tmp, [operator("op", f"127.0.0.1:{smsc.port}", "937",
-                                             tps=sizes.kill_tps)], api_port, services)
-        store: States = (PostgresStates(services["store"]["dsn"]) if services else
-                         SqliteStates(tmp / "state" / "smppd.sqlite"))
-        first = Daemon(config, api_port, tmp / "smppd-1.log")
-        second = Daemon(config, api_port, tmp / "smppd-2.log")
+        journal, smsc, store, first, second = killable(tmp, services, "937", sizes.kill_tps)
         nc = await nats.connect(NATS_URL) if services else None
         try:
             await smsc.start()
