@@ -124,6 +124,23 @@ async def test_sigusr1_logs_where_every_task_waits(
         assert await daemon.signal(signal.SIGTERM) == 0  # still running, still stops cleanly
 
 
+async def run_to_exit(config: Path, within: float, hang: str) -> tuple[int, Path]:
+    """`smppd run` on ``config`` to its end: its exit code and its JSON log (smppd.log
+    beside the config); killed, and the test failed with the log, if it runs past
+    ``within`` seconds (``hang`` says what it did wrong then)."""
+    log = config.parent / "smppd.log"
+    with log.open("ab") as out:
+        proc = await asyncio.create_subprocess_exec(
+            str(e2e.SMPPD), "--log-format", "json", "run", "--config", str(config),
+            stdout=out, stderr=out, cwd=config.parent)
+    try:
+        return await asyncio.wait_for(proc.wait(), within), log
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        raise AssertionError(f"smppd {hang}:\n" + log.read_text()) from None
+
+
 async def test_a_failed_start_unbinds_and_exits_non_zero(tmp_path: Path) -> None:
     """The API port is taken: the binds already up are unbound, the process exits 1."""
     async with e2e.running_sim([e2e.mno("op")]) as sim:
@@ -132,18 +149,7 @@ async def test_a_failed_start_unbinds_and_exits_non_zero(tmp_path: Path) -> None
             taken.listen()
             path = e2e.write_config(tmp_path, [e2e.operator("op", sim, binds=2)],
                                     api_port=taken.getsockname()[1])
-            log = tmp_path / "smppd.log"
-            with log.open("ab") as out:
-                proc = await asyncio.create_subprocess_exec(
-                    str(e2e.SMPPD), "--log-format", "json", "run", "--config", str(path),
-                    stdout=out, stderr=out, cwd=tmp_path)
-            try:
-                code = await asyncio.wait_for(proc.wait(), 30.0)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-                raise AssertionError("smppd kept running after start_failed:\n"
-                                     + log.read_text()) from None
+            code, log = await run_to_exit(path, 30.0, "kept running after start_failed")
         assert code == 1, log.read_text()
         assert '"start_failed"' in log.read_text()
         # none is left holding the quota (the binds were started before the API)
@@ -189,18 +195,8 @@ async def test_a_failed_start_does_not_wait_for_a_silent_smsc(tmp_path: Path) ->
                                                             enquire_link_interval=60.0,
                                                             inactivity_timeout=120.0)],
                                     api_port=taken.getsockname()[1], drain_timeout=30.0)
-            log = tmp_path / "smppd.log"
-            with log.open("ab") as out:
-                proc = await asyncio.create_subprocess_exec(
-                    str(e2e.SMPPD), "--log-format", "json", "run", "--config", str(path),
-                    stdout=out, stderr=out, cwd=tmp_path)
-            try:  # a bound, not a measurement: the old code needed drain_timeout + 5 s
-                code = await asyncio.wait_for(proc.wait(), 20.0)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
-                raise AssertionError("smppd waited for the silent SMSC:\n"
-                                     + log.read_text()) from None
+            # 20 s: a bound, not a measurement (the old code needed drain_timeout + 5 s)
+            code, log = await run_to_exit(path, 20.0, "waited for the silent SMSC")
         assert code == 1, log.read_text()
     finally:
         smsc.close()

@@ -41,6 +41,17 @@ def receipt(receipt_id: str, stat: str = "DELIVRD", err: str = "000") -> Receipt
     return Receipt(message_id=receipt_id, stat=stat, err=err, sub=1, dlvrd=1, text="hello")
 
 
+async def expire_after_hold(matcher: ReceiptMatcher, clock: FakeClock) -> tuple[int, list[str]]:
+    """``expire_held`` once the hold is over: what it returns, and the message ids it
+    gave ``on_late`` (receipts matched late to a submit)."""
+    late: list[str] = []
+
+    async def on_late(operator_id: str, result: object) -> None:
+        late.append(getattr(result, "message_id", ""))
+
+    return await matcher.expire_held(clock.advance(HOLD), on_late), late
+
+
 @pytest.fixture
 async def store(tmp_path: Path, clock: FakeClock) -> AsyncIterator[SqliteStore]:
     s = SqliteStore(str(tmp_path / "smppd.sqlite"), clock=clock)
@@ -79,12 +90,8 @@ async def test_auto_receipt_form_tries_every_reading(
     # "1234" is key 4d2 read as decimal (preferred), 1234 read as hex: the other
     # reading matches only once the preferred one had the hold time to show up.
     assert await matcher.on_receipt("roshan", receipt("1234"), "auto") is None
-    late: list[str] = []
-
-    async def on_late(operator_id: str, result: object) -> None:
-        late.append(getattr(result, "message_id", ""))
-
-    assert await matcher.expire_held(clock.advance(HOLD), on_late) == 0
+    expired, late = await expire_after_hold(matcher, clock)
+    assert expired == 0
     assert late == ["m2"]
     got = await store.get_message("m2")
     assert got is not None and got["state"] == DELIVERED
@@ -289,12 +296,8 @@ async def test_all_digit_hex_submit_id_meets_its_decimal_receipt(
     # receipts; "auto" has seen no hex letter yet and reads the submit id as decimal.
     await matcher.on_submitted("roshan", "m1", 1, 1, "1000000000", "auto")
     assert await matcher.on_receipt("roshan", receipt("68719476736"), "auto") is None
-    late: list[str] = []
-
-    async def on_late(operator_id: str, result: object) -> None:
-        late.append(getattr(result, "message_id", ""))
-
-    assert await matcher.expire_held(clock.advance(HOLD), on_late) == 0
+    expired, late = await expire_after_hold(matcher, clock)
+    assert expired == 0
     assert late == ["m1"]
     assert await store.take_orphans("roshan", "1000000000") == []
 
