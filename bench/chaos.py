@@ -444,28 +444,38 @@ class Row:
         return out
 
 
-class BindWatch:
-    """Samples the operator's binds_up every 50 ms: when the daemon saw the fault."""
+class Sampler:
+    """A loop (``_run``) taking samples in the background from ``start`` to ``stop``."""
 
-    def __init__(self, daemon: Daemon, operator: str) -> None:
-        self.daemon = daemon
-        self.operator = operator
-        self.samples: list[tuple[float, int]] = []
+    def __init__(self) -> None:
         self._task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
         self._task = asyncio.ensure_future(self._run())
 
     async def _run(self) -> None:
-        while True:
-            self.samples.append((time.time(), await self.daemon.binds_up(self.operator)))
-            await asyncio.sleep(0.05)
+        raise NotImplementedError
 
     async def stop(self) -> None:
         if self._task is not None:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+
+
+class BindWatch(Sampler):
+    """Samples the operator's binds_up every 50 ms: when the daemon saw the fault."""
+
+    def __init__(self, daemon: Daemon, operator: str) -> None:
+        self.daemon = daemon
+        self.operator = operator
+        self.samples: list[tuple[float, int]] = []
+        super().__init__()
+
+    async def _run(self) -> None:
+        while True:
+            self.samples.append((time.time(), await self.daemon.binds_up(self.operator)))
+            await asyncio.sleep(0.05)
 
     def first_down(self, after: float) -> float | None:
         return next((t for t, n in self.samples if t >= after and 0 <= n < BINDS), None)
@@ -852,16 +862,13 @@ class Intake:
         self.statuses[key] = self.statuses.get(key, 0) + 1
 
 
-class ReadyWatch:
+class ReadyWatch(Sampler):
     """/readyz and /healthz every 200 ms: (time, readyz status, body, healthz ok)."""
 
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
         self.samples: list[tuple[float, int, dict[str, Any], bool]] = []
-        self._task: asyncio.Task[None] | None = None
-
-    def start(self) -> None:
-        self._task = asyncio.ensure_future(self._run())
+        super().__init__()
 
     async def _run(self) -> None:
         async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=5)) as http:
@@ -874,12 +881,6 @@ class ReadyWatch:
                         alive = resp.status == 200
                 self.samples.append((time.time(), status, body, alive))
                 await asyncio.sleep(0.2)
-
-    async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
 
     def between(self, start: float, end: float) -> list[tuple[float, int, dict[str, Any], bool]]:
         return [s for s in self.samples if start <= s[0] < end]
