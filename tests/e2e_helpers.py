@@ -216,6 +216,13 @@ async def submit(daemon: Daemon, count: int, *, prefix: str = "9370", text: str 
     return [a["message_id"] for a in accepted]
 
 
+def numbered(first: int, count: int) -> list[dict[str, Any]]:
+    """Messages ``first``.. with distinct destinations (+9370 and the number, 7 digits),
+    so the SMSC's PDUs say which message each one is."""
+    return [{"tenant_id": "t1", "source": "SMPPD", "destination": f"+9370{i:07d}",
+             "text": f"message {i}"} for i in range(first, first + count)]
+
+
 def submits(sim: SmscSimulator, name: str) -> list[dict[str, Any]]:
     """The submit_sm PDUs an MNO recorded."""
     return sim.mno(name).recorder.entries("submit_sm")

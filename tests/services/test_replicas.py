@@ -25,10 +25,10 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import e2e_helpers as e2e
 import pytest
 import redis.asyncio as aioredis
 from deps_chaos import stored
-from e2e_helpers import DaemonProcess, free_port, mno, operator, running_sim, wait_for, write_config
 from servers import REDIS_URL, fresh_database, redis_prefix
 
 from correlation.migrate import migrate
@@ -37,18 +37,17 @@ from simulators.server import SmscSimulator
 from smppd.cluster.leader import LeaderLease, Standby
 
 pytestmark = pytest.mark.services
-ACCOUNT = "esme"  # e2e_helpers.SYSTEM_ID
 
 
 # --------------------------------------------------------------------------- processes
 
 
-class Replica(DaemonProcess):
+class Replica(e2e.DaemonProcess):
     """One `smppd run` subprocess with its own state directory and API port."""
 
     def __init__(self, directory: Path, config: dict[str, Any]) -> None:
-        port = free_port()
-        path = write_config(directory, api_port=port, **config)
+        port = e2e.free_port()
+        path = e2e.write_config(directory, api_port=port, **config)
         super().__init__(path, port, directory / "smppd.log")
         self.port = port
         self.path = path
@@ -71,14 +70,9 @@ def config(sim: SmscSimulator, dsn: str, prefix: str, *, redis: dict[str, Any],
            **op_keys: Any) -> dict[str, Any]:
     """A daemon config (write_config's arguments): PostgreSQL store, Redis, one
     operator on the simulator."""
-    return {"operators": [operator("op", sim, **op_keys)],
+    return {"operators": [e2e.operator("op", sim, **op_keys)],
             "store": {"kind": "postgres", "dsn": dsn},
             "redis": {"url": REDIS_URL, "key_prefix": prefix, **redis}}
-
-
-def batch(first: int, count: int) -> list[dict[str, Any]]:
-    return [{"tenant_id": "t1", "source": "SMPPD", "destination": f"+9370{i:07d}",
-             "text": f"message {i}"} for i in range(first, first + count)]
 
 
 async def states(dsn: str, ids: list[str]) -> dict[str, int]:
@@ -92,17 +86,17 @@ async def states(dsn: str, ids: list[str]) -> dict[str, int]:
 async def test_two_processes_share_one_tps_budget(
         tmp_path: Path, processes: list[Replica], dsn: str, prefix: str) -> None:
     tps, total = 200, 1000
-    async with running_sim([mno("op", tps=tps, max_binds=4, receipt_delay_ms=20)]) as sim:
+    async with e2e.running_sim([e2e.mno("op", tps=tps, max_binds=4, receipt_delay_ms=20)]) as sim:
         text = config(sim, dsn, prefix, redis={"replicas": 2}, binds=1, window=20, tps=tps)
         for name in ("a", "b"):
             replica = Replica(tmp_path / name, text)
             processes.append(replica)
             await replica.start()
-        await wait_for(lambda: sim.mno("op").bound_count == 2, what="one bind per replica")
+        await e2e.wait_for(lambda: sim.mno("op").bound_count == 2, what="one bind per replica")
 
         started = time.monotonic()
-        halves = await asyncio.gather(processes[0].post_bulk(batch(0, total // 2)),
-                                      processes[1].post_bulk(batch(total // 2, total // 2)))
+        halves = await asyncio.gather(processes[0].post_bulk(e2e.numbered(0, total // 2)),
+                                      processes[1].post_bulk(e2e.numbered(total // 2, total // 2)))
         ids = [i for half in halves for i in half]
         assert len(set(ids)) == total
         found: dict[str, int] = {}
@@ -112,13 +106,13 @@ async def test_two_processes_share_one_tps_budget(
             found.update(await states(dsn, ids))
             return found.get("DELIVERED", 0) == total
 
-        await wait_for(all_delivered, 20.0, interval=0.25,
-                       what=lambda: f"every message DELIVERED: {found}, simulator "
+        await e2e.wait_for(all_delivered, 20.0, interval=0.25,
+                           what=lambda: f"every message DELIVERED: {found}, simulator "
                                     f"{sim.mno('op').counters.to_dict()['totals']}")
         elapsed = time.monotonic() - started
 
         counters = sim.mno("op").counters
-        account = counters.per_account[ACCOUNT]
+        account = counters.per_account[e2e.SYSTEM_ID]
         per_second = account.accepted
         print(f"\n{total} messages over two replicas in {elapsed:.2f}s; "
               f"per-second counts {sorted(per_second.values(), reverse=True)[:6]}; "
@@ -140,7 +134,7 @@ async def test_two_processes_share_one_tps_budget(
 async def test_standby_takes_over_after_kill_9(
         tmp_path: Path, processes: list[Replica], dsn: str, prefix: str) -> None:
     binds, lease = 2, 2.0
-    async with running_sim([mno("op", tps=500, max_binds=binds)]) as sim:
+    async with e2e.running_sim([e2e.mno("op", tps=500, max_binds=binds)]) as sim:
         text = config(sim, dsn, prefix, redis={"standby": True, "lease_time": lease},
                       binds=binds, tps=200)
         first, second = Replica(tmp_path / "a", text), Replica(tmp_path / "b", text)
@@ -163,12 +157,12 @@ async def test_standby_takes_over_after_kill_9(
             assert sim.mno("op").bound_count == binds
             await first.kill()
             killed = time.monotonic()
-            await wait_for(lambda: sim.mno("op").bound_count == 0, what="the kernel closes")
-            await wait_for(lambda: sim.mno("op").bound_count == binds, lease * 3,
-                           interval=0.005, what="the standby's binds")
+            await e2e.wait_for(lambda: sim.mno("op").bound_count == 0, what="the kernel closes")
+            await e2e.wait_for(lambda: sim.mno("op").bound_count == binds, lease * 3,
+                               interval=0.005, what="the standby's binds")
             takeover = time.monotonic() - killed
             # Messages flow through the new leader.
-            ids = await second.post_bulk(batch(0, 50))
+            ids = await second.post_bulk(e2e.numbered(0, 50))
             found: dict[str, int] = {}
 
             async def delivered() -> bool:
@@ -176,7 +170,7 @@ async def test_standby_takes_over_after_kill_9(
                 found.update(await states(dsn, ids))
                 return found.get("DELIVERED", 0) == len(ids)
 
-            await wait_for(delivered, 10.0, interval=0.2, what=lambda: f"DELIVERED: {found}")
+            await e2e.wait_for(delivered, 10.0, interval=0.2, what=lambda: f"DELIVERED: {found}")
         finally:
             stop.set()
             await watcher
@@ -193,7 +187,7 @@ async def test_standby_takes_over_after_kill_9(
 async def test_the_leader_sends_what_a_standby_accepted_and_a_dead_leader_queued(
         tmp_path: Path, processes: list[Replica], dsn: str, prefix: str) -> None:
     binds, window = 2, 10
-    async with running_sim([mno("op", tps=500, max_binds=binds)]) as sim:
+    async with e2e.running_sim([e2e.mno("op", tps=500, max_binds=binds)]) as sim:
         text = config(sim, dsn, prefix, binds=binds, window=window, tps=200,
                       redis={"standby": True, "lease_time": 1.0, "sweep_interval": 0.3,
                              "sweep_grace": 0.3})
@@ -209,19 +203,20 @@ async def test_the_leader_sends_what_a_standby_accepted_and_a_dead_leader_queued
             return sum(n for state, n in found.items() if state in FINAL_STATES) == len(ids)
 
         # A standby took these commands: the leader sends them (its sweep).
-        early = await standby.post_bulk(batch(0, 20))
-        await wait_for(lambda: all_final(early), 15.0, interval=0.1,
-                       what=lambda: f"the standby's messages final: {found}")
+        early = await standby.post_bulk(e2e.numbered(0, 20))
+        await e2e.wait_for(lambda: all_final(early), 15.0, interval=0.1,
+                           what=lambda: f"the standby's messages final: {found}")
         assert found == {"DELIVERED": 20}
 
         # The leader holds its queue (paused), then dies with it; the standby took more.
         async with aiohttp.ClientSession() as http, http.post(
                 f"{leader.url}/v1/operators/op/pause") as resp:
             assert resp.status == 200, await resp.text()
-        queued = await leader.post_bulk(batch(100, 50)) + await standby.post_bulk(batch(200, 50))
+        queued = (await leader.post_bulk(e2e.numbered(100, 50))
+                  + await standby.post_bulk(e2e.numbered(200, 50)))
         await leader.kill()
-        await wait_for(lambda: all_final(queued), 30.0, interval=0.2,
-                       what=lambda: f"every queued message final after the takeover: {found}")
+        await e2e.wait_for(lambda: all_final(queued), 30.0, interval=0.2,
+                           what=lambda: f"every queued message final after the takeover: {found}")
         assert found == {"DELIVERED": 100}
         counters = sim.mno("op").counters
         assert counters.alybnd_refusals == 0

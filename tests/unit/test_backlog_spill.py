@@ -228,12 +228,6 @@ async def test_accept_times_increase_even_when_the_clock_does_not(
 # -- the daemon against the simulator ---------------------------------------------------
 
 
-def bodies(first: int, count: int) -> list[dict[str, Any]]:
-    """Messages with distinct destinations, so the SMSC's PDUs say which is which."""
-    return [{"tenant_id": "t1", "source": "SMPPD", "destination": f"+9370{i:07d}",
-             "text": f"message {i}"} for i in range(first, first + count)]
-
-
 def destinations(count: int) -> list[str]:
     return [f"9370{i:07d}" for i in range(count)]
 
@@ -248,7 +242,7 @@ async def test_daemon_sends_a_spilled_backlog_once_and_in_order(tmp_path: Path) 
         await daemon.start()
         try:
             for first in range(0, 60, 7):
-                await daemon.submit(bodies(first, min(7, 60 - first)), None)
+                await daemon.submit(e2e.numbered(first, min(7, 60 - first)), None)
                 assert len(op.queue) <= 5
             op.resume()
             await e2e.wait_for(lambda: len(e2e.submits(sim, "op")) >= 60, 10.0, what="60 submits")
@@ -266,7 +260,7 @@ async def test_kill_9_with_a_spilled_backlog_then_restart_sends_each_once(
                                                     tps=5000, window=10, queue_limit=10)],
                             api_port=api_port)
     first = await processes.start(path, api_port, ready="/healthz")
-    await first.post_bulk(bodies(0, 150))  # 202: durable, 140 of them in SQLite only
+    await first.post_bulk(e2e.numbered(0, 150))  # 202: durable, 140 of them in SQLite only
     await first.kill()
 
     async with e2e.running_sim([e2e.mno("op", tps=5000, port=smsc_port)]) as sim:

@@ -12,7 +12,6 @@ import collections
 import signal
 import socket
 from pathlib import Path
-from typing import Any
 
 import aiohttp
 import e2e_helpers as e2e
@@ -22,12 +21,6 @@ from simulators import Behaviour
 from simulators.server import SmscSimulator
 from smppd.config import load_config
 from smppd.runtime.daemon import Daemon
-
-
-def batch(count: int) -> list[dict[str, Any]]:
-    """Messages with distinct destinations, so the SMSC's PDUs say which is which."""
-    return [{"tenant_id": "t1", "source": "SMPPD", "destination": f"+9370{i:07d}",
-             "text": f"message {i}"} for i in range(count)]
 
 
 def per_destination(sim: SmscSimulator) -> collections.Counter[str]:
@@ -42,7 +35,7 @@ async def test_sigterm_drains_in_flight_and_exits_zero(
         path = e2e.write_config(tmp_path, [e2e.operator("op", sim, binds=2, window=10, tps=200)],
                                 api_port=api_port)
         daemon = await processes.start(path, api_port)
-        ids = await daemon.post_bulk(batch(300))
+        ids = await daemon.post_bulk(e2e.numbered(0, 300))
         await e2e.wait_for(lambda: len(e2e.submits(sim, "op")) >= 40, 10.0, what="40 submits")
         assert await daemon.signal(signal.SIGTERM) == 0, daemon.log.read_text()
 
@@ -71,7 +64,7 @@ async def test_kill_9_then_restart_loses_nothing(
                              submit_resp_id="decimal", receipt_id="decimal")
         path = e2e.write_config(tmp_path, [table], api_port=api_port)
         first = await processes.start(path, api_port)
-        ids = await first.post_bulk(batch(400))  # 202 = durable
+        ids = await first.post_bulk(e2e.numbered(0, 400))  # 202 = durable
         await e2e.wait_for(lambda: len(e2e.submits(sim, "op")) >= 100, 10.0, what="100 submits")
         await first.kill()
         await e2e.wait_for(lambda: sim.mno("op").bound_count == 0, what="binds gone")
