@@ -140,6 +140,26 @@ class Process:
             return None
 
 
+class FaultProxy(Process):
+    """``smppd-faultproxy`` with its API on a free port, driven by toxiproxy-python."""
+
+    def __init__(self, log: Path) -> None:
+        self.api = free_port()
+        super().__init__([str(BIN / "smppd-faultproxy"), "--listen", f"127.0.0.1:{self.api}"],
+                         log)
+
+    async def start(self) -> None:
+        await super().start()
+        await wait_until(lambda: _listening(self.api), 10.0, "the fault proxy")
+
+    def client(self) -> Any:
+        import toxiproxy
+
+        server = toxiproxy.Toxiproxy()
+        server.update_api_consumer("127.0.0.1", self.api)  # the client's class attributes
+        return server
+
+
 def _append(path: Path) -> BinaryIO:
     return open(path, "ab")  # the child writes its output there
 
@@ -531,24 +551,19 @@ LINK_FAULTS: dict[str, tuple[str, dict[str, int], tuple[str, ...]]] = {
 
 
 async def link_fault(name: str, sizes: Sizes, keep: bool) -> Row:
-    import toxiproxy
 
     async with scratch("".join(c if c.isalnum() else "_" for c in name), keep) as tmp:
         journal = tmp / "journal.txt"
         # Mid-window: for a reset or a kill, answers come 100 ms late so the windows are full.
         delay = 100.0 if name in ("reset mid-window", "SMSC killed") else 0.0
         smsc = Smsc(free_port(), journal, tmp / "smsc.log", response_delay_ms=delay)
-        api = free_port()
-        proxy_proc = Process([str(BIN / "smppd-faultproxy"), "--listen", f"127.0.0.1:{api}"],
-                             tmp / "faultproxy.log")
+        proxy_proc = FaultProxy(tmp / "faultproxy.log")
         processes: list[Process] = [smsc, proxy_proc]
         daemon: Daemon | None = None
         try:
             await smsc.start()
             await proxy_proc.start()
-            await wait_until(lambda: _listening(api), 10.0, "the fault proxy")
-            server = toxiproxy.Toxiproxy()
-            server.update_api_consumer("127.0.0.1", api)
+            server = proxy_proc.client()
             proxy = await asyncio.to_thread(server.create, name="op", listen="127.0.0.1:0",
                                             upstream=f"127.0.0.1:{smsc.port}")
             api_port = free_port()
@@ -897,7 +912,6 @@ async def dependency_cut(name: str, sizes: Sizes, keep: bool) -> Row:
     """The distributed daemon, each dependency behind a fault-proxy link, one or two of
     them cut for ``sizes.cut_seconds`` under 200 messages/s (half HTTP, half NATS)."""
     import nats
-    import toxiproxy
 
     cut = DEPENDENCY_CUTS[name]
     async with (scratch("deps_" + "_".join(cut), keep) as tmp,
@@ -905,18 +919,14 @@ async def dependency_cut(name: str, sizes: Sizes, keep: bool) -> Row:
         assert services is not None
         journal = tmp / "journal.txt"
         smsc = Smsc(free_port(), journal, tmp / "smsc.log")
-        api = free_port()
-        proxy_proc = Process([str(BIN / "smppd-faultproxy"), "--listen", f"127.0.0.1:{api}"],
-                             tmp / "faultproxy.log")
+        proxy_proc = FaultProxy(tmp / "faultproxy.log")
         daemon: Daemon | None = None
         nc = await nats.connect(NATS_URL)
         processes: list[Process] = [smsc, proxy_proc]
         try:
             await smsc.start()
             await proxy_proc.start()
-            await wait_until(lambda: _listening(api), 10.0, "the fault proxy")
-            server = toxiproxy.Toxiproxy()
-            server.update_api_consumer("127.0.0.1", api)
+            server = proxy_proc.client()
             real = {"postgres": services["store"]["dsn"], "redis": REDIS_URL,
                     "nats": NATS_URL, "vault": vault}
             proxies, via = {}, {}

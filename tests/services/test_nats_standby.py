@@ -23,7 +23,7 @@ import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
 from servers import NATS_URL, REDIS_URL, command, fresh_database, jetstream, redis_prefix
-from test_replicas import states
+from test_replicas import delivered, wait_states
 from test_standby import Replica as StoreReplica
 
 from correlation.migrate import migrate
@@ -139,15 +139,7 @@ async def test_only_the_leader_takes_an_operators_commands(
             await js.publish(subject, b"{not json")
             await js.publish(f"{names['dispatch_subject']}.ghost", command("g-1"))
 
-            found: dict[str, int] = {}
-
-            async def all_delivered() -> bool:
-                found.clear()
-                found.update(await states(dsn, ids))
-                return found.get("DELIVERED", 0) == count
-
-            await e2e.wait_for(all_delivered, 20.0, interval=0.1,
-                               what=lambda: f"DELIVERED: {found}")
+            await wait_states(dsn, ids, delivered(count), 20.0, 0.1, "DELIVERED")
             got = sorted([await reasons.next(), await reasons.next()], key=lambda r: r["subject"])
             assert [(r["subject"], r["errors"][0]["field"]) for r in got] == [
                 (f"{names['dispatch_subject']}.ghost", "message.operator_id"),
@@ -174,18 +166,14 @@ async def test_only_the_leader_takes_an_operators_commands(
                                3 * LEASE, what="b leads")
             later = [f"d-{i}" for i in range(50)]
             await publish(js, subject, later, destination="+93700000001")
-            await e2e.wait_for(lambda: all_delivered_of(dsn, later), 15.0, interval=0.1,
-                               what="the later commands DELIVERED")
+            await wait_states(dsn, later, delivered(len(later)), 15.0, 0.1,
+                              "the later commands DELIVERED")
             assert standby.bus.stored == {durable: len(later)}
             assert leader.bus.stored == {durable: count}
         finally:
             await leader.stop()
             if standby is not None:
                 await standby.stop()
-
-
-async def all_delivered_of(dsn: str, ids: list[str]) -> bool:
-    return (await states(dsn, ids)).get("DELIVERED", 0) == len(ids)
 
 
 async def test_after_kill_9_the_new_leader_takes_the_consumer(
@@ -208,8 +196,8 @@ async def test_after_kill_9_the_new_leader_takes_the_consumer(
 
             sent = [f"a-{i}" for i in range(batch)]
             await publish(js, subject, sent, destination="+93700000001")
-            await e2e.wait_for(lambda: all_delivered_of(dsn, sent), 15.0, interval=0.1,
-                               what="the first batch DELIVERED")
+            await wait_states(dsn, sent, delivered(len(sent)), 15.0, 0.1,
+                              "the first batch DELIVERED")
 
             # The leader stores and acks the next batch but holds it (paused), then dies.
             async with aiohttp.ClientSession() as http, http.post(
@@ -218,15 +206,9 @@ async def test_after_kill_9_the_new_leader_takes_the_consumer(
             held = [f"b-{i}" for i in range(batch)]
             await publish(js, subject, held, destination="+93700000001")
 
-            async def all_stored() -> bool:
-                found.clear()
-                found.update(await states(dsn, held))
-                # (a paused bind may have had one part in hand)
-                return sum(found.values()) == batch
-
-            found: dict[str, int] = {}
-            await e2e.wait_for(all_stored, 10.0, interval=0.1,
-                               what=lambda: f"the held batch stored: {found}")
+            # (a paused bind may have had one part in hand: any state counts)
+            await wait_states(dsn, held, lambda found: sum(found.values()) == batch, 10.0, 0.1,
+                              "the held batch stored")
             await e2e.wait_for(lambda: settled(js, names, durable), what="the held batch acked")
             before = second.log.read_text()
             await first.kill()  # (JetStream skips the fetch it left: nobody listens)
@@ -236,12 +218,8 @@ async def test_after_kill_9_the_new_leader_takes_the_consumer(
 
             everything = sent + held + waiting
 
-            async def all_final() -> bool:
-                found.clear()
-                found.update(await states(dsn, everything))
-                return found.get("DELIVERED", 0) == len(everything)
-
-            await e2e.wait_for(all_final, 30.0, interval=0.2, what=lambda: f"DELIVERED: {found}")
+            await wait_states(dsn, everything, delivered(len(everything)), 30.0, 0.2,
+                              "DELIVERED")
             await e2e.wait_for(lambda: settled(js, names, durable), what="the consumer settled")
             info = await consumer(js, names, durable)
             # Each command reached the operator's consumer once: no redelivery.

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,31 @@ async def states(dsn: str, ids: list[str]) -> dict[str, int]:
     return dict(collections.Counter((await stored(dsn, ids)).values()))
 
 
+async def wait_states(dsn: str, ids: list[str], done: Callable[[dict[str, int]], bool],
+                      timeout: float, interval: float, what: str,
+                      more: Callable[[], str] = lambda: "") -> dict[str, int]:
+    """Polls ``states(dsn, ids)`` until ``done`` holds of them; returns them. A timeout
+    names ``what`` and the last counts (then ``more()``)."""
+    found: dict[str, int] = {}
+
+    async def reached() -> bool:
+        found.clear()
+        found.update(await states(dsn, ids))
+        return done(found)
+
+    await e2e.wait_for(reached, timeout, interval=interval,
+                       what=lambda: f"{what}: {found}{more()}")
+    return found
+
+
+def delivered(count: int) -> Callable[[dict[str, int]], bool]:
+    return lambda found: found.get("DELIVERED", 0) == count
+
+
+def final(count: int) -> Callable[[dict[str, int]], bool]:
+    return lambda found: sum(n for state, n in found.items() if state in FINAL_STATES) == count
+
+
 # --------------------------------------------------------------------------- both active
 
 
@@ -99,16 +124,8 @@ async def test_two_processes_share_one_tps_budget(
                                       processes[1].post_bulk(e2e.numbered(total // 2, total // 2)))
         ids = [i for half in halves for i in half]
         assert len(set(ids)) == total
-        found: dict[str, int] = {}
-
-        async def all_delivered() -> bool:
-            found.clear()
-            found.update(await states(dsn, ids))
-            return found.get("DELIVERED", 0) == total
-
-        await e2e.wait_for(all_delivered, 20.0, interval=0.25,
-                           what=lambda: f"every message DELIVERED: {found}, simulator "
-                                    f"{sim.mno('op').counters.to_dict()['totals']}")
+        await wait_states(dsn, ids, delivered(total), 20.0, 0.25, "every message DELIVERED",
+                          more=lambda: f", simulator {sim.mno('op').counters.to_dict()['totals']}")
         elapsed = time.monotonic() - started
 
         counters = sim.mno("op").counters
@@ -163,14 +180,7 @@ async def test_standby_takes_over_after_kill_9(
             takeover = time.monotonic() - killed
             # Messages flow through the new leader.
             ids = await second.post_bulk(e2e.numbered(0, 50))
-            found: dict[str, int] = {}
-
-            async def delivered() -> bool:
-                found.clear()
-                found.update(await states(dsn, ids))
-                return found.get("DELIVERED", 0) == len(ids)
-
-            await e2e.wait_for(delivered, 10.0, interval=0.2, what=lambda: f"DELIVERED: {found}")
+            await wait_states(dsn, ids, delivered(len(ids)), 10.0, 0.2, "DELIVERED")
         finally:
             stop.set()
             await watcher
@@ -195,17 +205,10 @@ async def test_the_leader_sends_what_a_standby_accepted_and_a_dead_leader_queued
         processes.extend([leader, standby])
         await leader.start()  # /readyz: it leads, its binds are up
         await standby.start(ready="/healthz")
-        found: dict[str, int] = {}
-
-        async def all_final(ids: list[str]) -> bool:
-            found.clear()
-            found.update(await states(dsn, ids))
-            return sum(n for state, n in found.items() if state in FINAL_STATES) == len(ids)
-
         # A standby took these commands: the leader sends them (its sweep).
         early = await standby.post_bulk(e2e.numbered(0, 20))
-        await e2e.wait_for(lambda: all_final(early), 15.0, interval=0.1,
-                           what=lambda: f"the standby's messages final: {found}")
+        found = await wait_states(dsn, early, final(len(early)), 15.0, 0.1,
+                                  "the standby's messages final")
         assert found == {"DELIVERED": 20}
 
         # The leader holds its queue (paused), then dies with it; the standby took more.
@@ -215,8 +218,8 @@ async def test_the_leader_sends_what_a_standby_accepted_and_a_dead_leader_queued
         queued = (await leader.post_bulk(e2e.numbered(100, 50))
                   + await standby.post_bulk(e2e.numbered(200, 50)))
         await leader.kill()
-        await e2e.wait_for(lambda: all_final(queued), 30.0, interval=0.2,
-                           what=lambda: f"every queued message final after the takeover: {found}")
+        found = await wait_states(dsn, queued, final(len(queued)), 30.0, 0.2,
+                                  "every queued message final after the takeover")
         assert found == {"DELIVERED": 100}
         counters = sim.mno("op").counters
         assert counters.alybnd_refusals == 0
