@@ -219,10 +219,10 @@ async def test_smppctl_with_a_client_certificate(tmp_path: Path, pki: Pki,
     api_ca = pki.ca("api-ca")
     server = pki.issue(api_ca, "api")
     ops = pki.issue(client_ca, "ops-laptop", client=True)
-    async with running_sim([mno("op")]) as sim:
-        path = write_config(tmp_path, [operator("op", sim)])
+    async with e2e.running_sim([e2e.mno("op")]) as sim:
+        path = e2e.write_config(tmp_path, [e2e.operator("op", sim)])
         api_tls(path, server, client_ca)
-        async with running_daemon(path) as daemon:
+        async with e2e.running_daemon(path) as daemon:
             url = f"https://127.0.0.1:{daemon.api_port}"
             mine = ["--cert", str(ops.cert), "--key", str(ops.key),
                     "--cacert", str(api_ca.cert)]
