@@ -7,11 +7,13 @@ API serves HTTPS and, with tls_client_ca, only to clients with a certificate."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
 import os
 import ssl
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -168,11 +170,18 @@ async def test_without_a_client_certificate_the_bind_fails_clearly(
 # --------------------------------------------------------------------------- on the API
 
 
-def api_tls(path: Path, server: Issued, client_ca: Issued | None = None) -> None:
-    lines = [f'tls_cert = "{server.cert}"', f'tls_key = "{server.key}"']
+@contextlib.asynccontextmanager
+async def https_daemon(directory: Path, server: Issued,
+                       client_ca: Issued | None = None) -> AsyncIterator[Daemon]:
+    """The daemon (operator "op" on the simulator) with its API over HTTPS on ``server``'s
+    certificate; with ``client_ca``, only to clients with a certificate from it."""
+    api = {"tls_cert": str(server.cert), "tls_key": str(server.key)}
     if client_ca is not None:
-        lines.append(f'tls_client_ca = "{client_ca.cert}"')
-    path.write_text(path.read_text().replace("[api]\n", "[api]\n" + "\n".join(lines) + "\n", 1))
+        api["tls_client_ca"] = str(client_ca.cert)
+    async with e2e.running_sim([e2e.mno("op")]) as sim:
+        path = e2e.write_config(directory, [e2e.operator("op", sim)], api=api)
+        async with e2e.running_daemon(path) as daemon:
+            yield daemon
 
 
 def client_context(ca: Issued, cert: Issued | None = None) -> ssl.SSLContext:
@@ -187,24 +196,21 @@ async def test_the_api_over_https_with_client_certificates(
     api_ca = pki.ca("api-ca")
     server = pki.issue(api_ca, "api")
     platform = pki.issue(client_ca, "orchestrator", client=True)
-    async with e2e.running_sim([e2e.mno("op")]) as sim:
-        path = e2e.write_config(tmp_path, [e2e.operator("op", sim)])
-        api_tls(path, server, client_ca)
-        async with e2e.running_daemon(path) as daemon, aiohttp.ClientSession() as http:
-            url = f"https://127.0.0.1:{daemon.api_port}/v1/operators"
-            async with http.get(url, ssl=client_context(api_ca, platform)) as resp:
-                assert resp.status == 200
-                assert (await resp.json())["operators"][0]["id"] == "op"
-            with pytest.raises(aiohttp.ClientError):  # no client certificate: refused
-                async with http.get(url, ssl=client_context(api_ca)) as resp:
-                    await resp.read()
-            stranger = pki.issue(pki.ca("strangers"), "stranger", client=True)
-            with pytest.raises(aiohttp.ClientError):  # one from another CA: refused
-                async with http.get(url, ssl=client_context(api_ca, stranger)) as resp:
-                    await resp.read()
-            with pytest.raises(aiohttp.ClientError):  # plain HTTP on the TLS port
-                async with http.get(url.replace("https", "http")) as resp:
-                    await resp.read()
+    async with https_daemon(tmp_path, server, client_ca) as daemon, aiohttp.ClientSession() as http:
+        url = f"https://127.0.0.1:{daemon.api_port}/v1/operators"
+        async with http.get(url, ssl=client_context(api_ca, platform)) as resp:
+            assert resp.status == 200
+            assert (await resp.json())["operators"][0]["id"] == "op"
+        with pytest.raises(aiohttp.ClientError):  # no client certificate: refused
+            async with http.get(url, ssl=client_context(api_ca)) as resp:
+                await resp.read()
+        stranger = pki.issue(pki.ca("strangers"), "stranger", client=True)
+        with pytest.raises(aiohttp.ClientError):  # one from another CA: refused
+            async with http.get(url, ssl=client_context(api_ca, stranger)) as resp:
+                await resp.read()
+        with pytest.raises(aiohttp.ClientError):  # plain HTTP on the TLS port
+            async with http.get(url.replace("https", "http")) as resp:
+                await resp.read()
 
 
 def smppctl(*argv: str, env: dict[str, str] | None = None) -> tuple[int, str, str]:
@@ -219,30 +225,27 @@ async def test_smppctl_with_a_client_certificate(tmp_path: Path, pki: Pki,
     api_ca = pki.ca("api-ca")
     server = pki.issue(api_ca, "api")
     ops = pki.issue(client_ca, "ops-laptop", client=True)
-    async with e2e.running_sim([e2e.mno("op")]) as sim:
-        path = e2e.write_config(tmp_path, [e2e.operator("op", sim)])
-        api_tls(path, server, client_ca)
-        async with e2e.running_daemon(path) as daemon:
-            url = f"https://127.0.0.1:{daemon.api_port}"
-            mine = ["--cert", str(ops.cert), "--key", str(ops.key),
-                    "--cacert", str(api_ca.cert)]
-            code, out, _ = await asyncio.to_thread(smppctl, "--url", url, *mine, "--json",
-                                                   "operators")
-            assert code == 0 and json.loads(out)["operators"][0]["id"] == "op"
-            # The same from the environment, and the options after the command.
-            env = {"SMPPCTL_URL": url, "SMPPCTL_CERT": str(ops.cert),
-                   "SMPPCTL_KEY": str(ops.key), "SMPPCTL_CACERT": str(api_ca.cert)}
-            code, out, _ = await asyncio.to_thread(smppctl, "operator", "op", env=env)
-            assert code == 0 and "op#0  bound" in out
-            # No client certificate: the API refuses the connection.
-            code, _, err = await asyncio.to_thread(smppctl, "--url", url, "--cacert",
-                                                   str(api_ca.cert), "operators")
-            assert code == 3 and "cannot reach" in err
-            # The API's certificate is not from a CA we were told to trust.
-            code, _, err = await asyncio.to_thread(smppctl, "--url", url, "--cert",
-                                                   str(ops.cert), "--key", str(ops.key),
-                                                   "operators")
-            assert code == 3 and "CERTIFICATE_VERIFY_FAILED" in err
+    async with https_daemon(tmp_path, server, client_ca) as daemon:
+        url = f"https://127.0.0.1:{daemon.api_port}"
+        mine = ["--cert", str(ops.cert), "--key", str(ops.key),
+                "--cacert", str(api_ca.cert)]
+        code, out, _ = await asyncio.to_thread(smppctl, "--url", url, *mine, "--json",
+                                               "operators")
+        assert code == 0 and json.loads(out)["operators"][0]["id"] == "op"
+        # The same from the environment, and the options after the command.
+        env = {"SMPPCTL_URL": url, "SMPPCTL_CERT": str(ops.cert),
+               "SMPPCTL_KEY": str(ops.key), "SMPPCTL_CACERT": str(api_ca.cert)}
+        code, out, _ = await asyncio.to_thread(smppctl, "operator", "op", env=env)
+        assert code == 0 and "op#0  bound" in out
+        # No client certificate: the API refuses the connection.
+        code, _, err = await asyncio.to_thread(smppctl, "--url", url, "--cacert",
+                                               str(api_ca.cert), "operators")
+        assert code == 3 and "cannot reach" in err
+        # The API's certificate is not from a CA we were told to trust.
+        code, _, err = await asyncio.to_thread(smppctl, "--url", url, "--cert",
+                                               str(ops.cert), "--key", str(ops.key),
+                                               "operators")
+        assert code == 3 and "CERTIFICATE_VERIFY_FAILED" in err
 
 
 def test_smppctl_names_the_tls_option_it_cannot_use(tmp_path: Path, pki: Pki,
@@ -266,13 +269,11 @@ def test_smppctl_names_the_tls_option_it_cannot_use(tmp_path: Path, pki: Pki,
 async def test_the_api_over_https_without_client_certificates(tmp_path: Path,
                                                                pki: Pki) -> None:
     api_ca = pki.ca("api-ca")
-    async with e2e.running_sim([e2e.mno("op")]) as sim:
-        path = e2e.write_config(tmp_path, [e2e.operator("op", sim)])
-        api_tls(path, pki.issue(api_ca, "api"))
-        async with e2e.running_daemon(path) as daemon, aiohttp.ClientSession() as http:
-            url = f"https://localhost:{daemon.api_port}/healthz"
-            async with http.get(url, ssl=client_context(api_ca)) as resp:
-                assert resp.status == 200
+    async with https_daemon(tmp_path, pki.issue(api_ca, "api")) as daemon, \
+            aiohttp.ClientSession() as http:
+        url = f"https://localhost:{daemon.api_port}/healthz"
+        async with http.get(url, ssl=client_context(api_ca)) as resp:
+            assert resp.status == 200
 
 
 # --------------------------------------------------------------------------- config
