@@ -8,7 +8,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from test_store_contract import message, truncate
+from records import message
+from test_store_contract import truncate
 
 from correlation.hot_index import HotIndex
 from correlation.pg_store import PgStore

@@ -7,8 +7,6 @@ test, and a Redis key prefix per test.
 from __future__ import annotations
 
 import asyncio
-import sys
-import textwrap
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -16,8 +14,9 @@ from typing import TYPE_CHECKING
 import asyncpg
 import pytest
 import redis.asyncio as redis
+from records import accept_then_kill_9, message
 from servers import DEAD_REDIS, REDIS_URL, migrated_database
-from test_store_contract import message, truncate
+from test_store_contract import truncate
 
 from correlation.pg_store import LOOKUP_SQL, purge_older_than
 from correlation.redis_index import RedisIndex
@@ -179,32 +178,7 @@ async def test_purge_deletes_finished_rows_older_than_the_cutoff(
 
 async def test_accepted_messages_survive_kill_9(dsn: str, pg_stores: PgStores) -> None:
     # A real process, killed with SIGKILL right after accept() returned: nothing may be lost.
-    script = textwrap.dedent(
-        f"""
-        import asyncio, os, signal
-        from correlation.pg_store import PgStore
-        from correlation.store import MessageRecord
-
-        def message(message_id, at):
-            return MessageRecord(message_id=message_id, tenant_id="t1", source="Acme",
-                destination="93791234567", data_coding=0, body=b"hi", created_at=at, updated_at=at)
-
-        async def main():
-            store = PgStore({dsn!r})
-            await store.open()
-            accepts = (store.accept([message(f"m{{i}}", 1000.0 + i)]) for i in range(200))
-            await asyncio.gather(*accepts)
-            await store.record_submitted("m0", 1, 1, "op", "AB", "ab", 1001.0)
-            os.kill(os.getpid(), signal.SIGKILL)
-
-        asyncio.run(main())
-        """
-    )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", script, cwd=REPO, stderr=asyncio.subprocess.PIPE
-    )
-    _, stderr = await proc.communicate()
-    assert proc.returncode == -9, stderr.decode()
+    await accept_then_kill_9("from correlation.pg_store import PgStore", f"PgStore({dsn!r})")
     again = await pg_stores.open(dsn, None)
     pending = await again.pending_messages()
     assert [m.message_id for m in pending] == [f"m{i}" for i in range(1, 200)]

@@ -22,8 +22,8 @@ import pytest
 import redis.asyncio as aioredis
 from conftest import FakeClock
 from e2e_helpers import mno, open_sqlite, operator, running_sim, wait_for, write_config
+from records import message
 from servers import REDIS_URL, fresh_database, redis_prefix
-from test_store_contract import message
 
 from correlation.pg_store import PgStore
 from correlation.sqlite_store import SqliteStore

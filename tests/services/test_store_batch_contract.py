@@ -18,8 +18,9 @@ from typing import TYPE_CHECKING
 import pytest
 import redis.asyncio as redis
 from conftest import FakeClock
+from records import message
 from servers import DEAD_REDIS, REDIS_URL, migrated_database, redis_prefix
-from test_store_contract import message, truncate
+from test_store_contract import truncate
 
 from correlation.pg_store import LOOKUP_MANY_SQL, PgStore
 from correlation.redis_index import RedisIndex

@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 import pytest
 from conftest import FakeClock
+from records import message
 from servers import (
     REDIS_URL,
     migrated_database,
@@ -32,7 +33,6 @@ from correlation.store import (
     SUBMITTED,
     UNDELIVERABLE,
     CorrelationStore,
-    MessageRecord,
     MoPartRecord,
     OutboxDepth,
     PartRef,
@@ -105,17 +105,6 @@ async def store(open_store: OpenStore) -> CorrelationStore:
     return await open_store()
 
 
-def message(message_id: str, at: float = 1000.0) -> MessageRecord:
-    return MessageRecord(
-        message_id=message_id,
-        tenant_id="t1",
-        source="Acme",
-        destination="93791234567",
-        data_coding=0,
-        body=b"hello",
-        created_at=at,
-        updated_at=at,
-    )
 
 
 # -- the contract -------------------------------------------------------------------------

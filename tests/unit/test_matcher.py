@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from conftest import FakeClock
 from e2e_helpers import open_sqlite
+from records import message as stored_message
 
 from correlation.matcher import ReceiptMatcher, receipt_keys
 from correlation.receipts import Receipt
@@ -24,17 +25,10 @@ from correlation.store import (
 HOLD = 30.0
 
 
+
+
 def message(message_id: str) -> MessageRecord:
-    return MessageRecord(
-        message_id=message_id,
-        tenant_id="t1",
-        source="Acme",
-        destination="93791234567",
-        data_coding=0,
-        body=b"hello",
-        created_at=1.0,
-        updated_at=1.0,
-    )
+    return stored_message(message_id, at=1.0)
 
 
 def receipt(receipt_id: str, stat: str = "DELIVRD", err: str = "000") -> Receipt:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import sys
-import textwrap
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -13,6 +11,7 @@ import pytest
 from conftest import FakeClock
 from hypothesis import given
 from hypothesis import strategies as st
+from records import accept_then_kill_9, message
 
 from correlation.sqlite_store import SqliteStore
 from correlation.store import (
@@ -23,7 +22,6 @@ from correlation.store import (
     FINAL_STATES,
     PART_STATES,
     SUBMITTED,
-    UNDELIVERABLE,
     UNKNOWN,
     MessageRecord,
     PartRef,
@@ -33,17 +31,6 @@ from correlation.store import (
 REPO = Path(__file__).resolve().parents[2]
 
 
-def message(message_id: str, at: float = 1000.0) -> MessageRecord:
-    return MessageRecord(
-        message_id=message_id,
-        tenant_id="t1",
-        source="Acme",
-        destination="93791234567",
-        data_coding=0,
-        body=b"hello",
-        created_at=at,
-        updated_at=at,
-    )
 
 
 @pytest.fixture
@@ -80,32 +67,8 @@ async def test_accept_survives_close_and_reopen(store: SqliteStore, path: str) -
 
 async def test_accepted_messages_survive_kill_9(path: str) -> None:
     # A real process, killed with SIGKILL right after accept() returned: nothing may be lost.
-    script = textwrap.dedent(
-        f"""
-        import asyncio, os, signal
-        from correlation.sqlite_store import SqliteStore
-        from correlation.store import MessageRecord
-
-        def message(message_id, at):
-            return MessageRecord(message_id=message_id, tenant_id="t1", source="Acme",
-                destination="93791234567", data_coding=0, body=b"hi", created_at=at, updated_at=at)
-
-        async def main():
-            store = SqliteStore({path!r})
-            await store.open()
-            accepts = (store.accept([message(f"m{{i}}", 1000.0 + i)]) for i in range(200))
-            await asyncio.gather(*accepts)
-            await store.record_submitted("m0", 1, 1, "op", "AB", "ab", 1001.0)
-            os.kill(os.getpid(), signal.SIGKILL)
-
-        asyncio.run(main())
-        """
-    )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", script, cwd=REPO, stderr=asyncio.subprocess.PIPE
-    )
-    _, stderr = await proc.communicate()
-    assert proc.returncode == -9, stderr.decode()
+    await accept_then_kill_9("from correlation.sqlite_store import SqliteStore",
+                             f"SqliteStore({path!r})")
     again = await reopen(path)
     try:
         pending = await again.pending_messages()
@@ -143,41 +106,6 @@ async def test_lookup_from_hot_index_and_from_table(path: str) -> None:
         assert await s.lookup_part("op", "zz") is None
     finally:
         await s.close()
-
-
-async def test_receipt_on_single_part_message(store: SqliteStore) -> None:
-    await store.accept([message("m1")])
-    await store.record_submitted("m1", 1, 1, "op", "1", "1", 1.0)
-    assert await store.record_receipt("m1", 1, SUBMITTED, "ENROUTE", None, 2.0) == SUBMITTED
-    assert await store.record_receipt("m1", 1, DELIVERED, "DELIVRD", "000", 3.0) == DELIVERED
-    # A late intermediate receipt never undoes a final one.
-    assert await store.record_receipt("m1", 1, SUBMITTED, "ENROUTE", None, 4.0) == DELIVERED
-    got = await store.get_message("m1")
-    assert got is not None
-    assert (got["state"], got["receipt_stat"], got["receipt_err"]) == (DELIVERED, "DELIVRD", "000")
-    assert got["parts"][0]["state"] == DELIVERED and got["parts"][0]["done_at"] == 3.0
-    assert await store.record_receipt("nope", 1, DELIVERED, "DELIVRD", None, 5.0) is None
-
-
-async def test_multipart_delivered_when_every_part_is(store: SqliteStore) -> None:
-    await store.accept([message("m1")])
-    for part in (1, 2, 3):
-        await store.record_submitted("m1", part, 3, "op", str(part), str(part), 1.0)
-    assert await store.record_receipt("m1", 1, DELIVERED, "DELIVRD", None, 2.0) == SUBMITTED
-    assert await store.record_receipt("m1", 3, DELIVERED, "DELIVRD", None, 2.0) == SUBMITTED
-    assert await store.record_receipt("m1", 2, DELIVERED, "DELIVRD", None, 2.0) == DELIVERED
-
-
-async def test_multipart_fails_when_any_part_fails(store: SqliteStore) -> None:
-    await store.accept([message("m1")])
-    for part in (1, 2):
-        await store.record_submitted("m1", part, 2, "op", str(part), str(part), 1.0)
-    assert (
-        await store.record_receipt("m1", 2, UNDELIVERABLE, "UNDELIV", "001", 2.0) == UNDELIVERABLE
-    )
-    assert await store.record_receipt("m1", 1, DELIVERED, "DELIVRD", None, 3.0) == UNDELIVERABLE
-    got = await store.get_message("m1")
-    assert got is not None and (got["state"], got["receipt_err"]) == (UNDELIVERABLE, "001")
 
 
 async def test_set_message_state(store: SqliteStore) -> None:
