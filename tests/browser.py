@@ -24,6 +24,8 @@ from typing import Any
 
 import aiohttp
 
+from smppd.runtime.demo import stop_process
+
 CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
 LISTENING = re.compile(rb"DevTools listening on (ws://\S+)")
 
@@ -151,13 +153,7 @@ async def headless_chromium(width: int = 1280, height: int = 900) -> AsyncIterat
                     page._reader.cancel()
         drain.cancel()
     finally:
-        if proc.returncode is None:
-            proc.terminate()
-            try:
-                await asyncio.wait_for(proc.wait(), 10.0)
-            except TimeoutError:
-                proc.kill()
-                await proc.wait()
+        await stop_process(proc)
         shutil.rmtree(profile, ignore_errors=True)
 
 

@@ -132,13 +132,18 @@ async def simulator(state_dir: Path, sim_port: int) -> AsyncIterator[dict[int, i
             mnos = json.loads(ready.read_text())["mnos"]
             yield {m["config_port"]: m["port"] for m in mnos}
         finally:
-            if proc.returncode is None:
-                proc.terminate()
-                try:
-                    await asyncio.wait_for(proc.wait(), 10.0)
-                except TimeoutError:
-                    proc.kill()
-                    await proc.wait()
+            await stop_process(proc)
+
+
+async def stop_process(proc: asyncio.subprocess.Process, grace: float = 10.0) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within ``grace`` seconds."""
+    if proc.returncode is None:
+        proc.terminate()
+        try:
+            await asyncio.wait_for(proc.wait(), grace)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
 
 
 def _fresh(ready: Path, log_path: Path) -> BinaryIO:
