@@ -17,7 +17,6 @@ from correlation.sqlite_store import SqliteStore
 from correlation.store import (
     ACCEPTED,
     DELIVERED,
-    FAILED,
     FAILURE_STATES,
     FINAL_STATES,
     PART_STATES,
@@ -106,21 +105,6 @@ async def test_lookup_from_hot_index_and_from_table(path: str) -> None:
         assert await s.lookup_part("op", "zz") is None
     finally:
         await s.close()
-
-
-async def test_set_message_state(store: SqliteStore) -> None:
-    await store.accept([message("m1")])
-    await store.set_message_state("m1", FAILED, at=5.0, reason="ESME_RINVDSTADR", command_status=11)
-    await store.set_message_state("m1", FAILED, at=6.0, attempts=3)
-    got = await store.get_message("m1")
-    assert got is not None
-    assert (got["state"], got["reason"], got["command_status"], got["attempts"]) == (
-        FAILED,
-        "ESME_RINVDSTADR",
-        11,
-        3,
-    )
-    assert await store.pending_messages() == []
 
 
 async def test_orphans_found_under_any_key_and_taken_once(store: SqliteStore) -> None:
