@@ -49,8 +49,6 @@ from vault_fixtures import BaoServer, bao, setup_approle  # noqa: F401
 from simulators.server import SmscSimulator
 from simulators.tally import tally
 
-pytestmark = pytest.mark.services
-
 BINDS, WINDOW = 2, 10
 CUT_SECONDS = 3.0
 REQUIRED = {"postgres": True, "redis": False, "nats": True, "vault": False}

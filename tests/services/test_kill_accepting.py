@@ -16,7 +16,6 @@ from typing import Any
 
 import aiohttp
 import e2e_helpers as e2e
-import pytest
 from servers import NATS_URL, command, jetstream
 
 from simulators.server import SmscSimulator
@@ -108,7 +107,6 @@ async def test_kill_9_during_http_bulk_intake_loses_nothing_answered(
     assert not set(counts) - set(expected)  # nothing sent that was never stored
 
 
-@pytest.mark.services
 async def test_kill_9_during_nats_intake_sends_every_command(
         tmp_path: Path, processes: e2e.Processes) -> None:
     names = e2e.nats_names()

@@ -36,8 +36,6 @@ from control.plane import ControlPlane
 from control.routing import Health, SelectRequest
 from control.view import InputError
 
-pytestmark = pytest.mark.services
-
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 REDIS = "redis://127.0.0.1:6379"
 NATS = "nats://127.0.0.1:4222"

@@ -12,8 +12,6 @@ from servers import fresh_database
 
 from correlation.migrate import MigrationError, load_migrations, migrate
 
-pytestmark = pytest.mark.services
-
 SMPP = "correlation.migrations"
 
 

@@ -13,8 +13,6 @@ import pytest
 from e2e_helpers import operator, write_config
 from servers import fresh_database
 
-pytestmark = pytest.mark.services
-
 SMPPD = Path(sys.executable).with_name("smppd")
 
 

@@ -32,7 +32,6 @@ from smppd.cluster.leader import OperatorLead
 from smppd.config import load_config
 from smppd.runtime.daemon import Daemon
 
-pytestmark = pytest.mark.services
 LEASE = 1.0
 
 

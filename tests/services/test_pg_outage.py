@@ -12,8 +12,6 @@ import e2e_helpers as e2e
 import pytest
 from cut_proxy import CutProxy, cut_link, dsn_via
 
-pytestmark = pytest.mark.services
-
 
 @pytest.fixture
 async def database_link(pg_dsn: str) -> AsyncIterator[tuple[CutProxy, str]]:

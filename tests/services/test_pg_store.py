@@ -22,7 +22,6 @@ from correlation.pg_store import LOOKUP_SQL, purge_older_than
 from correlation.redis_index import RedisIndex
 from correlation.store import ACCEPTED, DELIVERED, PartRef
 
-pytestmark = pytest.mark.services
 pytest_plugins = ["pg_fixtures"]  # prefix, client, pg_stores, explain_on_20000_parts
 
 if TYPE_CHECKING:

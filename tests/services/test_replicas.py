@@ -36,9 +36,6 @@ from correlation.store import FINAL_STATES
 from simulators.server import SmscSimulator
 from smppd.cluster.leader import LeaderLease, Standby
 
-pytestmark = pytest.mark.services
-
-
 # --------------------------------------------------------------------------- processes
 
 

@@ -36,7 +36,6 @@ from smppd.link.operator import Operator
 from smppd.metrics import Metrics
 from smppd.runtime.daemon import Daemon
 
-pytestmark = pytest.mark.services
 LEASE = 1.0
 
 

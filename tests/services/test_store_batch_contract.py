@@ -35,7 +35,6 @@ from correlation.store import (
     PartRef,
 )
 
-pytestmark = pytest.mark.services
 pytest_plugins = ["pg_fixtures"]  # prefix, client, pg_stores, explain_on_20000_parts
 
 if TYPE_CHECKING:

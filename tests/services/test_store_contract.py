@@ -45,8 +45,6 @@ SMPP_TABLES = (
     " smpp.webhook_outbox"
 )
 
-pytestmark = pytest.mark.services
-
 
 async def truncate(dsn: str) -> None:
     conn = await asyncpg.connect(dsn)

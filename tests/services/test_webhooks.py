@@ -385,7 +385,6 @@ async def test_a_redirect_to_another_host_is_not_followed(tmp_path: Path) -> Non
         assert failures(daemon, "redirect") >= 1
 
 
-@pytest.mark.services
 async def test_postgresql_store_outbox_end_to_end(tmp_path: Path) -> None:
     from servers import fresh_database
 

@@ -107,30 +107,6 @@ async def test_lookup_from_hot_index_and_from_table(path: str) -> None:
         await s.close()
 
 
-async def test_orphans_found_under_any_key_and_taken_once(store: SqliteStore) -> None:
-    await store.put_orphan("op", ["1e240", "123456"], {"stat": "DELIVRD"}, 1.0)
-    await store.put_orphan("op", ["1e240"], {"stat": "UNDELIV"}, 2.0)
-    await store.put_orphan("other", ["123456"], {"stat": "EXPIRED"}, 3.0)
-    assert await store.take_orphans("op", "123456") == [{"stat": "DELIVRD"}]
-    assert await store.take_orphans("op", "1e240") == [{"stat": "UNDELIV"}]
-    assert await store.take_orphans("op", "1e240") == []
-    assert await store.take_orphans("other", "123456") == [{"stat": "EXPIRED"}]
-
-
-async def test_events_listed_by_kind_with_a_cursor(store: SqliteStore, clock: FakeClock) -> None:
-    ids = [await store.store_event("dlr", {"n": n}) for n in range(3)]
-    clock.advance(5)
-    mo = await store.store_event("mo", {"text": "hi"})
-    dlrs = await store.list_events("dlr", after_id=ids[0], limit=10)
-    assert [(e.id, e.payload) for e in dlrs] == [(ids[1], {"n": 1}), (ids[2], {"n": 2})]
-    every = await store.list_events(None, after_id=0, limit=3)
-    assert [e.kind for e in every] == ["dlr", "dlr", "dlr"]
-    last = await store.list_events(None, after_id=every[-1].id)
-    assert [(e.id, e.kind, e.payload, e.created_at) for e in last] == [
-        (mo, "mo", {"text": "hi"}, clock.now)
-    ]
-
-
 async def test_concurrent_calls_commit_together_and_a_bad_one_fails_alone(
     store: SqliteStore,
 ) -> None:
