@@ -39,6 +39,7 @@ from smppd.link.connection import (
     SmppError,
 )
 from smppd.link.dialer import Dialer, Probe, tls_failure
+from smppd.link.gate import Gate
 from smppd.link.parts import OutboundPart, PartQueue
 from smppd.protocol.constants import CommandId, Status, status_name
 from smppd.protocol.pdu import (
@@ -112,11 +113,9 @@ class BindOwner(Protocol):
     @property
     def limiter(self) -> AdaptiveRate: ...
     @property
-    def paused(self) -> bool: ...
+    def pause_gate(self) -> Gate: ...
     @property
-    def held_back(self) -> bool: ...
-    async def wait_resumed(self) -> None: ...
-    async def wait_released(self) -> None: ...
+    def hold_gate(self) -> Gate: ...
     def requeue(self, part: OutboundPart) -> None: ...
 
     # binding: the password, the fencing check (active/standby), a refusal's report
@@ -486,15 +485,16 @@ class BindWorker(BaseHandler):
     async def _send_loop(self, conn: SmppConnection) -> None:
         op = self.operator
         queue, limiter, window = op.queue, op.limiter, conn.session.window
+        pause, hold = op.pause_gate, op.hold_gate
         stalled = self._stall.is_set
         while conn.is_open:
             await conn.wait_for_window()
             if stalled():
                 return  # nothing new into a connection with an overdue answer
-            if op.paused:
-                await op.wait_resumed()
-            if op.held_back:
-                await op.wait_released()
+            if pause.shut:
+                await pause.wait_open()
+            if hold.shut:
+                await hold.wait_open()
             part = await queue.get()
             try:
                 await conn.drained()  # nothing of ours unwritten: this one leaves now
@@ -509,7 +509,7 @@ class BindWorker(BaseHandler):
             # Then as many more as the window, the queue and the bucket allow, without
             # suspending: a burst of responses refills the window in one go. A token is
             # only taken once a part is sure to be there.
-            while (window.free and queue and not op.paused and not op.held_back
+            while (window.free and queue and not pause.shut and not hold.shut
                    and not stalled() and limiter.try_acquire() == 0.0):
                 more = queue.get_nowait()
                 assert more is not None

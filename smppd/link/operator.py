@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from smppd.link.bind import BindWorker
 from smppd.link.dialer import Dialer, NetworkDialer
+from smppd.link.gate import Gate
 from smppd.link.parts import OutboundPart, PartQueue
 from smppd.protocol.pdu import DeliverSm, Pdu
 from throttling import AdaptiveRate, Sleep, TokenBucket
@@ -65,13 +66,9 @@ class Operator:
             config.tps, headroom=config.tps_margin, clock=clock, sleep=sleep)
         self.limiter = AdaptiveRate(self.bucket, clock=clock, sleep=sleep)
         self.window = config.window
-        self.paused = False
-        self._resumed = asyncio.Event()
-        self._resumed.set()
-        # Held back by the dispatcher while too many submits wait to be recorded.
-        self.held_back = False
-        self._released = asyncio.Event()
-        self._released.set()
+        self.pause_gate = Gate()  # shut by an operator's pause (control API, smppctl)
+        # Shut by the dispatcher while too many submits wait to be recorded.
+        self.hold_gate = Gate()
         self.binds = [BindWorker(self, index) for index in range(config.binds)]
         # Set by the daemon when credentials come from Vault.
         self.on_credentials_refused: Callable[[Operator, int], None] | None = None
@@ -173,28 +170,26 @@ class Operator:
                 self.queued_ids.pop(message_id, None)
         return len(dropped)
 
-    async def wait_resumed(self) -> None:
-        await self._resumed.wait()
+    @property
+    def paused(self) -> bool:
+        return self.pause_gate.shut
+
+    def pause(self) -> None:
+        self.pause_gate.close()
+
+    def resume(self) -> None:
+        self.pause_gate.open()
+
+    @property
+    def held_back(self) -> bool:
+        return self.hold_gate.shut
 
     def hold_back(self) -> None:
         """Stop sending for a while (the store is behind); not a pause an operator sees."""
-        self.held_back = True
-        self._released.clear()
+        self.hold_gate.close()
 
     def release(self) -> None:
-        self.held_back = False
-        self._released.set()
-
-    async def wait_released(self) -> None:
-        await self._released.wait()
-
-    def pause(self) -> None:
-        self.paused = True
-        self._resumed.clear()
-
-    def resume(self) -> None:
-        self.paused = False
-        self._resumed.set()
+        self.hold_gate.open()
 
     def set_tps(self, tps: float) -> None:
         self.limiter.set_limit(tps)
