@@ -3,15 +3,14 @@ receipts, MO) and [leases] (sender leases, ValidateLease)."""
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field
 
-from smppd.config.errors import Problems
-from smppd.config.fields import url_scheme
+from smppd.config.fields import NatsUrls, RedisUrl
 from smppd.config.sections import Section
 
 
 class RedisSection(Section):
-    url: SecretStr  # may carry a password
+    url: RedisUrl  # may carry a password
     key_prefix: str = "smppd"  # every key this deployment writes starts with it
     # Replicas sharing each operator's TPS budget: with Redis unreachable each one
     # falls back to limit / replicas, so the budget holds through the outage.
@@ -26,17 +25,9 @@ class RedisSection(Section):
     sweep_interval: float = Field(default=3.0, gt=0)
     sweep_grace: float = Field(default=2.0, ge=0)
 
-    @model_validator(mode="after")
-    def _check(self) -> RedisSection:
-        try:
-            url_scheme(self.url, ("redis://", "rediss://", "unix://"))
-        except ValueError as exc:
-            raise Problems([(("url",), str(exc))]) from None
-        return self
-
 
 class NatsSection(Section):
-    url: SecretStr  # may carry user:password; comma-separated for a cluster
+    url: NatsUrls  # may carry user:password; comma-separated for a cluster
     dispatch_stream: str = "SMPP_DISPATCH"  # holds smpp.operator.{operatorId}
     dlr_stream: str = "SMS_DLR"  # holds sms.dlr.inbound
     mo_stream: str = "SMS_MO"  # holds sms.mo.inbound
@@ -51,31 +42,14 @@ class NatsSection(Section):
     # backlog waits in JetStream, so memory stays bounded however deep the stream is.
     max_queued: int = Field(default=50_000, ge=1)
 
-    @model_validator(mode="after")
-    def _check(self) -> NatsSection:
-        for part in self.url.get_secret_value().split(","):
-            try:
-                url_scheme(SecretStr(part.strip()), ("nats://", "tls://", "ws://", "wss://"))
-            except ValueError as exc:
-                raise Problems([(("url",), str(exc))]) from None
-        return self
-
 
 class LeasesSection(Section):
     """ValidateLease. Without a [leases] section the dispatch path checks no leases."""
 
-    redis_url: SecretStr | None = None  # None: [redis].url if set, else an in-process cache
+    redis_url: RedisUrl | None = None  # None: [redis].url if set, else an in-process cache
     redis_db: int = Field(default=7, ge=0, le=15)
     cache_ttl: float = Field(default=300.0, gt=0)
     negative_ttl: float = Field(default=30.0, gt=0)
     key_prefix: str = "smppd:lease:"
     enforce: bool = True  # false: check and count, but let denied messages through
     nats_invalidation: bool = True  # subscribe to num.cache.invalidate.v1 when [nats] is set
-
-    @model_validator(mode="after")
-    def _check(self) -> LeasesSection:
-        try:
-            url_scheme(self.redis_url, ("redis://", "rediss://", "unix://"))
-        except ValueError as exc:
-            raise Problems([(("redis_url",), str(exc))]) from None
-        return self

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 import urllib.parse
+from enum import IntEnum
 from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BeforeValidator, ConfigDict, Field, SecretStr
@@ -64,44 +65,50 @@ def check_operator_id(value: str) -> str:
     return value
 
 
-def _ton_or_auto(value: Any) -> Any:
-    if value == "auto":
-        return value
-    if isinstance(value, int) and not isinstance(value, bool) and value in Ton._value2member_map_:
-        return value
-    raise ValueError(f"must be \"auto\" or a TON value {sorted(int(t) for t in Ton)}")
+def _member_of(enum: type[IntEnum], name: str, *, auto: bool) -> BeforeValidator:
+    """A value of ``enum`` (a TON, an NPI), or "auto" where ``auto``; bools refused."""
+    allowed = ('"auto" or ' if auto else "") + f"{name} value {sorted(int(m) for m in enum)}"
+
+    members = enum._value2member_map_
+
+    def check(value: Any) -> Any:
+        if auto and value == "auto":
+            return value
+        if isinstance(value, int) and not isinstance(value, bool) and value in members:
+            return value
+        raise ValueError(f"must be {allowed}")
+
+    return BeforeValidator(check)
 
 
-def _npi_or_auto(value: Any) -> Any:
-    if value == "auto":
-        return value
-    if isinstance(value, int) and not isinstance(value, bool) and value in Npi._value2member_map_:
-        return value
-    raise ValueError(f"must be \"auto\" or an NPI value {sorted(int(n) for n in Npi)}")
-
-
-def _ton(value: Any) -> Any:
-    if isinstance(value, int) and not isinstance(value, bool) and value in Ton._value2member_map_:
-        return value
-    raise ValueError(f"must be a TON value {sorted(int(t) for t in Ton)}")
-
-
-def _npi(value: Any) -> Any:
-    if isinstance(value, int) and not isinstance(value, bool) and value in Npi._value2member_map_:
-        return value
-    raise ValueError(f"must be an NPI value {sorted(int(n) for n in Npi)}")
-
-
-TonOrAuto = Annotated[Literal["auto"] | int, BeforeValidator(_ton_or_auto)]
-NpiOrAuto = Annotated[Literal["auto"] | int, BeforeValidator(_npi_or_auto)]
-TonValue = Annotated[int, BeforeValidator(_ton)]
-NpiValue = Annotated[int, BeforeValidator(_npi)]
+TonOrAuto = Annotated[Literal["auto"] | int, _member_of(Ton, "a TON", auto=True)]
+NpiOrAuto = Annotated[Literal["auto"] | int, _member_of(Npi, "an NPI", auto=True)]
+TonValue = Annotated[int, _member_of(Ton, "a TON", auto=False)]
+NpiValue = Annotated[int, _member_of(Npi, "an NPI", auto=False)]
 
 
 def url_scheme(value: SecretStr | None, schemes: tuple[str, ...]) -> None:
     """Check a secret URL's scheme without ever echoing the URL."""
     if value is not None and not value.get_secret_value().startswith(schemes):
         raise ValueError("must start with " + " or ".join(schemes))
+
+
+def _secret_url(*schemes: str, several: bool = False) -> AfterValidator:
+    """A SecretStr URL with one of ``schemes``; ``several``: a comma-separated list of them."""
+
+    def check(value: SecretStr) -> SecretStr:
+        urls = value.get_secret_value().split(",") if several else [value.get_secret_value()]
+        for url in urls:
+            url_scheme(SecretStr(url.strip()), schemes)
+        return value
+
+    return AfterValidator(check)
+
+
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
+RedisUrl = Annotated[SecretStr, _secret_url("redis://", "rediss://", "unix://")]
+PostgresDsn = Annotated[SecretStr, _secret_url(*POSTGRES_SCHEMES)]
+NatsUrls = Annotated[SecretStr, _secret_url("nats://", "tls://", "ws://", "wss://", several=True)]
 
 
 # --------------------------------------------------------------------------- status table
@@ -159,3 +166,6 @@ def check_callback_url(value: str) -> str:
     if url.fragment:
         raise ValueError("must not have a #fragment")
     return value
+
+
+CallbackUrl = Annotated[str, AfterValidator(check_callback_url)]

@@ -9,7 +9,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from smppd.config.errors import Problems
-from smppd.config.fields import ListenAddress, url_scheme
+from smppd.config.fields import POSTGRES_SCHEMES, ListenAddress, PostgresDsn, url_scheme
 from smppd.tls import TlsFileError, server_context
 
 
@@ -78,7 +78,7 @@ class StoreSection(Section):
                              "(or set SMPPD_STORE_DSN)"))
         try:
             if self.kind == "postgres":
-                url_scheme(self.dsn, ("postgresql://", "postgres://"))
+                url_scheme(self.dsn, POSTGRES_SCHEMES)
         except ValueError as exc:
             problems.append((("dsn",), str(exc)))
         if problems:
@@ -90,16 +90,8 @@ class RoutingSection(Section):
     """Where the control data (routing rules, prefixes AND sender leases) lives."""
 
     source: Literal["sqlite", "postgres"] | None = None  # None: sqlite embedded, else postgres
-    dsn: SecretStr | None = None  # postgres; defaults to store.dsn
+    dsn: PostgresDsn | None = None  # postgres; defaults to store.dsn
     sqlite_path: Path | None = None  # None = {daemon.state_dir}/control.sqlite
     seed: bool = False  # load the MCC 412 seed at start (the demo)
     circuit_failures: int = Field(default=5, ge=1)  # failed submits in a row open it
     circuit_cooldown: float = Field(default=30.0, gt=0)  # seconds it stays open
-
-    @model_validator(mode="after")
-    def _check(self) -> RoutingSection:
-        try:
-            url_scheme(self.dsn, ("postgresql://", "postgres://"))
-        except ValueError as exc:
-            raise Problems([(("dsn",), str(exc))]) from None
-        return self

@@ -18,7 +18,7 @@ from pydantic import (
 )
 
 from smppd.config.errors import Problems
-from smppd.config.fields import check_callback_url
+from smppd.config.fields import CallbackUrl
 from smppd.config.sections import Section
 from smppd.tls import TlsFileError, receiver_context
 
@@ -65,18 +65,13 @@ class TenantConfig(Section):
     that signs them, and the destinations (short codes, numbers) whose MO are its."""
 
     id: str = Field(pattern=r"^[A-Za-z0-9._\-]{1,64}$")
-    callback_url: str | None = None
+    callback_url: CallbackUrl | None = None
     secret: SecretStr | None = None
     secret_env: str | None = None  # name of an environment variable, read at load
     mo_destinations: list[Annotated[str, Field(pattern=r"^\+?[0-9]{3,15}$")]] = Field(
         default_factory=list)
 
     _secret: SecretStr | None = PrivateAttr(default=None)
-
-    @field_validator("callback_url")
-    @classmethod
-    def _url(cls, value: str | None) -> str | None:
-        return None if value is None else check_callback_url(value)
 
     @field_validator("mo_destinations")
     @classmethod

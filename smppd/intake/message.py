@@ -12,11 +12,19 @@ import binascii
 import re
 import uuid
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
-from smppd.config.fields import check_callback_url
+from smppd.config.fields import CallbackUrl
 from smppd.protocol.constants import Npi, Ton
 from smppd.protocol.encoding import EncodingError, choose_coding, encode_text
 
@@ -36,13 +44,26 @@ class MessageError(ValueError):
         self.problems = problems
 
 
+def _matching(pattern: re.Pattern[str], allowed: str) -> AfterValidator:
+    def check(value: str) -> str:
+        if not pattern.match(value):
+            raise ValueError(allowed)
+        return value
+
+    return AfterValidator(check)
+
+
+MessageId = Annotated[str, _matching(MESSAGE_ID, "1 to 64 characters of A-Z a-z 0-9 . _ : -")]
+TenantId = Annotated[str, _matching(TENANT_ID, "1 to 64 characters of A-Z a-z 0-9 . _ -")]
+
+
 class MessageIn(BaseModel):
     """The body of POST /v1/messages and of a dispatch command."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
-    message_id: str | None = Field(default=None, description="given or generated (UUID)")
-    tenant_id: str
+    message_id: MessageId | None = Field(default=None, description="given or generated (UUID)")
+    tenant_id: TenantId
     source: str
     destination: str
     text: str | None = None
@@ -53,27 +74,8 @@ class MessageIn(BaseModel):
     validity: int | None = Field(default=None, ge=60, le=7 * 24 * 3600,
                                  description="seconds the SMSC may keep trying")
     priority: int = Field(default=0, ge=0, le=3)
-    callback_url: str | None = Field(default=None, description="http(s) URL its DLR events "
+    callback_url: CallbackUrl | None = Field(default=None, description="http(s) URL its DLR events "
                                      "are POSTed to (smppd.webhooks)")
-
-    @field_validator("callback_url")
-    @classmethod
-    def _callback_url(cls, value: str | None) -> str | None:
-        return None if value is None else check_callback_url(value)
-
-    @field_validator("message_id")
-    @classmethod
-    def _message_id(cls, value: str | None) -> str | None:
-        if value is not None and not MESSAGE_ID.match(value):
-            raise ValueError("1 to 64 characters of A-Z a-z 0-9 . _ : -")
-        return value
-
-    @field_validator("tenant_id")
-    @classmethod
-    def _tenant(cls, value: str) -> str:
-        if not TENANT_ID.match(value):
-            raise ValueError("1 to 64 characters of A-Z a-z 0-9 . _ -")
-        return value
 
     @field_validator("destination")
     @classmethod

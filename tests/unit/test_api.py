@@ -70,6 +70,9 @@ async def test_given_message_id_is_kept(api: Api) -> None:
     ({**GOOD, "source": "ABCDEFGHIJKL"}, "source"),
     ({k: v for k, v in GOOD.items() if k != "tenant_id"}, "tenant_id"),
     ({**GOOD, "surprise": 1}, "surprise"),
+    ({**GOOD, "tenant_id": "acme/eu"}, "tenant_id"),
+    ({**GOOD, "message_id": "m 1"}, "message_id"),
+    ({**GOOD, "callback_url": "ftp://hooks.example/dlr"}, "callback_url"),
     ({**GOOD, "destination": "+4412345678"}, "destination"),  # no operator for the prefix
 ])
 async def test_bad_message_is_a_problem_naming_the_field(api: Api, body: dict[str, Any],
