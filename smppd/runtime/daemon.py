@@ -26,31 +26,20 @@ class Daemon:
                  sink: EventSink | None = None, notifier: Notifier | None = None) -> None:
         parts = build(config, store=store, sink=sink, notifier=notifier)
         self.parts = parts
-        self.metrics = parts.metrics
+        # The parts callers reach for most; the rest are under ``parts``.
         self.store = parts.store
-        self.matcher = parts.matcher
-        self.bus = parts.bus
-        self.sink = parts.sink
-        self.webhooks = parts.webhooks
-        self.redis = parts.redis
-        self.vault = parts.vault
-        self.circuits = parts.circuits
-        self.control = parts.control
-        self.dispatcher = parts.dispatcher
-        self.submissions = parts.submissions
-        self.fleet = parts.fleet
         self.operators = parts.fleet.operators
-        self.standbys = parts.fleet.standbys
+        self.dispatcher = parts.dispatcher
+        self.bus = parts.bus
+        self.vault = parts.vault
         self.reloader = parts.reloader
-        self.notifier = parts.notifier
-        self.board = parts.board
         self.lifecycle = Lifecycle(parts, serve_api=self._start_api)
         self.api = GatewayApi(parts, started=lambda: self.lifecycle.ready)
 
     @property
     def config(self) -> Config:
         """The running config (a reload swaps it)."""
-        return self.fleet.config
+        return self.parts.fleet.config
 
     @property
     def api_port(self) -> int | None:
@@ -76,7 +65,7 @@ class Daemon:
         await self.parts.server.start(self.api)
 
     def summary(self) -> str:
-        return self.fleet.summary()
+        return self.parts.fleet.summary()
 
     # -- the API's view, for callers in the same process --
 

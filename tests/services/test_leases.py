@@ -373,13 +373,13 @@ async def test_dispatch_lease_check_and_selector(tmp_path: Any) -> None:
             fh.write("[leases]\nenforce = true\n")
         async with running_daemon(path) as daemon:
             await wait_bound(daemon)
-            data = daemon.control.data
+            data = daemon.parts.control.data
             await data.add_operator("alpha", "Alpha")
             await data.add_operator("beta", "Beta")
-            await daemon.control.put_lease(LeaseIn(sender="GOOD", tenant_id="t1"))
-            await daemon.control.put_rule(RuleIn(name="to-beta", prefix="9370", operators=[
+            await daemon.parts.control.put_lease(LeaseIn(sender="GOOD", tenant_id="t1"))
+            await daemon.parts.control.put_rule(RuleIn(name="to-beta", prefix="9370", operators=[
                 RuleOperatorIn(operator_id="beta")]))
-            await daemon.control.reload_routing()
+            await daemon.parts.control.reload_routing()
             bodies = [{"tenant_id": "t1", "source": src, "destination": "+93701234567",
                        "text": "hi"} for src in ("GOOD", "BAD", "GOOD")]
             with pytest.raises(InputError) as refused:

@@ -75,7 +75,7 @@ async def test_reload_added_operator_takes_its_lease_and_removed_one_releases_it
             await wait_for(lambda: sim.mno("alpha").bound_count == 1, what="alpha bound")
             standby_config(tmp_path, sim, prefix, ["alpha", "beta"])
             assert (await daemon.reloader.reload()).ok
-            beta = daemon.standbys["beta"]
+            beta = daemon.parts.fleet.standbys["beta"]
             await wait_for(lambda: sim.mno("beta").bound_count == 1, 3 * LEASE,
                            what="beta bound under its lease")
             assert beta.leader and daemon.operators["beta"].bound_count == 1
@@ -84,7 +84,7 @@ async def test_reload_added_operator_takes_its_lease_and_removed_one_releases_it
             standby_config(tmp_path, sim, prefix, ["alpha"])
             result = await daemon.reloader.reload()
             assert result.ok and result.plan.removed == ["beta"]
-            assert "beta" not in daemon.standbys and not beta.leader
+            assert "beta" not in daemon.parts.fleet.standbys and not beta.leader
             assert await lease_owner(client, prefix, "beta") is None  # released, not left to expire
             assert sim.mno("beta").bound_count == 0
             await wait_for(lambda: sim.mno("alpha").bound_count == 1, what="alpha untouched")
@@ -101,7 +101,7 @@ async def test_reload_on_a_standby_starts_no_bind_until_it_leads(
         daemon = Daemon(load_config(path))
         await daemon.start()
         try:
-            standby = daemon.standbys["alpha"]
+            standby = daemon.parts.fleet.standbys["alpha"]
             text = path.read_text()
             # Two binds and a new host order: a bind count change and a rebind.
             port = sim.port_of("alpha")

@@ -161,7 +161,7 @@ async def submit(daemon: Daemon, messages: list[dict[str, Any]]) -> list[str]:
 
 
 def failures(daemon: Daemon, reason: str) -> float:
-    return daemon.metrics.webhook_failures.labels(reason)._value.get()  # type: ignore[no-any-return]
+    return daemon.parts.metrics.webhook_failures.labels(reason)._value.get()  # type: ignore[no-any-return]
 
 
 # --------------------------------------------------------------------------- delivery
@@ -190,7 +190,7 @@ async def test_receipts_reach_the_receiver_signed_and_in_order(tmp_path: Path) -
         stored = [{k: v for k, v in e.items() if k not in ("id", "kind", "created_at")}
                   for e in listed["events"]]
         assert sorted(map(json.dumps, rx.events())) == sorted(map(json.dumps, stored))
-        assert daemon.metrics.webhook_deliveries.labels("delivered")._value.get() == 40
+        assert daemon.parts.metrics.webhook_deliveries.labels("delivered")._value.get() == 40
 
 
 async def test_tenant_default_url_and_mo_routed_by_destination(tmp_path: Path) -> None:
@@ -228,7 +228,7 @@ async def test_receiver_down_then_up_gets_everything_after_retries(tmp_path: Pat
             rx.failing = 3  # then a few 503s: retried too
             await wait_for(lambda: len(rx.hits) == 5, what=lambda: f"{len(rx.hits)} hits")
         assert failures(daemon, "http_5xx") == 3
-        assert daemon.metrics.webhook_deliveries.labels("retried")._value.get() >= 13
+        assert daemon.parts.metrics.webhook_deliveries.labels("retried")._value.get() >= 13
     assert sorted(e["message_id"] for e in rx.events()) == sorted(ids)
 
 
@@ -299,7 +299,7 @@ async def test_max_age_dead_letters_then_replay(tmp_path: Path) -> None:
         assert t9 == {"dead": []}
         status, _ = await get(daemon, "/v1/webhooks/dead?limit=0")
         assert status == 400
-        assert daemon.metrics.webhook_deliveries.labels("dead")._value.get() == 3
+        assert daemon.parts.metrics.webhook_deliveries.labels("dead")._value.get() == 3
         async with receiving(port) as rx:
             for letter in letters:
                 status, body = await post(daemon, f"/v1/webhooks/dead/{letter['id']}/replay")

@@ -20,7 +20,7 @@ from control.data import LeaseIn
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
     async with serving(tmp_path, leases={"enforce": True}) as served:
-        await served.daemon.control.put_lease(LeaseIn(sender="SMPPD", tenant_id="t1"))
+        await served.daemon.parts.control.put_lease(LeaseIn(sender="SMPPD", tenant_id="t1"))
         yield served
 
 

@@ -398,13 +398,13 @@ async def test_sending_waits_while_the_store_is_behind(tmp_path: Path) -> None:
         async with e2e.running_daemon(path) as daemon:
             await e2e.wait_bound(daemon)
             gate = asyncio.Event()
-            record = daemon.matcher.on_submitted_many
+            record = daemon.parts.matcher.on_submitted_many
 
             async def slow_store(*args, **kwargs):  # the store writer far behind
                 await gate.wait()
                 return await record(*args, **kwargs)
 
-            daemon.matcher.on_submitted_many = slow_store
+            daemon.parts.matcher.on_submitted_many = slow_store
             ids = await e2e.submit(daemon, 40)
             op = daemon.operators["op"]
             try:

@@ -16,7 +16,7 @@ from control.data import LeaseIn
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
     async with serving(tmp_path, leases={"enforce": True}) as served:
-        control = served.daemon.control
+        control = served.daemon.parts.control
         await control.put_lease(LeaseIn(sender="SMPPD", tenant_id="t1"))
         await control.put_lease(LeaseIn(sender="PAUSED", tenant_id="t1", state="SUSPENDED"))
         yield served
@@ -69,7 +69,7 @@ async def test_a_refused_request_leaves_its_idempotency_key_free(api: Api) -> No
     status, body, _ = await api.call("POST", "/v1/messages", json=GOOD, headers=headers)
     assert status == 202 and body["duplicate"] is False
     # The first answer again for the same request, even if the lease went meanwhile.
-    await api.daemon.control.put_lease(LeaseIn(sender="SMPPD", tenant_id="t1",
+    await api.daemon.parts.control.put_lease(LeaseIn(sender="SMPPD", tenant_id="t1",
                                                state="SUSPENDED"))
     status, again, _ = await api.call("POST", "/v1/messages", json=GOOD, headers=headers)
     assert status == 202 and again["message_id"] == body["message_id"] and again["duplicate"]

@@ -159,8 +159,8 @@ async def test_add_remove_and_retune_without_dropping_binds(
     accepted = await daemon.submit([{"tenant_id": "t", "source": "ACME",
                                      "destination": "+93720000001", "text": "hi"}], None)
     assert accepted[0]["operator_id"] == "gamma"
-    assert daemon.notifier.sent[-2:][0] == "RELOADING=1"  # type: ignore[attr-defined]
-    assert daemon.notifier.sent[-1].startswith("READY=1\nSTATUS=2/2 operators bound")  # type: ignore[attr-defined]
+    assert daemon.parts.notifier.sent[-2:][0] == "RELOADING=1"  # type: ignore[attr-defined]
+    assert daemon.parts.notifier.sent[-1].startswith("READY=1\nSTATUS=2/2 operators bound")  # type: ignore[attr-defined]
 
 
 async def test_credentials_and_bind_count_change(running: tuple[Daemon, Path],
@@ -224,7 +224,7 @@ async def test_invalid_file_changes_nothing(running: tuple[Daemon, Path],
     assert daemon.config is before_config
     assert {i: conns(daemon, i) for i in daemon.operators} == before_conns
     assert daemon.operators["alpha"].limiter.limit == 100
-    status_line = daemon.notifier.sent[-1]  # type: ignore[attr-defined]
+    status_line = daemon.parts.notifier.sent[-1]  # type: ignore[attr-defined]
     assert status_line.startswith("READY=1\nSTATUS=reload failed")
     assert "operators.alpha.tps" in status_line
 

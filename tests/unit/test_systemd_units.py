@@ -241,8 +241,8 @@ async def test_daemon_speaks_sd_notify(tmp_path: Path, monkeypatch: pytest.Monke
     finally:
         await daemon.stop()
         await sim.stop()
-        if daemon.notifier._notifier is not None:
-            daemon.notifier._notifier.socket.close()  # sdnotify never closes its socket
+        if daemon.parts.notifier._notifier is not None:
+            daemon.parts.notifier._notifier.socket.close()  # sdnotify never closes its socket
     assert any("STOPPING=1" in m for m in await notify.until("STOPPING=1"))
 
 
