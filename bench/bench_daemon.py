@@ -86,7 +86,7 @@ async def _daemon_run(port: int, binds: int, count: int, e2e: bool, state_dir: s
 
     daemon = Daemon(_daemon_config(port, binds, state_dir))
     op = daemon.operators["bench"]
-    op.pause()
+    op.pause_gate.close()
     await daemon.start()
     # Accept (validate, store durably, queue) in API-sized batches, before the binds.
     started = time.perf_counter()
@@ -111,7 +111,7 @@ async def _daemon_run(port: int, binds: int, count: int, e2e: bool, state_dir: s
     loop_stat = Path(f"/proc/{pid}/task/{threading.get_native_id()}/stat")
     loop_cpu0 = _proc_cpu_path(loop_stat)
     cpu0, t0 = _proc_cpu(pid), time.perf_counter()
-    op.resume()
+    op.pause_gate.open()
     counters = op.counters
     responses_s = None
     while True:

@@ -374,9 +374,9 @@ class Dispatcher:
         self._holding_back = hold
         for op in self.operators.values():
             if hold:
-                op.hold_back()
+                op.hold_gate.close()
             else:
-                op.release()
+                op.hold_gate.open()
 
     async def _record_answered(self, batch: list[tuple[Operator, tuple[str, int, int, str]]],
                                ) -> None:

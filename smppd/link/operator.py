@@ -66,8 +66,10 @@ class Operator:
             config.tps, headroom=config.tps_margin, clock=clock, sleep=sleep)
         self.limiter = AdaptiveRate(self.bucket, clock=clock, sleep=sleep)
         self.window = config.window
-        self.pause_gate = Gate()  # shut by an operator's pause (control API, smppctl)
-        # Shut by the dispatcher while too many submits wait to be recorded.
+        # Sending stops while either gate is shut; binds stay up, receipts keep flowing.
+        self.pause_gate = Gate()  # an operator's pause (control API, smppctl)
+        # Not a pause an operator sees: the dispatcher holds sending back while too
+        # many submits wait to be recorded (the store is behind).
         self.hold_gate = Gate()
         self.binds = [BindWorker(self, index) for index in range(config.binds)]
         # Set by the daemon when credentials come from Vault.
@@ -173,23 +175,6 @@ class Operator:
     @property
     def paused(self) -> bool:
         return self.pause_gate.shut
-
-    def pause(self) -> None:
-        self.pause_gate.close()
-
-    def resume(self) -> None:
-        self.pause_gate.open()
-
-    @property
-    def held_back(self) -> bool:
-        return self.hold_gate.shut
-
-    def hold_back(self) -> None:
-        """Stop sending for a while (the store is behind); not a pause an operator sees."""
-        self.hold_gate.close()
-
-    def release(self) -> None:
-        self.hold_gate.open()
 
     def set_tps(self, tps: float) -> None:
         self.limiter.set_limit(tps)

@@ -107,9 +107,9 @@ class GatewayApi:
         if op is None:
             return None
         if action == "pause":
-            op.pause()  # binds stay up; receipts keep flowing
+            op.pause_gate.close()  # binds stay up; receipts keep flowing
         elif action == "resume":
-            op.resume()
+            op.pause_gate.open()
         elif action == "reload_credentials":
             vault = self.parts.vault
             if vault is None or not vault.uses_vault(op.id):

@@ -113,7 +113,7 @@ async def test_invalid_commands_are_terminated_with_a_reason(tmp_path, names, js
 async def test_intake_pauses_while_the_queue_is_full(tmp_path, names, js):
     async with nats_daemon(tmp_path, names, max_queued=5) as (sim, daemon):
         op = daemon.operators["alpha"]
-        op.pause()  # the MNO takes nothing: the queue fills
+        op.pause_gate.close()  # the MNO takes nothing: the queue fills
         subject = f"{names['dispatch_subject']}.alpha"
         for i in range(600):
             await js.publish(subject, command(f"m-{i}"))
@@ -126,7 +126,7 @@ async def test_intake_pauses_while_the_queue_is_full(tmp_path, names, js):
         # At most the batches fetched before the pause are queued; the rest waits.
         assert len(op.queue) < 600
         assert await waiting_in_stream() > 0
-        op.resume()
+        op.pause_gate.open()
         await dlr_events(js, names, 600)
         assert len(e2e.submits(sim, "alpha")) == 600
         # The intake looks at the queues every ROOM_POLL: it takes commands again.

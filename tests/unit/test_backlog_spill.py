@@ -238,13 +238,13 @@ async def test_daemon_sends_a_spilled_backlog_once_and_in_order(tmp_path: Path) 
                                                         window=10, queue_limit=5)])
         daemon = Daemon(load_config(path))
         op = daemon.operators["op"]
-        op.pause()
+        op.pause_gate.close()
         await daemon.start()
         try:
             for first in range(0, 60, 7):
                 await daemon.submit(e2e.numbered(first, min(7, 60 - first)), None)
                 assert len(op.queue) <= 5
-            op.resume()
+            op.pause_gate.open()
             await e2e.wait_for(lambda: len(e2e.submits(sim, "op")) >= 60, 10.0, what="60 submits")
         finally:
             await daemon.stop()

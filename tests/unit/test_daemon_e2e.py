@@ -408,7 +408,7 @@ async def test_sending_waits_while_the_store_is_behind(tmp_path: Path) -> None:
             ids = await e2e.submit(daemon, 40)
             op = daemon.operators["op"]
             try:
-                await e2e.wait_for(lambda: op.held_back, what="sending held back")
+                await e2e.wait_for(lambda: op.hold_gate.shut, what="sending held back")
                 await e2e.wait_for(lambda: op.binds[0].window_in_use == 0, what="window drained")
                 # At most max_unrecorded answered, plus what the window held meanwhile.
                 assert 5 <= len(e2e.submits(sim, "op")) <= 5 + 3
@@ -417,7 +417,7 @@ async def test_sending_waits_while_the_store_is_behind(tmp_path: Path) -> None:
             finals = await e2e.wait_final(daemon, ids)
             assert {f["state"] for f in finals.values()} == {"DELIVERED"}
             assert len(e2e.submits(sim, "op")) == 40
-            assert not op.held_back
+            assert not op.hold_gate.shut
 
 
 # --------------------------------------------------------------------------- MO

@@ -187,7 +187,7 @@ async def test_credentials_and_bind_count_change(running: tuple[Daemon, Path],
 async def test_removed_operator_never_drops_a_message_silently(
         running: tuple[Daemon, Path], sim: SmscSimulator) -> None:
     daemon, path = running
-    daemon.operators["beta"].pause()  # its queue cannot empty before the drain timeout
+    daemon.operators["beta"].pause_gate.close()  # its queue cannot empty before the drain timeout
     accepted = await daemon.submit([{"tenant_id": "t", "source": "ACME",
                                      "destination": f"+9371000000{i}", "text": "hi"}
                                     for i in range(3)], None)
