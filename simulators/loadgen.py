@@ -16,12 +16,12 @@ import asyncio
 import json
 import time
 from collections import Counter
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 from smppd.protocol.pdu import BindTransceiver, EnquireLinkResp, SubmitSm, encode
 
+from .console import run_fast
 from .wire import (
     BIND_TRANSCEIVER_RESP,
     DELIVER_SM,
@@ -32,17 +32,6 @@ from .wire import (
     U32,
     UNBIND,
 )
-
-T = TypeVar("T")
-
-
-def run_fast(main: Coroutine[Any, Any, T]) -> T:
-    """Run ``main`` on uvloop when it is installed."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover
-        return asyncio.run(main)
-    return uvloop.run(main)
 
 
 @dataclass
