@@ -8,26 +8,22 @@ that started the simulator as a subprocess (``smppd demo``) knows where to conne
 from __future__ import annotations
 
 import argparse
-import asyncio
 import dataclasses
 import json
 import logging
 import os
-import signal
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 
-from smppd.runtime.logs import UtcFormatter
 from smppd.version import version
 
 from .config import ConfigError, SimConfig, load_config
-from .loadgen import run_fast
+from .console import LOG_LEVELS, UsageError, log_to_stdout, serve, stop_on_signals
 from .server import SmscSimulator
 
 log = logging.getLogger("simulators")
-LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
-
-
 
 
 def with_ports(config: SimConfig, ports_from: int | None, admin_port: int | None) -> SimConfig:
@@ -51,10 +47,7 @@ async def run(config: SimConfig, original: SimConfig | None = None,
               ready_file: Path | None = None) -> None:
     sim = SmscSimulator(config)
     await sim.start()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     try:
         if ready_file is not None:  # written whole, then renamed: a reader never sees half
             partial = ready_file.with_name(ready_file.name + ".partial")
@@ -86,30 +79,26 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--ready-file", type=Path, metavar="FILE",
                    help="once listening, write a JSON file with each MNO's port and the "
                         "admin port")
-    p.add_argument("--log-level", default="INFO", type=str.upper, choices=LEVELS,
+    p.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS,
                    help="log level (default: INFO)")
     return p
 
 
+def _simulation(args: argparse.Namespace) -> Coroutine[Any, Any, None]:
+    """The run the arguments ask for; ConfigError, OSError or UsageError when they do not
+    make one."""
+    original = load_config(args.config)
+    if args.ports_from and args.ports_from + len(original.mnos) - 1 > 65535:
+        raise UsageError(f"--ports-from {args.ports_from} leaves no room for "
+                         f"{len(original.mnos)} MNOs")
+    config = with_ports(original, args.ports_from, args.admin_port)
+    return run(config, original, args.ready_file)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(UtcFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    logging.basicConfig(level=args.log_level, handlers=[handler])
-    try:
-        original = load_config(args.config)
-        if args.ports_from and args.ports_from + len(original.mnos) - 1 > 65535:
-            log.error("cannot start: --ports-from %d leaves no room for %d MNOs",
-                      args.ports_from, len(original.mnos))
-            return 2
-        config = with_ports(original, args.ports_from, args.admin_port)
-        run_fast(run(config, original, args.ready_file))
-    except (ConfigError, OSError) as exc:
-        log.error("cannot start: %s", exc)
-        return 1
-    return 0
+    log_to_stdout(args.log_level)
+    return serve(log, lambda: _simulation(args), {ConfigError: 1, OSError: 1, UsageError: 2})
 
 
 if __name__ == "__main__":

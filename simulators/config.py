@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ssl
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import field, fields
 from pathlib import Path
 from typing import Annotated, Any, Literal
@@ -31,6 +31,7 @@ from pydantic.dataclasses import dataclass
 
 from smppd.tls import TlsFileError, server_context
 
+from .errors import NamedValueError
 from .id_formats import parse_id_format
 
 BIND_TYPES = frozenset({"transmitter", "receiver", "transceiver"})
@@ -41,13 +42,12 @@ Route = Literal["same", "round_robin"]
 _CONFIG = ConfigDict(extra="forbid")  # an unknown key is an error, named
 
 
-class ConfigError(ValueError):
+class ConfigError(NamedValueError):
     """A bad configuration value; ``key`` is its dotted path."""
 
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}")
-        self.key = key
-        self.message = message
+    @property
+    def key(self) -> str:
+        return self.name
 
 
 class _Problem(ValueError):
@@ -58,6 +58,12 @@ class _Problem(ValueError):
         super().__init__(message)
         self.key = key
         self.message = message
+
+
+def _distinct(key: str, values: Sequence[Hashable], problem: str) -> None:
+    """The rule that no two of ``values`` are equal, reported as ``problem`` under ``key``."""
+    if len(set(values)) != len(values):
+        raise _Problem(key, problem)
 
 
 # --- value types -----------------------------------------------------------------
@@ -231,9 +237,7 @@ class MnoConfig:
     def _check(self) -> MnoConfig:
         if not self.accounts:
             raise _Problem("account", "at least one account")
-        ids = [a.system_id for a in self.accounts]
-        if len(set(ids)) != len(ids):
-            raise _Problem("account", "duplicate system_id")
+        _distinct("account", [a.system_id for a in self.accounts], "duplicate system_id")
         if self.tls_cert is None:
             for key, unset in (("tls_key", None), ("tls_client_ca", None), ("tls_port", 0)):
                 if getattr(self, key) != unset:
@@ -269,12 +273,8 @@ class _SimFile:
     def _check(self) -> _SimFile:
         if not self.mno:
             raise _Problem("mno", "at least one [[mno]]")
-        names = [m.name for m in self.mno]
-        if len(set(names)) != len(names):
-            raise _Problem("mno", "duplicate name")
-        ports = [m.port for m in self.mno if m.port]
-        if len(set(ports)) != len(ports):
-            raise _Problem("mno", "two MNOs on the same port")
+        _distinct("mno", [m.name for m in self.mno], "duplicate name")
+        _distinct("mno", [m.port for m in self.mno if m.port], "two MNOs on the same port")
         return self
 
 

@@ -14,36 +14,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import struct
 import time
 from collections import Counter
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
-from smppd.protocol.constants import CommandId
 from smppd.protocol.pdu import BindTransceiver, EnquireLinkResp, SubmitSm, encode
 
-_HEADER = struct.Struct(">IIII")
-_U32 = struct.Struct(">I")
-_SUBMIT_SM_RESP = int(CommandId.SUBMIT_SM_RESP)
-_DELIVER_SM = int(CommandId.DELIVER_SM)
-_DELIVER_SM_RESP = int(CommandId.DELIVER_SM_RESP)
-_BIND_TRANSCEIVER_RESP = int(CommandId.BIND_TRANSCEIVER_RESP)
-_ENQUIRE_LINK = int(CommandId.ENQUIRE_LINK)
-_UNBIND = int(CommandId.UNBIND)
-
-
-T = TypeVar("T")
-
-
-def run_fast(main: Coroutine[Any, Any, T]) -> T:
-    """Run ``main`` on uvloop when it is installed."""
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover
-        return asyncio.run(main)
-    return uvloop.run(main)
+from .console import run_fast
+from .wire import (
+    BIND_TRANSCEIVER_RESP,
+    DELIVER_SM,
+    DELIVER_SM_RESP,
+    ENQUIRE_LINK,
+    HEADER,
+    SUBMIT_SM_RESP,
+    U32,
+    UNBIND,
+)
 
 
 @dataclass
@@ -103,25 +91,25 @@ class Blaster(asyncio.Protocol):
         result = self.result
         statuses = result.statuses
         while end - offset >= 16:
-            length, command_id, status, sequence = _HEADER.unpack_from(buf, offset)
+            length, command_id, status, sequence = HEADER.unpack_from(buf, offset)
             if end - offset < length:
                 break
             offset += length
-            if command_id == _SUBMIT_SM_RESP:
+            if command_id == SUBMIT_SM_RESP:
                 self._outstanding -= 1
                 result.responses += 1
                 statuses[status] += 1
-            elif command_id == _DELIVER_SM:
+            elif command_id == DELIVER_SM:
                 result.receipts += 1
-                replies.append(_HEADER.pack(17, _DELIVER_SM_RESP, 0, sequence) + b"\0")
-            elif command_id == _BIND_TRANSCEIVER_RESP:
+                replies.append(HEADER.pack(17, DELIVER_SM_RESP, 0, sequence) + b"\0")
+            elif command_id == BIND_TRANSCEIVER_RESP:
                 if status:
                     self.done.set_exception(ConnectionError(f"bind refused 0x{status:08X}"))
                     return
                 self._started = time.perf_counter()
-            elif command_id == _ENQUIRE_LINK:
+            elif command_id == ENQUIRE_LINK:
                 replies.append(encode(EnquireLinkResp(sequence_number=sequence)))
-            elif command_id == _UNBIND:
+            elif command_id == UNBIND:
                 self.done.set_exception(ConnectionError("unbound by the SMSC"))
                 return
         del buf[:offset]
@@ -139,7 +127,7 @@ class Blaster(asyncio.Protocol):
         size = self._size
         batch = bytearray(self._template * n)
         seq = self._sequence
-        pack_into = _U32.pack_into
+        pack_into = U32.pack_into
         for i in range(n):
             seq += 1
             pack_into(batch, i * size + 12, seq)

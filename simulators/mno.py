@@ -13,7 +13,6 @@ import asyncio
 import itertools
 import logging
 import random
-import struct
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
@@ -44,16 +43,18 @@ from .counters import AccountCounters, Totals
 from .id_formats import parse_id_format
 from .receipt_maker import DueQueue, ReceiptMaker, SubmitLike, peek_submit
 from .recorder import Recorder, message_details
+from .wire import (
+    DELIVER_SM,
+    ENQUIRE_LINK,
+    ENQUIRE_LINK_RESP,
+    HEADER,
+    SUBMIT_SM,
+    SUBMIT_SM_RESP,
+    U32,
+)
 
 log = logging.getLogger("simulators.mno")
 
-_HEADER = struct.Struct(">IIII")
-_SUBMIT_SM = int(CommandId.SUBMIT_SM)
-_ENQUIRE_LINK = int(CommandId.ENQUIRE_LINK)
-_SUBMIT_SM_RESP = int(CommandId.SUBMIT_SM_RESP)
-_DELIVER_SM = int(CommandId.DELIVER_SM)
-_U32 = struct.Struct(">I")
-_ENQUIRE_LINK_RESP = int(CommandId.ENQUIRE_LINK_RESP)
 _BIND_TYPES: dict[type[Bind], str] = {
     BindTransmitter: "transmitter",
     BindReceiver: "receiver",
@@ -65,8 +66,8 @@ _RECEIVING = frozenset({"receiver", "transceiver"})
 def submit_resp(sequence: int, status: int, message_id: bytes = b"") -> bytes:
     """A submit_sm_resp on the wire; error responses carry no body."""
     if status:
-        return _HEADER.pack(HEADER_LEN, _SUBMIT_SM_RESP, status, sequence)
-    return _HEADER.pack(HEADER_LEN + len(message_id) + 1, _SUBMIT_SM_RESP, 0, sequence) \
+        return HEADER.pack(HEADER_LEN, SUBMIT_SM_RESP, status, sequence)
+    return HEADER.pack(HEADER_LEN + len(message_id) + 1, SUBMIT_SM_RESP, 0, sequence) \
         + message_id + b"\0"
 
 
@@ -136,7 +137,7 @@ class SmscHandler(BaseHandler):
 
     def session_event(self, conn: SmppConnection, event: Event) -> None:
         if type(event) is RawRequestReceived:
-            if event.command_id == _SUBMIT_SM:
+            if event.command_id == SUBMIT_SM:
                 self.mno.on_submit(self, event)
             else:
                 self.mno.on_enquire_link(self, event)
@@ -174,13 +175,13 @@ class SmscHandler(BaseHandler):
         session = self.conn.session
         sequence = session.next_sequence()
         # the frame as context: if the connection dies unanswered, it is delivered again
-        session.window.add(sequence, _DELIVER_SM, self.conn.loop.time(), frame)
-        self.conn.send_raw(frame[:12] + _U32.pack(sequence) + frame[16:])
+        session.window.add(sequence, DELIVER_SM, self.conn.loop.time(), frame)
+        self.conn.send_raw(frame[:12] + U32.pack(sequence) + frame[16:])
         mno = self.mno
         if mno.recorder.enabled:
             pdu, _ = decode(frame)
             assert isinstance(pdu, DeliverSm)
-            mno.recorder.record(mno.clock(), "out", _DELIVER_SM, 0, sequence, self.conn_id,
+            mno.recorder.record(mno.clock(), "out", DELIVER_SM, 0, sequence, self.conn_id,
                                 **message_details(pdu))
 
 
@@ -380,7 +381,7 @@ class Mno:
             handler.conn.send_raw(data)
         if self.recorder.enabled:
             details: dict[str, Any] = {} if message_id is None else {"message_id": message_id}
-            self.record_out(handler, _SUBMIT_SM_RESP, status, sequence, **details)
+            self.record_out(handler, SUBMIT_SM_RESP, status, sequence, **details)
         behaviour = self.behaviour
         if behaviour.drop_after is not None:
             behaviour.drop_after -= 1
@@ -392,7 +393,7 @@ class Mno:
     def _record_submit(self, handler: SmscHandler, submit: SubmitLike | None, sequence: int,
                        message_id: str | None) -> None:
         if isinstance(submit, SubmitSm) and self.recorder.enabled:
-            self.recorder.record(self.clock(), "in", _SUBMIT_SM, 0, sequence, handler.conn_id,
+            self.recorder.record(self.clock(), "in", SUBMIT_SM, 0, sequence, handler.conn_id,
                                  system_id=handler.account.system_id if handler.account else None,
                                  **message_details(submit))
 
@@ -418,10 +419,10 @@ class Mno:
         if self.recorder.enabled:
             self.recorder.record(self.clock(), "in", raw.command_id, 0, raw.sequence_number,
                                  handler.conn_id)
-        if raw.command_id != _ENQUIRE_LINK or self.behaviour.silent_enquire_link:
+        if raw.command_id != ENQUIRE_LINK or self.behaviour.silent_enquire_link:
             return
-        handler.conn.send_raw(_HEADER.pack(HEADER_LEN, _ENQUIRE_LINK_RESP, 0, raw.sequence_number))
-        self.record_out(handler, _ENQUIRE_LINK_RESP, 0, raw.sequence_number)
+        handler.conn.send_raw(HEADER.pack(HEADER_LEN, ENQUIRE_LINK_RESP, 0, raw.sequence_number))
+        self.record_out(handler, ENQUIRE_LINK_RESP, 0, raw.sequence_number)
 
     def on_response(self, handler: SmscHandler, pdu: Pdu) -> None:
         if pdu.command_status:

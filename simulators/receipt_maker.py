@@ -14,7 +14,6 @@ import bisect
 import heapq
 import itertools
 import random
-import struct
 import time
 from collections.abc import Callable
 from typing import Generic, NamedTuple, Protocol, TypeVar
@@ -25,22 +24,18 @@ from smppd.protocol.constants import (
     HEADER_LEN,
     REG_DELIVERY_FAILURE,
     REG_DELIVERY_FINAL,
-    CommandId,
     Tag,
 )
 from smppd.protocol.encoding import decode_text
 
 from .config import ReceiptConfig
+from .wire import DELIVER_SM, HEADER, TLV_HEAD
 
 # err field of the text form and GSM error code of network_error_code, per outcome.
 _ERRORS = {"DELIVRD": 0, "ACCEPTD": 0, "ENROUTE": 0, "UNDELIV": 1, "EXPIRED": 27, "REJECTD": 11}
 _STATES = {"ENROUTE": 1, "DELIVRD": 2, "EXPIRED": 3, "UNDELIV": 5, "ACCEPTD": 6, "REJECTD": 8}
 _NETWORK_TYPE_GSM = 3
 _TEXT_MAX = 20  # as correlation.receipts.format_receipt truncates it
-
-_HEADER = struct.Struct(">IIII")
-_TLV_HEAD = struct.Struct(">HH")
-_DELIVER_SM = int(CommandId.DELIVER_SM)
 
 
 class SubmitLike(Protocol):
@@ -161,10 +156,10 @@ class ReceiptMaker:
             ).encode("latin-1", errors="replace")[:254]
         tlvs = b""
         if self.config.tlvs:
-            tlvs = (_TLV_HEAD.pack(Tag.RECEIPTED_MESSAGE_ID, len(mid) + 1) + mid + b"\0"
-                    + _TLV_HEAD.pack(Tag.MESSAGE_STATE, 1) + bytes((_STATES[stat],)))
+            tlvs = (TLV_HEAD.pack(Tag.RECEIPTED_MESSAGE_ID, len(mid) + 1) + mid + b"\0"
+                    + TLV_HEAD.pack(Tag.MESSAGE_STATE, 1) + bytes((_STATES[stat],)))
             if err:
-                tlvs += _TLV_HEAD.pack(Tag.NETWORK_ERROR_CODE, 3) + bytes(
+                tlvs += TLV_HEAD.pack(Tag.NETWORK_ERROR_CODE, 3) + bytes(
                     (_NETWORK_TYPE_GSM, err >> 8, err & 0xFF))
         body = b"".join((
             b"\0",  # service_type
@@ -178,7 +173,7 @@ class ReceiptMaker:
             text,
             tlvs,
         ))
-        return _HEADER.pack(HEADER_LEN + len(body), _DELIVER_SM, 0, 0) + body
+        return HEADER.pack(HEADER_LEN + len(body), DELIVER_SM, 0, 0) + body
 
     def _date(self, timestamp: float) -> str:
         minute = int(timestamp // 60)

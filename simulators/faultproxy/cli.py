@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import logging
-import signal
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any
 
-from smppd.runtime.logs import UtcFormatter
 from smppd.version import version
 
+from ..console import LOG_LEVELS, log_to_stdout, serve, stop_on_signals
 from .api import FaultProxy
 from .errors import FieldError
 from .proxy import parse_address
@@ -30,27 +28,18 @@ async def run(host: str, port: int, proxies: object = None) -> None:
             created = await fp.registry.populate(proxies)
             log.info("created %d proxies: %s", len(created), ", ".join(p.name for p in created))
         log.info("fault proxy API on http://%s:%d", host, fp.port)
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, stop.set)
-        await stop.wait()
+        await stop_on_signals().wait()
         log.info("stopping")
     finally:
         await fp.stop()
 
 
-def _run_fast(main: Coroutine[Any, Any, None]) -> None:
-    try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is optional here
-        asyncio.run(main)
-    else:
-        uvloop.run(main)
-
-
-
-
+def _proxy_api(args: argparse.Namespace) -> Coroutine[Any, Any, None]:
+    """The run the arguments ask for; FieldError, OSError or ValueError (bad JSON) when
+    they do not make one."""
+    host, port = parse_address(args.listen, "--listen", any_port=True)
+    proxies = None if args.config is None else json.loads(Path(args.config).read_text("utf-8"))
+    return run(host, port, proxies)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -62,24 +51,12 @@ def main(argv: list[str] | None = None) -> int:
                         help="host:port of the HTTP API (default 127.0.0.1:8474)")
     parser.add_argument("--config", help="JSON file: a list of proxies to create at start, "
                                          "as POST /populate takes")
-    parser.add_argument("--log-level", default="INFO", type=str.upper,
-                        choices=("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"),
+    parser.add_argument("--log-level", default="INFO", type=str.upper, choices=LOG_LEVELS,
                         help="log level (default: INFO)")
     args = parser.parse_args(argv)
-    handler = logging.StreamHandler(sys.stdout)
-    handler.setFormatter(UtcFormatter("%(asctime)s %(levelname)s %(name)s %(message)s"))
-    logging.basicConfig(level=args.log_level, handlers=[handler])
-    try:
-        host, port = parse_address(args.listen, "--listen", any_port=True)
-        proxies = None if args.config is None else json.loads(Path(args.config).read_text("utf-8"))
-        _run_fast(run(host, port, proxies))
-    except FieldError as exc:
-        log.error("cannot start: %s", exc)
-        return 2
-    except (OSError, ValueError) as exc:
-        log.error("cannot start: %s", exc)
-        return 1
-    return 0
+    log_to_stdout(args.log_level)
+    # A FieldError is a bad argument (2, as argparse's); any other ValueError, bad JSON.
+    return serve(log, lambda: _proxy_api(args), {FieldError: 2, OSError: 1, ValueError: 1})
 
 
 if __name__ == "__main__":

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
+from ..errors import NamedValueError
 
-class FieldError(ValueError):
+
+class FieldError(NamedValueError):
     """Bad input (HTTP 400); ``field`` names what to fix, e.g. ``attributes.latency``."""
 
-    def __init__(self, field: str, message: str) -> None:
-        super().__init__(f"{field}: {message}")
-        self.field = field
-        self.message = message
+    @property
+    def field(self) -> str:
+        return self.name
 
 
 class NotFound(LookupError):
