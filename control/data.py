@@ -160,6 +160,16 @@ class _SqlData:
     async def _in_tx(self, steps: Any) -> Any:
         raise NotImplementedError
 
+    async def _upsert(self, table: str, key: str, **row: Any) -> None:
+        """Insert ``row`` into ``table``, or overwrite the row with the same ``key``
+        (column names come from this module, never from a caller's input)."""
+        columns = ", ".join(row)
+        marks = ", ".join("?" * len(row))
+        updates = ", ".join(f"{c} = excluded.{c}" for c in row if c != key)
+        sql = (f"INSERT INTO {{{table}}} ({columns}) VALUES ({marks}) "  # noqa: S608
+               f"ON CONFLICT ({key}) DO UPDATE SET {updates}")
+        await self._execute(self.sql(sql), *row.values())
+
     # -- leases --
 
     async def lease(self, sender: str) -> Lease | None:
@@ -178,13 +188,9 @@ class _SqlData:
         return [_lease(r) for r in rows]
 
     async def put_lease(self, lease: LeaseIn) -> Lease:
-        await self._execute(self.sql(
-            "INSERT INTO {leases} (sender, tenant_id, kind, state, quarantine_until, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (sender) DO UPDATE SET "
-            "tenant_id = excluded.tenant_id, kind = excluded.kind, state = excluded.state, "
-            "quarantine_until = excluded.quarantine_until, updated_at = excluded.updated_at"),
-            lease.sender, lease.tenant_id, lease.kind, lease.state, lease.quarantine_until,
-            time.time())
+        await self._upsert("leases", "sender", sender=lease.sender, tenant_id=lease.tenant_id,
+                           kind=lease.kind, state=lease.state,
+                           quarantine_until=lease.quarantine_until, updated_at=time.time())
         return Lease(lease.sender, lease.tenant_id, lease.kind, lease.state,
                      lease.quarantine_until)
 
@@ -202,12 +208,9 @@ class _SqlData:
         return [PrefixRow(**r) for r in rows]
 
     async def put_prefix(self, prefix: PrefixIn) -> PrefixRow:
-        await self._execute(self.sql(
-            "INSERT INTO {prefixes} (prefix, operator_id, country_code, description) "
-            "VALUES (?, ?, ?, ?) ON CONFLICT (prefix) DO UPDATE SET "
-            "operator_id = excluded.operator_id, country_code = excluded.country_code, "
-            "description = excluded.description"),
-            prefix.prefix, prefix.operator_id, prefix.country_code, prefix.description)
+        await self._upsert("prefixes", "prefix", prefix=prefix.prefix,
+                           operator_id=prefix.operator_id, country_code=prefix.country_code,
+                           description=prefix.description)
         return PrefixRow(prefix.prefix, prefix.operator_id, prefix.country_code,
                          prefix.description)
 

@@ -297,6 +297,12 @@ async def test_rule_change_reloads_routing_and_fallback_agrees(plane: ControlPla
     await plane.reload_routing()
     assert (await plane.select(SelectRequest("93789912345", "x"))).operator_id == "mtn"
     assert (await plane.select(SelectRequest("93781234567", "x"))).operator_id == "etisalat"
+    # Putting the prefix again overwrites its row.
+    await plane.put_prefix(PrefixIn(prefix="937899", operator_id="etisalat", description="moved"))
+    await plane.reload_routing()
+    assert (await plane.select(SelectRequest("93789912345", "x"))).operator_id == "etisalat"
+    assert [(p.operator_id, p.description) for p in await plane.data.list_prefixes("937899")
+            ] == [("etisalat", "moved")]
     assert await plane.delete_prefix("937899")
 
 
