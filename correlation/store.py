@@ -43,8 +43,9 @@ FINAL_STATES = FAILURE_STATES | {DELIVERED, UNKNOWN}
 
 
 @dataclass(slots=True, kw_only=True)
-class MessageRecord:
-    """One accepted message, as stored (body already encoded in ``data_coding``)."""
+class MessageContent:
+    """Who sends what to whom: what a message carries from intake to the store and the
+    SMSC (``body`` already encoded in ``data_coding``)."""
 
     message_id: str
     tenant_id: str
@@ -52,6 +53,12 @@ class MessageRecord:
     destination: str
     data_coding: int
     body: bytes
+
+
+@dataclass(slots=True, kw_only=True)
+class MessageRecord(MessageContent):
+    """One accepted message, as stored."""
+
     created_at: float
     updated_at: float
     operator_id: str | None = None  # None: routing picks one at dispatch

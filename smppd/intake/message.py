@@ -24,6 +24,7 @@ from pydantic import (
     model_validator,
 )
 
+from correlation.store import MessageContent
 from smppd.config.fields import CallbackUrl
 from smppd.protocol.constants import Npi, Ton
 from smppd.protocol.encoding import EncodingError, choose_coding, encode_text
@@ -123,16 +124,10 @@ def ton_npi(address: str) -> tuple[str, int, int]:
     return address, Ton.ALPHANUMERIC, Npi.UNKNOWN
 
 
-@dataclass(slots=True)
-class Outbound:
+@dataclass(slots=True, kw_only=True)
+class Outbound(MessageContent):
     """A validated message, its payload encoded, ready to be stored and split."""
 
-    message_id: str
-    tenant_id: str
-    source: str
-    destination: str
-    data_coding: int
-    body: bytes
     operator_id: str | None
     registered_delivery: bool
     validity: int | None
