@@ -172,10 +172,6 @@ class Operator:
                 self.queued_ids.pop(message_id, None)
         return len(dropped)
 
-    @property
-    def paused(self) -> bool:
-        return self.pause_gate.shut
-
     def set_tps(self, tps: float) -> None:
         self.limiter.set_limit(tps)
 
@@ -247,7 +243,7 @@ class Operator:
         return {
             "id": self.id,
             "name": self.config.name,
-            "state": "paused" if self.paused else ("bound" if self.healthy else "unbound"),
+            "state": "paused" if self.pause_gate.shut else ("bound" if self.healthy else "unbound"),
             "binds_configured": len(self.binds),
             "binds_up": self.bound_count,
             "tps_limit": self.limiter.limit,

@@ -152,7 +152,7 @@ class GatewayApi:
         found = [b for b in op.binds if b.name == bind] if op is not None else []
         if not found:
             return None
-        return {"operator_id": operator_id, "paused": op.paused if op else False,
+        return {"operator_id": operator_id, "paused": op.pause_gate.shut if op else False,
                 **found[0].status()}
 
     # -- messages and events --

@@ -59,7 +59,7 @@ def build(config: Config, registry: CollectorRegistry,
         nats_url = config.nats.url.get_secret_value()
 
     def health() -> dict[str, Health]:
-        return {op.id: Health(configured=True, bound=op.healthy, paused=op.paused,
+        return {op.id: Health(configured=True, bound=op.healthy, paused=op.pause_gate.shut,
                               circuit_open=circuits.is_open(op.id))
                 for op in operators().values()}
 

@@ -133,8 +133,8 @@ async def test_status_page_renders_rates_and_pauses(tmp_path: Path) -> None:
         await page.click("[data-operator=beta] [data-action=pause]")
         await e2e.wait_for(lambda: _equals(page, "[data-operator=beta] .op-state", "paused"), 10,
                            what="beta shown paused")
-        assert daemon.operators["beta"].paused
-        assert not daemon.operators["alpha"].paused
+        assert daemon.operators["beta"].pause_gate.shut
+        assert not daemon.operators["alpha"].pause_gate.shut
         async with aiohttp.ClientSession() as http, http.get(
                 url + "/v1/operators/beta",
                 headers={"Authorization": "Bearer read-token"}) as resp:
@@ -156,7 +156,7 @@ async def test_status_page_renders_rates_and_pauses(tmp_path: Path) -> None:
         await page.click("[data-operator=beta] [data-action=resume]")
         await e2e.wait_for(lambda: _equals(page, "[data-operator=beta] .op-state", "bound"), 10,
                            what="beta shown bound again")
-        assert not daemon.operators["beta"].paused
+        assert not daemon.operators["beta"].pause_gate.shut
 
 
 async def _above_zero(page: Page, selector: str) -> bool:
