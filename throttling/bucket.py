@@ -84,7 +84,45 @@ def _check_headroom(headroom: float) -> None:
         raise ValueError(f"headroom must be in [0, 1), got {headroom!r}")
 
 
-class TokenBucket:
+class PacedLimit:
+    """What every bucket keeps: the configured limit, the rate it paces at now (at
+    most the limit) and the headroom. Each change is checked, then ``_pace`` applies it."""
+
+    def __init__(self, rate: float, headroom: float) -> None:
+        _check_tps(rate)
+        _check_headroom(headroom)
+        self._limit = rate
+        self._rate = rate
+        self._headroom = headroom
+
+    @property
+    def rate(self) -> float:
+        return self._rate
+
+    @property
+    def limit(self) -> float:
+        return self._limit
+
+    def set_limit(self, tps: float) -> None:
+        _check_tps(tps)
+        self._limit = tps
+        self.set_rate(tps)
+
+    def set_rate(self, tps: float) -> None:
+        _check_tps(tps)
+        self._rate = min(tps, self._limit)
+        self._pace()
+
+    def set_headroom(self, headroom: float) -> None:
+        _check_headroom(headroom)
+        self._headroom = headroom
+        self._pace()
+
+    def _pace(self) -> None:
+        raise NotImplementedError
+
+
+class TokenBucket(PacedLimit):
     """GCRA limiter; see the module docstring for the one-second-window proof.
 
     `burst`: sends allowed back to back after an idle spell (default 1, no bursts).
@@ -102,14 +140,10 @@ class TokenBucket:
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        _check_tps(rate)
+        super().__init__(rate, headroom)
         if burst is not None and not (burst >= 1 and burst == int(burst)):
             raise ValueError(f"burst must be a whole number >= 1, got {burst!r}")
-        _check_headroom(headroom)
-        self._limit = rate
-        self._rate = rate
         self._burst = int(burst or 1)
-        self._headroom = headroom
         self._clock = clock
         self._sleep = sleep
         self._waiters = asyncio.Lock()  # acquire() callers queue here, first come first served
@@ -120,14 +154,6 @@ class TokenBucket:
         self._tat = _to_ns(clock()) - self._interval
 
     @property
-    def rate(self) -> float:
-        return self._rate
-
-    @property
-    def limit(self) -> float:
-        return self._limit
-
-    @property
     def interval(self) -> float:
         """Seconds between grants at the sustained pace."""
         return self._interval / _NS
@@ -136,22 +162,6 @@ class TokenBucket:
     def burst(self) -> int:
         """Back-to-back sends allowed now (the configured burst, capped at the rate)."""
         return self._tolerance // self._interval + 1
-
-    def set_limit(self, tps: float) -> None:
-        _check_tps(tps)
-        self._limit = tps
-        self._rate = tps
-        self._pace()
-
-    def set_rate(self, tps: float) -> None:
-        _check_tps(tps)
-        self._rate = min(tps, self._limit)
-        self._pace()
-
-    def set_headroom(self, headroom: float) -> None:
-        _check_headroom(headroom)
-        self._headroom = headroom
-        self._pace()
 
     def try_acquire(self) -> float:
         now = _to_ns(self._clock())

@@ -28,7 +28,7 @@ import math
 import time
 from typing import Any
 
-from throttling.bucket import Clock, Sleep, TokenBucket
+from throttling.bucket import Clock, PacedLimit, Sleep, TokenBucket
 
 log = logging.getLogger("throttling.redis")
 
@@ -51,7 +51,7 @@ AHEAD = 0.05  # seconds of slots reserved per round trip at high rates
 PROBE_INTERVAL = 5.0  # seconds between looks for Redis while degraded
 
 
-class RedisTokenBucket:
+class RedisTokenBucket(PacedLimit):
     """A RateLimiter whose pace is shared through Redis by every replica."""
 
     def __init__(
@@ -65,15 +65,11 @@ class RedisTokenBucket:
         clock: Clock = time.monotonic,
         sleep: Sleep = asyncio.sleep,
     ) -> None:
-        if rate <= 0:
-            raise ValueError("rate must be positive")
+        super().__init__(rate, headroom)
         if replicas < 1:
             raise ValueError("replicas must be at least 1")
         self._redis = redis
         self._key = key
-        self._limit = rate
-        self._rate = rate
-        self._headroom = headroom
         self._replicas = replicas
         self._clock = clock
         self._sleep = sleep
@@ -90,33 +86,14 @@ class RedisTokenBucket:
     # -- RateLimiter --
 
     @property
-    def rate(self) -> float:
-        return self._rate
-
-    @property
-    def limit(self) -> float:
-        return self._limit
-
-    @property
     def degraded(self) -> bool:
         """True while pacing on the local share because Redis is unreachable."""
         return self._local is not None
 
-    def set_limit(self, tps: float) -> None:
-        self._limit = tps
-        self.set_rate(tps)
-
-    def set_rate(self, tps: float) -> None:
-        self._rate = min(tps, self._limit)
+    def _pace(self) -> None:
         self._slots.clear()  # slots were reserved at the old pace
         if self._local is not None:
             self._local.set_limit(self._local_share())
-
-    def set_headroom(self, headroom: float) -> None:
-        if not 0.0 <= headroom < 1.0:
-            raise ValueError(f"headroom must be in [0, 1), got {headroom!r}")
-        self._headroom = headroom
-        self.set_rate(self._rate)
 
     def try_acquire(self) -> float:
         now = self._clock()
