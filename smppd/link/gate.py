@@ -6,22 +6,22 @@ import asyncio
 
 
 class Gate:
-    """Open or shut. ``shut`` is a plain attribute because the send loop reads it for
-    every part; ``wait_open`` suspends only while the gate is shut."""
+    """Open or shut; ``wait_open`` suspends only while it is shut."""
 
-    __slots__ = ("_open", "shut")
+    __slots__ = ("_open",)
 
     def __init__(self) -> None:
-        self.shut = False
         self._open = asyncio.Event()
         self._open.set()
 
+    @property
+    def shut(self) -> bool:
+        return not self._open.is_set()
+
     def close(self) -> None:
-        self.shut = True
         self._open.clear()
 
     def open(self) -> None:
-        self.shut = False
         self._open.set()
 
     async def wait_open(self) -> None:
