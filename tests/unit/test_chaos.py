@@ -49,19 +49,32 @@ def assert_no_loss(run: Tally) -> None:
     assert run.duplicates <= WINDOW * BINDS, f"{run.duplicates} duplicates"
 
 
-async def test_latency_500_ms(tmp_path: Path) -> None:
+def assert_all_delivered_once(run: Tally, finals: dict[str, Any], messages: int) -> None:
+    """Slow or cut small is not broken: every message delivered, none lost, none sent twice."""
+    assert_no_loss(run)
+    assert {m["state"] for m in finals.values()} == {"DELIVERED"}, run.states_text()
+    assert (run.reached, run.duplicates) == (messages, 0)
+
+
+async def through_a_steady_fault(tmp_path: Path, toxic: str, attributes: dict[str, int],
+                                 messages: int, timeout: float,
+                                 **keys: Any) -> tuple[dict[str, Any], Tally]:
+    """``messages`` sent with ``toxic`` on both directions of the link from the first
+    submit to the last final state: (the final states, the count at the SMSC)."""
     async with e2e.running_sim([e2e.mno("op")]) as sim, fault_proxy() as server:
         link = await SmscLink.open(server, "op", sim.port_of("op"))
-        async with e2e.running_daemon(config(tmp_path, link)) as daemon:
+        async with e2e.running_daemon(config(tmp_path, link, **keys)) as daemon:
             await e2e.wait_bound(daemon)
-            await link.add_both("latency", latency=500)
-            ids = await e2e.submit(daemon, 100)
-            finals = await e2e.wait_final(daemon, ids, timeout=15.0)
-            run = await count(daemon, ids, [sim], "op")
-    assert {m["state"] for m in finals.values()} == {"DELIVERED"}
-    assert_no_loss(run)
-    assert run.duplicates == 0  # slow is not broken: nothing is sent twice
-    assert run.reached == 100
+            await link.add_both(toxic, **attributes)
+            ids = await e2e.submit(daemon, messages)
+            finals = await e2e.wait_final(daemon, ids, timeout=timeout)
+            return finals, await count(daemon, ids, [sim], "op")
+
+
+async def test_latency_500_ms(tmp_path: Path) -> None:
+    finals, run = await through_a_steady_fault(tmp_path, "latency", {"latency": 500}, 100,
+                                               timeout=15.0)
+    assert_all_delivered_once(run, finals, 100)
 
 
 async def test_black_hole(tmp_path: Path) -> None:
@@ -116,33 +129,18 @@ async def test_reset_mid_window(tmp_path: Path) -> None:
 
 
 async def test_one_byte_slices(tmp_path: Path) -> None:
-    async with e2e.running_sim([e2e.mno("op")]) as sim, fault_proxy() as server:
-        link = await SmscLink.open(server, "op", sim.port_of("op"))
-        async with e2e.running_daemon(config(tmp_path, link)) as daemon:
-            await e2e.wait_bound(daemon)
-            await link.add_both("slicer", average_size=1, size_variation=0, delay=0)
-            ids = await e2e.submit(daemon, 100)
-            finals = await e2e.wait_final(daemon, ids, timeout=15.0)
-            run = await count(daemon, ids, [sim], "op")
-    assert_no_loss(run)
     # Framing is by command_length, not by read: PDUs in 1-byte pieces are whole PDUs.
-    assert {m["state"] for m in finals.values()} == {"DELIVERED"}, run.states_text()
-    assert (run.reached, run.duplicates) == (100, 0)
+    finals, run = await through_a_steady_fault(
+        tmp_path, "slicer", {"average_size": 1, "size_variation": 0, "delay": 0}, 100,
+        timeout=15.0)
+    assert_all_delivered_once(run, finals, 100)
 
 
 async def test_bandwidth_1_kb_per_second(tmp_path: Path) -> None:
-    async with e2e.running_sim([e2e.mno("op")]) as sim, fault_proxy() as server:
-        link = await SmscLink.open(server, "op", sim.port_of("op"))
-        # A response may wait behind receipts at 1,000 bytes/s: 5 s before it is in doubt.
-        async with e2e.running_daemon(config(tmp_path, link, response_timeout=5.0)) as daemon:
-            await e2e.wait_bound(daemon)
-            await link.add_both("bandwidth", rate=1)
-            ids = await e2e.submit(daemon, 30)
-            finals = await e2e.wait_final(daemon, ids, timeout=20.0)
-            run = await count(daemon, ids, [sim], "op")
-    assert_no_loss(run)
-    assert {m["state"] for m in finals.values()} == {"DELIVERED"}, run.states_text()
-    assert (run.reached, run.duplicates) == (30, 0)
+    # A response may wait behind receipts at 1,000 bytes/s: 5 s before it is in doubt.
+    finals, run = await through_a_steady_fault(tmp_path, "bandwidth", {"rate": 1}, 30,
+                                               timeout=20.0, response_timeout=5.0)
+    assert_all_delivered_once(run, finals, 30)
 
 
 async def test_smsc_killed_and_restarted(tmp_path: Path) -> None:
