@@ -10,11 +10,13 @@ the daemon shares, the writer thread runs beside it.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import functools
 import os
 import sys
 import tempfile
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from correlation.sqlite_store import SqliteStore
@@ -84,61 +86,73 @@ def report(label: str, n: int, wall: float, cpu: float) -> None:
     )
 
 
-async def phases(path: str, n: int, concurrency: int) -> None:
+@contextlib.asynccontextmanager
+async def timed_store(path: str) -> AsyncIterator[TimedStore]:
     store = TimedStore(path)
     await store.open()
-    now = time.time()
+    try:
+        yield store
+    finally:
+        await store.close()
 
-    async def accept(i: int) -> None:
-        await store.accept([record(i, now)])
 
-    async def submitted(i: int) -> None:
-        await store.record_submitted(f"msg-{i:08d}", 1, 1, "roshan", f"{i:X}", f"{i:x}", now)
+# One message's way through the store, a step at a time: step(store, now, i).
+async def accept(store: TimedStore, now: float, i: int) -> None:
+    await store.accept([record(i, now)])
 
-    async def receipt(i: int) -> None:
-        ref = await store.lookup_part("roshan", f"{i:x}")
-        assert ref is not None
-        state = await store.record_receipt(ref.message_id, 1, DELIVERED, "DELIVRD", "000", now)
-        assert state == DELIVERED
 
-    for label, step in (("accept", accept), ("record_submitted", submitted), ("receipt", receipt)):
-        wall, cpu = await run_all(n, concurrency, step)
-        report(label, n, wall, cpu)
+async def submitted(store: TimedStore, now: float, i: int) -> None:
+    await store.record_submitted(f"msg-{i:08d}", 1, 1, "roshan", f"{i:X}", f"{i:x}", now)
 
-    # Receipts as the daemon handles them: a batch of deliver_sm at a time (100, the
-    # simulator's window), one lookup_parts and one record_receipts per batch.
+
+async def receipt(store: TimedStore, now: float, i: int) -> None:
+    ref = await store.lookup_part("roshan", f"{i:x}")
+    assert ref is not None
+    state = await store.record_receipt(ref.message_id, 1, DELIVERED, "DELIVRD", "000", now)
+    assert state == DELIVERED
+
+
+STEPS = (("accept", accept), ("record_submitted", submitted), ("receipt", receipt))
+
+
+async def phases(path: str, n: int, concurrency: int) -> None:
+    async with timed_store(path) as store:
+        now = time.time()
+        for label, step in STEPS:
+            wall, cpu = await run_all(n, concurrency, functools.partial(step, store, now))
+            report(label, n, wall, cpu)
+        await receipts_in_batches(store, n, concurrency, now + 1.0)
+
+
+async def receipts_in_batches(store: TimedStore, n: int, concurrency: int,
+                              now: float) -> None:
+    """Receipts as the daemon handles them: a batch of deliver_sm at a time (100, the
+    simulator's window), one lookup_parts and one record_receipts per batch."""
     batch = 100
-    later = now + 1.0
 
     async def receipts(b: int) -> None:
         first = b * batch
         keys = [[f"{i:x}"] for i in range(first, min(n, first + batch))]
         refs = await store.lookup_parts("roshan", keys)
-        rows = [(ref.message_id, ref.part, ref.total, DELIVERED, "DELIVRD", "000", later)
+        rows = [(ref.message_id, ref.part, ref.total, DELIVERED, "DELIVRD", "000", now)
                 for ref in refs if ref is not None]
         states = await store.record_receipts(rows)
         assert states == [DELIVERED] * len(keys)
 
     wall, cpu = await run_all((n + batch - 1) // batch, max(1, concurrency // batch), receipts)
     report(f"receipts, {batch} per batch", n, wall, cpu)
-    await store.close()
 
 
 async def pipelined(path: str, n: int, concurrency: int) -> None:
-    store = TimedStore(path)
-    await store.open()
-    now = time.time()
+    async with timed_store(path) as store:
+        now = time.time()
 
-    async def flow(i: int) -> None:
-        await store.accept([record(i, now)])
-        await store.record_submitted(f"msg-{i:08d}", 1, 1, "roshan", f"{i:X}", f"{i:x}", now)
-        ref = await store.lookup_part("roshan", f"{i:x}")
-        assert ref is not None
-        await store.record_receipt(ref.message_id, 1, DELIVERED, "DELIVRD", "000", now)
+        async def flow(i: int) -> None:
+            for _, step in STEPS:
+                await step(store, now, i)
 
-    wall, cpu = await run_all(n, concurrency, flow)
-    report("pipelined, per message", n, wall, cpu)
-    await store.close()
+        wall, cpu = await run_all(n, concurrency, flow)
+        report("pipelined, per message", n, wall, cpu)
 
 
 def main() -> None:

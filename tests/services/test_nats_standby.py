@@ -22,7 +22,14 @@ import e2e_helpers as e2e
 import pytest
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
 from nats.js.errors import NotFoundError
-from servers import NATS_URL, REDIS_URL, command, fresh_database, jetstream, redis_prefix
+from servers import (
+    NATS_URL,
+    REDIS_URL,
+    command,
+    daemon_key_prefix,  # noqa: F401 (the prefix fixture)
+    fresh_database,
+    jetstream,
+)
 from test_replicas import delivered, wait_states
 from test_standby import Replica as StoreReplica
 
@@ -44,12 +51,6 @@ def names() -> dict[str, str]:
 async def js(names: dict[str, str]) -> AsyncIterator[Any]:
     async with jetstream(names) as js:
         yield js
-
-
-@pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    async for value in redis_prefix():
-        yield value.rstrip(":")
 
 
 @pytest.fixture

@@ -29,7 +29,7 @@ import e2e_helpers as e2e
 import pytest
 import redis.asyncio as aioredis
 from deps_chaos import stored
-from servers import REDIS_URL, fresh_database, redis_prefix
+from servers import REDIS_URL, daemon_key_prefix, fresh_database  # noqa: F401 (the prefix fixture)
 
 from correlation.migrate import migrate
 from correlation.store import FINAL_STATES
@@ -55,12 +55,6 @@ async def dsn() -> AsyncIterator[str]:
     async with fresh_database("smppd_replicas") as url:
         await migrate(url)
         yield url
-
-
-@pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    async for value in redis_prefix():
-        yield value.rstrip(":")
 
 
 def config(sim: SmscSimulator, dsn: str, prefix: str, *, redis: dict[str, Any],

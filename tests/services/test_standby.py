@@ -23,7 +23,7 @@ import redis.asyncio as aioredis
 from conftest import FakeClock
 from e2e_helpers import mno, open_sqlite, operator, running_sim, wait_for, write_config
 from records import message
-from servers import REDIS_URL, fresh_database, redis_prefix
+from servers import REDIS_URL, daemon_key_prefix, fresh_database  # noqa: F401 (the prefix fixture)
 
 from correlation.pg_store import PgStore
 from correlation.sqlite_store import SqliteStore
@@ -37,12 +37,6 @@ from smppd.metrics import Metrics
 from smppd.runtime.daemon import Daemon
 
 LEASE = 1.0
-
-
-@pytest.fixture
-async def prefix() -> AsyncIterator[str]:
-    async for value in redis_prefix():
-        yield value.rstrip(":")
 
 
 @pytest.fixture

@@ -12,18 +12,7 @@ from typing import Any
 import pytest
 from vault_fixtures import BaoServer, bao, bao_fresh, setup_approle  # noqa: F401
 
-from vault import (
-    AppRoleAuth,
-    CasConflict,
-    Credentials,
-    CredentialStore,
-    SecretNotFound,
-    TokenAuth,
-    VaultAuthError,
-    VaultClient,
-    VaultError,
-    VaultUnavailable,
-)
+import vault
 
 
 def unique() -> str:
@@ -36,21 +25,22 @@ def put(server: BaoServer, path: str, **data: str) -> int:
 
 
 @pytest.fixture
-async def root_client(bao: BaoServer) -> AsyncIterator[VaultClient]:  # noqa: F811
-    client = VaultClient(bao.addr, TokenAuth(bao.root_token))
+async def root_client(bao: BaoServer) -> AsyncIterator[vault.VaultClient]:  # noqa: F811
+    client = vault.VaultClient(bao.addr, vault.TokenAuth(bao.root_token))
     await client.login()
     yield client
     await client.close()
 
 
-def store_for(client: VaultClient, prefix: str, *operators: str) -> CredentialStore:
-    return CredentialStore(client, operators, path_template=prefix + "/{operator_id}")
+def store_for(client: vault.VaultClient, prefix: str, *operators: str) -> vault.CredentialStore:
+    return vault.CredentialStore(client, operators, path_template=prefix + "/{operator_id}")
 
 
 # --- reading ------------------------------------------------------------------------
 
 
-async def test_kv_read_and_first_poll(bao: BaoServer, root_client: VaultClient) -> None:  # noqa: F811
+async def test_kv_read_and_first_poll(
+        bao: BaoServer, root_client: vault.VaultClient) -> None:  # noqa: F811
     prefix = unique()
     put(bao, f"{prefix}/roshan", system_id="smppd-roshan", password="rosh-pw",
         system_type="VMA")
@@ -59,7 +49,7 @@ async def test_kv_read_and_first_poll(bao: BaoServer, root_client: VaultClient) 
     assert "not polled yet" in store.status("roshan")
 
     assert await store.poll() == ["roshan"]
-    assert store.current("roshan") == Credentials("smppd-roshan", "rosh-pw", "VMA", 1)
+    assert store.current("roshan") == vault.Credentials("smppd-roshan", "rosh-pw", "VMA", 1)
     assert store.password_source("roshan")() == "rosh-pw"
     assert store.status("roshan") == "ok: version 1"
     assert store.vault_reachable is True
@@ -71,7 +61,8 @@ async def test_kv_read_and_first_poll(bao: BaoServer, root_client: VaultClient) 
         store.current("nobody")
 
 
-async def test_poll_detects_a_new_version(bao: BaoServer, root_client: VaultClient) -> None:  # noqa: F811
+async def test_poll_detects_a_new_version(
+        bao: BaoServer, root_client: vault.VaultClient) -> None:  # noqa: F811
     prefix = unique()
     put(bao, f"{prefix}/mtn", system_id="smppd-mtn", password="pw-one")
     store = store_for(root_client, prefix, "mtn")
@@ -85,7 +76,7 @@ async def test_poll_detects_a_new_version(bao: BaoServer, root_client: VaultClie
 
 
 async def test_explicit_previous_version_and_fall_back(
-        bao: BaoServer, root_client: VaultClient) -> None:  # noqa: F811
+        bao: BaoServer, root_client: vault.VaultClient) -> None:  # noqa: F811
     prefix = unique()
     put(bao, f"{prefix}/awcc", system_id="smppd-awcc", password="old-pw")
     put(bao, f"{prefix}/awcc", system_id="smppd-awcc", password="new-pw")
@@ -96,7 +87,7 @@ async def test_explicit_previous_version_and_fall_back(
     previous = await store.read_version("awcc", 1)
     assert (previous.password, previous.version) == ("old-pw", 1)
     assert store.version("awcc") == 2  # reading does not change what is current
-    with pytest.raises(SecretNotFound):
+    with pytest.raises(vault.SecretNotFound):
         await store.read_version("awcc", 7)
 
     # the SMSC refuses version 2: back to 1, and polling does not offer 2 again
@@ -112,15 +103,15 @@ async def test_explicit_previous_version_and_fall_back(
     assert store.status("awcc") == "ok: version 3"
     put(bao, f"{prefix}/new", system_id="smppd-new", password="new-pw")
     fresh = store_for(root_client, prefix, "new", "unread")
-    with pytest.raises(VaultError, match="no credentials to fall back from"):
+    with pytest.raises(vault.VaultError, match="no credentials to fall back from"):
         await fresh.fall_back("unread")
     await fresh.refresh("new")
-    with pytest.raises(VaultError, match="version 1 has no previous version"):
+    with pytest.raises(vault.VaultError, match="version 1 has no previous version"):
         await fresh.fall_back("new")
 
 
 async def test_bad_secret_is_reported_without_its_value(
-        bao: BaoServer, root_client: VaultClient) -> None:  # noqa: F811
+        bao: BaoServer, root_client: vault.VaultClient) -> None:  # noqa: F811
     prefix = unique()
     put(bao, f"{prefix}/salaam", system_id="smppd-salaam", password="far-too-long-pw")
     put(bao, f"{prefix}/etisalat", password="etis-pw")
@@ -131,11 +122,11 @@ async def test_bad_secret_is_reported_without_its_value(
     assert "'system_id' is missing" in store.status("etisalat")
 
 
-async def test_cas_write(bao: BaoServer, root_client: VaultClient) -> None:  # noqa: F811
+async def test_cas_write(bao: BaoServer, root_client: vault.VaultClient) -> None:  # noqa: F811
     path = f"{unique()}/op"
     assert await root_client.kv_write("secret", path, {"a": "1"}, cas=0) == 1
     assert await root_client.kv_write("secret", path, {"a": "2"}, cas=1) == 2
-    with pytest.raises(CasConflict) as info:
+    with pytest.raises(vault.CasConflict) as info:
         await root_client.kv_write("secret", path, {"a": "3"}, cas=1)
     assert info.value.expected == 1 and "check-and-set conflict" in str(info.value)
     assert await root_client.kv_current_version("secret", path) == 2
@@ -145,11 +136,11 @@ async def test_cas_write(bao: BaoServer, root_client: VaultClient) -> None:  # n
 
 
 async def approle_client(bao: BaoServer, tmp_path: Path, prefix: str,  # noqa: F811
-                         clock: Any = None, **role_options: object) -> VaultClient:
+                         clock: Any = None, **role_options: object) -> vault.VaultClient:
     role = unique()
     role_id, secret_file = setup_approle(bao, role, prefix, tmp_path, **role_options)
     kwargs = {"clock": clock} if clock is not None else {}
-    client = VaultClient(bao.addr, AppRoleAuth(role_id, secret_file), **kwargs)
+    client = vault.VaultClient(bao.addr, vault.AppRoleAuth(role_id, secret_file), **kwargs)
     await client.login()
     return client
 
@@ -165,7 +156,7 @@ async def test_approle_login_reads_only_its_paths(bao: BaoServer, tmp_path: Path
         store = store_for(client, prefix, "roshan")
         assert await store.poll() == ["roshan"]
         assert store.password("roshan") == "rosh-pw"
-        with pytest.raises(VaultAuthError, match="permission denied"):
+        with pytest.raises(vault.VaultAuthError, match="permission denied"):
             await client.kv_read("secret", "elsewhere/roshan")
         assert await client.kv_list("secret", prefix) == ["roshan"]
     finally:
@@ -175,13 +166,13 @@ async def test_approle_login_reads_only_its_paths(bao: BaoServer, tmp_path: Path
 async def test_approle_bad_secret_id(bao: BaoServer, tmp_path: Path) -> None:  # noqa: F811
     role_id, secret_file = setup_approle(bao, unique(), unique(), tmp_path)
     secret_file.write_text("not-the-secret-id")
-    async with VaultClient(bao.addr, AppRoleAuth(role_id, secret_file)) as client:
-        with pytest.raises(VaultAuthError) as info:
+    async with vault.VaultClient(bao.addr, vault.AppRoleAuth(role_id, secret_file)) as client:
+        with pytest.raises(vault.VaultAuthError) as info:
             await client.login()
         assert "not-the-secret-id" not in str(info.value)
         assert client.token_ttl_remaining() is None
-    missing = VaultClient(bao.addr, AppRoleAuth(role_id, tmp_path / "absent"))
-    with pytest.raises(VaultAuthError, match="cannot read the AppRole secret_id file"):
+    missing = vault.VaultClient(bao.addr, vault.AppRoleAuth(role_id, tmp_path / "absent"))
+    with pytest.raises(vault.VaultAuthError, match="cannot read the AppRole secret_id file"):
         await missing.login()
     await missing.close()
 
@@ -223,7 +214,7 @@ async def test_near_max_ttl_logs_in_again(bao: BaoServer, tmp_path: Path,  # noq
                                           clock: Any) -> None:
     role = unique()
     role_id, secret_file = setup_approle(bao, role, unique(), tmp_path)
-    client = VaultClient(bao.addr, AppRoleAuth(role_id, secret_file), clock=clock)
+    client = vault.VaultClient(bao.addr, vault.AppRoleAuth(role_id, secret_file), clock=clock)
     try:
         await client.login()
         # the role's max TTL shrinks: the next renewal is capped far below what was asked
@@ -237,16 +228,16 @@ async def test_near_max_ttl_logs_in_again(bao: BaoServer, tmp_path: Path,  # noq
 
 
 async def test_token_auth(bao: BaoServer) -> None:  # noqa: F811
-    with pytest.raises(VaultAuthError, match="SMPPD_NO_SUCH_VAR"):
-        TokenAuth.from_env("SMPPD_NO_SUCH_VAR", {})
-    auth = TokenAuth.from_env("T", {"T": bao.root_token})
+    with pytest.raises(vault.VaultAuthError, match="SMPPD_NO_SUCH_VAR"):
+        vault.TokenAuth.from_env("SMPPD_NO_SUCH_VAR", {})
+    auth = vault.TokenAuth.from_env("T", {"T": bao.root_token})
     assert bao.root_token not in repr(auth)
-    async with VaultClient(bao.addr, auth) as client:
+    async with vault.VaultClient(bao.addr, auth) as client:
         await client.login()
         assert client.token_ttl_remaining() == math.inf  # the dev root token never expires
         assert await client.renew_if_due() == "none"
-    async with VaultClient(bao.addr, TokenAuth("s.bogus")) as client:
-        with pytest.raises(VaultAuthError):
+    async with vault.VaultClient(bao.addr, vault.TokenAuth("s.bogus")) as client:
+        with pytest.raises(vault.VaultAuthError):
             await client.login()
 
 
@@ -257,10 +248,10 @@ async def test_vault_down_keeps_cached_credentials(bao_fresh: BaoServer) -> None
     prefix = unique()
     put(bao_fresh, f"{prefix}/roshan", system_id="smppd-roshan", password="rosh-v1")
     put(bao_fresh, f"{prefix}/mtn", system_id="smppd-mtn", password="mtn-pw")
-    async with VaultClient(bao_fresh.addr, TokenAuth(bao_fresh.root_token)) as client:
+    async with vault.VaultClient(bao_fresh.addr, vault.TokenAuth(bao_fresh.root_token)) as client:
         await client.login()
-        store = CredentialStore(client, ["roshan", "mtn", "awcc"],
-                                path_template=prefix + "/{operator_id}")
+        store = vault.CredentialStore(client, ["roshan", "mtn", "awcc"],
+                                      path_template=prefix + "/{operator_id}")
         assert await store.poll() == ["roshan", "mtn"]
         put(bao_fresh, f"{prefix}/roshan", system_id="smppd-roshan", password="rosh-v2")
         assert await store.poll() == ["roshan"]
@@ -275,12 +266,12 @@ async def test_vault_down_keeps_cached_credentials(bao_fresh: BaoServer) -> None
         assert store.current("awcc") is None
         assert store.status("awcc").startswith("no credentials: never read from Vault "
                                                "(vault unreachable")
-        with pytest.raises(VaultUnavailable):
+        with pytest.raises(vault.VaultUnavailable):
             await store.refresh("roshan")
         assert store.password("roshan") == "rosh-v2"
         # a refused rotation still falls back, to the version held in memory
         assert (await store.fall_back("roshan")).password == "rosh-v1"
-        with pytest.raises(VaultUnavailable, match="unreachable"):
+        with pytest.raises(vault.VaultUnavailable, match="unreachable"):
             await client.kv_current_version("secret", f"{prefix}/mtn")
 
 
@@ -296,7 +287,7 @@ async def test_secrets_never_in_logs_or_reprs(bao_fresh: BaoServer, tmp_path: Pa
         put(bao_fresh, f"{prefix}/roshan", system_id="smppd-roshan", password=password)
     role_id, secret_file = setup_approle(bao_fresh, "smppd", prefix, tmp_path)
     secret_id = secret_file.read_text().strip()
-    client = VaultClient(bao_fresh.addr, AppRoleAuth(role_id, secret_file))
+    client = vault.VaultClient(bao_fresh.addr, vault.AppRoleAuth(role_id, secret_file))
     texts: list[str] = []
     try:
         await client.login()
@@ -315,7 +306,7 @@ async def test_secrets_never_in_logs_or_reprs(bao_fresh: BaoServer, tmp_path: Pa
         for call in (store.refresh("roshan"), client.login()):
             try:
                 await call
-            except VaultError as exc:
+            except vault.VaultError as exc:
                 texts.append(str(exc))
                 texts.append(repr(exc))
         texts.append(str(store.statuses()))

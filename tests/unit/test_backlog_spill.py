@@ -60,6 +60,17 @@ class Intake:
             "message_id": i, "tenant_id": "t1", "source": "SMPPD",
             "destination": f"+9370{n:07d}", "text": text}) for n, i in enumerate(ids)])
 
+    async def accept_batches(self, prefix: str, batches: int, size: int) -> list[str]:
+        """``batches`` accept batches of ``size`` messages (``{prefix}{batch}-{n:03d}``),
+        the queue within its limit after each; the ids in the order accepted."""
+        accepted: list[str] = []
+        for batch in range(batches):
+            ids = names(f"{prefix}{batch}-", size)
+            await self.accept(ids)
+            accepted += ids
+            assert len(self.op.queue) <= self.config.operators[0].queue_limit
+        return accepted
+
     async def take(self, count: int | None = None) -> list[tuple[str, int]]:
         """Take up to ``count`` parts (all, if None) as the binds would, letting the
         refills they start run whenever the queue is empty."""
@@ -105,12 +116,7 @@ def names(prefix: str, count: int, start: int = 0) -> list[str]:
 async def test_queue_stays_within_its_limit_and_each_message_goes_once_in_order(
         intakes: Callable[..., Any]) -> None:
     intake = await intakes(5)
-    accepted: list[str] = []
-    for batch in range(8):
-        ids = names(f"b{batch}-", 3)
-        await intake.accept(ids)
-        accepted += ids
-        assert len(intake.op.queue) <= 5
+    accepted = await intake.accept_batches("b", 8, 3)
     assert intake.op.spilled
     taken = await intake.take()
     assert [message_id for message_id, _ in taken] == accepted
@@ -126,10 +132,7 @@ async def test_accepts_while_the_queue_drains_keep_their_order(
     accepted: list[str] = []
     taken: list[tuple[str, int]] = []
     for round_ in range(6):
-        for batch in range(3):
-            ids = names(f"r{round_}b{batch}-", 2)
-            await intake.accept(ids)
-            accepted += ids
+        accepted += await intake.accept_batches(f"r{round_}b", 3, 2)
         taken += await intake.take(4)  # fewer than accepted: a backlog builds up
     taken += await intake.take()
     assert [message_id for message_id, _ in taken] == accepted
@@ -156,11 +159,7 @@ async def test_parts_count_against_the_limit_and_a_big_message_goes_alone(
 async def test_restart_resumes_a_spilled_backlog_a_queue_at_a_time(
         intakes: Callable[..., Any]) -> None:
     first = await intakes(5)
-    accepted: list[str] = []
-    for batch in range(4):
-        ids = names(f"b{batch}-", 5)
-        await first.accept(ids)
-        accepted += ids
+    accepted = await first.accept_batches("b", 4, 5)
     sent = await first.take(3)
     await first.submitted(sent)
     await first.dispatcher.settle()

@@ -49,19 +49,54 @@ def assert_no_loss(run: Tally) -> None:
     assert run.duplicates <= WINDOW * BINDS, f"{run.duplicates} duplicates"
 
 
-async def test_latency_500_ms(tmp_path: Path) -> None:
+def assert_all_delivered_once(run: Tally, finals: dict[str, Any], messages: int) -> None:
+    """Slow or sliced is not broken: every message delivered, none lost, none sent twice."""
+    assert_no_loss(run)
+    assert {m["state"] for m in finals.values()} == {"DELIVERED"}, run.states_text()
+    assert (run.reached, run.duplicates) == (messages, 0)
+
+
+async def through_a_steady_fault(tmp_path: Path, toxic: str, attributes: dict[str, int],
+                                 messages: int, timeout: float,
+                                 **keys: Any) -> tuple[dict[str, Any], Tally]:
+    """``messages`` sent with ``toxic`` on both directions of the link from the first
+    submit to the last final state: (the final states, the count at the SMSC)."""
     async with e2e.running_sim([e2e.mno("op")]) as sim, fault_proxy() as server:
         link = await SmscLink.open(server, "op", sim.port_of("op"))
-        async with e2e.running_daemon(config(tmp_path, link)) as daemon:
+        async with e2e.running_daemon(config(tmp_path, link, **keys)) as daemon:
             await e2e.wait_bound(daemon)
-            await link.add_both("latency", latency=500)
-            ids = await e2e.submit(daemon, 100)
-            finals = await e2e.wait_final(daemon, ids, timeout=15.0)
-            run = await count(daemon, ids, [sim], "op")
-    assert {m["state"] for m in finals.values()} == {"DELIVERED"}
-    assert_no_loss(run)
-    assert run.duplicates == 0  # slow is not broken: nothing is sent twice
-    assert run.reached == 100
+            await link.add_both(toxic, **attributes)
+            ids = await e2e.submit(daemon, messages)
+            finals = await e2e.wait_final(daemon, ids, timeout=timeout)
+            return finals, await count(daemon, ids, [sim], "op")
+
+
+async def through_a_cut(tmp_path: Path, toxic: str, messages: int, *, cut_after: int,
+                        timeout: float, behaviour: Behaviour | None = None,
+                        **keys: Any) -> tuple[dict[str, Any], Tally]:
+    """``messages`` submitted; once the SMSC has ``cut_after`` of them, ``toxic`` on the
+    link until every bind is down, then off again: (the final states, the count at the
+    SMSC)."""
+    async with e2e.running_sim([e2e.mno("op", behaviour=behaviour)]) as sim, \
+            fault_proxy() as server:
+        link = await SmscLink.open(server, "op", sim.port_of("op"))
+        async with e2e.running_daemon(config(tmp_path, link, **keys)) as daemon:
+            await e2e.wait_bound(daemon)
+            ids = await e2e.submit(daemon, messages)
+            await e2e.wait_for(lambda: len(e2e.submits(sim, "op")) >= cut_after, 10.0,
+                               what=f"{cut_after} submits")
+            cut = await link.add(toxic, timeout=0)
+            op = daemon.operators["op"]
+            await e2e.wait_for(lambda: op.bound_count == 0, 10.0, what=f"the binds down ({toxic})")
+            await link.remove(cut)
+            finals = await e2e.wait_final(daemon, ids, timeout=timeout)
+            return finals, await count(daemon, ids, [sim], "op")
+
+
+async def test_latency_500_ms(tmp_path: Path) -> None:
+    finals, run = await through_a_steady_fault(tmp_path, "latency", {"latency": 500}, 100,
+                                               timeout=15.0)
+    assert_all_delivered_once(run, finals, 100)
 
 
 async def test_black_hole(tmp_path: Path) -> None:
@@ -69,19 +104,8 @@ async def test_black_hole(tmp_path: Path) -> None:
     # takes the submits, so anything resent is a duplicate at the SMSC. As with the
     # defaults (30 s and 2 x 30 s), a response is overdue before the peer is declared
     # dead: 1 s, then 2 x 1 s.
-    async with e2e.running_sim([e2e.mno("op")]) as sim, fault_proxy() as server:
-        link = await SmscLink.open(server, "op", sim.port_of("op"))
-        async with e2e.running_daemon(config(tmp_path, link, tps=50,
-                                             response_timeout=1.0)) as daemon:
-            await e2e.wait_bound(daemon)
-            ids = await e2e.submit(daemon, 200)
-            await e2e.wait_for(lambda: len(e2e.submits(sim, "op")) >= 40, 10.0, what="40 submits")
-            hole = await link.add("timeout", timeout=0)
-            op = daemon.operators["op"]
-            await e2e.wait_for(lambda: op.bound_count == 0, 10.0, what="the dead link found")
-            await link.remove(hole)
-            finals = await e2e.wait_final(daemon, ids, timeout=20.0)
-            run = await count(daemon, ids, [sim], "op")
+    finals, run = await through_a_cut(tmp_path, "timeout", 200, cut_after=40, timeout=20.0,
+                                      tps=50, response_timeout=1.0)
     assert_no_loss(run)
     # In doubt: the submits in flight when the answers stopped (at most a window per
     # bind) end UNKNOWN; every other message is delivered.
@@ -95,20 +119,10 @@ async def test_black_hole(tmp_path: Path) -> None:
 
 
 async def test_reset_mid_window(tmp_path: Path) -> None:
-    # Answers 100 ms late, so each bind's window is full when the RST comes.
-    slow = Behaviour(response_delay_ms=100)
-    async with e2e.running_sim([e2e.mno("op", behaviour=slow)]) as sim, fault_proxy() as server:
-        link = await SmscLink.open(server, "op", sim.port_of("op"))
-        async with e2e.running_daemon(config(tmp_path, link)) as daemon:
-            await e2e.wait_bound(daemon)
-            ids = await e2e.submit(daemon, 300)
-            await e2e.wait_for(lambda: len(e2e.submits(sim, "op")) >= 60, 10.0, what="60 submits")
-            reset = await link.add("reset_peer", timeout=0)  # RST at each side's next data
-            op = daemon.operators["op"]
-            await e2e.wait_for(lambda: op.bound_count == 0, 10.0, what="both binds reset")
-            await link.remove(reset)
-            finals = await e2e.wait_final(daemon, ids, timeout=15.0)
-            run = await count(daemon, ids, [sim], "op")
+    # Answers 100 ms late, so each bind's window is full when the RST comes (at each
+    # side's next data).
+    finals, run = await through_a_cut(tmp_path, "reset_peer", 300, cut_after=60, timeout=15.0,
+                                      behaviour=Behaviour(response_delay_ms=100))
     assert_no_loss(run)
     # What was in flight at the reset is sent again: every message is delivered.
     assert {m["state"] for m in finals.values()} == {"DELIVERED"}, run.states_text()
@@ -116,33 +130,18 @@ async def test_reset_mid_window(tmp_path: Path) -> None:
 
 
 async def test_one_byte_slices(tmp_path: Path) -> None:
-    async with e2e.running_sim([e2e.mno("op")]) as sim, fault_proxy() as server:
-        link = await SmscLink.open(server, "op", sim.port_of("op"))
-        async with e2e.running_daemon(config(tmp_path, link)) as daemon:
-            await e2e.wait_bound(daemon)
-            await link.add_both("slicer", average_size=1, size_variation=0, delay=0)
-            ids = await e2e.submit(daemon, 100)
-            finals = await e2e.wait_final(daemon, ids, timeout=15.0)
-            run = await count(daemon, ids, [sim], "op")
-    assert_no_loss(run)
     # Framing is by command_length, not by read: PDUs in 1-byte pieces are whole PDUs.
-    assert {m["state"] for m in finals.values()} == {"DELIVERED"}, run.states_text()
-    assert (run.reached, run.duplicates) == (100, 0)
+    finals, run = await through_a_steady_fault(
+        tmp_path, "slicer", {"average_size": 1, "size_variation": 0, "delay": 0}, 100,
+        timeout=15.0)
+    assert_all_delivered_once(run, finals, 100)
 
 
 async def test_bandwidth_1_kb_per_second(tmp_path: Path) -> None:
-    async with e2e.running_sim([e2e.mno("op")]) as sim, fault_proxy() as server:
-        link = await SmscLink.open(server, "op", sim.port_of("op"))
-        # A response may wait behind receipts at 1,000 bytes/s: 5 s before it is in doubt.
-        async with e2e.running_daemon(config(tmp_path, link, response_timeout=5.0)) as daemon:
-            await e2e.wait_bound(daemon)
-            await link.add_both("bandwidth", rate=1)
-            ids = await e2e.submit(daemon, 30)
-            finals = await e2e.wait_final(daemon, ids, timeout=20.0)
-            run = await count(daemon, ids, [sim], "op")
-    assert_no_loss(run)
-    assert {m["state"] for m in finals.values()} == {"DELIVERED"}, run.states_text()
-    assert (run.reached, run.duplicates) == (30, 0)
+    # A response may wait behind receipts at 1,000 bytes/s: 5 s before it is in doubt.
+    finals, run = await through_a_steady_fault(tmp_path, "bandwidth", {"rate": 1}, 30,
+                                               timeout=20.0, response_timeout=5.0)
+    assert_all_delivered_once(run, finals, 30)
 
 
 async def test_smsc_killed_and_restarted(tmp_path: Path) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -105,20 +104,6 @@ async def test_lookup_from_hot_index_and_from_table(path: str) -> None:
         assert await s.lookup_part("op", "zz") is None
     finally:
         await s.close()
-
-
-async def test_concurrent_calls_commit_together_and_a_bad_one_fails_alone(
-    store: SqliteStore,
-) -> None:
-    await store.accept([message("dup")])
-    results = await asyncio.gather(
-        *(store.accept([message(f"m{i}")]) for i in range(50)),
-        store.accept([message("dup")]),
-        return_exceptions=True,
-    )
-    assert all(r is None for r in results[:50])
-    assert isinstance(results[50], sqlite3.IntegrityError)
-    assert len(await store.pending_messages()) == 51
 
 
 def _in_database_file(path: str, tmp: Path) -> int:
