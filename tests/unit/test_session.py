@@ -16,6 +16,7 @@ from smppd.protocol.session import (
     BindRefused,
     Bound,
     Closed,
+    Event,
     NotBoundError,
     ProtocolError,
     RawRequestReceived,
@@ -48,6 +49,14 @@ def bound_esme(now: float = 0.0, bind: type[p.Bind] = p.BindTransceiver,
 def state(session: Session) -> State:
     """The current state, read through a call so mypy does not keep an earlier narrowing."""
     return session.state
+
+
+def closing(events: list[Event], reason: str, *before: type[Event]) -> Closed:
+    """Check that ``events`` are ``before`` (by type), then a Closed for ``reason``."""
+    assert [type(e) for e in events] == [*before, Closed], events
+    closed = events[-1]
+    assert isinstance(closed, Closed) and closed.reason == reason, closed
+    return closed
 
 
 def submit(**fields: object) -> p.SubmitSm:
@@ -239,20 +248,16 @@ def test_dead_peer_after_two_intervals() -> None:
     session.send_request(submit(), 5.0)
     session.tick(30.0)  # probe sent, never answered
     assert session.next_deadline() == 60.0
-    events = session.tick(60.0)
-    assert len(events) == 1 and isinstance(events[0], Closed)
-    assert events[0].reason == "dead_peer"
-    assert [p.command_id for p in events[0].abandoned] == [CommandId.SUBMIT_SM,
-                                                           CommandId.ENQUIRE_LINK]
+    closed = closing(session.tick(60.0), "dead_peer")
+    assert [p.command_id for p in closed.abandoned] == [CommandId.SUBMIT_SM,
+                                                        CommandId.ENQUIRE_LINK]
     assert session.state is State.CLOSED
 
 
 def test_dead_peer_when_the_probe_expires_first() -> None:
     session = bound_esme(now=0.0, enquire_link_interval=30.0, response_timeout=10.0)
     session.tick(30.0)
-    events = session.tick(60.0)
-    assert [type(e) for e in events] == [RequestExpired, Closed]
-    assert isinstance(events[1], Closed) and events[1].reason == "dead_peer"
+    closing(session.tick(60.0), "dead_peer", RequestExpired)
 
 
 # --- answers the protocol obliges -------------------------------------------------------
@@ -275,9 +280,7 @@ def test_peer_unbind() -> None:
     session.send_request(submit(), 0.0)
     session.data_to_send()
     events = session.receive_data(E(p.Unbind(sequence_number=8)) + E(p.EnquireLink()), 1.0)
-    assert len(events) == 1 and isinstance(events[0], Closed)
-    assert events[0].reason == "peer_unbound"
-    assert [p.sequence_number for p in events[0].abandoned] == [2]
+    assert [p.sequence_number for p in closing(events, "peer_unbound").abandoned] == [2]
     assert session.data_to_send() == E(p.UnbindResp(sequence_number=8))
     assert session.state is State.CLOSED
 
@@ -317,10 +320,10 @@ def test_invalid_command_length_closes() -> None:
     session.send_request(submit(), 0.0)
     session.data_to_send()
     events = session.receive_data(bytes.fromhex("00000004 00000015"), 1.0)
+    closed = closing(events, "framing_error", ProtocolError)
     assert isinstance(events[0], ProtocolError)
     assert isinstance(events[0].error, InvalidCommandLengthError)
-    assert isinstance(events[1], Closed) and events[1].reason == "framing_error"
-    assert [p.sequence_number for p in events[1].abandoned] == [2]
+    assert [p.sequence_number for p in closed.abandoned] == [2]
     assert session.data_to_send() == p.generic_nack(0, Status.ESME_RINVCMDLEN)
 
 
@@ -372,9 +375,7 @@ def test_unbind_then_unbind_resp() -> None:
 def test_unbind_timeout() -> None:
     session = bound_esme(response_timeout=5.0, enquire_link_interval=100.0)
     session.unbind(10.0)
-    events = session.tick(15.0)
-    assert [type(e) for e in events] == [RequestExpired, Closed]
-    assert isinstance(events[1], Closed) and events[1].reason == "unbind_timeout"
+    closing(session.tick(15.0), "unbind_timeout", RequestExpired)
 
 
 def test_connection_lost_abandons_pending() -> None:
