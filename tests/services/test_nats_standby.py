@@ -129,7 +129,8 @@ async def test_only_the_leader_takes_an_operators_commands(
         leader = await started(replica("a"))
         standby: Daemon | None = None
         try:
-            await e2e.wait_for(lambda: leader.parts.fleet.standbys["op"].leader, 3 * LEASE, what="a leads")
+            await e2e.wait_for(lambda: leader.parts.fleet.standbys["op"].leader, 3 * LEASE,
+                               what="a leads")
             standby = await started(replica("b"))
             reasons = await Reasons.watch(js, names)
             durable = f"{names['consumer']}-op"
@@ -162,8 +163,9 @@ async def test_only_the_leader_takes_an_operators_commands(
 
             # A clean stop hands the lease, and the consumer, to the other replica.
             await leader.stop()
-            await e2e.wait_for(lambda: standby is not None and standby.parts.fleet.standbys["op"].leader,
-                               3 * LEASE, what="b leads")
+            await e2e.wait_for(
+                lambda: standby is not None and standby.parts.fleet.standbys["op"].leader,
+                3 * LEASE, what="b leads")
             later = [f"d-{i}" for i in range(50)]
             await publish(js, subject, later, destination="+93700000001")
             await wait_states(dsn, later, delivered(len(later)), 15.0, 0.1,
