@@ -68,7 +68,6 @@ def check_operator_id(value: str) -> str:
 def _member_of(enum: type[IntEnum], name: str, *, auto: bool) -> BeforeValidator:
     """A value of ``enum`` (a TON, an NPI), or "auto" where ``auto``; bools refused."""
     allowed = ('"auto" or ' if auto else "") + f"{name} value {sorted(int(m) for m in enum)}"
-
     members = enum._value2member_map_
 
     def check(value: Any) -> Any:
@@ -87,19 +86,25 @@ TonValue = Annotated[int, _member_of(Ton, "a TON", auto=False)]
 NpiValue = Annotated[int, _member_of(Npi, "an NPI", auto=False)]
 
 
+def _check_scheme(url: str, schemes: tuple[str, ...]) -> None:
+    # The message never echoes the URL: it may carry a password.
+    if not url.startswith(schemes):
+        raise ValueError("must start with " + " or ".join(schemes))
+
+
 def url_scheme(value: SecretStr | None, schemes: tuple[str, ...]) -> None:
     """Check a secret URL's scheme without ever echoing the URL."""
-    if value is not None and not value.get_secret_value().startswith(schemes):
-        raise ValueError("must start with " + " or ".join(schemes))
+    if value is not None:
+        _check_scheme(value.get_secret_value(), schemes)
 
 
 def _secret_url(*schemes: str, several: bool = False) -> AfterValidator:
     """A SecretStr URL with one of ``schemes``; ``several``: a comma-separated list of them."""
 
     def check(value: SecretStr) -> SecretStr:
-        urls = value.get_secret_value().split(",") if several else [value.get_secret_value()]
-        for url in urls:
-            url_scheme(SecretStr(url.strip()), schemes)
+        url = value.get_secret_value()
+        for one in [part.strip() for part in url.split(",")] if several else [url]:
+            _check_scheme(one, schemes)
         return value
 
     return AfterValidator(check)

@@ -75,8 +75,8 @@ class MessageIn(BaseModel):
     validity: int | None = Field(default=None, ge=60, le=7 * 24 * 3600,
                                  description="seconds the SMSC may keep trying")
     priority: int = Field(default=0, ge=0, le=3)
-    callback_url: CallbackUrl | None = Field(default=None, description="http(s) URL its DLR events "
-                                     "are POSTed to (smppd.webhooks)")
+    callback_url: CallbackUrl | None = Field(
+        default=None, description="http(s) URL its DLR events are POSTed to (smppd.webhooks)")
 
     @field_validator("destination")
     @classmethod
